@@ -1,0 +1,560 @@
+//! The canonical event: a CloudEvents 1.0 structured-JSON event whose `data` is [`CallData`].
+//!
+//! Every vendor payload is decoded into a [`CallEvent`] and every output is rendered from one.
+//! Attribute names follow CloudEvents 1.0 (<https://github.com/cloudevents/spec>, `spec.md`) and
+//! its `sequence` and `partitionkey` extensions; `data` holds typed groups, each optional, whose
+//! fields document the vendor field they usually come from (DESIGN.md §3).
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+/// The CloudEvents version callgate emits and accepts.
+pub const SPEC_VERSION: &str = "1.0";
+
+/// One canonical event, serialised as CloudEvents 1.0 structured JSON
+/// (`Content-Type: application/cloudevents+json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallEvent {
+    /// CloudEvents `specversion`; always `"1.0"`.
+    pub specversion: String,
+    /// CloudEvents `id`: the vendor's event id where it has one (RingCentral `uuid`, Enreach
+    /// `Id`, Vidyo `sequenceNum`), else a stable hash of the payload's identifying fields, so a
+    /// redelivered vendor event keeps its id.
+    #[serde(deserialize_with = "text")]
+    pub id: String,
+    /// CloudEvents `source`: `/vendors/<vendor>/...`, with the tenant when known.
+    pub source: String,
+    /// CloudEvents `type`: `call.*`, `presence.changed`, `conference.ended`, `recording.*` or
+    /// `vendor.<vendor>.<EventName>` (DESIGN.md §3 "Types and states").
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// CloudEvents `time`: when the vendor says the event happened, RFC 3339 UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    pub time: Option<String>,
+    /// CloudEvents `subject`: the call id for call events, the user id for presence.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    pub subject: Option<String>,
+    /// CloudEvents `sequence` extension: the vendor's own ordering number, as a decimal string
+    /// (RingCentral `body.sequence`, Vidyo `sequenceNum`).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    pub sequence: Option<String>,
+    /// CloudEvents `partitionkey` extension: events with the same key are delivered in order.
+    /// The call id for call events, the user id for presence.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    pub partitionkey: Option<String>,
+    /// CloudEvents `datacontenttype`; `application/json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datacontenttype: Option<String>,
+    /// The typed payload.
+    pub data: CallData,
+    /// Any other CloudEvents attribute of an incoming canonical event, kept unchanged.
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+/// The `data` of a [`CallEvent`]: typed groups, each optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CallData {
+    /// The vendor id the event was decoded from (`ringcentral`, `vidyo`, `enablex`,
+    /// `oracle-isr`, `enreach`).
+    pub vendor: String,
+    /// The vendor's own name for the event (RingCentral `event` path, Enreach `EventType`,
+    /// Oracle ISR `event`, EnableX `type`).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    pub vendor_event: Option<String>,
+    /// Account, tenant or organisation id (RingCentral `accountId`, Vidyo `tenantName`,
+    /// Enreach `OrganizationId`, EnableX `app_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    pub tenant: Option<String>,
+    /// The call or call leg, for `call.*` events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call: Option<Call>,
+    /// The monitored user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<User>,
+    /// A conference or room session (Vidyo `conference`, EnableX room).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conference: Option<Conference>,
+    /// The user's endpoint (Vidyo `endpoint` and `endpointDetails`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<Endpoint>,
+    /// A recording, for `recording.*` events (Oracle ISR, EnableX, Enreach).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording: Option<Recording>,
+    /// A contact-centre queue (Enreach `QueueId`, `QueueName`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<Queue>,
+    /// A callback request (Enreach `CallbackChanged`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback: Option<Callback>,
+    /// Vendor fields the model has no place for. Named entries come from a decode rule's
+    /// `keep`; `unmapped` (JSON Pointer → original value) and `omitted` (JSON Pointers) hold
+    /// what the vendor's own template cannot rebuild, so that re-encoding to the same vendor
+    /// reproduces the original payload exactly.
+    #[serde(default)]
+    pub extensions: Map<String, Value>,
+}
+
+/// A call leg as seen from the monitored user's side.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Call {
+    /// The vendor's call or session id (RingCentral `telephonySessionId`, Vidyo
+    /// `uniqueCallID`, Enreach `CallId`).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    pub id: Option<String>,
+    /// The leg or party id (RingCentral party `id`, Enreach `LegId`, Vidyo `participantId`).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    pub leg_id: Option<String>,
+    /// Direction from the monitored user's side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<Direction>,
+    /// The state this event moves the call into; derived from `type` when a mapping omits it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<CallState>,
+    /// Why the call ended (on `call.ended` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<EndReason>,
+    /// The vendor's own reason text (RingCentral `status.reason`, Enreach `Reason`).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    pub vendor_reason: Option<String>,
+    /// The calling party.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<Party>,
+    /// The called party.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<Party>,
+}
+
+/// One end of a call.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Party {
+    /// Phone number or SIP address (RingCentral `phoneNumber`, Enreach `CallerNumber`).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    pub number: Option<String>,
+    /// Display name.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    pub name: Option<String>,
+    /// The vendor's user or extension id of this party, when it is a user of the platform.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    pub user_id: Option<String>,
+}
+
+/// The monitored user.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    /// The vendor's user id (RingCentral extension id, Vidyo `memberID`, Enreach `UserId`).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    pub id: Option<String>,
+    /// Login name (Vidyo `userName`, Enreach `UserName`).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    pub login: Option<String>,
+    /// Display name (Vidyo `displayName`, RingCentral party `name`).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    pub display_name: Option<String>,
+    /// Extension number.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    pub extension: Option<String>,
+    /// Presence, on `presence.changed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence: Option<Presence>,
+    /// The user is on a call (RingCentral `telephonyStatus` ≠ `NoCall`).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_bool")]
+    pub on_call: Option<bool>,
+    /// The user is in a meeting (RingCentral `meetingStatus` = `Connected`).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_bool")]
+    pub in_meeting: Option<bool>,
+    /// The user is in after-call wrap-up (Enreach `UserWrapUp*`).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_bool")]
+    pub wrap_up: Option<bool>,
+}
+
+/// A conference or room session.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Conference {
+    /// Conference id (Vidyo `conferenceID`, EnableX `conf_num`).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    pub id: Option<String>,
+    /// Conference name (Vidyo `conferenceName`).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    pub name: Option<String>,
+    /// Conference kind, vendor-coded (Vidyo `conferenceType`: D, C, ID, IC).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// The room the conference runs in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<Room>,
+}
+
+/// A meeting room.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Room {
+    /// Room id (Vidyo `roomID`, EnableX `room_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    pub id: Option<String>,
+    /// Room name (Vidyo `roomName`).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    pub name: Option<String>,
+    /// Display name (Vidyo `roomDisplayName`).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    pub display_name: Option<String>,
+}
+
+/// The user's endpoint (device or application).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// Endpoint kind, vendor-coded (Vidyo `endpointType`: R, D, G, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// Public IP address (Vidyo `endpointPublicIPAddress`).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    pub ip: Option<String>,
+    /// Endpoint GUID (Vidyo `endpointGUID`).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    pub guid: Option<String>,
+    /// Application name (Vidyo `applicationName`).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    pub application: Option<String>,
+    /// Application version (Vidyo `applicationVersion`).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    pub version: Option<String>,
+    /// Operating system (Vidyo `applicationOs`).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    pub os: Option<String>,
+    /// Device model (Vidyo `deviceModel`).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    pub device: Option<String>,
+}
+
+/// A recording.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Recording {
+    /// Recording id (Oracle ISR `RECORDING_ID`, else `TMP_RECORDING_ID`; Enreach `RecordingId`).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    pub id: Option<String>,
+    /// Segment id (Oracle ISR `SEGMENT_ID`, else `TMP_SEGMENT_ID`).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    pub segment_id: Option<String>,
+    /// File name on the recorder (Oracle ISR `FILENAME`).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    pub file: Option<String>,
+    /// URLs where the recording can be fetched (EnableX `recording`, `files[].url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub urls: Option<Vec<String>>,
+    /// Start, RFC 3339 UTC (Oracle ISR `START_TIME`).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    pub started_at: Option<String>,
+    /// End, RFC 3339 UTC (Oracle ISR `END_TIME`).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    pub ended_at: Option<String>,
+    /// Length in seconds (Oracle ISR `DURATION`).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_f64")]
+    pub duration_s: Option<f64>,
+    /// Time spent paused, in seconds (Oracle ISR `PAUSE_LENGTH`).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_f64")]
+    pub paused_s: Option<f64>,
+    /// Outcome as the vendor states it (Oracle ISR `RESULT`).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    pub result: Option<String>,
+    /// What kind of file became available: `recorded`, `transcoded`, `transferred`.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    pub variant: Option<String>,
+}
+
+/// A contact-centre queue.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Queue {
+    /// Queue id (Enreach `QueueId`).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    pub id: Option<String>,
+    /// Queue name (Enreach `QueueName`).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    pub name: Option<String>,
+}
+
+/// A callback request.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Callback {
+    /// Callback request id (Enreach `CallbackId`).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    pub id: Option<String>,
+}
+
+/// Call direction from the monitored user's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// The call came to the user.
+    Inbound,
+    /// The user placed the call.
+    Outbound,
+}
+
+/// The state a call is in after an event (DESIGN.md §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallState {
+    /// The call exists or is being set up.
+    Initiated,
+    /// The far end is being alerted (outbound, ringback).
+    Ringing,
+    /// The monitored user's device is being alerted (inbound).
+    Alerting,
+    /// Answered, media up.
+    Connected,
+    /// On hold.
+    Held,
+    /// Parked.
+    Parked,
+    /// Terminal.
+    Ended,
+}
+
+impl CallState {
+    /// The state a canonical `call.*` type puts a call in, or `None` for other types.
+    pub fn for_type(event_type: &str) -> Option<CallState> {
+        Some(match event_type {
+            "call.initiated" => CallState::Initiated,
+            "call.ringing" => CallState::Ringing,
+            "call.alerting" => CallState::Alerting,
+            "call.connected" | "call.resumed" | "call.transferring" => CallState::Connected,
+            "call.held" => CallState::Held,
+            "call.parked" => CallState::Parked,
+            "call.ended" => CallState::Ended,
+            _ => return None,
+        })
+    }
+}
+
+/// Why a call ended (DESIGN.md §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// Finished normally, side unknown.
+    Completed,
+    /// The monitored user hung up.
+    CompletedLocal,
+    /// The other side hung up.
+    CompletedRemote,
+    /// Nobody answered in time.
+    NoAnswer,
+    /// The callee declined.
+    Rejected,
+    /// The callee was busy.
+    Busy,
+    /// The caller gave up.
+    Cancelled,
+    /// The user missed the call.
+    Missed,
+    /// Went to voicemail.
+    Voicemail,
+    /// Forwarded or redirected elsewhere.
+    Forwarded,
+    /// Transferred away.
+    Transferred,
+    /// Answered on another device or by another user.
+    PickedUpElsewhere,
+    /// Ended by a moderator, operator or room owner.
+    TerminatedByModerator,
+    /// A technical failure.
+    Failed,
+    /// Not stated.
+    Unknown,
+}
+
+/// A user's presence (DESIGN.md §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Presence {
+    /// Reachable.
+    Available,
+    /// Busy, on a call or in a conference.
+    Busy,
+    /// Do not disturb.
+    Dnd,
+    /// Away or be-right-back.
+    Away,
+    /// Offline or off work.
+    Offline,
+}
+
+/// Every canonical field a decode rule may `set`, as dotted paths.
+pub const SETTABLE_FIELDS: &[&str] = &[
+    "id",
+    "source",
+    "type",
+    "time",
+    "subject",
+    "sequence",
+    "partitionkey",
+    "data.vendor_event",
+    "data.tenant",
+    "data.call.id",
+    "data.call.leg_id",
+    "data.call.direction",
+    "data.call.state",
+    "data.call.reason",
+    "data.call.vendor_reason",
+    "data.call.from.number",
+    "data.call.from.name",
+    "data.call.from.user_id",
+    "data.call.to.number",
+    "data.call.to.name",
+    "data.call.to.user_id",
+    "data.user.id",
+    "data.user.login",
+    "data.user.display_name",
+    "data.user.extension",
+    "data.user.presence",
+    "data.user.on_call",
+    "data.user.in_meeting",
+    "data.user.wrap_up",
+    "data.conference.id",
+    "data.conference.name",
+    "data.conference.type",
+    "data.conference.room.id",
+    "data.conference.room.name",
+    "data.conference.room.display_name",
+    "data.endpoint.type",
+    "data.endpoint.ip",
+    "data.endpoint.guid",
+    "data.endpoint.application",
+    "data.endpoint.version",
+    "data.endpoint.os",
+    "data.endpoint.device",
+    "data.recording.id",
+    "data.recording.segment_id",
+    "data.recording.file",
+    "data.recording.urls",
+    "data.recording.started_at",
+    "data.recording.ended_at",
+    "data.recording.duration_s",
+    "data.recording.paused_s",
+    "data.recording.result",
+    "data.recording.variant",
+    "data.queue.id",
+    "data.queue.name",
+    "data.callback.id",
+];
+
+impl CallEvent {
+    /// The key that orders this event's delivery: `partitionkey`, else the call id, else the
+    /// user id, else the event id.
+    pub fn ordering_key(&self) -> &str {
+        self.partitionkey
+            .as_deref()
+            .or_else(|| self.data.call.as_ref().and_then(|c| c.id.as_deref()))
+            .or_else(|| self.data.user.as_ref().and_then(|u| u.id.as_deref()))
+            .unwrap_or(&self.id)
+    }
+
+    /// Whether this is a `call.*` event.
+    pub fn is_call(&self) -> bool {
+        self.event_type.starts_with("call.")
+    }
+}
+
+/// Accepts a JSON string, number or bool as text: vendors drift between `"7"` and `7`.
+fn text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    opt_text(d)?.ok_or_else(|| serde::de::Error::custom("expected a string, found null"))
+}
+
+fn opt_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(Value::Bool(b)) => Some(b.to_string()),
+        Some(other) => {
+            return Err(serde::de::Error::custom(format!(
+                "expected a string, found {other}"
+            )));
+        }
+    })
+}
+
+fn opt_f64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    Ok(match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => n.as_f64(),
+        Some(Value::String(s)) => Some(
+            s.trim()
+                .parse()
+                .map_err(|_| serde::de::Error::custom(format!("expected a number, found {s:?}")))?,
+        ),
+        Some(other) => {
+            return Err(serde::de::Error::custom(format!(
+                "expected a number, found {other}"
+            )));
+        }
+    })
+}
+
+fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    Ok(match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(b)) => Some(b),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Some(true),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Some(false),
+        Some(other) => {
+            return Err(serde::de::Error::custom(format!(
+                "expected true or false, found {other}"
+            )));
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn design_example_round_trips_through_serde() {
+        let example = json!({
+            "specversion": "1.0", "id": "837270960869181944",
+            "source": "/vendors/ringcentral/accounts/400144452008", "type": "call.alerting",
+            "time": "2018-06-05T00:14:50.147Z", "subject": "Y3Mx", "sequence": "5",
+            "partitionkey": "Y3Mx", "datacontenttype": "application/json",
+            "data": {
+                "vendor": "ringcentral", "tenant": "400144452008",
+                "call": { "id": "Y3Mx", "leg_id": "cs1-2", "direction": "inbound", "state": "alerting",
+                          "from": { "number": "103", "name": "TheCat Jerry", "user_id": "400144457008" } },
+                "user": { "id": "400144455008", "display_name": "Tom Sawyer", "extension": "102" },
+                "extensions": { "x": 1 }
+            },
+            "traceparent": "00-abc"
+        });
+        let event: CallEvent = serde_json::from_value(example.clone()).unwrap();
+        assert_eq!(event.data.call.as_ref().unwrap().state, Some(CallState::Alerting));
+        assert_eq!(event.other["traceparent"], "00-abc");
+        assert_eq!(serde_json::to_value(&event).unwrap(), example);
+    }
+
+    #[test]
+    fn numbers_are_accepted_as_text_and_bad_enums_are_refused() {
+        let event: CallEvent = serde_json::from_value(json!({
+            "specversion": "1.0", "id": 7, "source": "/x", "type": "call.ended", "sequence": 12,
+            "data": { "vendor": "x", "recording": { "duration_s": "255" } }
+        }))
+        .unwrap();
+        assert_eq!(event.id, "7");
+        assert_eq!(event.sequence.as_deref(), Some("12"));
+        assert_eq!(event.data.recording.unwrap().duration_s, Some(255.0));
+        let bad = serde_json::from_value::<CallEvent>(json!({
+            "specversion": "1.0", "id": "1", "source": "/x", "type": "call.ended",
+            "data": { "vendor": "x", "call": { "reason": "bored" } }
+        }));
+        assert!(bad.unwrap_err().to_string().contains("bored"));
+    }
+
+    #[test]
+    fn state_follows_type() {
+        assert_eq!(
+            CallState::for_type("call.resumed"),
+            Some(CallState::Connected)
+        );
+        assert_eq!(CallState::for_type("presence.changed"), None);
+    }
+}

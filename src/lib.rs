@@ -1,0 +1,13 @@
+//! callgate: a gateway that translates call, presence and video-session status events between
+//! vendors. Data flows one way: transport in → decode → lifecycle → route → encode → queue →
+//! deliver (DESIGN.md §1). This crate is the library behind the `callgate` binary.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod event;
+pub mod lifecycle;
+pub mod mapping;
+pub mod translate;
+
+pub use event::CallEvent;
+pub use mapping::MappingSet;

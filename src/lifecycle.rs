@@ -1,0 +1,206 @@
+//! Per-leg call state across events: drops duplicate event ids and stale sequences, and
+//! derives `call.resumed` when a leg goes from held back to connected.
+//!
+//! State lives in two bounded moka caches with idle expiry, so a gateway that sees millions
+//! of calls keeps only the recent ones. Updates are atomic per leg (`and_compute_with`), so
+//! concurrent requests for one call cannot both pass the sequence check.
+
+use crate::event::{CallEvent, CallState};
+use moka::ops::compute::Op;
+use moka::sync::Cache;
+use std::time::Duration;
+
+/// What the tracker decided about an event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Apply the event (its type may have been rewritten to `call.resumed`).
+    Apply(CallEvent),
+    /// The same vendor event id was seen within the window.
+    Duplicate {
+        /// The duplicate's id.
+        id: String,
+    },
+    /// The vendor sequence is at or below the last applied one for this leg.
+    Stale {
+        /// The leg key.
+        leg: String,
+        /// The last applied sequence.
+        last: u64,
+        /// The sequence of the dropped event.
+        got: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct LegState {
+    last_sequence: Option<u64>,
+    last_state: Option<CallState>,
+}
+
+/// Sizing of the tracker.
+#[derive(Debug, Clone, Copy)]
+pub struct LifecycleLimits {
+    /// Legs remembered at most.
+    pub max_legs: u64,
+    /// Event ids remembered at most.
+    pub max_ids: u64,
+    /// How long an idle leg or a seen id is remembered.
+    pub idle: Duration,
+}
+
+impl Default for LifecycleLimits {
+    fn default() -> Self {
+        LifecycleLimits {
+            max_legs: 1_000_000,
+            max_ids: 1_000_000,
+            idle: Duration::from_secs(6 * 3600),
+        }
+    }
+}
+
+/// The per-leg state tracker.
+#[derive(Clone)]
+pub struct Lifecycle {
+    seen: Cache<String, ()>,
+    legs: Cache<String, LegState>,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Lifecycle::new(LifecycleLimits::default())
+    }
+}
+
+impl Lifecycle {
+    /// A tracker with the given limits.
+    pub fn new(limits: LifecycleLimits) -> Lifecycle {
+        Lifecycle {
+            seen: Cache::builder()
+                .max_capacity(limits.max_ids)
+                .time_to_idle(limits.idle)
+                .build(),
+            legs: Cache::builder()
+                .max_capacity(limits.max_legs)
+                .time_to_idle(limits.idle)
+                .build(),
+        }
+    }
+
+    /// The leg an event belongs to: vendor, call id and leg id for call events; vendor and
+    /// ordering key (the user for presence) otherwise.
+    pub fn leg_key(event: &CallEvent) -> String {
+        match &event.data.call {
+            Some(call) if call.id.is_some() => format!(
+                "{}|{}|{}",
+                event.data.vendor,
+                call.id.as_deref().unwrap_or_default(),
+                call.leg_id.as_deref().unwrap_or_default()
+            ),
+            _ => format!("{}|{}|{}", event.data.vendor, event.event_type, event.ordering_key()),
+        }
+    }
+
+    /// Decides about one event and records it.
+    pub fn observe(&self, mut event: CallEvent) -> Verdict {
+        let id_key = format!("{}|{}", event.data.vendor, event.id);
+        if !self.seen.entry(id_key).or_insert(()).is_fresh() {
+            return Verdict::Duplicate { id: event.id };
+        }
+        let sequence = event.sequence.as_deref().and_then(|s| s.trim().parse::<u64>().ok());
+        let state = CallState::for_type(&event.event_type);
+        let leg = Lifecycle::leg_key(&event);
+        let mut verdict_stale = None;
+        let mut resumed = false;
+        self.legs.entry(leg.clone()).and_compute_with(|current| {
+            let previous = current.map(|e| *e.value());
+            if let (Some(prev), Some(got)) = (previous.and_then(|p| p.last_sequence), sequence) {
+                if got <= prev {
+                    verdict_stale = Some((prev, got));
+                    return Op::Nop;
+                }
+            }
+            resumed = event.event_type == "call.connected"
+                && previous.and_then(|p| p.last_state) == Some(CallState::Held);
+            Op::Put(LegState {
+                last_sequence: sequence.or(previous.and_then(|p| p.last_sequence)),
+                last_state: state.or(previous.and_then(|p| p.last_state)),
+            })
+        });
+        if let Some((last, got)) = verdict_stale {
+            return Verdict::Stale { leg, last, got };
+        }
+        if resumed {
+            event.event_type = "call.resumed".into();
+        }
+        Verdict::Apply(event)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(id: &str, ty: &str, seq: u64) -> CallEvent {
+        serde_json::from_value(json!({
+            "specversion": "1.0", "id": id, "source": "/v", "type": ty, "sequence": seq.to_string(),
+            "data": { "vendor": "v", "call": { "id": "c1", "leg_id": "l1" } }
+        }))
+        .unwrap()
+    }
+
+    fn applied_type(v: Verdict) -> String {
+        match v {
+            Verdict::Apply(e) => e.event_type,
+            other => panic!("expected Apply, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn connected_after_held_is_resumed() {
+        let lc = Lifecycle::default();
+        assert_eq!(applied_type(lc.observe(event("1", "call.connected", 1))), "call.connected");
+        assert_eq!(applied_type(lc.observe(event("2", "call.held", 2))), "call.held");
+        assert_eq!(applied_type(lc.observe(event("3", "call.connected", 3))), "call.resumed");
+        assert_eq!(applied_type(lc.observe(event("4", "call.connected", 4))), "call.connected");
+    }
+
+    #[test]
+    fn duplicates_and_stale_sequences_are_dropped() {
+        let lc = Lifecycle::default();
+        assert_eq!(applied_type(lc.observe(event("1", "call.alerting", 5))), "call.alerting");
+        assert_eq!(
+            lc.observe(event("1", "call.alerting", 5)),
+            Verdict::Duplicate { id: "1".into() }
+        );
+        assert!(matches!(
+            lc.observe(event("2", "call.initiated", 4)),
+            Verdict::Stale { last: 5, got: 4, .. }
+        ));
+        assert!(matches!(
+            lc.observe(event("3", "call.initiated", 5)),
+            Verdict::Stale { last: 5, got: 5, .. }
+        ));
+        assert_eq!(applied_type(lc.observe(event("4", "call.ended", 6))), "call.ended");
+    }
+
+    #[test]
+    fn legs_are_independent() {
+        let lc = Lifecycle::default();
+        let mut other = event("9", "call.alerting", 1);
+        other.data.call.as_mut().unwrap().leg_id = Some("l2".into());
+        assert_eq!(applied_type(lc.observe(event("1", "call.alerting", 5))), "call.alerting");
+        assert_eq!(applied_type(lc.observe(other)), "call.alerting");
+    }
+
+    #[test]
+    fn events_without_sequence_are_never_stale() {
+        let lc = Lifecycle::default();
+        let mut a = event("1", "call.held", 0);
+        a.sequence = None;
+        let mut b = event("2", "call.connected", 0);
+        b.sequence = None;
+        assert_eq!(applied_type(lc.observe(a)), "call.held");
+        assert_eq!(applied_type(lc.observe(b)), "call.resumed");
+    }
+}

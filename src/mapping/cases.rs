@@ -1,0 +1,122 @@
+//! Mapping cases (`mappings/*/cases/*.yaml`): behaviour as data, run by `callgate test` and
+//! by `cargo test`. Each case sends its input through `translate` and checks JSONPaths on the
+//! last output.
+
+use super::path::CompiledPath;
+use super::schema::CaseFile;
+use super::{MappingSet, Problem, read_yaml};
+use crate::translate::{Outcome, Payload, Translator};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// The result of one case.
+#[derive(Debug, Clone)]
+pub struct CaseReport {
+    /// The case file.
+    pub file: PathBuf,
+    /// The case's name.
+    pub name: String,
+    /// What did not match; empty when the case passed.
+    pub failures: Vec<String>,
+}
+
+impl CaseReport {
+    /// Whether the case passed.
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+/// Runs every case of every vendor, in vendor and file order.
+pub fn run_all(mappings: &MappingSet) -> Vec<CaseReport> {
+    mappings
+        .vendors()
+        .flat_map(|v| v.cases.iter())
+        .map(|file| run_case(mappings, file))
+        .collect()
+}
+
+/// Runs one case file.
+pub fn run_case(mappings: &MappingSet, file: &Path) -> CaseReport {
+    let name = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut problems: Vec<Problem> = Vec::new();
+    let Some(case) = read_yaml::<CaseFile>(file, &mut problems) else {
+        return CaseReport {
+            file: file.into(),
+            name,
+            failures: problems.iter().map(|p| p.message.clone()).collect(),
+        };
+    };
+    let name = case.name.clone().unwrap_or(name);
+    let failures = match evaluate(mappings, file, &case) {
+        Ok(failures) => failures,
+        Err(message) => vec![message],
+    };
+    CaseReport {
+        file: file.into(),
+        name,
+        failures,
+    }
+}
+
+fn evaluate(mappings: &MappingSet, file: &Path, case: &CaseFile) -> Result<Vec<String>, String> {
+    let translator = Translator::new(mappings, &case.from, &case.to, "http://receiver.invalid/events")
+        .map_err(|e| e.to_string())?;
+    let inputs = match &case.input {
+        Value::Array(items) => items.clone(),
+        single => vec![single.clone()],
+    };
+    let mut lines = Vec::new();
+    for input in inputs {
+        for payload in load_input(&translator, file, input)? {
+            for outcome in translator.translate(&payload).map_err(|e| e.to_string())? {
+                if let Some(line) = outcome.output_line() {
+                    lines.push(line);
+                } else if let Outcome::Dropped(v) = outcome {
+                    tracing::debug!(?v, "case input dropped by lifecycle");
+                }
+            }
+        }
+    }
+    let mut failures = Vec::new();
+    if let Some(expected) = case.outputs {
+        if lines.len() != expected {
+            failures.push(format!("expected {expected} outputs, got {}", lines.len()));
+        }
+    }
+    if case.expect.is_empty() {
+        return Ok(failures);
+    }
+    let Some(last) = lines.last() else {
+        failures.push("no output to check (every event was skipped or dropped)".into());
+        return Ok(failures);
+    };
+    for (path, expected) in &case.expect {
+        let compiled = CompiledPath::compile(path).map_err(|e| e.to_string())?;
+        let actual = compiled.first(last, last).cloned().unwrap_or(Value::Null);
+        if &actual != expected {
+            failures.push(format!("{path}: expected {expected}, got {actual}"));
+        }
+    }
+    if !failures.is_empty() {
+        failures.push(format!("output: {last}"));
+    }
+    Ok(failures)
+}
+
+fn load_input(translator: &Translator<'_>, file: &Path, input: Value) -> Result<Vec<Payload>, String> {
+    match input {
+        Value::String(rel) => {
+            let path = file.parent().unwrap_or(Path::new(".")).join(&rel);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("input {}: {e}", path.display()))?;
+            translator.read(&text).map_err(|e| e.to_string())
+        }
+        inline => translator
+            .read(&inline.to_string())
+            .map_err(|e| e.to_string()),
+    }
+}

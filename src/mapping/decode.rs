@@ -1,0 +1,283 @@
+//! Decode: a vendor payload → canonical events, by the rules of the vendor's `decode.yaml`.
+//!
+//! The first rule whose `when` paths all match applies; `each` makes one event per selected
+//! node; `let` values are computed first, then `type`, `set` and `keep`. Fields the rule does
+//! not set get canonical defaults (source, id, state from type, subject and partitionkey).
+
+use super::path::CompiledPath;
+use super::value::{Scope, ValueExpr, text};
+use crate::event::{CallEvent, CallState, SPEC_VERSION};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+/// Why a payload could not be decoded. Each names the vendor and what did not match.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// No rule's `when` matched.
+    #[error("{vendor}: no decode rule matched this payload (tried {tried})")]
+    NoRule {
+        /// Vendor id.
+        vendor: String,
+        /// Each rule with its `when` paths.
+        tried: String,
+    },
+    /// A rule's `each` path selected nothing.
+    #[error("{vendor}: rule `{rule}`: `each` path {path} selected nothing")]
+    EmptyEach {
+        /// Vendor id.
+        vendor: String,
+        /// Rule name.
+        rule: String,
+        /// The `each` path.
+        path: String,
+    },
+    /// The rule's `type` gave no value for this payload.
+    #[error("{vendor}: rule `{rule}`: `type` gave no value for this payload")]
+    NoType {
+        /// Vendor id.
+        vendor: String,
+        /// Rule name.
+        rule: String,
+    },
+    /// The decoded fields do not form a valid canonical event.
+    #[error("{vendor}: rule `{rule}`: not a valid canonical event: {message}")]
+    Canonical {
+        /// Vendor id.
+        vendor: String,
+        /// Rule name.
+        rule: String,
+        /// serde's description, naming the field.
+        message: String,
+    },
+    /// The payload is not the shape this vendor sends (e.g. not an object).
+    #[error("{vendor}: {message}")]
+    Shape {
+        /// Vendor id.
+        vendor: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// `--from auto` found no vendor, or more than one.
+    #[error("auto: {0}")]
+    Detect(String),
+}
+
+/// A compiled `decode.yaml`.
+#[derive(Debug)]
+pub struct Decoder {
+    pub(crate) vendor: String,
+    pub(crate) lowercase_keys: bool,
+    pub(crate) detect: Vec<CompiledPath>,
+    pub(crate) unwrap: Vec<CompiledPath>,
+    pub(crate) rules: Vec<Rule>,
+}
+
+/// A compiled decode rule.
+#[derive(Debug)]
+pub struct Rule {
+    pub(crate) name: String,
+    pub(crate) when: Vec<CompiledPath>,
+    pub(crate) each: Option<CompiledPath>,
+    pub(crate) lets: Vec<ValueExpr>,
+    pub(crate) event_type: ValueExpr,
+    pub(crate) sets: Vec<(Vec<String>, ValueExpr)>,
+    pub(crate) keeps: Vec<(String, ValueExpr)>,
+}
+
+impl Decoder {
+    /// Whether any `detect` path matches the payload.
+    pub fn detects(&self, payload: &Value) -> bool {
+        let lowered;
+        let root = if self.lowercase_keys {
+            lowered = lowercase_keys(payload);
+            &lowered
+        } else {
+            payload
+        };
+        self.detect
+            .iter()
+            .any(|p| !p.select(root, root).is_empty())
+    }
+
+    /// Decodes one payload into its canonical events (without fidelity extensions).
+    pub fn decode(&self, payload: &Value) -> Result<Vec<CallEvent>, DecodeError> {
+        if !payload.is_object() {
+            return Err(DecodeError::Shape {
+                vendor: self.vendor.clone(),
+                message: format!("expected a JSON object, found {}", kind(payload)),
+            });
+        }
+        let lowered;
+        let mut root = if self.lowercase_keys {
+            lowered = lowercase_keys(payload);
+            &lowered
+        } else {
+            payload
+        };
+        if let Some(inner) = self
+            .unwrap
+            .iter()
+            .find_map(|p| p.first(root, root).filter(|v| v.is_object()))
+        {
+            root = inner;
+        }
+        let rule = self
+            .rules
+            .iter()
+            .find(|r| r.when.iter().all(|p| !p.select(root, root).is_empty()))
+            .ok_or_else(|| DecodeError::NoRule {
+                vendor: self.vendor.clone(),
+                tried: self
+                    .rules
+                    .iter()
+                    .map(|r| {
+                        let when: Vec<&str> = r.when.iter().map(CompiledPath::as_str).collect();
+                        format!("`{}` when {}", r.name, when.join(" and "))
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            })?;
+        let items = match &rule.each {
+            Some(each) => {
+                let items = each.select(root, root);
+                if items.is_empty() {
+                    return Err(DecodeError::EmptyEach {
+                        vendor: self.vendor.clone(),
+                        rule: rule.name.clone(),
+                        path: each.as_str().to_string(),
+                    });
+                }
+                items
+            }
+            None => vec![root],
+        };
+        items
+            .into_iter()
+            .map(|item| self.decode_item(rule, root, item))
+            .collect()
+    }
+
+    fn decode_item(&self, rule: &Rule, root: &Value, item: &Value) -> Result<CallEvent, DecodeError> {
+        let mut vars: Vec<Option<Value>> = Vec::with_capacity(rule.lets.len());
+        for expr in &rule.lets {
+            let value = expr
+                .eval(&Scope { root, item, vars: &vars })
+                .map(|v| v.into_owned());
+            vars.push(value);
+        }
+        let scope = Scope { root, item, vars: &vars };
+        let event_type = rule
+            .event_type
+            .eval(&scope)
+            .and_then(text)
+            .ok_or_else(|| DecodeError::NoType {
+                vendor: self.vendor.clone(),
+                rule: rule.name.clone(),
+            })?;
+
+        let mut event = Map::new();
+        event.insert("specversion".into(), SPEC_VERSION.into());
+        event.insert("type".into(), Value::String(event_type.clone()));
+        let mut data = Map::new();
+        data.insert("vendor".into(), Value::String(self.vendor.clone()));
+        event.insert("data".into(), Value::Object(data));
+        for (target, expr) in &rule.sets {
+            if let Some(value) = expr.eval(&scope) {
+                insert(&mut event, target, value.into_owned());
+            }
+        }
+        let mut extensions = Map::new();
+        for (name, expr) in &rule.keeps {
+            if let Some(value) = expr.eval(&scope) {
+                extensions.insert(name.clone(), value.into_owned());
+            }
+        }
+        self.fill_defaults(&mut event, &event_type, item);
+        if let Some(Value::Object(data)) = event.get_mut("data") {
+            data.insert("extensions".into(), Value::Object(extensions));
+        }
+        serde_json::from_value(Value::Object(event)).map_err(|e| DecodeError::Canonical {
+            vendor: self.vendor.clone(),
+            rule: rule.name.clone(),
+            message: e.to_string(),
+        })
+    }
+
+    fn fill_defaults(&self, event: &mut Map<String, Value>, event_type: &str, item: &Value) {
+        event
+            .entry("source")
+            .or_insert_with(|| Value::String(format!("/vendors/{}", self.vendor)));
+        event.entry("id").or_insert_with(|| {
+            let digest = Sha256::digest(item.to_string().as_bytes());
+            Value::String(digest[..16].iter().map(|b| format!("{b:02x}")).collect())
+        });
+        event
+            .entry("datacontenttype")
+            .or_insert_with(|| "application/json".into());
+        let data = event.get("data");
+        let call_id = data
+            .and_then(|d| d.pointer("/call/id"))
+            .filter(|v| !v.is_null())
+            .cloned();
+        let user_id = data
+            .and_then(|d| d.pointer("/user/id"))
+            .filter(|v| !v.is_null())
+            .cloned();
+        if let Some(key) = call_id.or(user_id) {
+            event.entry("subject").or_insert_with(|| key.clone());
+            event.entry("partitionkey").or_insert(key);
+        }
+        if let Some(state) = CallState::for_type(event_type) {
+            let path = ["data".to_string(), "call".to_string(), "state".to_string()];
+            let has_state = event.get("data").and_then(|d| d.pointer("/call/state")).is_some();
+            if !has_state {
+                insert(event, &path, serde_json::to_value(state).unwrap_or_default());
+            }
+        }
+    }
+}
+
+fn insert(target: &mut Map<String, Value>, path: &[String], value: Value) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut node = target;
+    for key in parents {
+        let entry = node
+            .entry(key.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !entry.is_object() {
+            *entry = Value::Object(Map::new());
+        }
+        node = match entry {
+            Value::Object(m) => m,
+            _ => return,
+        };
+    }
+    node.insert(last.clone(), value);
+}
+
+/// A copy of `v` with every object key lower-cased (for case-insensitive vendors).
+pub fn lowercase_keys(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.to_lowercase(), lowercase_keys(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(lowercase_keys).collect()),
+        other => other.clone(),
+    }
+}
+
+/// A JSON value's kind, for messages.
+pub fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

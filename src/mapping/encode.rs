@@ -1,0 +1,309 @@
+//! Encode: a canonical event → a vendor payload and the request that carries it.
+//!
+//! Templates are registered once at load. A JSON body template escapes `{{x}}` as JSON string
+//! content and its output is parsed before it is returned; a query template percent-encodes
+//! `{{x}}` and is read back as a parameter object. Encoding to the vendor an event came from
+//! applies the event's fidelity extensions, so same-vendor output equals the original payload.
+
+use super::fidelity;
+use super::helpers::{QUERY_VALUE, json_escape, percent_escape};
+use crate::event::CallEvent;
+use handlebars::{Context, Handlebars};
+use percent_encoding::{percent_decode_str, utf8_percent_encode};
+use serde_json::{Map, Value};
+
+/// Why an event could not be encoded. Names the template and the event.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    /// The template failed to render (a missing field in strict mode, a helper error).
+    #[error("{vendor}: template {template} failed for event {event_id}: {message}")]
+    Render {
+        /// Target vendor id.
+        vendor: String,
+        /// Template file.
+        template: String,
+        /// CloudEvents id of the event.
+        event_id: String,
+        /// What Handlebars said.
+        message: String,
+    },
+    /// The template rendered text that is not JSON.
+    #[error("{vendor}: template {template} rendered invalid JSON for event {event_id}: {message}")]
+    InvalidJson {
+        /// Target vendor id.
+        vendor: String,
+        /// Template file.
+        template: String,
+        /// CloudEvents id of the event.
+        event_id: String,
+        /// The parser's message with line and column.
+        message: String,
+    },
+    /// The event could not be serialised (canonical vendor).
+    #[error("cannot serialise event {event_id}: {message}")]
+    Serialise {
+        /// CloudEvents id of the event.
+        event_id: String,
+        /// serde's message.
+        message: String,
+    },
+}
+
+/// How a template's output is carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TemplateKind {
+    /// A JSON request body.
+    JsonBody,
+    /// URL query parameters (`GET url?name=value&...`).
+    Query,
+    /// The canonical event itself as CloudEvents structured JSON.
+    Canonical,
+}
+
+/// A rendered payload: a JSON body, or a parameter object for query templates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    /// How the payload travels.
+    pub kind: TemplateKind,
+    /// The template file that rendered it (`canonical` for CloudEvents).
+    pub template: String,
+    /// The payload: the body, or `{name: value}` for queries.
+    pub payload: Value,
+}
+
+/// One HTTP request to a receiver.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboundMessage {
+    /// HTTP method.
+    pub method: String,
+    /// Full URL, query included.
+    pub url: String,
+    /// Extra request headers (`Content-Type` among them when there is a body).
+    pub headers: Vec<(String, String)>,
+    /// The body, if any.
+    pub body: Option<String>,
+}
+
+#[derive(Debug)]
+pub(crate) struct EncodeTemplate {
+    pub(crate) types: Vec<String>,
+    pub(crate) file: String,
+    pub(crate) kind: TemplateKind,
+}
+
+/// A compiled `encode.yaml` (or the built-in canonical encoder).
+pub struct Encoder {
+    pub(crate) vendor: String,
+    pub(crate) method: String,
+    pub(crate) content_type: String,
+    pub(crate) json: Handlebars<'static>,
+    pub(crate) query: Handlebars<'static>,
+    pub(crate) templates: Vec<EncodeTemplate>,
+}
+
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoder")
+            .field("vendor", &self.vendor)
+            .field("templates", &self.templates)
+            .finish()
+    }
+}
+
+/// Whether a canonical type matches a `types` entry (exact, or a prefix ending in `*`).
+pub fn type_matches(pattern: &str, event_type: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => event_type.starts_with(prefix),
+        None => pattern == event_type,
+    }
+}
+
+impl Encoder {
+    /// The built-in encoder of the canonical format (CloudEvents structured JSON).
+    pub fn canonical(vendor: &str) -> Encoder {
+        Encoder {
+            vendor: vendor.to_string(),
+            method: "POST".into(),
+            content_type: "application/cloudevents+json".into(),
+            json: Handlebars::new(),
+            query: Handlebars::new(),
+            templates: vec![EncodeTemplate {
+                types: vec!["*".into()],
+                file: "canonical".into(),
+                kind: TemplateKind::Canonical,
+            }],
+        }
+    }
+
+    /// The vendor id this encoder renders for.
+    pub fn vendor(&self) -> &str {
+        &self.vendor
+    }
+
+    /// Whether some template renders this canonical type.
+    pub fn handles(&self, event_type: &str) -> bool {
+        self.template_for(event_type).is_some()
+    }
+
+    fn template_for(&self, event_type: &str) -> Option<&EncodeTemplate> {
+        self.templates
+            .iter()
+            .find(|t| t.types.iter().any(|p| type_matches(p, event_type)))
+    }
+
+    /// Renders an event; `Ok(None)` when no template handles its type (skip, not an error).
+    pub fn render(&self, event: &CallEvent) -> Result<Option<Rendered>, EncodeError> {
+        let Some(template) = self.template_for(&event.event_type) else {
+            return Ok(None);
+        };
+        let mut payload = match template.kind {
+            TemplateKind::Canonical => {
+                serde_json::to_value(event).map_err(|e| EncodeError::Serialise {
+                    event_id: event.id.clone(),
+                    message: e.to_string(),
+                })?
+            }
+            TemplateKind::JsonBody | TemplateKind::Query => {
+                let context = Context::wraps(event).map_err(|e| self.render_error(template, event, e))?;
+                let registry = if template.kind == TemplateKind::Query {
+                    &self.query
+                } else {
+                    &self.json
+                };
+                let text = registry
+                    .render_with_context(&template.file, &context)
+                    .map_err(|e| self.render_error(template, event, e))?;
+                if template.kind == TemplateKind::Query {
+                    parse_query_lines(&text)
+                } else {
+                    serde_json::from_str(&text).map_err(|e| EncodeError::InvalidJson {
+                        vendor: self.vendor.clone(),
+                        template: template.file.clone(),
+                        event_id: event.id.clone(),
+                        message: e.to_string(),
+                    })?
+                }
+            }
+        };
+        if template.kind != TemplateKind::Canonical && event.data.vendor == self.vendor {
+            fidelity::apply(&mut payload, &event.data.extensions);
+        }
+        Ok(Some(Rendered {
+            kind: template.kind,
+            template: template.file.clone(),
+            payload,
+        }))
+    }
+
+    fn render_error(
+        &self,
+        template: &EncodeTemplate,
+        event: &CallEvent,
+        e: handlebars::RenderError,
+    ) -> EncodeError {
+        EncodeError::Render {
+            vendor: self.vendor.clone(),
+            template: template.file.clone(),
+            event_id: event.id.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    /// The request that carries a rendered payload to `url`.
+    pub fn outbound(&self, rendered: &Rendered, url: &str) -> OutboundMessage {
+        match rendered.kind {
+            TemplateKind::Query => {
+                let query = query_string(&rendered.payload);
+                let sep = if url.contains('?') { '&' } else { '?' };
+                OutboundMessage {
+                    method: self.method.clone(),
+                    url: if query.is_empty() {
+                        url.to_string()
+                    } else {
+                        format!("{url}{sep}{query}")
+                    },
+                    headers: Vec::new(),
+                    body: None,
+                }
+            }
+            TemplateKind::JsonBody | TemplateKind::Canonical => OutboundMessage {
+                method: self.method.clone(),
+                url: url.to_string(),
+                headers: vec![("content-type".into(), self.content_type.clone())],
+                body: Some(rendered.payload.to_string()),
+            },
+        }
+    }
+}
+
+/// Reads a rendered query template: one `name=value` per non-blank line, values already
+/// percent-encoded; returns `{name: decoded value}`.
+fn parse_query_lines(text: &str) -> Value {
+    let mut params = Map::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        for pair in line.split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
+            params.insert(decode(name), Value::String(decode(value)));
+        }
+    }
+    Value::Object(params)
+}
+
+/// Writes a parameter object as a query string, percent-encoding names and values (UTF-8).
+pub fn query_string(params: &Value) -> String {
+    let Some(params) = params.as_object() else {
+        return String::new();
+    };
+    params
+        .iter()
+        .map(|(name, value)| {
+            let value = match value {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            format!(
+                "{}={}",
+                utf8_percent_encode(name, QUERY_VALUE),
+                percent_escape(&value)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Builds the two registries of an encoder: JSON-escaping and percent-encoding, both strict.
+pub(crate) fn registries(
+    tables: std::sync::Arc<std::collections::HashMap<String, std::sync::Arc<super::table::Table>>>,
+) -> (Handlebars<'static>, Handlebars<'static>) {
+    let make = |escape: fn(&str) -> String| {
+        let mut r = Handlebars::new();
+        r.set_strict_mode(true);
+        r.set_prevent_indent(true);
+        r.register_escape_fn(escape);
+        super::helpers::register(&mut r, tables.clone());
+        r
+    };
+    (make(json_escape), make(percent_escape))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn query_lines_round_trip() {
+        let params = parse_query_lines("event=A%20B\n\n  x=sip%3A1%402 \nempty=\n");
+        assert_eq!(params, json!({"event": "A B", "x": "sip:1@2", "empty": ""}));
+        assert_eq!(query_string(&params), "event=A%20B&x=sip%3A1%402&empty=");
+    }
+
+    #[test]
+    fn type_patterns() {
+        assert!(type_matches("call.*", "call.ended"));
+        assert!(type_matches("*", "x"));
+        assert!(!type_matches("call.ended", "call.ended.x"));
+    }
+}

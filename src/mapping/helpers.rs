@@ -1,0 +1,290 @@
+//! Handlebars helpers and escape functions for encode templates (DESIGN.md §5).
+//!
+//! Helpers that return a value (`table`, `default`, `epoch_*`, `number`, `upper`, `lower`) go
+//! through the template's escaping like any `{{x}}` and compose as subexpressions; `json`
+//! writes raw JSON and is never escaped. Strict mode does not see a missing helper argument,
+//! so every helper checks its own.
+
+use super::table::Table;
+use chrono::DateTime;
+use handlebars::{
+    Context, Handlebars, Helper, HelperDef, HelperResult, JsonRender, Output, RenderContext,
+    RenderError, RenderErrorReason, ScopedJson,
+};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Characters percent-encoded in query values: everything but RFC 3986 unreserved.
+pub const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Escapes text for the inside of a JSON string literal.
+pub fn json_escape(text: &str) -> String {
+    let quoted = serde_json::to_string(text).unwrap_or_default();
+    quoted[1..quoted.len().saturating_sub(1)].to_string()
+}
+
+/// Percent-encodes text as UTF-8 for a URL query value.
+pub fn percent_escape(text: &str) -> String {
+    utf8_percent_encode(text, QUERY_VALUE).to_string()
+}
+
+/// Registers every callgate helper on a registry.
+pub fn register(registry: &mut Handlebars<'static>, tables: Arc<HashMap<String, Arc<Table>>>) {
+    registry.register_helper("json", Box::new(json_helper));
+    registry.register_helper("table", Box::new(TableHelper(tables)));
+    registry.register_helper("default", Box::new(DefaultHelper));
+    registry.register_helper("number", Box::new(NumberHelper));
+    registry.register_helper("upper", Box::new(CaseHelper(true)));
+    registry.register_helper("lower", Box::new(CaseHelper(false)));
+    for (name, scale) in [("epoch_s", 1i64), ("epoch_ms", 1_000), ("epoch_us", 1_000_000)] {
+        registry.register_helper(name, Box::new(EpochHelper(scale)));
+    }
+}
+
+fn missing(helper: &str, h: &Helper<'_>, at: usize) -> RenderError {
+    let what = h
+        .param(at)
+        .and_then(|p| p.relative_path().cloned())
+        .unwrap_or_else(|| format!("argument {}", at + 1));
+    RenderErrorReason::Other(format!("`{helper}`: {what} is missing")).into()
+}
+
+fn param<'a>(helper: &str, h: &'a Helper<'_>, at: usize) -> Result<&'a Value, RenderError> {
+    match h.param(at) {
+        Some(p) if !p.is_value_missing() => Ok(p.value()),
+        _ => Err(missing(helper, h, at)),
+    }
+}
+
+/// `{{json x}}`: `x` as JSON text (number, bool, null, string with quotes, object).
+fn json_helper(
+    h: &Helper<'_>,
+    _: &Handlebars<'_>,
+    _: &Context,
+    _: &mut RenderContext<'_, '_>,
+    out: &mut dyn Output,
+) -> HelperResult {
+    let value = param("json", h, 0)?;
+    out.write(&value.to_string())?;
+    Ok(())
+}
+
+/// `{{table "name" key...}}`: the table's value for the keys joined with `/` (a missing key
+/// part is empty text). Fails when the table has no entry and no default.
+struct TableHelper(Arc<HashMap<String, Arc<Table>>>);
+
+impl HelperDef for TableHelper {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        let name = param("table", h, 0)?.as_str().unwrap_or_default().to_string();
+        let table = self
+            .0
+            .get(&name)
+            .ok_or_else(|| RenderErrorReason::Other(format!("`table`: unknown table `{name}`")))?;
+        let key: Vec<String> = h
+            .params()
+            .iter()
+            .skip(1)
+            .map(|p| {
+                if p.is_value_missing() || p.value().is_null() {
+                    String::new()
+                } else {
+                    p.value().render()
+                }
+            })
+            .collect();
+        let key = key.join("/");
+        table
+            .get(&key)
+            .map(|v| ScopedJson::Derived(v.clone()))
+            .ok_or_else(|| {
+                RenderErrorReason::Other(format!("table `{name}` has no entry for `{key}`")).into()
+            })
+    }
+}
+
+/// `{{default x fallback}}`: `x` unless it is missing or null.
+struct DefaultHelper;
+
+impl HelperDef for DefaultHelper {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        match h.param(0) {
+            Some(p) if !p.is_value_missing() && !p.value().is_null() => {
+                Ok(ScopedJson::Derived(p.value().clone()))
+            }
+            _ => Ok(ScopedJson::Derived(param("default", h, 1)?.clone())),
+        }
+    }
+}
+
+/// `{{number x}}`: a numeric string (or number) as a JSON number.
+struct NumberHelper;
+
+impl HelperDef for NumberHelper {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        let v = param("number", h, 0)?;
+        let n = match v {
+            Value::Number(n) => n.clone(),
+            Value::String(s) => serde_json::from_str::<serde_json::Number>(s.trim())
+                .map_err(|_| RenderErrorReason::Other(format!("`number`: {s:?} is not a number")))?,
+            other => {
+                return Err(RenderErrorReason::Other(format!("`number`: {other} is not a number")).into());
+            }
+        };
+        Ok(ScopedJson::Derived(Value::Number(n)))
+    }
+}
+
+/// `{{upper x}}` / `{{lower x}}`.
+struct CaseHelper(bool);
+
+impl HelperDef for CaseHelper {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        let name = if self.0 { "upper" } else { "lower" };
+        let text = param(name, h, 0)?.render();
+        Ok(ScopedJson::Derived(Value::String(if self.0 {
+            text.to_uppercase()
+        } else {
+            text.to_lowercase()
+        })))
+    }
+}
+
+/// `{{epoch_s t}}`, `{{epoch_ms t}}`, `{{epoch_us t}}`: an RFC 3339 time as an integer.
+struct EpochHelper(i64);
+
+impl HelperDef for EpochHelper {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        let name = h.name().to_string();
+        let text = param(&name, h, 0)?.render();
+        let t = DateTime::parse_from_rfc3339(&text).map_err(|e| {
+            RenderErrorReason::Other(format!("`{name}`: {text:?} is not an RFC 3339 time: {e}"))
+        })?;
+        let micros = t.timestamp_micros();
+        let n = match self.0 {
+            1 => t.timestamp(),
+            1_000 => t.timestamp_millis(),
+            _ => micros,
+        };
+        Ok(ScopedJson::Derived(Value::from(n)))
+    }
+}
+
+/// Table names a template refers to literally (`table "name"`), for load-time validation.
+pub fn referenced_tables(source: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = source;
+    while let Some(at) = rest.find("table ") {
+        rest = &rest[at + 6..];
+        let trimmed = rest.trim_start();
+        if let Some(quote) = trimmed.chars().next().filter(|c| *c == '"' || *c == '\'') {
+            if let Some(end) = trimmed[1..].find(quote) {
+                names.push(trimmed[1..1 + end].to_string());
+            }
+        }
+    }
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapping::schema::{ScalarKey, TableFile};
+    use serde_json::json;
+
+    fn registry() -> Handlebars<'static> {
+        let mut r = Handlebars::new();
+        r.set_strict_mode(true);
+        r.register_escape_fn(json_escape);
+        let table = Table::compile(&TableFile {
+            map: [(ScalarKey("a/b".into()), json!("AB"))].into_iter().collect(),
+            default: None,
+            ignore_case: false,
+        });
+        let tables = Arc::new(HashMap::from([("t".to_string(), Arc::new(table))]));
+        register(&mut r, tables);
+        r
+    }
+
+    fn render(tpl: &str, data: Value) -> Result<String, RenderError> {
+        registry().render_template(tpl, &data)
+    }
+
+    #[test]
+    fn json_escaping_and_raw_json() {
+        let out = render(
+            r#"{"a": "{{s}}", "b": {{json o}}, "c": {{number n}}}"#,
+            json!({"s": "x\"y\\z\n", "o": {"k": [1, null]}, "n": "42"}),
+        )
+        .unwrap();
+        let parsed: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(parsed, json!({"a": "x\"y\\z\n", "b": {"k": [1, null]}, "c": 42}));
+    }
+
+    #[test]
+    fn table_default_epoch_case() {
+        let out = render(
+            r#"{{table "t" x y}} {{default missing "d"}} {{epoch_us t}} {{upper x}}"#,
+            json!({"x": "a", "y": "b", "t": "2005-06-09T16:50:48.153124Z"}),
+        )
+        .unwrap();
+        assert_eq!(out, "AB d 1118335848153124 A");
+    }
+
+    #[test]
+    fn missing_arguments_and_table_misses_are_errors() {
+        let err = render("{{json nope}}", json!({})).unwrap_err().to_string();
+        assert!(err.contains("nope"), "{err}");
+        let err = render(r#"{{table "t" x}}"#, json!({"x": "zz"})).unwrap_err().to_string();
+        assert!(err.contains("no entry for `zz`"), "{err}");
+        assert!(render("{{plain}}", json!({})).is_err(), "strict mode");
+    }
+
+    #[test]
+    fn percent_encoding_is_utf8_and_keeps_unreserved() {
+        assert_eq!(percent_escape("sip:+1@a b/ü-._~"), "sip%3A%2B1%40a%20b%2F%C3%BC-._~");
+    }
+
+    #[test]
+    fn table_references_are_found() {
+        assert_eq!(
+            referenced_tables(r#"{{table "a" x}} {{#if (eq (table 'b' y) "z")}}{{/if}}"#),
+            vec!["a", "b"]
+        );
+    }
+}

@@ -1,0 +1,602 @@
+//! The mapping engine: loads `mappings/<vendor>/` folders, validates them completely and
+//! purely (every JSONPath compiles, every template parses in strict mode, every table and
+//! var referenced exists, every table value fits its canonical field), compiles them once,
+//! then decodes and encodes without re-parsing anything per event.
+
+pub mod cases;
+pub mod decode;
+pub mod encode;
+pub mod fidelity;
+pub mod helpers;
+pub mod path;
+pub mod schema;
+pub mod table;
+pub mod value;
+
+use crate::event::{CallEvent, SETTABLE_FIELDS};
+use decode::{DecodeError, Decoder, Rule};
+use encode::{EncodeError, EncodeTemplate, Encoder, Rendered, TemplateKind};
+use schema::{DecodeFile, EncodeFile, KeyMatching, PayloadKind, TablesFile, VendorFile};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use serde_saphyr::Spanned;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use table::Table;
+use value::CompileEnv;
+
+/// One problem found while loading mappings, with the file and line at fault.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    /// The file at fault.
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<u64>,
+    /// What is wrong, naming the path, template, table or key.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}", self.file.display(), line, self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+/// Every problem found in a mappings folder; loading fails if there is any.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub struct Problems(pub Vec<Problem>);
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Options for [`MappingSet::decode`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DecodeOptions {
+    /// Compute the fidelity extensions (needed when the event may be encoded back to its own
+    /// vendor or to CloudEvents; costs one extra render per event).
+    pub fidelity: bool,
+}
+
+/// One vendor's compiled mapping.
+#[derive(Debug)]
+pub struct VendorMapping {
+    /// The vendor id (the folder name).
+    pub id: String,
+    /// A one-line description from `vendor.yaml`.
+    pub title: Option<String>,
+    /// What the vendor's payload is.
+    pub payload: PayloadKind,
+    /// Handshake header to echo (RingCentral `Validation-Token`).
+    pub handshake_header: Option<String>,
+    /// Verification-token header (RingCentral `Verification-Token`).
+    pub verification_header: Option<String>,
+    /// The case files of `cases/`.
+    pub cases: Vec<PathBuf>,
+    decoder: Option<Decoder>,
+    encoder: Option<Encoder>,
+}
+
+impl VendorMapping {
+    /// The vendor's encoder, if it has templates.
+    pub fn encoder(&self) -> Option<&Encoder> {
+        self.encoder.as_ref()
+    }
+
+    /// Whether the vendor can be decoded from.
+    pub fn can_decode(&self) -> bool {
+        self.decoder.is_some() || self.payload == PayloadKind::Canonical
+    }
+}
+
+/// A validated, compiled set of vendor mappings.
+#[derive(Debug)]
+pub struct MappingSet {
+    root: PathBuf,
+    vendors: BTreeMap<String, VendorMapping>,
+}
+
+impl MappingSet {
+    /// Loads and validates every vendor folder under `dir`. Returns every problem found.
+    pub fn load(dir: &Path) -> Result<MappingSet, Problems> {
+        let mut problems = Vec::new();
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                return Err(Problems(vec![Problem {
+                    file: dir.to_path_buf(),
+                    line: None,
+                    message: format!("cannot read the mappings folder: {e}"),
+                }]));
+            }
+        };
+        let mut folders: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.join("vendor.yaml").is_file())
+            .collect();
+        folders.sort();
+        if folders.is_empty() {
+            problems.push(Problem {
+                file: dir.to_path_buf(),
+                line: None,
+                message: "no vendor folders (a folder with a vendor.yaml) found".into(),
+            });
+        }
+        let mut vendors = BTreeMap::new();
+        for folder in folders {
+            if let Some(vendor) = load_vendor(&folder, &mut problems) {
+                vendors.insert(vendor.id.clone(), vendor);
+            }
+        }
+        if problems.is_empty() {
+            Ok(MappingSet {
+                root: dir.to_path_buf(),
+                vendors,
+            })
+        } else {
+            Err(Problems(problems))
+        }
+    }
+
+    /// The folder the set was loaded from.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// A vendor by id.
+    pub fn vendor(&self, id: &str) -> Option<&VendorMapping> {
+        self.vendors.get(id)
+    }
+
+    /// Every vendor, by id.
+    pub fn vendors(&self) -> impl Iterator<Item = &VendorMapping> {
+        self.vendors.values()
+    }
+
+    /// Detects the vendor of a payload: the one vendor whose `detect` matches, among vendors
+    /// of the payload's kind (`params` payloads only match `params` vendors).
+    pub fn detect(&self, payload: &Value, params: bool) -> Result<&str, DecodeError> {
+        let matches: Vec<&str> = self
+            .vendors
+            .values()
+            .filter(|v| (v.payload == PayloadKind::Params) == params)
+            .filter(|v| match (&v.decoder, v.payload) {
+                (_, PayloadKind::Canonical) => {
+                    payload.get("specversion").is_some() && payload.get("data").is_some()
+                }
+                (Some(d), _) => d.detects(payload),
+                (None, _) => false,
+            })
+            .map(|v| v.id.as_str())
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok(one),
+            [] => Err(DecodeError::Detect(
+                "the payload matches no vendor's `detect` paths".into(),
+            )),
+            many => Err(DecodeError::Detect(format!(
+                "the payload matches several vendors: {}",
+                many.join(", ")
+            ))),
+        }
+    }
+
+    /// Decodes a payload of `vendor` into canonical events.
+    pub fn decode(
+        &self,
+        vendor: &str,
+        payload: &Value,
+        options: DecodeOptions,
+    ) -> Result<Vec<CallEvent>, DecodeError> {
+        let mapping = self.vendors.get(vendor).ok_or_else(|| DecodeError::Shape {
+            vendor: vendor.to_string(),
+            message: "unknown vendor (no mappings folder)".into(),
+        })?;
+        if mapping.payload == PayloadKind::Canonical {
+            let event: CallEvent =
+                serde_json::from_value(payload.clone()).map_err(|e| DecodeError::Canonical {
+                    vendor: vendor.to_string(),
+                    rule: "cloudevents".into(),
+                    message: e.to_string(),
+                })?;
+            return Ok(vec![event]);
+        }
+        let decoder = mapping.decoder.as_ref().ok_or_else(|| DecodeError::Shape {
+            vendor: vendor.to_string(),
+            message: "this vendor has no decode.yaml".into(),
+        })?;
+        let mut events = decoder.decode(payload)?;
+        if options.fidelity {
+            for event in &mut events {
+                let rendered = match &mapping.encoder {
+                    Some(encoder) => encoder.render(event).ok().flatten(),
+                    None => None,
+                };
+                let residual = match rendered {
+                    Some(r) => fidelity::diff(payload, &r.payload),
+                    None => fidelity::diff(payload, &Value::Null),
+                };
+                residual.store(&mut event.data.extensions);
+            }
+        }
+        Ok(events)
+    }
+
+    /// Renders an event for `vendor`; `Ok(None)` when the vendor has no template for its type.
+    pub fn encode(&self, vendor: &str, event: &CallEvent) -> Result<Option<Rendered>, EncodeError> {
+        match self.vendors.get(vendor).and_then(|v| v.encoder.as_ref()) {
+            Some(encoder) => encoder.render(event),
+            None => Ok(None),
+        }
+    }
+}
+
+fn load_vendor(folder: &Path, problems: &mut Vec<Problem>) -> Option<VendorMapping> {
+    let folder_name = folder.file_name()?.to_string_lossy().into_owned();
+    let vendor_file: VendorFile = read_yaml(&folder.join("vendor.yaml"), problems)?;
+    let start = problems.len();
+    check_vendor_name(&folder.join("vendor.yaml"), &vendor_file.vendor, &folder_name, problems);
+
+    let tables_path = folder.join("tables.yaml");
+    let mut tables = HashMap::new();
+    let mut table_files = TablesFile::default();
+    if tables_path.is_file() {
+        if let Some(file) = read_yaml::<TablesFile>(&tables_path, problems) {
+            table_files = file;
+        }
+    }
+    for (name, file) in &table_files {
+        tables.insert(name.clone(), Arc::new(Table::compile(file)));
+    }
+
+    let mut decoder = None;
+    let decode_path = folder.join("decode.yaml");
+    if vendor_file.payload != PayloadKind::Canonical && decode_path.is_file() {
+        if let Some(file) = read_yaml::<DecodeFile>(&decode_path, problems) {
+            check_vendor_name(&decode_path, &file.vendor, &folder_name, problems);
+            let lowercase = vendor_file.keys == KeyMatching::CaseInsensitive;
+            decoder = Some(compile_decoder(&decode_path, &folder_name, file, &tables, lowercase, problems));
+        }
+    }
+
+    let tables = Arc::new(tables);
+    let mut encoder = None;
+    let encode_path = folder.join("encode.yaml");
+    if vendor_file.payload == PayloadKind::Canonical {
+        encoder = Some(Encoder::canonical(&folder_name));
+    } else if encode_path.is_file() {
+        if let Some(file) = read_yaml::<EncodeFile>(&encode_path, problems) {
+            check_vendor_name(&encode_path, &file.vendor, &folder_name, problems);
+            encoder = Some(compile_encoder(folder, &encode_path, file, tables, problems));
+        }
+    }
+
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(folder.join("cases"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+                .collect()
+        })
+        .unwrap_or_default();
+    cases.sort();
+
+    if problems.len() > start {
+        return None;
+    }
+    Some(VendorMapping {
+        id: folder_name,
+        title: vendor_file.title,
+        payload: vendor_file.payload,
+        handshake_header: vendor_file.handshake_header,
+        verification_header: vendor_file.verification_header,
+        cases,
+        decoder,
+        encoder,
+    })
+}
+
+fn check_vendor_name(file: &Path, named: &str, folder: &str, problems: &mut Vec<Problem>) {
+    if named != folder {
+        problems.push(Problem {
+            file: file.to_path_buf(),
+            line: None,
+            message: format!("`vendor: {named}` does not match its folder `{folder}`"),
+        });
+    }
+}
+
+/// Reads a YAML file into `T`, recording a problem (with serde-saphyr's line) on failure.
+pub(crate) fn read_yaml<T: DeserializeOwned>(path: &Path, problems: &mut Vec<Problem>) -> Option<T> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            problems.push(Problem {
+                file: path.to_path_buf(),
+                line: None,
+                message: format!("cannot read: {e}"),
+            });
+            return None;
+        }
+    };
+    match serde_saphyr::from_str(&text) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            problems.push(Problem {
+                file: path.to_path_buf(),
+                line: None,
+                message: e.to_string(),
+            });
+            None
+        }
+    }
+}
+
+fn at<T>(file: &Path, spanned: &Spanned<T>, message: String) -> Problem {
+    let line = spanned.referenced.line();
+    Problem {
+        file: file.to_path_buf(),
+        line: (line > 0).then_some(line),
+        message,
+    }
+}
+
+fn compile_decoder(
+    file: &Path,
+    vendor: &str,
+    decode: DecodeFile,
+    tables: &HashMap<String, Arc<Table>>,
+    lowercase: bool,
+    problems: &mut Vec<Problem>,
+) -> Decoder {
+    let env = CompileEnv {
+        tables,
+        vars: &[],
+        lowercase_paths: lowercase,
+    };
+    let paths = |list: &[Spanned<String>], what: &str, problems: &mut Vec<Problem>| {
+        list.iter()
+            .filter_map(|p| match env.path(&p.value) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    problems.push(at(file, p, format!("{what}: {e}")));
+                    None
+                }
+            })
+            .collect::<Vec<_>>()
+    };
+    let detect = paths(&decode.detect, "detect", problems);
+    let unwrap = paths(&decode.unwrap, "unwrap", problems);
+    if decode.rules.is_empty() {
+        problems.push(Problem {
+            file: file.to_path_buf(),
+            line: None,
+            message: "`rules` is empty".into(),
+        });
+    }
+    let rules = decode
+        .rules
+        .iter()
+        .map(|rule| compile_rule(file, rule, tables, lowercase, problems))
+        .collect();
+    Decoder {
+        vendor: vendor.to_string(),
+        lowercase_keys: lowercase,
+        detect,
+        unwrap,
+        rules,
+    }
+}
+
+fn compile_rule(
+    file: &Path,
+    rule: &schema::RuleFile,
+    tables: &HashMap<String, Arc<Table>>,
+    lowercase: bool,
+    problems: &mut Vec<Problem>,
+) -> Rule {
+    let label = |what: &str| format!("rule `{}`: {what}", rule.name);
+    let mut var_names: Vec<String> = Vec::new();
+    let mut lets = Vec::new();
+    for (name, raw) in &rule.let_values {
+        let env = CompileEnv {
+            tables,
+            vars: &var_names,
+            lowercase_paths: lowercase,
+        };
+        match env.compile(&raw.value) {
+            Ok(expr) => lets.push(expr),
+            Err(e) => {
+                problems.push(at(file, raw, label(&format!("let `{name}`: {e}"))));
+                lets.push(value::ValueExpr::Literal(Value::Null));
+            }
+        }
+        var_names.push(name.clone());
+    }
+    let env = CompileEnv {
+        tables,
+        vars: &var_names,
+        lowercase_paths: lowercase,
+    };
+    let compile = |raw: &Spanned<schema::RawValue>, what: String, problems: &mut Vec<Problem>| {
+        env.compile(&raw.value)
+            .map_err(|e| problems.push(at(file, raw, label(&format!("{what}: {e}")))))
+            .ok()
+    };
+    let path_at = |p: &Spanned<String>, what: &str, problems: &mut Vec<Problem>| {
+        env.path(&p.value)
+            .map_err(|e| problems.push(at(file, p, label(&format!("{what}: {e}")))))
+            .ok()
+    };
+    let when: Vec<_> = rule
+        .when
+        .0
+        .iter()
+        .filter_map(|p| path_at(p, "when", problems))
+        .collect();
+    if when.is_empty() && rule.when.0.is_empty() {
+        problems.push(Problem {
+            file: file.to_path_buf(),
+            line: None,
+            message: label("`when` is required (the paths that must match)"),
+        });
+    }
+    let each = rule.each.as_ref().and_then(|p| path_at(p, "each", problems));
+    let event_type = compile(&rule.event_type, "type".into(), problems)
+        .unwrap_or(value::ValueExpr::Literal(Value::Null));
+    let mut sets = Vec::new();
+    for (target, raw) in &rule.set {
+        if !SETTABLE_FIELDS.contains(&target.as_str()) {
+            problems.push(at(
+                file,
+                raw,
+                label(&format!(
+                    "set: `{target}` is not a canonical field (see event::SETTABLE_FIELDS: id, \
+                     source, time, data.call.id, data.user.presence, ...)"
+                )),
+            ));
+            continue;
+        }
+        if let Some(expr) = compile(raw, format!("set `{target}`"), problems) {
+            if let Some(problem) = check_table_values(target, &expr) {
+                problems.push(at(file, raw, label(&problem)));
+            }
+            sets.push((target.split('.').map(str::to_string).collect(), expr));
+        }
+    }
+    let mut keeps = Vec::new();
+    for (name, raw) in &rule.keep {
+        if name == fidelity::UNMAPPED || name == fidelity::OMITTED {
+            problems.push(at(file, raw, label(&format!("keep: `{name}` is reserved"))));
+            continue;
+        }
+        if let Some(expr) = compile(raw, format!("keep `{name}`"), problems) {
+            keeps.push((name.clone(), expr));
+        }
+    }
+    Rule {
+        name: rule.name.clone(),
+        when,
+        each,
+        lets,
+        event_type,
+        sets,
+        keeps,
+    }
+}
+
+/// A table feeding a typed canonical field must only hold values that field accepts
+/// (`data.call.reason` ∈ the `EndReason` names, ...).
+fn check_table_values(target: &str, expr: &value::ValueExpr) -> Option<String> {
+    let mut inner = expr;
+    let table = loop {
+        match inner {
+            value::ValueExpr::Table(_, t) => break t,
+            value::ValueExpr::Default(e, _) | value::ValueExpr::Convert(e, _) => inner = e,
+            _ => return None,
+        }
+    };
+    for candidate in table.values() {
+        let mut event = serde_json::json!({
+            "specversion": "1.0", "id": "x", "source": "/x", "type": "x", "data": { "vendor": "x" }
+        });
+        let map = event.as_object_mut()?;
+        let path: Vec<String> = target.split('.').map(str::to_string).collect();
+        let mut node = map;
+        for key in &path[..path.len() - 1] {
+            node = node
+                .entry(key.clone())
+                .or_insert_with(|| Value::Object(Default::default()))
+                .as_object_mut()?;
+        }
+        node.insert(path[path.len() - 1].clone(), candidate.clone());
+        if let Err(e) = serde_json::from_value::<CallEvent>(event) {
+            return Some(format!("set `{target}`: table value {candidate} does not fit: {e}"));
+        }
+    }
+    None
+}
+
+fn compile_encoder(
+    folder: &Path,
+    file: &Path,
+    encode: EncodeFile,
+    tables: Arc<HashMap<String, Arc<Table>>>,
+    problems: &mut Vec<Problem>,
+) -> Encoder {
+    let (mut json, mut query) = encode::registries(tables.clone());
+    let mut templates = Vec::new();
+    for t in encode.templates {
+        let (rel, kind) = match (&t.body, &t.query) {
+            (Some(b), None) => (b.clone(), TemplateKind::JsonBody),
+            (None, Some(q)) => (q.clone(), TemplateKind::Query),
+            _ => {
+                problems.push(Problem {
+                    file: file.to_path_buf(),
+                    line: None,
+                    message: format!("template for {:?}: give exactly one of `body` or `query`", t.types),
+                });
+                continue;
+            }
+        };
+        let path = folder.join(&rel);
+        let source = match std::fs::read_to_string(&path) {
+            Ok(s) => s,
+            Err(e) => {
+                problems.push(Problem {
+                    file: file.to_path_buf(),
+                    line: None,
+                    message: format!("template {rel}: cannot read {}: {e}", path.display()),
+                });
+                continue;
+            }
+        };
+        for name in helpers::referenced_tables(&source) {
+            if !tables.contains_key(&name) {
+                problems.push(Problem {
+                    file: path.clone(),
+                    line: None,
+                    message: format!("unknown table `{name}` (not in tables.yaml)"),
+                });
+            }
+        }
+        let registry = if kind == TemplateKind::Query { &mut query } else { &mut json };
+        if let Err(e) = registry.register_template_string(&rel, &source) {
+            let (line, message) = match e.pos() {
+                Some((line, col)) => (Some(line as u64), format!("column {col}: {}", e.reason())),
+                None => (None, e.reason().to_string()),
+            };
+            problems.push(Problem { file: path, line, message });
+            continue;
+        }
+        templates.push(EncodeTemplate {
+            types: t.types,
+            file: rel,
+            kind,
+        });
+    }
+    Encoder {
+        vendor: encode.vendor,
+        method: encode.method.unwrap_or_else(|| "POST".into()),
+        content_type: encode
+            .content_type
+            .unwrap_or_else(|| "application/json".into()),
+        json,
+        query,
+        templates,
+    }
+}

@@ -1,0 +1,159 @@
+//! Lookup tables of `tables.yaml`, compiled: exact keys hashed, wildcard keys kept in order.
+//!
+//! A key may join several values with `/` (`Proceeding/Inbound`); a `*` inside one part
+//! matches any text within that part (`*Transfer` matches `BlindTransfer`).
+
+use super::schema::TableFile;
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// A compiled table.
+#[derive(Debug)]
+pub struct Table {
+    exact: HashMap<String, Value>,
+    patterns: Vec<(Vec<String>, Value)>,
+    default: Option<Value>,
+    ignore_case: bool,
+}
+
+impl Table {
+    /// Compiles a table as read from `tables.yaml`.
+    pub fn compile(file: &TableFile) -> Table {
+        let fold = |k: &str| {
+            if file.ignore_case {
+                k.to_ascii_lowercase()
+            } else {
+                k.to_string()
+            }
+        };
+        let mut exact = HashMap::new();
+        let mut patterns = Vec::new();
+        for (key, value) in &file.map {
+            let key = fold(&key.0);
+            if key.contains('*') {
+                patterns.push((key.split('/').map(str::to_string).collect(), value.clone()));
+            } else {
+                exact.entry(key).or_insert_with(|| value.clone());
+            }
+        }
+        Table {
+            exact,
+            patterns,
+            default: file.default.clone(),
+            ignore_case: file.ignore_case,
+        }
+    }
+
+    /// The value for `key`: an exact key, else the first matching wildcard key, else the
+    /// table's default.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        let folded;
+        let key = if self.ignore_case {
+            folded = key.to_ascii_lowercase();
+            folded.as_str()
+        } else {
+            key
+        };
+        if let Some(v) = self.exact.get(key) {
+            return Some(v);
+        }
+        if !self.patterns.is_empty() {
+            let parts: Vec<&str> = key.split('/').collect();
+            for (pattern, value) in &self.patterns {
+                if pattern.len() == parts.len()
+                    && pattern.iter().zip(&parts).all(|(p, s)| glob(p, s))
+                {
+                    return Some(value);
+                }
+            }
+        }
+        self.default.as_ref()
+    }
+
+    /// Every value the table can yield, the default included (for validation).
+    pub fn values(&self) -> impl Iterator<Item = &Value> {
+        self.exact
+            .values()
+            .chain(self.patterns.iter().map(|(_, v)| v))
+            .chain(self.default.iter())
+    }
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+fn glob(pattern: &str, text: &str) -> bool {
+    let mut pieces = pattern.split('*');
+    let first = pieces.next().unwrap_or_default();
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let pieces: Vec<&str> = pieces.collect();
+    let Some((last, middle)) = pieces.split_last() else {
+        return rest.is_empty();
+    };
+    for piece in middle {
+        match rest.find(piece) {
+            Some(at) => rest = &rest[at + piece.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapping::schema::ScalarKey;
+    use serde_json::json;
+
+    fn table(entries: &[(&str, &str)], default: Option<&str>, ignore_case: bool) -> Table {
+        Table::compile(&TableFile {
+            map: entries
+                .iter()
+                .map(|(k, v)| (ScalarKey(k.to_string()), json!(v)))
+                .collect(),
+            default: default.map(|d| json!(d)),
+            ignore_case,
+        })
+    }
+
+    #[test]
+    fn exact_beats_pattern_and_patterns_keep_file_order() {
+        let t = table(
+            &[
+                ("disconnected/*/true", "missed"),
+                ("disconnected/*transfer/*", "transferred"),
+                ("disconnected/noanswer/*", "no_answer"),
+                ("disconnected/*/*", "completed"),
+                ("disconnected/x/false", "exact"),
+            ],
+            None,
+            true,
+        );
+        assert_eq!(t.get("Disconnected/NoAnswer/true"), Some(&json!("missed")));
+        assert_eq!(t.get("Disconnected/NoAnswer/false"), Some(&json!("no_answer")));
+        assert_eq!(
+            t.get("Disconnected/BlindTransfer/"),
+            Some(&json!("transferred"))
+        );
+        assert_eq!(t.get("Disconnected/X/false"), Some(&json!("exact")));
+        assert_eq!(t.get("Disconnected/Other/false"), Some(&json!("completed")));
+        assert_eq!(t.get("Answered//"), None);
+    }
+
+    #[test]
+    fn default_and_case() {
+        let t = table(&[("Online", "available")], Some("busy"), false);
+        assert_eq!(t.get("Online"), Some(&json!("available")));
+        assert_eq!(t.get("online"), Some(&json!("busy")));
+    }
+
+    #[test]
+    fn glob_matches() {
+        assert!(glob("*", ""));
+        assert!(glob("ring*", "RingNoAnswer".to_ascii_lowercase().as_str()));
+        assert!(glob("a*c*e", "abcde"));
+        assert!(!glob("a*c*e", "abcd"));
+        assert!(!glob("ab", "abc"));
+        assert!(glob("*ab*", "xxabyy"));
+    }
+}
