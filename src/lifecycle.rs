@@ -1,4 +1,5 @@
-//! Per-leg call state across events: drops duplicate event ids and stale sequences, and
+//! Per-leg call state across events: drops duplicate event ids (per leg: one vendor
+//! notification may carry several parties under one id) and stale sequences, and
 //! derives `call.resumed` when a leg goes from held back to connected.
 //!
 //! State lives in two bounded moka caches with idle expiry, so a gateway that sees millions
@@ -102,13 +103,12 @@ impl Lifecycle {
 
     /// Decides about one event and records it.
     pub fn observe(&self, mut event: CallEvent) -> Verdict {
-        let id_key = format!("{}|{}", event.data.vendor, event.id);
-        if !self.seen.entry(id_key).or_insert(()).is_fresh() {
+        let leg = Lifecycle::leg_key(&event);
+        if !self.seen.entry(format!("{leg}|{}", event.id)).or_insert(()).is_fresh() {
             return Verdict::Duplicate { id: event.id };
         }
         let sequence = event.sequence.as_deref().and_then(|s| s.trim().parse::<u64>().ok());
         let state = CallState::for_type(&event.event_type);
-        let leg = Lifecycle::leg_key(&event);
         let mut verdict_stale = None;
         let mut resumed = false;
         self.legs.entry(leg.clone()).and_compute_with(|current| {

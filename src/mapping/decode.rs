@@ -192,7 +192,7 @@ impl Decoder {
                 extensions.insert(name.clone(), value.into_owned());
             }
         }
-        self.fill_defaults(&mut event, &event_type, item);
+        self.fill_defaults(&mut event, &event_type, root, item);
         if let Some(Value::Object(data)) = event.get_mut("data") {
             data.insert("extensions".into(), Value::Object(extensions));
         }
@@ -203,12 +203,23 @@ impl Decoder {
         })
     }
 
-    fn fill_defaults(&self, event: &mut Map<String, Value>, event_type: &str, item: &Value) {
+    fn fill_defaults(
+        &self,
+        event: &mut Map<String, Value>,
+        event_type: &str,
+        root: &Value,
+        item: &Value,
+    ) {
         event
             .entry("source")
             .or_insert_with(|| Value::String(format!("/vendors/{}", self.vendor)));
         event.entry("id").or_insert_with(|| {
-            let digest = Sha256::digest(item.to_string().as_bytes());
+            let mut hasher = Sha256::new();
+            hasher.update(root.to_string().as_bytes());
+            if !std::ptr::eq(root, item) {
+                hasher.update(item.to_string().as_bytes());
+            }
+            let digest = hasher.finalize();
             Value::String(digest[..16].iter().map(|b| format!("{b:02x}")).collect())
         });
         event

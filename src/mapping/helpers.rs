@@ -40,6 +40,9 @@ pub fn register(registry: &mut Handlebars<'static>, tables: Arc<HashMap<String, 
     registry.register_helper("table", Box::new(TableHelper(tables)));
     registry.register_helper("default", Box::new(DefaultHelper));
     registry.register_helper("number", Box::new(NumberHelper));
+    registry.register_helper("obj", Box::new(ObjHelper));
+    registry.register_helper("eq", Box::new(EqHelper(true)));
+    registry.register_helper("ne", Box::new(EqHelper(false)));
     registry.register_helper("upper", Box::new(CaseHelper(true)));
     registry.register_helper("lower", Box::new(CaseHelper(false)));
     for (name, scale) in [("epoch_s", 1i64), ("epoch_ms", 1_000), ("epoch_us", 1_000_000)] {
@@ -76,7 +79,8 @@ fn json_helper(
 }
 
 /// `{{table "name" key...}}`: the table's value for the keys joined with `/` (a missing key
-/// part is empty text). Fails when the table has no entry and no default.
+/// part is empty text). Null when every key part is missing; fails when the table has no
+/// entry and no default.
 struct TableHelper(Arc<HashMap<String, Arc<Table>>>);
 
 impl HelperDef for TableHelper {
@@ -92,6 +96,10 @@ impl HelperDef for TableHelper {
             .0
             .get(&name)
             .ok_or_else(|| RenderErrorReason::Other(format!("`table`: unknown table `{name}`")))?;
+        let keys = &h.params()[1..];
+        if keys.iter().all(|p| p.is_value_missing() || p.value().is_null()) {
+            return Ok(ScopedJson::Derived(Value::Null));
+        }
         let key: Vec<String> = h
             .params()
             .iter()
@@ -134,7 +142,7 @@ impl HelperDef for DefaultHelper {
     }
 }
 
-/// `{{number x}}`: a numeric string (or number) as a JSON number.
+/// `{{number x}}`: a numeric string (or number) as a JSON number; null when `x` is missing.
 struct NumberHelper;
 
 impl HelperDef for NumberHelper {
@@ -145,8 +153,12 @@ impl HelperDef for NumberHelper {
         _: &'rc Context,
         _: &mut RenderContext<'reg, 'rc>,
     ) -> Result<ScopedJson<'rc>, RenderError> {
-        let v = param("number", h, 0)?;
+        let v = match h.param(0) {
+            Some(p) if !p.is_value_missing() => p.value(),
+            _ => return Ok(ScopedJson::Derived(Value::Null)),
+        };
         let n = match v {
+            Value::Null => return Ok(ScopedJson::Derived(Value::Null)),
             Value::Number(n) => n.clone(),
             Value::String(s) => serde_json::from_str::<serde_json::Number>(s.trim())
                 .map_err(|_| RenderErrorReason::Other(format!("`number`: {s:?} is not a number")))?,
@@ -155,6 +167,49 @@ impl HelperDef for NumberHelper {
             }
         };
         Ok(ScopedJson::Derived(Value::Number(n)))
+    }
+}
+
+/// `(obj name=value ...)`: a JSON object of the hash arguments, leaving out missing and null
+/// ones; write it with `{{json (obj ...)}}`.
+struct ObjHelper;
+
+impl HelperDef for ObjHelper {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        let object: serde_json::Map<String, Value> = h
+            .hash()
+            .iter()
+            .filter(|(_, v)| !v.is_value_missing() && !v.value().is_null())
+            .map(|(k, v)| (k.to_string(), v.value().clone()))
+            .collect();
+        Ok(ScopedJson::Derived(Value::Object(object)))
+    }
+}
+
+/// `(eq a b)` / `(ne a b)`: JSON equality where a missing value compares as null, so
+/// `{{#if (eq data.call.reason "missed")}}` works when there is no reason (the built-in
+/// helpers refuse missing arguments in strict mode).
+struct EqHelper(bool);
+
+impl HelperDef for EqHelper {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        let value = |at: usize| match h.param(at) {
+            Some(p) if !p.is_value_missing() => p.value().clone(),
+            _ => Value::Null,
+        };
+        Ok(ScopedJson::Derived(Value::Bool((value(0) == value(1)) == self.0)))
     }
 }
 
@@ -264,6 +319,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out, "AB d 1118335848153124 A");
+    }
+
+    #[test]
+    fn obj_leaves_out_missing_values() {
+        let out = render(
+            r#"{{json (obj a=x b=missing c=n d=(number s))}}"#,
+            json!({"x": "1", "n": null, "s": "7"}),
+        )
+        .unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), json!({"a": "1", "d": 7}));
     }
 
     #[test]

@@ -444,16 +444,17 @@ fn compile_rule(
     };
     let when: Vec<_> = rule
         .when
+        .value
         .0
         .iter()
-        .filter_map(|p| path_at(p, "when", problems))
+        .filter_map(|p| {
+            env.path(p)
+                .map_err(|e| problems.push(at(file, &rule.when, label(&format!("when: {e}")))))
+                .ok()
+        })
         .collect();
-    if when.is_empty() && rule.when.0.is_empty() {
-        problems.push(Problem {
-            file: file.to_path_buf(),
-            line: None,
-            message: label("`when` is required (the paths that must match)"),
-        });
+    if rule.when.value.0.is_empty() {
+        problems.push(at(file, &rule.when, label("`when` needs at least one path")));
     }
     let each = rule.each.as_ref().and_then(|p| path_at(p, "each", problems));
     let event_type = compile(&rule.event_type, "type".into(), problems)

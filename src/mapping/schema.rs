@@ -86,8 +86,7 @@ pub struct RuleFile {
     /// Names the rule in errors and logs.
     pub name: String,
     /// JSONPaths that must all match for the rule to apply (one path or a list).
-    #[serde(default)]
-    pub when: OneOrMany<Spanned<String>>,
+    pub when: Spanned<OneOrMany<String>>,
     /// One event per node this path selects; `@` paths then read that node.
     #[serde(default)]
     pub each: Option<Spanned<String>>,
@@ -117,14 +116,17 @@ pub enum RawValue {
     Spec(Box<ValueSpec>),
 }
 
-/// The map form of a value: exactly one source (`path`, `value`, `concat`, `coalesce`, `eq`,
-/// `hash`, `var`), then optionally `table`, `convert` and `default` applied in that order.
+/// The map form of a value: exactly one source (`path`, `key`, `value`, `concat`, `coalesce`,
+/// `eq`, `if`, `hash`, `var`), then optionally `table`, `convert` and `default`, in that order.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ValueSpec {
     /// One JSONPath, or several whose values are joined with `/` into one table key.
     #[serde(default)]
     pub path: Option<OneOrMany<String>>,
+    /// Several values as text joined with `/` into one table key (a missing part is empty).
+    #[serde(default)]
+    pub key: Option<Vec<RawValue>>,
     /// A literal.
     #[serde(default)]
     pub value: Option<Value>,
@@ -137,6 +139,15 @@ pub struct ValueSpec {
     /// `true` when both values are equal as text (both absent counts as equal).
     #[serde(default)]
     pub eq: Option<Vec<RawValue>>,
+    /// A condition: `then` when it is true (or non-empty text other than `false`), else `else`.
+    #[serde(default, rename = "if")]
+    pub if_value: Option<Box<RawValue>>,
+    /// The value when `if` holds.
+    #[serde(default)]
+    pub then: Option<Box<RawValue>>,
+    /// The value when `if` does not hold (absent when not given).
+    #[serde(default, rename = "else")]
+    pub else_value: Option<Box<RawValue>>,
     /// A stable id: hex SHA-256 of these paths' values.
     #[serde(default)]
     pub hash: Option<Vec<String>>,

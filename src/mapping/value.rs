@@ -27,6 +27,8 @@ pub enum ValueExpr {
     Coalesce(Vec<ValueExpr>),
     /// Equality as text; both absent is equal.
     Eq(Box<ValueExpr>, Box<ValueExpr>),
+    /// `then` when the condition holds, else `else`.
+    If(Box<ValueExpr>, Box<ValueExpr>, Option<Box<ValueExpr>>),
     /// Hex SHA-256 (first 32 digits) over the JSON text of these paths' values.
     Hash(Vec<CompiledPath>),
     /// A `let` value by position.
@@ -95,6 +97,9 @@ impl CompileEnv<'_> {
                 ValueExpr::Join(parts)
             });
         }
+        if let Some(parts) = &spec.key {
+            sources.push(ValueExpr::Join(self.all(parts)?));
+        }
         if let Some(v) = &spec.value {
             sources.push(ValueExpr::Literal(v.clone()));
         }
@@ -108,6 +113,23 @@ impl CompileEnv<'_> {
             let [a, b] = <[ValueExpr; 2]>::try_from(self.all(parts)?)
                 .map_err(|_| "`eq` takes exactly two values".to_string())?;
             sources.push(ValueExpr::Eq(Box::new(a), Box::new(b)));
+        }
+        if let Some(cond) = &spec.if_value {
+            let then = spec
+                .then
+                .as_ref()
+                .ok_or_else(|| "`if` needs a `then`".to_string())?;
+            let otherwise = match &spec.else_value {
+                Some(e) => Some(Box::new(self.compile(e)?)),
+                None => None,
+            };
+            sources.push(ValueExpr::If(
+                Box::new(self.compile(cond)?),
+                Box::new(self.compile(then)?),
+                otherwise,
+            ));
+        } else if spec.then.is_some() || spec.else_value.is_some() {
+            return Err("`then` and `else` need an `if`".into());
         }
         if let Some(paths) = &spec.hash {
             let paths = paths
@@ -124,8 +146,8 @@ impl CompileEnv<'_> {
         }
         if sources.len() != 1 {
             return Err(format!(
-                "a value needs exactly one of path, value, concat, coalesce, eq, hash, var \
-                 (found {})",
+                "a value needs exactly one of path, key, value, concat, coalesce, eq, if, hash, \
+                 var (found {})",
                 sources.len()
             ));
         }
@@ -198,6 +220,19 @@ impl ValueExpr {
                 let a = a.eval(scope).and_then(text);
                 let b = b.eval(scope).and_then(text);
                 Some(Cow::Owned(Value::Bool(a == b)))
+            }
+            ValueExpr::If(cond, then, otherwise) => {
+                let holds = match cond.eval(scope).as_deref() {
+                    Some(Value::Bool(b)) => *b,
+                    Some(Value::String(s)) => !s.is_empty() && s != "false",
+                    Some(Value::Null) | None => false,
+                    Some(_) => true,
+                };
+                if holds {
+                    then.eval(scope)
+                } else {
+                    otherwise.as_ref().and_then(|e| e.eval(scope))
+                }
             }
             ValueExpr::Hash(paths) => {
                 let mut hasher = Sha256::new();
