@@ -45,6 +45,7 @@ pub fn register(registry: &mut Handlebars<'static>, tables: Arc<HashMap<String, 
     registry.register_helper("ne", Box::new(EqHelper(false)));
     registry.register_helper("upper", Box::new(CaseHelper(true)));
     registry.register_helper("lower", Box::new(CaseHelper(false)));
+    registry.register_helper("time_format", Box::new(TimeFormatHelper));
     for (name, scale) in [("epoch_s", 1i64), ("epoch_ms", 1_000), ("epoch_us", 1_000_000)] {
         registry.register_helper(name, Box::new(EpochHelper(scale)));
     }
@@ -122,7 +123,7 @@ impl HelperDef for TableHelper {
     }
 }
 
-/// `{{default x fallback}}`: `x` unless it is missing or null.
+/// `{{default x fallback}}`: `x` unless it is missing or null; null when both are.
 struct DefaultHelper;
 
 impl HelperDef for DefaultHelper {
@@ -137,7 +138,10 @@ impl HelperDef for DefaultHelper {
             Some(p) if !p.is_value_missing() && !p.value().is_null() => {
                 Ok(ScopedJson::Derived(p.value().clone()))
             }
-            _ => Ok(ScopedJson::Derived(param("default", h, 1)?.clone())),
+            _ => Ok(ScopedJson::Derived(match h.param(1) {
+                Some(p) if !p.is_value_missing() => p.value().clone(),
+                _ => Value::Null,
+            })),
         }
     }
 }
@@ -257,6 +261,35 @@ impl HelperDef for EpochHelper {
             _ => micros,
         };
         Ok(ScopedJson::Derived(Value::from(n)))
+    }
+}
+
+/// `{{time_format t "%Y-%m-%d %H:%M:%S%.3f"}}`: an RFC 3339 time in a chrono `strftime`
+/// format, in UTC; null when `t` is missing.
+struct TimeFormatHelper;
+
+impl HelperDef for TimeFormatHelper {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        let text = match h.param(0) {
+            Some(p) if !p.is_value_missing() && !p.value().is_null() => p.value().render(),
+            _ => return Ok(ScopedJson::Derived(Value::Null)),
+        };
+        let format = param("time_format", h, 1)?.render();
+        let t = DateTime::parse_from_rfc3339(&text).map_err(|e| {
+            RenderErrorReason::Other(format!("`time_format`: {text:?} is not an RFC 3339 time: {e}"))
+        })?;
+        let mut out = String::new();
+        use std::fmt::Write as _;
+        write!(out, "{}", t.with_timezone(&chrono::Utc).format(&format)).map_err(|_| {
+            RenderErrorReason::Other(format!("`time_format`: invalid format {format:?}"))
+        })?;
+        Ok(ScopedJson::Derived(Value::String(out)))
     }
 }
 

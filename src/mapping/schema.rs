@@ -116,14 +116,17 @@ pub enum RawValue {
     Spec(Box<ValueSpec>),
 }
 
-/// The map form of a value: exactly one source (`path`, `key`, `value`, `concat`, `coalesce`,
-/// `eq`, `if`, `hash`, `var`), then optionally `table`, `convert` and `default`, in that order.
+/// The map form of a value: exactly one source (`path`, `all`, `key`, `value`, `concat`,
+/// `coalesce`, `eq`, `if`, `hash`, `var`), then optionally `table`, `convert` and `default`, in that order.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ValueSpec {
     /// One JSONPath, or several whose values are joined with `/` into one table key.
     #[serde(default)]
     pub path: Option<OneOrMany<String>>,
+    /// Every node a JSONPath selects, as an array (absent when it selects nothing).
+    #[serde(default)]
+    pub all: Option<String>,
     /// Several values as text joined with `/` into one table key (a missing part is empty).
     #[serde(default)]
     pub key: Option<Vec<RawValue>>,
@@ -157,7 +160,7 @@ pub struct ValueSpec {
     /// Look the value (or the `/`-joined values) up in this table of `tables.yaml`.
     #[serde(default)]
     pub table: Option<String>,
-    /// Convert the value: `time`, `string`, `number`, `lower`, `upper`.
+    /// Convert the value: `time`, `string`, `number`, `lower`, `upper`, `list`.
     #[serde(default)]
     pub convert: Option<Convert>,
     /// Used when the value is absent or null.
@@ -180,6 +183,8 @@ pub enum Convert {
     Lower,
     /// To upper case.
     Upper,
+    /// To an array: a scalar becomes a one-element array, an array stays as it is.
+    List,
 }
 
 impl<'de> Deserialize<'de> for RawValue {

@@ -18,6 +18,8 @@ pub enum ValueExpr {
     Literal(Value),
     /// The first node a JSONPath selects.
     Path(CompiledPath),
+    /// Every node a JSONPath selects, as an array.
+    All(CompiledPath),
     /// Several values as text joined with `/` (a multi-part table key); a missing part is
     /// empty text, and all parts missing is absent.
     Join(Vec<ValueExpr>),
@@ -97,6 +99,9 @@ impl CompileEnv<'_> {
                 ValueExpr::Join(parts)
             });
         }
+        if let Some(p) = &spec.all {
+            sources.push(ValueExpr::All(self.path(p)?));
+        }
         if let Some(parts) = &spec.key {
             sources.push(ValueExpr::Join(self.all(parts)?));
         }
@@ -146,7 +151,7 @@ impl CompileEnv<'_> {
         }
         if sources.len() != 1 {
             return Err(format!(
-                "a value needs exactly one of path, key, value, concat, coalesce, eq, if, hash, \
+                "a value needs exactly one of path, all, key, value, concat, coalesce, eq, if, hash, \
                  var (found {})",
                 sources.len()
             ));
@@ -199,6 +204,14 @@ impl ValueExpr {
                 .first(scope.root, scope.item)
                 .filter(|v| !v.is_null())
                 .map(Cow::Borrowed),
+            ValueExpr::All(p) => {
+                let found: Vec<Value> = p
+                    .select(scope.root, scope.item)
+                    .into_iter()
+                    .cloned()
+                    .collect();
+                (!found.is_empty()).then(|| Cow::Owned(Value::Array(found)))
+            }
             ValueExpr::Join(parts) => {
                 let texts: Vec<Option<String>> =
                     parts.iter().map(|p| p.eval(scope).and_then(text)).collect();
@@ -287,6 +300,10 @@ fn convert_value(v: &Value, convert: Convert) -> Option<Value> {
         },
         Convert::Lower => text(Cow::Borrowed(v)).map(|s| Value::String(s.to_lowercase())),
         Convert::Upper => text(Cow::Borrowed(v)).map(|s| Value::String(s.to_uppercase())),
+        Convert::List => Some(match v {
+            Value::Array(_) => v.clone(),
+            other => Value::Array(vec![other.clone()]),
+        }),
     }
 }
 
