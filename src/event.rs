@@ -449,6 +449,25 @@ impl CallEvent {
             .unwrap_or(&self.id)
     }
 
+    /// Fills what the type implies and the sender left out: `data.call.state` of `call.*`
+    /// events, and `subject`/`partitionkey` from the call or user id.
+    pub fn normalize(&mut self) {
+        if let Some(state) = CallState::for_type(&self.event_type) {
+            let call = self.data.call.get_or_insert_with(Call::default);
+            call.state.get_or_insert(state);
+        }
+        let key = self
+            .data
+            .call
+            .as_ref()
+            .and_then(|c| c.id.clone())
+            .or_else(|| self.data.user.as_ref().and_then(|u| u.id.clone()));
+        if let Some(key) = key {
+            self.subject.get_or_insert_with(|| key.clone());
+            self.partitionkey.get_or_insert(key);
+        }
+    }
+
     /// Whether this is a `call.*` event.
     pub fn is_call(&self) -> bool {
         self.event_type.starts_with("call.")

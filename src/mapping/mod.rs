@@ -207,12 +207,13 @@ impl MappingSet {
             message: "unknown vendor (no mappings folder)".into(),
         })?;
         if mapping.payload == PayloadKind::Canonical {
-            let event: CallEvent =
+            let mut event: CallEvent =
                 serde_json::from_value(payload.clone()).map_err(|e| DecodeError::Canonical {
                     vendor: vendor.to_string(),
                     rule: "cloudevents".into(),
                     message: e.to_string(),
                 })?;
+            event.normalize();
             return Ok(vec![event]);
         }
         let decoder = mapping.decoder.as_ref().ok_or_else(|| DecodeError::Shape {
