@@ -29,18 +29,34 @@ pub struct CallEvent {
     #[serde(rename = "type")]
     pub event_type: String,
     /// CloudEvents `time`: when the vendor says the event happened, RFC 3339 UTC.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_text"
+    )]
     pub time: Option<String>,
     /// CloudEvents `subject`: the call id for call events, the user id for presence.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_text"
+    )]
     pub subject: Option<String>,
     /// CloudEvents `sequence` extension: the vendor's own ordering number, as a decimal string
     /// (RingCentral `body.sequence`, Vidyo `sequenceNum`).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_text"
+    )]
     pub sequence: Option<String>,
     /// CloudEvents `partitionkey` extension: events with the same key are delivered in order.
     /// The call id for call events, the user id for presence.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_text"
+    )]
     pub partitionkey: Option<String>,
     /// CloudEvents `datacontenttype`; `application/json`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -60,11 +76,19 @@ pub struct CallData {
     pub vendor: String,
     /// The vendor's own name for the event (RingCentral `event` path, Enreach `EventType`,
     /// Oracle ISR `event`, EnableX `type`).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_text"
+    )]
     pub vendor_event: Option<String>,
     /// Account, tenant or organisation id (RingCentral `accountId`, Vidyo `tenantName`,
     /// Enreach `OrganizationId`, EnableX `app_id`).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_text"
+    )]
     pub tenant: Option<String>,
     /// The call or call leg, for `call.*` events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -100,10 +124,18 @@ pub struct CallData {
 pub struct Call {
     /// The vendor's call or session id (RingCentral `telephonySessionId`, Vidyo
     /// `uniqueCallID`, Enreach `CallId`).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_text"
+    )]
     pub id: Option<String>,
     /// The leg or party id (RingCentral party `id`, Enreach `LegId`, Vidyo `participantId`).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_text"
+    )]
     pub leg_id: Option<String>,
     /// Direction from the monitored user's side.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -115,7 +147,11 @@ pub struct Call {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<EndReason>,
     /// The vendor's own reason text (RingCentral `status.reason`, Enreach `Reason`).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_text"
+    )]
     pub vendor_reason: Option<String>,
     /// The calling party.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -129,13 +165,25 @@ pub struct Call {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Party {
     /// Phone number or SIP address (RingCentral `phoneNumber`, Enreach `CallerNumber`).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_text"
+    )]
     pub number: Option<String>,
     /// Display name.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_text"
+    )]
     pub name: Option<String>,
     /// The vendor's user or extension id of this party, when it is a user of the platform.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_text"
+    )]
     pub user_id: Option<String>,
 }
 
@@ -143,28 +191,56 @@ pub struct Party {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct User {
     /// The vendor's user id (RingCentral extension id, Vidyo `memberID`, Enreach `UserId`).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_text"
+    )]
     pub id: Option<String>,
     /// Login name (Vidyo `userName`, Enreach `UserName`).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_text"
+    )]
     pub login: Option<String>,
     /// Display name (Vidyo `displayName`, RingCentral party `name`).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_text"
+    )]
     pub display_name: Option<String>,
     /// Extension number.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_text"
+    )]
     pub extension: Option<String>,
     /// Presence, on `presence.changed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub presence: Option<Presence>,
     /// The user is on a call (RingCentral `telephonyStatus` ≠ `NoCall`).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_bool")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_bool"
+    )]
     pub on_call: Option<bool>,
     /// The user is in a meeting (RingCentral `meetingStatus` = `Connected`).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_bool")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_bool"
+    )]
     pub in_meeting: Option<bool>,
     /// The user is in after-call wrap-up (Enreach `UserWrapUp*`).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_bool")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_bool"
+    )]
     pub wrap_up: Option<bool>,
 }
 
@@ -172,13 +248,25 @@ pub struct User {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Conference {
     /// Conference id (Vidyo `conferenceID`, EnableX `conf_num`).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_text"
+    )]
     pub id: Option<String>,
     /// Conference name (Vidyo `conferenceName`).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_text"
+    )]
     pub name: Option<String>,
     /// Conference kind, vendor-coded (Vidyo `conferenceType`: D, C, ID, IC).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_text"
+    )]
     #[serde(rename = "type")]
     pub kind: Option<String>,
     /// The room the conference runs in.
@@ -190,13 +278,25 @@ pub struct Conference {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Room {
     /// Room id (Vidyo `roomID`, EnableX `room_id`).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_text"
+    )]
     pub id: Option<String>,
     /// Room name (Vidyo `roomName`).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_text"
+    )]
     pub name: Option<String>,
     /// Display name (Vidyo `roomDisplayName`).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_text"
+    )]
     pub display_name: Option<String>,
 }
 
@@ -204,26 +304,54 @@ pub struct Room {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Endpoint {
     /// Endpoint kind, vendor-coded (Vidyo `endpointType`: R, D, G, ...).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_text"
+    )]
     #[serde(rename = "type")]
     pub kind: Option<String>,
     /// Public IP address (Vidyo `endpointPublicIPAddress`).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_text"
+    )]
     pub ip: Option<String>,
     /// Endpoint GUID (Vidyo `endpointGUID`).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_text"
+    )]
     pub guid: Option<String>,
     /// Application name (Vidyo `applicationName`).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_text"
+    )]
     pub application: Option<String>,
     /// Application version (Vidyo `applicationVersion`).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_text"
+    )]
     pub version: Option<String>,
     /// Operating system (Vidyo `applicationOs`).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_text"
+    )]
     pub os: Option<String>,
     /// Device model (Vidyo `deviceModel`).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_text"
+    )]
     pub device: Option<String>,
 }
 
@@ -231,34 +359,70 @@ pub struct Endpoint {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Recording {
     /// Recording id (Oracle ISR `RECORDING_ID`, else `TMP_RECORDING_ID`; Enreach `RecordingId`).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_text"
+    )]
     pub id: Option<String>,
     /// Segment id (Oracle ISR `SEGMENT_ID`, else `TMP_SEGMENT_ID`).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_text"
+    )]
     pub segment_id: Option<String>,
     /// File name on the recorder (Oracle ISR `FILENAME`).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_text"
+    )]
     pub file: Option<String>,
     /// URLs where the recording can be fetched (EnableX `recording`, `files[].url`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub urls: Option<Vec<String>>,
     /// Start, RFC 3339 UTC (Oracle ISR `START_TIME`).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_text"
+    )]
     pub started_at: Option<String>,
     /// End, RFC 3339 UTC (Oracle ISR `END_TIME`).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_text"
+    )]
     pub ended_at: Option<String>,
     /// Length in seconds (Oracle ISR `DURATION`).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_f64")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_f64"
+    )]
     pub duration_s: Option<f64>,
     /// Time spent paused, in seconds (Oracle ISR `PAUSE_LENGTH`).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_f64")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_f64"
+    )]
     pub paused_s: Option<f64>,
     /// Outcome as the vendor states it (Oracle ISR `RESULT`).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_text"
+    )]
     pub result: Option<String>,
     /// What kind of file became available: `recorded`, `transcoded`, `transferred`.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_text"
+    )]
     pub variant: Option<String>,
 }
 
@@ -266,10 +430,18 @@ pub struct Recording {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Queue {
     /// Queue id (Enreach `QueueId`).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_text"
+    )]
     pub id: Option<String>,
     /// Queue name (Enreach `QueueName`).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_text"
+    )]
     pub name: Option<String>,
 }
 
@@ -277,7 +449,11 @@ pub struct Queue {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Callback {
     /// Callback request id (Enreach `CallbackId`).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_text"
+    )]
     pub id: Option<String>,
 }
 
@@ -546,7 +722,10 @@ mod tests {
             "traceparent": "00-abc"
         });
         let event: CallEvent = serde_json::from_value(example.clone()).unwrap();
-        assert_eq!(event.data.call.as_ref().unwrap().state, Some(CallState::Alerting));
+        assert_eq!(
+            event.data.call.as_ref().unwrap().state,
+            Some(CallState::Alerting)
+        );
         assert_eq!(event.other["traceparent"], "00-abc");
         assert_eq!(serde_json::to_value(&event).unwrap(), example);
     }

@@ -15,7 +15,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
     /// Apply the event (its type may have been rewritten to `call.resumed`).
-    Apply(CallEvent),
+    Apply(Box<CallEvent>),
     /// The same vendor event id was seen within the window.
     Duplicate {
         /// The duplicate's id.
@@ -97,27 +97,40 @@ impl Lifecycle {
                 call.id.as_deref().unwrap_or_default(),
                 call.leg_id.as_deref().unwrap_or_default()
             ),
-            _ => format!("{}|{}|{}", event.data.vendor, event.event_type, event.ordering_key()),
+            _ => format!(
+                "{}|{}|{}",
+                event.data.vendor,
+                event.event_type,
+                event.ordering_key()
+            ),
         }
     }
 
     /// Decides about one event and records it.
     pub fn observe(&self, mut event: CallEvent) -> Verdict {
         let leg = Lifecycle::leg_key(&event);
-        if !self.seen.entry(format!("{leg}|{}", event.id)).or_insert(()).is_fresh() {
+        if !self
+            .seen
+            .entry(format!("{leg}|{}", event.id))
+            .or_insert(())
+            .is_fresh()
+        {
             return Verdict::Duplicate { id: event.id };
         }
-        let sequence = event.sequence.as_deref().and_then(|s| s.trim().parse::<u64>().ok());
+        let sequence = event
+            .sequence
+            .as_deref()
+            .and_then(|s| s.trim().parse::<u64>().ok());
         let state = CallState::for_type(&event.event_type);
         let mut verdict_stale = None;
         let mut resumed = false;
         self.legs.entry(leg.clone()).and_compute_with(|current| {
             let previous = current.map(|e| *e.value());
-            if let (Some(prev), Some(got)) = (previous.and_then(|p| p.last_sequence), sequence) {
-                if got <= prev {
-                    verdict_stale = Some((prev, got));
-                    return Op::Nop;
-                }
+            if let (Some(prev), Some(got)) = (previous.and_then(|p| p.last_sequence), sequence)
+                && got <= prev
+            {
+                verdict_stale = Some((prev, got));
+                return Op::Nop;
             }
             resumed = event.event_type == "call.connected"
                 && previous.and_then(|p| p.last_state) == Some(CallState::Held);
@@ -132,7 +145,7 @@ impl Lifecycle {
         if resumed {
             event.event_type = "call.resumed".into();
         }
-        Verdict::Apply(event)
+        Verdict::Apply(Box::new(event))
     }
 }
 
@@ -151,7 +164,7 @@ mod tests {
 
     fn applied_type(v: Verdict) -> String {
         match v {
-            Verdict::Apply(e) => e.event_type,
+            Verdict::Apply(e) => e.event_type.clone(),
             other => panic!("expected Apply, got {other:?}"),
         }
     }
@@ -159,29 +172,55 @@ mod tests {
     #[test]
     fn connected_after_held_is_resumed() {
         let lc = Lifecycle::default();
-        assert_eq!(applied_type(lc.observe(event("1", "call.connected", 1))), "call.connected");
-        assert_eq!(applied_type(lc.observe(event("2", "call.held", 2))), "call.held");
-        assert_eq!(applied_type(lc.observe(event("3", "call.connected", 3))), "call.resumed");
-        assert_eq!(applied_type(lc.observe(event("4", "call.connected", 4))), "call.connected");
+        assert_eq!(
+            applied_type(lc.observe(event("1", "call.connected", 1))),
+            "call.connected"
+        );
+        assert_eq!(
+            applied_type(lc.observe(event("2", "call.held", 2))),
+            "call.held"
+        );
+        assert_eq!(
+            applied_type(lc.observe(event("3", "call.connected", 3))),
+            "call.resumed"
+        );
+        assert_eq!(
+            applied_type(lc.observe(event("4", "call.connected", 4))),
+            "call.connected"
+        );
     }
 
     #[test]
     fn duplicates_and_stale_sequences_are_dropped() {
         let lc = Lifecycle::default();
-        assert_eq!(applied_type(lc.observe(event("1", "call.alerting", 5))), "call.alerting");
+        assert_eq!(
+            applied_type(lc.observe(event("1", "call.alerting", 5))),
+            "call.alerting"
+        );
         assert_eq!(
             lc.observe(event("1", "call.alerting", 5)),
             Verdict::Duplicate { id: "1".into() }
         );
         assert!(matches!(
             lc.observe(event("2", "call.initiated", 4)),
-            Verdict::Stale { last: 5, got: 4, .. }
+            Verdict::Stale {
+                last: 5,
+                got: 4,
+                ..
+            }
         ));
         assert!(matches!(
             lc.observe(event("3", "call.initiated", 5)),
-            Verdict::Stale { last: 5, got: 5, .. }
+            Verdict::Stale {
+                last: 5,
+                got: 5,
+                ..
+            }
         ));
-        assert_eq!(applied_type(lc.observe(event("4", "call.ended", 6))), "call.ended");
+        assert_eq!(
+            applied_type(lc.observe(event("4", "call.ended", 6))),
+            "call.ended"
+        );
     }
 
     #[test]
@@ -189,7 +228,10 @@ mod tests {
         let lc = Lifecycle::default();
         let mut other = event("9", "call.alerting", 1);
         other.data.call.as_mut().unwrap().leg_id = Some("l2".into());
-        assert_eq!(applied_type(lc.observe(event("1", "call.alerting", 5))), "call.alerting");
+        assert_eq!(
+            applied_type(lc.observe(event("1", "call.alerting", 5))),
+            "call.alerting"
+        );
         assert_eq!(applied_type(lc.observe(other)), "call.alerting");
     }
 

@@ -6,7 +6,7 @@ use callgate::mapping::{MappingSet, cases};
 use callgate::translate::{Outcome, TranslateError, Translator};
 use clap::{Parser, Subcommand};
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// callgate translates call, presence and video-session status events between vendors
@@ -37,10 +37,19 @@ enum Command {
         #[arg(long, value_name = "VENDOR")]
         to: String,
         /// Folder of vendor mappings.
-        #[arg(long, value_name = "DIR", default_value = "mappings", env = "CALLGATE_MAPPINGS")]
+        #[arg(
+            long,
+            value_name = "DIR",
+            default_value = "mappings",
+            env = "CALLGATE_MAPPINGS"
+        )]
         mappings: PathBuf,
         /// Destination URL used to build requests (matters for query targets like oracle-isr).
-        #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8081/events")]
+        #[arg(
+            long,
+            value_name = "URL",
+            default_value = "http://127.0.0.1:8081/events"
+        )]
         url: String,
         /// Input file; `-` or nothing reads stdin.
         #[arg(value_name = "FILE")]
@@ -50,14 +59,24 @@ enum Command {
     /// problem with its file and line. Exit 1 if there is any.
     Check {
         /// Folder of vendor mappings.
-        #[arg(long, value_name = "DIR", default_value = "mappings", env = "CALLGATE_MAPPINGS")]
+        #[arg(
+            long,
+            value_name = "DIR",
+            default_value = "mappings",
+            env = "CALLGATE_MAPPINGS"
+        )]
         mappings: PathBuf,
     },
     /// Run every mappings/*/cases/*.yaml, print what differs for each failure and a closing
     /// line `N passed, N failed`. Exit 1 if any failed.
     Test {
         /// Folder of vendor mappings.
-        #[arg(long, value_name = "DIR", default_value = "mappings", env = "CALLGATE_MAPPINGS")]
+        #[arg(
+            long,
+            value_name = "DIR",
+            default_value = "mappings",
+            env = "CALLGATE_MAPPINGS"
+        )]
         mappings: PathBuf,
     },
 }
@@ -91,14 +110,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(mappings: &PathBuf) -> anyhow::Result<MappingSet> {
+fn load(mappings: &Path) -> anyhow::Result<MappingSet> {
     MappingSet::load(mappings).map_err(|problems| anyhow::anyhow!("invalid mappings:\n{problems}"))
 }
 
 fn translate(
     from: &str,
     to: &str,
-    mappings: &PathBuf,
+    mappings: &Path,
     url: &str,
     file: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
@@ -116,7 +135,9 @@ fn translate(
         }
         _ => {
             let mut bytes = Vec::new();
-            std::io::stdin().read_to_end(&mut bytes).context("cannot read stdin")?;
+            std::io::stdin()
+                .read_to_end(&mut bytes)
+                .context("cannot read stdin")?;
             bytes
         }
     };
@@ -139,7 +160,9 @@ fn translate(
         for outcome in outcomes {
             match &outcome {
                 Outcome::Skipped { event_type, id } => {
-                    eprintln!("callgate: skipped event {id}: {to} has no template for type {event_type}");
+                    eprintln!(
+                        "callgate: skipped event {id}: {to} has no template for type {event_type}"
+                    );
                 }
                 Outcome::Dropped(verdict) => eprintln!("callgate: dropped: {verdict:?}"),
                 Outcome::Message { .. } => {}
@@ -152,7 +175,7 @@ fn translate(
     Ok(ExitCode::SUCCESS)
 }
 
-fn check(mappings: &PathBuf) -> anyhow::Result<ExitCode> {
+fn check(mappings: &Path) -> anyhow::Result<ExitCode> {
     let set = match MappingSet::load(mappings) {
         Ok(set) => set,
         Err(problems) => {
@@ -163,12 +186,23 @@ fn check(mappings: &PathBuf) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
-    let failed: Vec<_> = cases::run_all(&set).into_iter().filter(|r| !r.passed()).collect();
+    let failed: Vec<_> = cases::run_all(&set)
+        .into_iter()
+        .filter(|r| !r.passed())
+        .collect();
     for report in &failed {
-        eprintln!("{}: case `{}` fails: {}", report.file.display(), report.name, report.failures.join("; "));
+        eprintln!(
+            "{}: case `{}` fails: {}",
+            report.file.display(),
+            report.name,
+            report.failures.join("; ")
+        );
     }
     if failed.is_empty() {
-        println!("ok: {} vendors, mappings and cases valid", set.vendors().count());
+        println!(
+            "ok: {} vendors, mappings and cases valid",
+            set.vendors().count()
+        );
         Ok(ExitCode::SUCCESS)
     } else {
         eprintln!("{} problem(s)", failed.len());
@@ -176,7 +210,7 @@ fn check(mappings: &PathBuf) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn test(mappings: &PathBuf) -> anyhow::Result<ExitCode> {
+fn test(mappings: &Path) -> anyhow::Result<ExitCode> {
     let set = load(mappings)?;
     let reports = cases::run_all(&set);
     let failed = reports.iter().filter(|r| !r.passed()).count();
@@ -187,5 +221,9 @@ fn test(mappings: &PathBuf) -> anyhow::Result<ExitCode> {
         }
     }
     println!("{} passed, {} failed", reports.len() - failed, failed);
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -51,9 +51,9 @@ pub enum Outcome {
     /// Rendered for the target.
     Message {
         /// The rendered payload.
-        rendered: Rendered,
+        rendered: Box<Rendered>,
         /// The request carrying it.
-        request: OutboundMessage,
+        request: Box<OutboundMessage>,
         /// The canonical type.
         event_type: String,
     },
@@ -99,7 +99,12 @@ pub struct Translator<'m> {
 
 impl<'m> Translator<'m> {
     /// A translator `from` → `to`; `url` is the destination URL for the requests it builds.
-    pub fn new(mappings: &'m MappingSet, from: &str, to: &str, url: &str) -> Result<Self, TranslateError> {
+    pub fn new(
+        mappings: &'m MappingSet,
+        from: &str,
+        to: &str,
+        url: &str,
+    ) -> Result<Self, TranslateError> {
         let known = || {
             mappings
                 .vendors()
@@ -175,7 +180,7 @@ impl<'m> Translator<'m> {
         let mut outcomes = Vec::with_capacity(events.len());
         for event in events {
             let event = match self.lifecycle.observe(event) {
-                Verdict::Apply(event) => event,
+                Verdict::Apply(event) => *event,
                 dropped => {
                     outcomes.push(Outcome::Dropped(dropped));
                     continue;
@@ -183,13 +188,15 @@ impl<'m> Translator<'m> {
             };
             let encoder = self.mappings.vendor(&self.to).and_then(|v| v.encoder());
             let rendered = match encoder {
-                Some(encoder) => encoder.render(&event)?.map(|r| (encoder.outbound(&r, &self.url), r)),
+                Some(encoder) => encoder
+                    .render(&event)?
+                    .map(|r| (encoder.outbound(&r, &self.url), r)),
                 None => None,
             };
             outcomes.push(match rendered {
                 Some((request, rendered)) => Outcome::Message {
-                    rendered,
-                    request,
+                    rendered: Box::new(rendered),
+                    request: Box::new(request),
                     event_type: event.event_type,
                 },
                 None => Outcome::Skipped {
@@ -203,13 +210,13 @@ impl<'m> Translator<'m> {
 }
 
 fn as_payload(value: Value, params_vendor: bool) -> Payload {
-    if let Some(query) = value.get("query").filter(|_| value.get("url").is_some()) {
-        if let Some(obj) = query.as_object() {
-            return Payload {
-                value: Value::Object(obj.clone()),
-                params: true,
-            };
-        }
+    if let Some(query) = value.get("query").filter(|_| value.get("url").is_some())
+        && let Some(obj) = query.as_object()
+    {
+        return Payload {
+            value: Value::Object(obj.clone()),
+            params: true,
+        };
     }
     Payload {
         value,

@@ -63,8 +63,13 @@ pub fn run_case(mappings: &MappingSet, file: &Path) -> CaseReport {
 }
 
 fn evaluate(mappings: &MappingSet, file: &Path, case: &CaseFile) -> Result<Vec<String>, String> {
-    let translator = Translator::new(mappings, &case.from, &case.to, "http://receiver.invalid/events")
-        .map_err(|e| e.to_string())?;
+    let translator = Translator::new(
+        mappings,
+        &case.from,
+        &case.to,
+        "http://receiver.invalid/events",
+    )
+    .map_err(|e| e.to_string())?;
     let inputs = match &case.input {
         Value::Array(items) => items.clone(),
         single => vec![single.clone()],
@@ -82,10 +87,10 @@ fn evaluate(mappings: &MappingSet, file: &Path, case: &CaseFile) -> Result<Vec<S
         }
     }
     let mut failures = Vec::new();
-    if let Some(expected) = case.outputs {
-        if lines.len() != expected {
-            failures.push(format!("expected {expected} outputs, got {}", lines.len()));
-        }
+    if let Some(expected) = case.outputs
+        && lines.len() != expected
+    {
+        failures.push(format!("expected {expected} outputs, got {}", lines.len()));
     }
     if case.expect.is_empty() {
         return Ok(failures);
@@ -107,7 +112,11 @@ fn evaluate(mappings: &MappingSet, file: &Path, case: &CaseFile) -> Result<Vec<S
     Ok(failures)
 }
 
-fn load_input(translator: &Translator<'_>, file: &Path, input: Value) -> Result<Vec<Payload>, String> {
+fn load_input(
+    translator: &Translator<'_>,
+    file: &Path,
+    input: Value,
+) -> Result<Vec<Payload>, String> {
     match input {
         Value::String(rel) => {
             let path = file.parent().unwrap_or(Path::new(".")).join(&rel);

@@ -94,9 +94,7 @@ impl Decoder {
         } else {
             payload
         };
-        self.detect
-            .iter()
-            .any(|p| !p.select(root, root).is_empty())
+        self.detect.iter().any(|p| !p.select(root, root).is_empty())
     }
 
     /// Decodes one payload into its canonical events (without fidelity extensions).
@@ -157,23 +155,36 @@ impl Decoder {
             .collect()
     }
 
-    fn decode_item(&self, rule: &Rule, root: &Value, item: &Value) -> Result<CallEvent, DecodeError> {
+    fn decode_item(
+        &self,
+        rule: &Rule,
+        root: &Value,
+        item: &Value,
+    ) -> Result<CallEvent, DecodeError> {
         let mut vars: Vec<Option<Value>> = Vec::with_capacity(rule.lets.len());
         for expr in &rule.lets {
             let value = expr
-                .eval(&Scope { root, item, vars: &vars })
+                .eval(&Scope {
+                    root,
+                    item,
+                    vars: &vars,
+                })
                 .map(|v| v.into_owned());
             vars.push(value);
         }
-        let scope = Scope { root, item, vars: &vars };
-        let event_type = rule
-            .event_type
-            .eval(&scope)
-            .and_then(text)
-            .ok_or_else(|| DecodeError::NoType {
-                vendor: self.vendor.clone(),
-                rule: rule.name.clone(),
-            })?;
+        let scope = Scope {
+            root,
+            item,
+            vars: &vars,
+        };
+        let event_type =
+            rule.event_type
+                .eval(&scope)
+                .and_then(text)
+                .ok_or_else(|| DecodeError::NoType {
+                    vendor: self.vendor.clone(),
+                    rule: rule.name.clone(),
+                })?;
 
         let mut event = Map::new();
         event.insert("specversion".into(), SPEC_VERSION.into());
@@ -240,9 +251,16 @@ impl Decoder {
         }
         if let Some(state) = CallState::for_type(event_type) {
             let path = ["data".to_string(), "call".to_string(), "state".to_string()];
-            let has_state = event.get("data").and_then(|d| d.pointer("/call/state")).is_some();
+            let has_state = event
+                .get("data")
+                .and_then(|d| d.pointer("/call/state"))
+                .is_some();
             if !has_state {
-                insert(event, &path, serde_json::to_value(state).unwrap_or_default());
+                insert(
+                    event,
+                    &path,
+                    serde_json::to_value(state).unwrap_or_default(),
+                );
             }
         }
     }

@@ -164,7 +164,8 @@ impl Encoder {
                 })?
             }
             TemplateKind::JsonBody | TemplateKind::Query => {
-                let context = Context::wraps(event).map_err(|e| self.render_error(template, event, e))?;
+                let context =
+                    Context::wraps(event).map_err(|e| self.render_error(template, event, e))?;
                 let registry = if template.kind == TemplateKind::Query {
                     &self.query
                 } else {

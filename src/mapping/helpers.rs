@@ -46,7 +46,11 @@ pub fn register(registry: &mut Handlebars<'static>, tables: Arc<HashMap<String, 
     registry.register_helper("upper", Box::new(CaseHelper(true)));
     registry.register_helper("lower", Box::new(CaseHelper(false)));
     registry.register_helper("time_format", Box::new(TimeFormatHelper));
-    for (name, scale) in [("epoch_s", 1i64), ("epoch_ms", 1_000), ("epoch_us", 1_000_000)] {
+    for (name, scale) in [
+        ("epoch_s", 1i64),
+        ("epoch_ms", 1_000),
+        ("epoch_us", 1_000_000),
+    ] {
         registry.register_helper(name, Box::new(EpochHelper(scale)));
     }
 }
@@ -92,13 +96,19 @@ impl HelperDef for TableHelper {
         _: &'rc Context,
         _: &mut RenderContext<'reg, 'rc>,
     ) -> Result<ScopedJson<'rc>, RenderError> {
-        let name = param("table", h, 0)?.as_str().unwrap_or_default().to_string();
+        let name = param("table", h, 0)?
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let table = self
             .0
             .get(&name)
             .ok_or_else(|| RenderErrorReason::Other(format!("`table`: unknown table `{name}`")))?;
         let keys = &h.params()[1..];
-        if keys.iter().all(|p| p.is_value_missing() || p.value().is_null()) {
+        if keys
+            .iter()
+            .all(|p| p.is_value_missing() || p.value().is_null())
+        {
             return Ok(ScopedJson::Derived(Value::Null));
         }
         let key: Vec<String> = h
@@ -164,10 +174,15 @@ impl HelperDef for NumberHelper {
         let n = match v {
             Value::Null => return Ok(ScopedJson::Derived(Value::Null)),
             Value::Number(n) => n.clone(),
-            Value::String(s) => serde_json::from_str::<serde_json::Number>(s.trim())
-                .map_err(|_| RenderErrorReason::Other(format!("`number`: {s:?} is not a number")))?,
+            Value::String(s) => {
+                serde_json::from_str::<serde_json::Number>(s.trim()).map_err(|_| {
+                    RenderErrorReason::Other(format!("`number`: {s:?} is not a number"))
+                })?
+            }
             other => {
-                return Err(RenderErrorReason::Other(format!("`number`: {other} is not a number")).into());
+                return Err(
+                    RenderErrorReason::Other(format!("`number`: {other} is not a number")).into(),
+                );
             }
         };
         Ok(ScopedJson::Derived(Value::Number(n)))
@@ -213,7 +228,9 @@ impl HelperDef for EqHelper {
             Some(p) if !p.is_value_missing() => p.value().clone(),
             _ => Value::Null,
         };
-        Ok(ScopedJson::Derived(Value::Bool((value(0) == value(1)) == self.0)))
+        Ok(ScopedJson::Derived(Value::Bool(
+            (value(0) == value(1)) == self.0,
+        )))
     }
 }
 
@@ -282,7 +299,9 @@ impl HelperDef for TimeFormatHelper {
         };
         let format = param("time_format", h, 1)?.render();
         let t = DateTime::parse_from_rfc3339(&text).map_err(|e| {
-            RenderErrorReason::Other(format!("`time_format`: {text:?} is not an RFC 3339 time: {e}"))
+            RenderErrorReason::Other(format!(
+                "`time_format`: {text:?} is not an RFC 3339 time: {e}"
+            ))
         })?;
         let mut out = String::new();
         use std::fmt::Write as _;
@@ -300,10 +319,10 @@ pub fn referenced_tables(source: &str) -> Vec<String> {
     while let Some(at) = rest.find("table ") {
         rest = &rest[at + 6..];
         let trimmed = rest.trim_start();
-        if let Some(quote) = trimmed.chars().next().filter(|c| *c == '"' || *c == '\'') {
-            if let Some(end) = trimmed[1..].find(quote) {
-                names.push(trimmed[1..1 + end].to_string());
-            }
+        if let Some(quote) = trimmed.chars().next().filter(|c| *c == '"' || *c == '\'')
+            && let Some(end) = trimmed[1..].find(quote)
+        {
+            names.push(trimmed[1..1 + end].to_string());
         }
     }
     names
@@ -320,7 +339,9 @@ mod tests {
         r.set_strict_mode(true);
         r.register_escape_fn(json_escape);
         let table = Table::compile(&TableFile {
-            map: [(ScalarKey("a/b".into()), json!("AB"))].into_iter().collect(),
+            map: [(ScalarKey("a/b".into()), json!("AB"))]
+                .into_iter()
+                .collect(),
             default: None,
             ignore_case: false,
         });
@@ -341,7 +362,10 @@ mod tests {
         )
         .unwrap();
         let parsed: Value = serde_json::from_str(&out).unwrap();
-        assert_eq!(parsed, json!({"a": "x\"y\\z\n", "b": {"k": [1, null]}, "c": 42}));
+        assert_eq!(
+            parsed,
+            json!({"a": "x\"y\\z\n", "b": {"k": [1, null]}, "c": 42})
+        );
     }
 
     #[test]
@@ -361,21 +385,29 @@ mod tests {
             json!({"x": "1", "n": null, "s": "7"}),
         )
         .unwrap();
-        assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), json!({"a": "1", "d": 7}));
+        assert_eq!(
+            serde_json::from_str::<Value>(&out).unwrap(),
+            json!({"a": "1", "d": 7})
+        );
     }
 
     #[test]
     fn missing_arguments_and_table_misses_are_errors() {
         let err = render("{{json nope}}", json!({})).unwrap_err().to_string();
         assert!(err.contains("nope"), "{err}");
-        let err = render(r#"{{table "t" x}}"#, json!({"x": "zz"})).unwrap_err().to_string();
+        let err = render(r#"{{table "t" x}}"#, json!({"x": "zz"}))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no entry for `zz`"), "{err}");
         assert!(render("{{plain}}", json!({})).is_err(), "strict mode");
     }
 
     #[test]
     fn percent_encoding_is_utf8_and_keeps_unreserved() {
-        assert_eq!(percent_escape("sip:+1@a b/ü-._~"), "sip%3A%2B1%40a%20b%2F%C3%BC-._~");
+        assert_eq!(
+            percent_escape("sip:+1@a b/ü-._~"),
+            "sip%3A%2B1%40a%20b%2F%C3%BC-._~"
+        );
     }
 
     #[test]

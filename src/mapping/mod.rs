@@ -250,15 +250,20 @@ fn load_vendor(folder: &Path, problems: &mut Vec<Problem>) -> Option<VendorMappi
     let folder_name = folder.file_name()?.to_string_lossy().into_owned();
     let vendor_file: VendorFile = read_yaml(&folder.join("vendor.yaml"), problems)?;
     let start = problems.len();
-    check_vendor_name(&folder.join("vendor.yaml"), &vendor_file.vendor, &folder_name, problems);
+    check_vendor_name(
+        &folder.join("vendor.yaml"),
+        &vendor_file.vendor,
+        &folder_name,
+        problems,
+    );
 
     let tables_path = folder.join("tables.yaml");
     let mut tables = HashMap::new();
     let mut table_files = TablesFile::default();
-    if tables_path.is_file() {
-        if let Some(file) = read_yaml::<TablesFile>(&tables_path, problems) {
-            table_files = file;
-        }
+    if tables_path.is_file()
+        && let Some(file) = read_yaml::<TablesFile>(&tables_path, problems)
+    {
+        table_files = file;
     }
     for (name, file) in &table_files {
         tables.insert(name.clone(), Arc::new(Table::compile(file)));
@@ -266,12 +271,20 @@ fn load_vendor(folder: &Path, problems: &mut Vec<Problem>) -> Option<VendorMappi
 
     let mut decoder = None;
     let decode_path = folder.join("decode.yaml");
-    if vendor_file.payload != PayloadKind::Canonical && decode_path.is_file() {
-        if let Some(file) = read_yaml::<DecodeFile>(&decode_path, problems) {
-            check_vendor_name(&decode_path, &file.vendor, &folder_name, problems);
-            let lowercase = vendor_file.keys == KeyMatching::CaseInsensitive;
-            decoder = Some(compile_decoder(&decode_path, &folder_name, file, &tables, lowercase, problems));
-        }
+    if vendor_file.payload != PayloadKind::Canonical
+        && decode_path.is_file()
+        && let Some(file) = read_yaml::<DecodeFile>(&decode_path, problems)
+    {
+        check_vendor_name(&decode_path, &file.vendor, &folder_name, problems);
+        let lowercase = vendor_file.keys == KeyMatching::CaseInsensitive;
+        decoder = Some(compile_decoder(
+            &decode_path,
+            &folder_name,
+            file,
+            &tables,
+            lowercase,
+            problems,
+        ));
     }
 
     let tables = Arc::new(tables);
@@ -279,11 +292,17 @@ fn load_vendor(folder: &Path, problems: &mut Vec<Problem>) -> Option<VendorMappi
     let encode_path = folder.join("encode.yaml");
     if vendor_file.payload == PayloadKind::Canonical {
         encoder = Some(Encoder::canonical(&folder_name));
-    } else if encode_path.is_file() {
-        if let Some(file) = read_yaml::<EncodeFile>(&encode_path, problems) {
-            check_vendor_name(&encode_path, &file.vendor, &folder_name, problems);
-            encoder = Some(compile_encoder(folder, &encode_path, file, tables, problems));
-        }
+    } else if encode_path.is_file()
+        && let Some(file) = read_yaml::<EncodeFile>(&encode_path, problems)
+    {
+        check_vendor_name(&encode_path, &file.vendor, &folder_name, problems);
+        encoder = Some(compile_encoder(
+            folder,
+            &encode_path,
+            file,
+            tables,
+            problems,
+        ));
     }
 
     let mut cases: Vec<PathBuf> = std::fs::read_dir(folder.join("cases"))
@@ -322,7 +341,10 @@ fn check_vendor_name(file: &Path, named: &str, folder: &str, problems: &mut Vec<
 }
 
 /// Reads a YAML file into `T`, recording a problem (with serde-saphyr's line) on failure.
-pub(crate) fn read_yaml<T: DeserializeOwned>(path: &Path, problems: &mut Vec<Problem>) -> Option<T> {
+pub(crate) fn read_yaml<T: DeserializeOwned>(
+    path: &Path,
+    problems: &mut Vec<Problem>,
+) -> Option<T> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
@@ -455,9 +477,16 @@ fn compile_rule(
         })
         .collect();
     if rule.when.value.0.is_empty() {
-        problems.push(at(file, &rule.when, label("`when` needs at least one path")));
+        problems.push(at(
+            file,
+            &rule.when,
+            label("`when` needs at least one path"),
+        ));
     }
-    let each = rule.each.as_ref().and_then(|p| path_at(p, "each", problems));
+    let each = rule
+        .each
+        .as_ref()
+        .and_then(|p| path_at(p, "each", problems));
     let event_type = compile(&rule.event_type, "type".into(), problems)
         .unwrap_or(value::ValueExpr::Literal(Value::Null));
     let mut sets = Vec::new();
@@ -527,7 +556,9 @@ fn check_table_values(target: &str, expr: &value::ValueExpr) -> Option<String> {
         }
         node.insert(path[path.len() - 1].clone(), candidate.clone());
         if let Err(e) = serde_json::from_value::<CallEvent>(event) {
-            return Some(format!("set `{target}`: table value {candidate} does not fit: {e}"));
+            return Some(format!(
+                "set `{target}`: table value {candidate} does not fit: {e}"
+            ));
         }
     }
     None
@@ -550,7 +581,10 @@ fn compile_encoder(
                 problems.push(Problem {
                     file: file.to_path_buf(),
                     line: None,
-                    message: format!("template for {:?}: give exactly one of `body` or `query`", t.types),
+                    message: format!(
+                        "template for {:?}: give exactly one of `body` or `query`",
+                        t.types
+                    ),
                 });
                 continue;
             }
@@ -576,13 +610,21 @@ fn compile_encoder(
                 });
             }
         }
-        let registry = if kind == TemplateKind::Query { &mut query } else { &mut json };
+        let registry = if kind == TemplateKind::Query {
+            &mut query
+        } else {
+            &mut json
+        };
         if let Err(e) = registry.register_template_string(&rel, &source) {
             let (line, message) = match e.pos() {
                 Some((line, col)) => (Some(line as u64), format!("column {col}: {}", e.reason())),
                 None => (None, e.reason().to_string()),
             };
-            problems.push(Problem { file: path, line, message });
+            problems.push(Problem {
+                file: path,
+                line,
+                message,
+            });
             continue;
         }
         templates.push(EncodeTemplate {

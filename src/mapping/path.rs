@@ -213,12 +213,11 @@ mod tests {
             "$.body.parties[5]",
         ] {
             let compiled = CompiledPath::compile(path).unwrap();
-            assert!(matches!(compiled.eval, Eval::Steps(_)), "{path} should be fast");
-            let fast: Vec<Value> = compiled
-                .select(&doc, &doc)
-                .into_iter()
-                .cloned()
-                .collect();
+            assert!(
+                matches!(compiled.eval, Eval::Steps(_)),
+                "{path} should be fast"
+            );
+            let fast: Vec<Value> = compiled.select(&doc, &doc).into_iter().cloned().collect();
             assert_eq!(fast, general(path, &doc), "{path}");
             assert_eq!(compiled.first(&doc, &doc), fast.first(), "{path}");
         }

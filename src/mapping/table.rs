@@ -130,7 +130,10 @@ mod tests {
             true,
         );
         assert_eq!(t.get("Disconnected/NoAnswer/true"), Some(&json!("missed")));
-        assert_eq!(t.get("Disconnected/NoAnswer/false"), Some(&json!("no_answer")));
+        assert_eq!(
+            t.get("Disconnected/NoAnswer/false"),
+            Some(&json!("no_answer"))
+        );
         assert_eq!(
             t.get("Disconnected/BlindTransfer/"),
             Some(&json!("transferred"))

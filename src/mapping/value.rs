@@ -145,7 +145,10 @@ impl CompileEnv<'_> {
         }
         if let Some(name) = &spec.var {
             let at = self.vars.iter().position(|v| v == name).ok_or_else(|| {
-                format!("unknown var `{name}` (declared before this point: {:?})", self.vars)
+                format!(
+                    "unknown var `{name}` (declared before this point: {:?})",
+                    self.vars
+                )
             })?;
             sources.push(ValueExpr::Var(at));
         }
@@ -218,7 +221,8 @@ impl ValueExpr {
                 if texts.iter().all(Option::is_none) {
                     return None;
                 }
-                let joined: Vec<String> = texts.into_iter().map(Option::unwrap_or_default).collect();
+                let joined: Vec<String> =
+                    texts.into_iter().map(Option::unwrap_or_default).collect();
                 Some(Cow::Owned(Value::String(joined.join("/"))))
             }
             ValueExpr::Concat(parts) => {
@@ -354,14 +358,26 @@ mod tests {
     fn times_by_magnitude_and_form() {
         let t = |v: Value| to_rfc3339(&v);
         assert_eq!(t(json!(1700000123)).unwrap(), "2023-11-14T22:15:23Z");
-        assert_eq!(t(json!(1700000123456i64)).unwrap(), "2023-11-14T22:15:23.456Z");
+        assert_eq!(
+            t(json!(1700000123456i64)).unwrap(),
+            "2023-11-14T22:15:23.456Z"
+        );
         assert_eq!(
             t(json!(1118335848153124i64)).unwrap(),
             "2005-06-09T16:50:48.153124Z"
         );
-        assert_eq!(t(json!("2014-04-29T13:23:12.468+0000")).unwrap(), "2014-04-29T13:23:12.468Z");
-        assert_eq!(t(json!("2018-08-30 14:58:57.149")).unwrap(), "2018-08-30T14:58:57.149Z");
-        assert_eq!(t(json!("2020-06-23T01:05:52.656Z")).unwrap(), "2020-06-23T01:05:52.656Z");
+        assert_eq!(
+            t(json!("2014-04-29T13:23:12.468+0000")).unwrap(),
+            "2014-04-29T13:23:12.468Z"
+        );
+        assert_eq!(
+            t(json!("2018-08-30 14:58:57.149")).unwrap(),
+            "2018-08-30T14:58:57.149Z"
+        );
+        assert_eq!(
+            t(json!("2020-06-23T01:05:52.656Z")).unwrap(),
+            "2020-06-23T01:05:52.656Z"
+        );
         assert_eq!(t(json!("not a time")), None);
     }
 

@@ -1,0 +1,229 @@
+//! The `callgate` binary as a user runs it: exit codes, stdout lines, stderr messages.
+
+use crate::support::root;
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn callgate(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_callgate"))
+        .args(args)
+        .current_dir(root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn callgate");
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or_default()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn translate_prints_one_compact_line_per_output() {
+    let out = callgate(
+        &[
+            "translate",
+            "--from",
+            "ringcentral",
+            "--to",
+            "vidyo",
+            "tests/fixtures/ringcentral/flows/PSTN-RingCentral-DataStreams/PSTN-RingCentral-DataStreams-06.json",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert_eq!(stdout.lines().count(), 1);
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["userStatusNotification"]["user"]["userState"], "Alerting");
+}
+
+#[test]
+fn translate_auto_detects_and_reads_stdin() {
+    let body = std::fs::read(root().join("tests/fixtures/enablex/seed-roomdrop.json")).unwrap();
+    let out = callgate(
+        &["translate", "--from", "auto", "--to", "cloudevents", "-"],
+        Some(&body),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("\"type\":\"conference.ended\""));
+}
+
+#[test]
+fn oracle_isr_output_is_a_request() {
+    let out = callgate(
+        &[
+            "translate",
+            "--from",
+            "oracle-isr",
+            "--to",
+            "oracle-isr",
+            "--url",
+            "https://isr.example/e",
+            "tests/fixtures/oracle-isr/seed-face-audio-recording-started.txt",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(v["method"], "GET");
+    assert!(
+        v["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://isr.example/e?event=AudioRecordingStarted&")
+    );
+}
+
+#[test]
+fn an_event_without_template_is_skipped_with_exit_0() {
+    let out = callgate(
+        &[
+            "translate",
+            "--from",
+            "enreach",
+            "--to",
+            "vidyo",
+            "tests/fixtures/enreach/QueueStatus.json",
+        ],
+        None,
+    );
+    assert!(out.status.success());
+    assert!(out.stdout.is_empty());
+    assert!(
+        text(&out.stderr).contains("vidyo has no template for type vendor.enreach.QueueStatus")
+    );
+}
+
+#[test]
+fn bad_input_exits_2_with_one_clear_line() {
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    let cases: [(&str, &[u8], &str); 5] = [
+        (
+            "ringcentral",
+            b"not json {",
+            "ringcentral: input is not valid JSON",
+        ),
+        ("vidyo", deep.as_bytes(), "recursion limit exceeded"),
+        (
+            "ringcentral",
+            b"{\"hello\": 1}",
+            "ringcentral: no decode rule matched this payload (tried `telephony-session` when $.body.telephonySessionId",
+        ),
+        ("enablex", b"   \n", "empty input"),
+        ("auto", b"{\"x\": 1}", "auto: the payload matches no vendor"),
+    ];
+    for (from, input, expected) in cases {
+        let out = callgate(&["translate", "--from", from, "--to", "vidyo"], Some(input));
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{from}: {stderr}");
+        assert!(stderr.contains(expected), "{from}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(!stderr.contains("panicked"));
+    }
+}
+
+#[test]
+fn unknown_vendor_is_refused() {
+    let out = callgate(
+        &["translate", "--from", "skype", "--to", "vidyo"],
+        Some(b"{}"),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("unknown vendor `skype`"));
+}
+
+#[test]
+fn test_command_prints_the_closing_line() {
+    let out = callgate(&["test"], None);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    let stdout = text(&out.stdout);
+    let last = stdout.lines().last().unwrap();
+    assert!(last.ends_with(" passed, 0 failed"), "{last}");
+}
+
+#[test]
+fn check_names_file_line_and_path_of_a_broken_mapping() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&root().join("mappings"), dir.path());
+    let decode = dir.path().join("vidyo/decode.yaml");
+    let original = std::fs::read_to_string(&decode).unwrap();
+    std::fs::write(
+        &decode,
+        original.replace(
+            "\"$.userStatusNotification.user.userName\"",
+            "\"$.userStatusNotification[\"",
+        ),
+    )
+    .unwrap();
+    let tables = dir.path().join("enablex/decode.yaml");
+    let original = std::fs::read_to_string(&tables).unwrap();
+    std::fs::write(
+        &tables,
+        original.replace("table: variant", "table: no_such_table"),
+    )
+    .unwrap();
+    let template = dir.path().join("enreach/templates/event.json.hbs");
+    std::fs::write(&template, "{{#if x}}\n{{json y}}\n").unwrap();
+
+    let out = callgate(&["check", "--mappings", dir.path().to_str().unwrap()], None);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let line = original_line(
+        &root().join("mappings/vidyo/decode.yaml"),
+        "data.user.login",
+    );
+    assert!(stderr.contains(&format!("vidyo/decode.yaml:{line}: rule `call`: set `data.user.login`: invalid JSONPath `$.userStatusNotification[`")), "{stderr}");
+    assert!(stderr.contains("enablex/decode.yaml:"), "{stderr}");
+    assert!(stderr.contains("unknown table `no_such_table`"), "{stderr}");
+    assert!(
+        stderr.contains("enreach/templates/event.json.hbs"),
+        "{stderr}"
+    );
+    // The Vidyo path sits in a YAML anchor shared by two rules: both are reported.
+    assert!(stderr.contains("4 problem(s)"), "{stderr}");
+}
+
+#[test]
+fn check_passes_on_the_shipped_mappings() {
+    let out = callgate(&["check"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn help_explains_every_command() {
+    let out = callgate(&["--help"], None);
+    let help = text(&out.stdout);
+    for word in ["translate", "check", "test"] {
+        assert!(help.contains(word), "{help}");
+    }
+    let out = callgate(&["translate", "--help"], None);
+    assert!(text(&out.stdout).contains("--from <VENDOR>"));
+}
+
+fn original_line(file: &std::path::Path, needle: &str) -> usize {
+    std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .position(|l| l.contains(needle))
+        .unwrap()
+        + 1
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! The one integration test binary: mapping cases, corpus round trips, real call flows across
+//! vendors, the CLI as a user runs it, and property tests over the engine.
+
+mod cases;
+mod cli;
+mod flows;
+mod properties;
+mod roundtrip;
+mod support;

@@ -1,0 +1,65 @@
+//! Shared test helpers: the shipped mappings, fixture discovery, translation shortcuts.
+
+use callgate::MappingSet;
+use callgate::translate::{Outcome, Translator};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The repository root.
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The shipped mappings, loaded once.
+pub fn mappings() -> &'static MappingSet {
+    static SET: OnceLock<MappingSet> = OnceLock::new();
+    SET.get_or_init(|| {
+        MappingSet::load(&root().join("mappings")).expect("shipped mappings are valid")
+    })
+}
+
+/// Every file under `tests/fixtures/<vendor>` with the extension, excluding API objects and
+/// nested helper objects that are not events.
+pub fn fixtures(vendor: &str, ext: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root().join("tests/fixtures").join(vendor)];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("fixture folder") {
+            let path = entry.expect("entry").path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if path.is_dir() {
+                if name != "api" && name != "misc" {
+                    stack.push(path);
+                }
+            } else if name.ends_with(ext) {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Translates the text of one input through one translator, returning every printed line.
+pub fn lines(translator: &Translator<'_>, text: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    for payload in translator.read(text).expect("readable input") {
+        for outcome in translator.translate(&payload).expect("translates") {
+            if let Some(line) = outcome.output_line() {
+                out.push(line);
+            }
+        }
+    }
+    out
+}
+
+/// The outcomes of translating a file.
+pub fn outcomes(translator: &Translator<'_>, file: &Path) -> Vec<Outcome> {
+    let text = std::fs::read_to_string(file).expect("fixture");
+    let mut out = Vec::new();
+    for payload in translator.read(&text).expect("readable input") {
+        out.extend(translator.translate(&payload).expect("translates"));
+    }
+    out
+}
