@@ -69,6 +69,8 @@ pub struct Rendered {
     pub template: String,
     /// The payload: the body, or `{name: value}` for queries.
     pub payload: Value,
+    /// For queries, the parameter names in template order (a JSON object has none).
+    pub order: Vec<String>,
 }
 
 /// One HTTP request to a receiver.
@@ -156,6 +158,7 @@ impl Encoder {
         let Some(template) = self.template_for(&event.event_type) else {
             return Ok(None);
         };
+        let mut order = Vec::new();
         let mut payload = match template.kind {
             TemplateKind::Canonical => {
                 serde_json::to_value(event).map_err(|e| EncodeError::Serialise {
@@ -175,7 +178,9 @@ impl Encoder {
                     .render_with_context(&template.file, &context)
                     .map_err(|e| self.render_error(template, event, e))?;
                 if template.kind == TemplateKind::Query {
-                    parse_query_lines(&text)
+                    let (params, names) = parse_query_lines(&text);
+                    order = names;
+                    params
                 } else {
                     serde_json::from_str(&text).map_err(|e| EncodeError::InvalidJson {
                         vendor: self.vendor.clone(),
@@ -193,6 +198,7 @@ impl Encoder {
             kind: template.kind,
             template: template.file.clone(),
             payload,
+            order,
         }))
     }
 
@@ -214,7 +220,7 @@ impl Encoder {
     pub fn outbound(&self, rendered: &Rendered, url: &str) -> OutboundMessage {
         match rendered.kind {
             TemplateKind::Query => {
-                let query = query_string(&rendered.payload);
+                let query = query_string(&rendered.payload, &rendered.order);
                 let sep = if url.contains('?') { '&' } else { '?' };
                 OutboundMessage {
                     method: self.method.clone(),
@@ -238,26 +244,33 @@ impl Encoder {
 }
 
 /// Reads a rendered query template: one `name=value` per non-blank line, values already
-/// percent-encoded; returns `{name: decoded value}`.
-fn parse_query_lines(text: &str) -> Value {
+/// percent-encoded; returns `{name: decoded value}` and the names in order.
+fn parse_query_lines(text: &str) -> (Value, Vec<String>) {
     let mut params = Map::new();
+    let mut order = Vec::new();
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
         for pair in line.split('&').filter(|p| !p.is_empty()) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
-            params.insert(decode(name), Value::String(decode(value)));
+            let name = decode(name);
+            order.push(name.clone());
+            params.insert(name, Value::String(decode(value)));
         }
     }
-    Value::Object(params)
+    (Value::Object(params), order)
 }
 
-/// Writes a parameter object as a query string, percent-encoding names and values (UTF-8).
-pub fn query_string(params: &Value) -> String {
+/// Writes a parameter object as a query string, percent-encoding names and values (UTF-8):
+/// the names of `order` first, in that order, then any others.
+pub fn query_string(params: &Value, order: &[String]) -> String {
     let Some(params) = params.as_object() else {
         return String::new();
     };
-    params
+    let rest = params.keys().filter(|k| !order.contains(k));
+    order
         .iter()
+        .chain(rest)
+        .filter_map(|name| params.get(name).map(|value| (name, value)))
         .map(|(name, value)| {
             let value = match value {
                 Value::String(s) => s.clone(),
@@ -296,9 +309,9 @@ mod tests {
 
     #[test]
     fn query_lines_round_trip() {
-        let params = parse_query_lines("event=A%20B\n\n  x=sip%3A1%402 \nempty=\n");
+        let (params, order) = parse_query_lines("event=A%20B\n\n  x=sip%3A1%402 \nempty=\n");
         assert_eq!(params, json!({"event": "A B", "x": "sip:1@2", "empty": ""}));
-        assert_eq!(query_string(&params), "event=A%20B&x=sip%3A1%402&empty=");
+        assert_eq!(query_string(&params, &order), "event=A%20B&x=sip%3A1%402&empty=");
     }
 
     #[test]

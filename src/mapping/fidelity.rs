@@ -134,7 +134,7 @@ fn remove(target: &mut Value, pointer: &str) {
         };
     }
     if let Value::Object(m) = node {
-        m.shift_remove(&last);
+        m.remove(&last);
     }
 }
 
