@@ -9,17 +9,25 @@ use serde::{Deserialize, Serialize};
 use std::hint::black_box;
 use std::path::Path;
 
-const FIXTURE: &str =
-    "tests/fixtures/ringcentral/flows/PSTN-RingCentral-DataStreams/PSTN-RingCentral-DataStreams-06.json";
+const FIXTURE: &str = "tests/fixtures/ringcentral/flows/PSTN-RingCentral-DataStreams/PSTN-RingCentral-DataStreams-06.json";
 
 fn engine(mappings: &MappingSet, input: &[u8]) -> String {
     let payload: serde_json::Value = serde_json::from_slice(input).expect("json");
     let events = mappings
         .decode("ringcentral", &payload, DecodeOptions::default())
         .expect("decodes");
-    let encoder = mappings.vendor("vidyo").and_then(|v| v.encoder()).expect("vidyo");
-    let rendered = encoder.render(&events[0]).expect("renders").expect("template");
-    encoder.outbound(&rendered, "http://127.0.0.1/").body.expect("body")
+    let encoder = mappings
+        .vendor("vidyo")
+        .and_then(|v| v.encoder())
+        .expect("vidyo");
+    let rendered = encoder
+        .render(&events[0])
+        .expect("renders")
+        .expect("template");
+    encoder
+        .outbound(&rendered, "http://127.0.0.1/")
+        .body
+        .expect("body")
 }
 
 mod hand {
@@ -144,7 +152,9 @@ mod hand {
         let ended = call_state == "COMPLETED";
         let me = if inbound { &party.to } else { &party.from };
         let tenant = n.body.account_id.or(party.account_id);
-        let micros = chrono::DateTime::parse_from_rfc3339(n.body.event_time).ok()?.timestamp_micros();
+        let micros = chrono::DateTime::parse_from_rfc3339(n.body.event_time)
+            .ok()?
+            .timestamp_micros();
         let extension = me.as_ref().and_then(|e| e.phone_number);
         let out = Vidyo {
             version: 1,
@@ -157,7 +167,11 @@ mod hand {
                     call_state,
                     tenant_name: tenant,
                     participant_id: party.id,
-                    call_completion_code: if ended && reason == "completed" { "1" } else { "0" },
+                    call_completion_code: if ended && reason == "completed" {
+                        "1"
+                    } else {
+                        "0"
+                    },
                     direction: if inbound { "I" } else { "O" },
                 },
                 user: User {
@@ -186,7 +200,9 @@ fn bench(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("ringcentral_to_vidyo");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("engine", |bench| bench.iter(|| engine(&mappings, black_box(&input))));
+    group.bench_function("engine", |bench| {
+        bench.iter(|| engine(&mappings, black_box(&input)))
+    });
     group.bench_function("hand_written", |bench| {
         bench.iter(|| hand::translate(black_box(&input)))
     });

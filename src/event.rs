@@ -675,7 +675,9 @@ fn opt_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error>
             Ok(Some(v.to_string()))
         }
         fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
-            Ok(Some(serde_json::Number::from_f64(v).map_or_else(|| v.to_string(), |n| n.to_string())))
+            Ok(Some(
+                serde_json::Number::from_f64(v).map_or_else(|| v.to_string(), |n| n.to_string()),
+            ))
         }
         fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
             Ok(Some(v.to_string()))

@@ -311,7 +311,10 @@ mod tests {
     fn query_lines_round_trip() {
         let (params, order) = parse_query_lines("event=A%20B\n\n  x=sip%3A1%402 \nempty=\n");
         assert_eq!(params, json!({"event": "A B", "x": "sip:1@2", "empty": ""}));
-        assert_eq!(query_string(&params, &order), "event=A%20B&x=sip%3A1%402&empty=");
+        assert_eq!(
+            query_string(&params, &order),
+            "event=A%20B&x=sip%3A1%402&empty="
+        );
     }
 
     #[test]
