@@ -213,7 +213,7 @@ impl ValueExpr {
                     .into_iter()
                     .cloned()
                     .collect();
-                (!found.is_empty()).then(|| Cow::Owned(Value::Array(found)))
+                (!found.is_empty()).then_some(Cow::Owned(Value::Array(found)))
             }
             ValueExpr::Join(parts) => {
                 let texts: Vec<Option<String>> =
