@@ -4,9 +4,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod adapters;
+pub mod config;
+pub mod delivery;
 pub mod event;
 pub mod lifecycle;
 pub mod mapping;
+pub mod telemetry;
 pub mod translate;
 
 pub use event::CallEvent;

@@ -1,0 +1,109 @@
+//! Inbound webhooks: turns an HTTP request into a payload (a JSON body, or URL/form
+//! parameters for parameter vendors such as Oracle ISR) and, through the route's verifier,
+//! into a [`VerifiedInbound`] — the only input the decoder accepts.
+
+pub mod verify;
+
+use crate::translate::params_from_url;
+use axum::http::{HeaderMap, Method, header::CONTENT_TYPE};
+use serde_json::Value;
+
+/// A payload that passed its route's verifier. Only `verify::Verifier::verify` makes one.
+#[derive(Debug, Clone)]
+pub struct VerifiedInbound {
+    payload: Value,
+    params: bool,
+}
+
+impl VerifiedInbound {
+    /// The payload: the JSON document, or `{name: value}` for parameters.
+    pub fn payload(&self) -> &Value {
+        &self.payload
+    }
+
+    /// Whether the payload is URL or form parameters.
+    pub fn is_params(&self) -> bool {
+        self.params
+    }
+}
+
+/// Why a request's payload could not be read (answered 400 or 415).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PayloadError {
+    /// The body is not JSON.
+    #[error("invalid JSON: {0}")]
+    Json(String),
+    /// No body and no parameters.
+    #[error("empty request: expected a {0} payload")]
+    Empty(&'static str),
+}
+
+/// Reads a request's payload. `params_vendor`: the route's vendor sends parameters (query
+/// or form); `auto`: detect (a JSON body is JSON, anything else parameters).
+pub fn read_payload(
+    method: &Method,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    body: &[u8],
+    params_vendor: bool,
+    auto: bool,
+) -> Result<(Value, bool), PayloadError> {
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let is_form = content_type.starts_with("application/x-www-form-urlencoded");
+    let trimmed = body.trim_ascii();
+    let looks_json = trimmed.first().is_some_and(|b| *b == b'{' || *b == b'[');
+    let wants_params = params_vendor || (auto && !looks_json);
+    if wants_params && !(looks_json && content_type.contains("json")) {
+        let mut params = match query {
+            Some(q) if !q.is_empty() => params_from_url(q),
+            _ => Value::Object(Default::default()),
+        };
+        if (is_form || *method == Method::POST) && !trimmed.is_empty() && !looks_json {
+            if let (Value::Object(all), Value::Object(form)) =
+                (&mut params, params_from_url(&String::from_utf8_lossy(trimmed)))
+            {
+                all.extend(form);
+            }
+        }
+        if params.as_object().is_some_and(|m| !m.is_empty()) {
+            return Ok((params, true));
+        }
+        if !looks_json {
+            return Err(PayloadError::Empty("parameter"));
+        }
+    }
+    if trimmed.is_empty() {
+        return Err(PayloadError::Empty("JSON"));
+    }
+    serde_json::from_slice(trimmed)
+        .map(|v| (v, false))
+        .map_err(|e| PayloadError::Json(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn json_query_and_form_payloads() {
+        let h = HeaderMap::new();
+        let (v, params) = read_payload(&Method::POST, &h, None, br#" {"a": 1} "#, false, false).unwrap();
+        assert_eq!((v, params), (json!({"a": 1}), false));
+        let (v, params) = read_payload(&Method::GET, &h, Some("event=X&ucid=1%402"), b"", true, false).unwrap();
+        assert_eq!((v, params), (json!({"event": "X", "ucid": "1@2"}), true));
+        let mut form = HeaderMap::new();
+        form.insert(CONTENT_TYPE, "application/x-www-form-urlencoded".parse().unwrap());
+        let (v, _) = read_payload(&Method::POST, &form, None, b"event=Y&A=b+c", true, false).unwrap();
+        assert_eq!(v, json!({"event": "Y", "A": "b c"}));
+        let (_, params) = read_payload(&Method::GET, &h, Some("event=Z"), b"", false, true).unwrap();
+        assert!(params, "auto reads parameters");
+        let err = read_payload(&Method::POST, &h, None, b"{\"a\":", false, false).unwrap_err();
+        assert!(err.to_string().contains("line 1 column 5"), "{err}");
+        assert!(matches!(read_payload(&Method::POST, &h, None, b"", false, false), Err(PayloadError::Empty(_))));
+    }
+}

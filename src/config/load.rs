@@ -1,0 +1,296 @@
+//! Loading the configuration: YAML → `Config`, then `${NAME}` references resolved from the
+//! environment (after parsing, so a secret never appears in a YAML error), then pure
+//! validation against the mappings before anything opens a socket.
+
+use super::{Ack, Config, EnvString, InboundAuth, OutboundAuth, StoreConfig};
+use crate::mapping::MappingSet;
+use crate::translate::AUTO;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        /// The config file.
+        file: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The YAML does not fit the schema (unknown key, wrong type); the message has the line.
+    #[error("{file}: {message}")]
+    Parse {
+        /// The config file.
+        file: PathBuf,
+        /// serde-saphyr's message with line and column.
+        message: String,
+    },
+    /// `${NAME}` references to variables that are not set.
+    #[error("{file}: environment variable(s) not set: {}", names.join(", "))]
+    MissingEnv {
+        /// The config file.
+        file: PathBuf,
+        /// The missing names.
+        names: Vec<String>,
+    },
+    /// Semantic problems (unknown vendor, duplicate path, ...), one per entry.
+    #[error("{file}: invalid configuration:\n  {}", problems.join("\n  "))]
+    Invalid {
+        /// The config file.
+        file: PathBuf,
+        /// Each problem.
+        problems: Vec<String>,
+    },
+}
+
+/// Reads and parses a config file and resolves its `${NAME}` references from the process
+/// environment.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: path.to_path_buf(),
+        source,
+    })?;
+    parse(path, &text, &|name| std::env::var(name).ok())
+}
+
+/// Parses config text and resolves `${NAME}` with `lookup`.
+pub fn parse(
+    path: &Path,
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let mut config: Config = serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
+        file: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let mut missing = Vec::new();
+    for_each_env_string(&mut config, &mut |s| missing.extend(s.resolve(lookup)));
+    if !missing.is_empty() {
+        missing.sort();
+        missing.dedup();
+        return Err(ConfigError::MissingEnv {
+            file: path.to_path_buf(),
+            names: missing,
+        });
+    }
+    Ok(config)
+}
+
+fn for_each_env_string(config: &mut Config, f: &mut dyn FnMut(&mut EnvString)) {
+    if let Some(t) = config.server.admin_token.as_mut() {
+        f(t);
+    }
+    if let Some(fallback) = config.fallback.as_mut() {
+        f(fallback);
+    }
+    if let StoreConfig::Nats { url } = &mut config.store {
+        f(url);
+    }
+    for route in &mut config.routes {
+        if let Some(auth) = route.auth.as_mut() {
+            let InboundAuth {
+                verification_token,
+                basic,
+                bearer,
+                header,
+            } = auth;
+            verification_token.iter_mut().for_each(&mut *f);
+            bearer.iter_mut().for_each(&mut *f);
+            if let Some(b) = basic {
+                f(&mut b.username);
+                f(&mut b.password);
+            }
+            if let Some(h) = header {
+                f(&mut h.value);
+            }
+        }
+        for dest in &mut route.to {
+            f(&mut dest.url);
+            dest.headers.values_mut().for_each(&mut *f);
+            if let Some(OutboundAuth { basic, bearer }) = dest.auth.as_mut() {
+                bearer.iter_mut().for_each(&mut *f);
+                if let Some(b) = basic {
+                    f(&mut b.username);
+                    f(&mut b.password);
+                }
+            }
+        }
+    }
+}
+
+/// Checks a loaded config against the mappings; returns every problem (empty: valid).
+/// Pure: opens nothing.
+pub fn validate(config: &Config, mappings: &MappingSet) -> Vec<String> {
+    let mut problems = Vec::new();
+    if !config.server.admin_listen.ip().is_loopback() && config.server.admin_token.is_none() {
+        problems.push(format!(
+            "server.admin_listen {} is not a loopback address: set server.admin_token",
+            config.server.admin_listen
+        ));
+    }
+    if config.server.max_body_bytes == 0 {
+        problems.push("server.max_body_bytes must be above 0".into());
+    }
+    if config.delivery.retry.is_empty() {
+        problems.push("delivery.retry needs at least one entry (the first attempt)".into());
+    }
+    if config.delivery.workers == 0 {
+        problems.push("delivery.workers must be above 0".into());
+    }
+    if let StoreConfig::Nats { .. } = config.store {
+        problems.push(
+            "store.kind nats: the NATS JetStream backend is not in this build yet; use sqlite".into(),
+        );
+    }
+    if let Some(fallback) = &config.fallback {
+        check_url("fallback", fallback.value(), &mut problems);
+    }
+    let mut names = HashSet::new();
+    let mut paths = HashSet::new();
+    for route in &config.routes {
+        let at = format!("route `{}`", route.name);
+        if !names.insert(route.name.as_str()) {
+            problems.push(format!("{at}: the name is used twice"));
+        }
+        if !route.path.starts_with('/') {
+            problems.push(format!("{at}: path `{}` must start with /", route.path));
+        }
+        if ["/healthz", "/readyz"].contains(&route.path.as_str()) {
+            problems.push(format!("{at}: path `{}` is reserved", route.path));
+        }
+        if !paths.insert(route.path.as_str()) {
+            problems.push(format!("{at}: path `{}` is used by another route", route.path));
+        }
+        if route.from != AUTO && !mappings.vendor(&route.from).is_some_and(|v| v.can_decode()) {
+            problems.push(format!(
+                "{at}: from `{}` is not a vendor with a decode mapping (known: {})",
+                route.from,
+                known(mappings)
+            ));
+        }
+        if let Some(auth) = &route.auth {
+            let count = [
+                auth.verification_token.is_some(),
+                auth.basic.is_some(),
+                auth.bearer.is_some(),
+                auth.header.is_some(),
+            ]
+            .iter()
+            .filter(|b| **b)
+            .count();
+            if count != 1 {
+                problems.push(format!(
+                    "{at}: auth needs exactly one of verification_token, basic, bearer, header"
+                ));
+            }
+        }
+        if route.to.is_empty() {
+            problems.push(format!("{at}: `to` needs at least one destination"));
+        }
+        if route.ack == Ack::Proxy && route.to.len() > 1 {
+            problems.push(format!(
+                "{at}: ack proxy forwards to one destination, but `to` lists {}",
+                route.to.len()
+            ));
+        }
+        let mut dest_names = HashSet::new();
+        for dest in &route.to {
+            let at = format!("{at}, destination `{}`", dest.name);
+            if !dest_names.insert(dest.name.as_str()) {
+                problems.push(format!("{at}: the name is used twice in this route"));
+            }
+            if mappings.vendor(&dest.vendor).and_then(|v| v.encoder()).is_none() {
+                problems.push(format!(
+                    "{at}: vendor `{}` has no encode mapping (known: {})",
+                    dest.vendor,
+                    known(mappings)
+                ));
+            }
+            check_url(&at, dest.url.value(), &mut problems);
+            if dest.types.is_empty() {
+                problems.push(format!("{at}: `types` is empty, so nothing would be delivered"));
+            }
+            for t in &dest.types {
+                if t.is_empty() || (t.contains('*') && !t.ends_with('*')) || t.matches('*').count() > 1 {
+                    problems.push(format!("{at}: type pattern `{t}`: use an exact type or a prefix ending in *"));
+                }
+            }
+            if let Some(auth) = &dest.auth {
+                if auth.basic.is_some() == auth.bearer.is_some() {
+                    problems.push(format!("{at}: auth needs exactly one of basic, bearer"));
+                }
+            }
+            for name in dest.headers.keys() {
+                if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                    problems.push(format!("{at}: `{name}` is not a valid header name"));
+                }
+            }
+        }
+    }
+    problems
+}
+
+fn known(mappings: &MappingSet) -> String {
+    mappings.vendors().map(|v| v.id.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+fn check_url(at: &str, url: &str, problems: &mut Vec<String>) {
+    match reqwest::Url::parse(url) {
+        Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+        Ok(u) => problems.push(format!("{at}: url scheme `{}` is not http or https", u.scheme())),
+        Err(e) => problems.push(format!("{at}: url `{url}` is not a URL: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_text(text: &str) -> Result<Config, ConfigError> {
+        parse(Path::new("test.yaml"), text, &|name| {
+            (name == "TOKEN").then(|| "s3cret".to_string())
+        })
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_line() {
+        let err = parse_text("server:\n  listen: 127.0.0.1:1\n  lisen: x\n").unwrap_err().to_string();
+        assert!(err.contains("lisen"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn missing_variables_are_named_and_values_never_printed() {
+        let text = "routes:\n  - name: r\n    path: /r\n    from: vidyo\n    auth: { bearer: \"${TOKEN}\" }\n    to:\n      - { name: d, vendor: vidyo, url: \"http://x/${NOPE}\" }\n";
+        let err = parse_text(text).unwrap_err();
+        assert!(matches!(&err, ConfigError::MissingEnv { names, .. } if names == &["NOPE"]));
+        let ok = parse_text(&text.replace("${NOPE}", "y")).unwrap();
+        let bearer = ok.routes[0].auth.as_ref().unwrap().bearer.as_ref().unwrap();
+        assert_eq!(bearer.value(), "s3cret");
+        assert!(!format!("{ok:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn validation_reports_every_problem() {
+        let mappings = MappingSet::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings")).unwrap();
+        let config = parse_text(
+            "server: { admin_listen: 0.0.0.0:9 }\nroutes:\n  - { name: a, path: /a, from: skype, to: [ { name: d, vendor: nope, url: 'ftp://x' } ] }\n  - { name: a, path: /a, from: vidyo, ack: proxy, to: [] }\n",
+        )
+        .unwrap();
+        let problems = validate(&config, &mappings);
+        let all = problems.join("\n");
+        for expected in [
+            "admin_listen 0.0.0.0:9 is not a loopback address",
+            "from `skype`",
+            "vendor `nope`",
+            "scheme `ftp`",
+            "the name is used twice",
+            "path `/a` is used by another route",
+            "`to` needs at least one destination",
+        ] {
+            assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+        }
+    }
+}

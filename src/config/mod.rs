@@ -1,0 +1,430 @@
+//! Configuration: the types of `config/callgate.yaml` (DESIGN.md §6). Every field states its
+//! default. Loading and validation live in `load.rs`; nothing here does I/O.
+
+pub mod load;
+
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use load::{ConfigError, load, validate};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listeners and request limits.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// The mappings folder, relative to the working directory. Default `mappings`.
+    #[serde(default = "default_mappings")]
+    pub mappings: PathBuf,
+    /// Where accepted messages are kept until delivered. Default SQLite at
+    /// `data/callgate.db`.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// Retries, timeouts and limits of outbound delivery.
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
+    /// Inbound routes: a path, a source vendor, and where its events go.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    /// A legacy receiver's base URL: every request no route matches is reverse-proxied there
+    /// unchanged (method, path, query, headers, body). Default: none (404).
+    #[serde(default)]
+    pub fallback: Option<EnvString>,
+}
+
+fn default_mappings() -> PathBuf {
+    PathBuf::from("mappings")
+}
+
+/// Listeners and request limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// The public listener for vendor webhooks. Default `127.0.0.1:8080`.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// The admin listener (`/metrics`, `/admin/*`). Default `127.0.0.1:9090`. It must be a
+    /// loopback address unless `admin_token` is set.
+    #[serde(default = "default_admin_listen")]
+    pub admin_listen: SocketAddr,
+    /// Bearer token required on the admin listener. Default: none (loopback only).
+    #[serde(default)]
+    pub admin_token: Option<EnvString>,
+    /// Largest accepted request body, in bytes; larger bodies get 413. Default 1048576.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// How long one inbound request may take before it is answered 408. Default `10s`.
+    #[serde(default = "default_request_timeout", deserialize_with = "duration")]
+    pub request_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            admin_listen: default_admin_listen(),
+            admin_token: None,
+            max_body_bytes: default_max_body(),
+            request_timeout: default_request_timeout(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9090))
+}
+fn default_max_body() -> usize {
+    1_048_576
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// The durable store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum StoreConfig {
+    /// Embedded SQLite (WAL, `synchronous=FULL`, batched commits).
+    Sqlite {
+        /// Database file; its folder is created. Default `data/callgate.db`.
+        #[serde(default = "default_store_path")]
+        path: PathBuf,
+    },
+    /// NATS JetStream, shared by several callgate instances.
+    Nats {
+        /// Server URL, e.g. `nats://127.0.0.1:4222`.
+        url: EnvString,
+    },
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig::Sqlite {
+            path: default_store_path(),
+        }
+    }
+}
+
+fn default_store_path() -> PathBuf {
+    PathBuf::from("data/callgate.db")
+}
+
+/// Outbound delivery.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// Wait before each attempt; after the last, the message goes to the dead letters. Each
+    /// wait gets up to 10% random jitter; a receiver's `Retry-After` overrides it.
+    /// Default `[0s, 5s, 5m, 30m, 2h, 5h, 10h, 10h]`.
+    #[serde(default = "default_retry", deserialize_with = "durations")]
+    pub retry: Vec<Duration>,
+    /// Timeout of one delivery attempt. Default `15s`.
+    #[serde(default = "default_delivery_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Attempts in flight at once, over all destinations. Default 64.
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+    /// Messages waiting per destination beyond which intake answers 503 with `Retry-After`.
+    /// Default 100000.
+    #[serde(default = "default_max_depth")]
+    pub max_queue_depth: u64,
+    /// How long an inbound event id is remembered, across restarts, so that a redelivery
+    /// is acknowledged without being queued again. Default `24h`.
+    #[serde(default = "default_dedupe_window", deserialize_with = "duration")]
+    pub dedupe_window: Duration,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            retry: default_retry(),
+            timeout: default_delivery_timeout(),
+            workers: default_workers(),
+            max_queue_depth: default_max_depth(),
+            dedupe_window: default_dedupe_window(),
+        }
+    }
+}
+
+fn default_retry() -> Vec<Duration> {
+    [0, 5, 300, 1800, 7200, 18000, 36000, 36000]
+        .into_iter()
+        .map(Duration::from_secs)
+        .collect()
+}
+fn default_delivery_timeout() -> Duration {
+    Duration::from_secs(15)
+}
+fn default_workers() -> usize {
+    64
+}
+fn default_max_depth() -> u64 {
+    100_000
+}
+fn default_dedupe_window() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+/// One inbound route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Unique name, used in logs and metrics.
+    pub name: String,
+    /// The request path, e.g. `/hooks/ringcentral`.
+    pub path: String,
+    /// The source vendor id, or `auto`.
+    pub from: String,
+    /// How requests prove they come from the vendor. Default: none.
+    #[serde(default)]
+    pub auth: Option<InboundAuth>,
+    /// `queued` (default): answer 2xx once every outbound message is durably stored.
+    /// `proxy`: forward to the first destination and return its reply.
+    #[serde(default)]
+    pub ack: Ack,
+    /// In proxy mode, what a timed-out forward does: `fail` (default, 504) or `queue`
+    /// (store it durably and answer 202).
+    #[serde(default)]
+    pub on_timeout: OnTimeout,
+    /// The destinations.
+    #[serde(default)]
+    pub to: Vec<DestinationConfig>,
+}
+
+/// Acknowledgement mode of a route.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ack {
+    /// 2xx after the durable write.
+    #[default]
+    Queued,
+    /// Forward synchronously and return the receiver's reply.
+    Proxy,
+}
+
+/// What a proxy route does when the forward times out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnTimeout {
+    /// Answer 504.
+    #[default]
+    Fail,
+    /// Store the message durably, answer 202, and deliver it with retries.
+    Queue,
+}
+
+/// Inbound verification: exactly one of the fields.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboundAuth {
+    /// RingCentral's shared token, sent as `Verification-Token` (or `Validation-Token`).
+    #[serde(default)]
+    pub verification_token: Option<EnvString>,
+    /// HTTP Basic credentials.
+    #[serde(default)]
+    pub basic: Option<BasicAuth>,
+    /// An `Authorization: Bearer` token.
+    #[serde(default)]
+    pub bearer: Option<EnvString>,
+    /// A token in a named header.
+    #[serde(default)]
+    pub header: Option<HeaderToken>,
+}
+
+/// HTTP Basic credentials.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    /// User name.
+    pub username: EnvString,
+    /// Password.
+    pub password: EnvString,
+}
+
+/// A token carried in a named header.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderToken {
+    /// Header name, e.g. `X-Api-Key`.
+    pub name: String,
+    /// Expected value.
+    pub value: EnvString,
+}
+
+/// One destination of a route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationConfig {
+    /// Unique name within the route, used in logs, metrics and the dead letters.
+    pub name: String,
+    /// The receiver's vendor id (its mapping renders the request).
+    pub vendor: String,
+    /// The receiver's URL.
+    pub url: EnvString,
+    /// Outbound credentials. Default: none.
+    #[serde(default)]
+    pub auth: Option<OutboundAuth>,
+    /// Extra request headers. Default: none.
+    #[serde(default)]
+    pub headers: BTreeMap<String, EnvString>,
+    /// Canonical types this destination receives (exact or ending in `*`). Default `["*"]`.
+    #[serde(default = "default_types")]
+    pub types: Vec<String>,
+}
+
+fn default_types() -> Vec<String> {
+    vec!["*".into()]
+}
+
+/// Outbound credentials: exactly one of the fields.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundAuth {
+    /// HTTP Basic.
+    #[serde(default)]
+    pub basic: Option<BasicAuth>,
+    /// `Authorization: Bearer`.
+    #[serde(default)]
+    pub bearer: Option<EnvString>,
+}
+
+/// A string that may hold `${NAME}` references to environment variables, resolved at load.
+/// Its `Debug` never shows the resolved value, so secrets stay out of logs.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct EnvString {
+    raw: String,
+    #[serde(skip)]
+    resolved: Option<String>,
+}
+
+impl EnvString {
+    /// A literal value (no `${}` expansion needed).
+    pub fn literal(value: &str) -> EnvString {
+        EnvString {
+            raw: value.to_string(),
+            resolved: Some(value.to_string()),
+        }
+    }
+
+    /// The value with every `${NAME}` replaced; empty before `load` resolved it.
+    pub fn value(&self) -> &str {
+        self.resolved.as_deref().unwrap_or_default()
+    }
+
+    /// The text as written in the file.
+    pub fn raw(&self) -> &str {
+        &self.raw
+    }
+
+    /// Resolves `${NAME}` references with `lookup`; returns the names that are missing.
+    pub(crate) fn resolve(&mut self, lookup: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
+        let mut out = String::new();
+        let mut missing = Vec::new();
+        let mut rest = self.raw.as_str();
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            match after.find('}') {
+                Some(end) => {
+                    let name = &after[..end];
+                    match lookup(name) {
+                        Some(v) => out.push_str(&v),
+                        None => missing.push(name.to_string()),
+                    }
+                    rest = &after[end + 1..];
+                }
+                None => {
+                    out.push_str(&rest[start..]);
+                    rest = "";
+                }
+            }
+        }
+        out.push_str(rest);
+        self.resolved = Some(out);
+        missing
+    }
+}
+
+impl fmt::Debug for EnvString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The raw text names variables, never their values.
+        write!(f, "{:?}", self.raw)
+    }
+}
+
+/// Parses `250ms`, `5s`, `5m`, `2h`, `1d` (or a bare number of seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 250ms, 5s, 5m, 2h"))?;
+    let seconds = match unit.trim() {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86400.0,
+        other => return Err(format!("unknown duration unit `{other}` in `{text}` (ms, s, m, h, d)")),
+    };
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = serde_json::Value::deserialize(d)?;
+    let text = match text {
+        serde_json::Value::String(s) => s,
+        serde_json::Value::Number(n) => n.to_string(),
+        other => return Err(de::Error::custom(format!("expected a duration, found {other}"))),
+    };
+    parse_duration(&text).map_err(de::Error::custom)
+}
+
+fn durations<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+    Vec::<serde_json::Value>::deserialize(d)?
+        .into_iter()
+        .map(|v| match v {
+            serde_json::Value::String(s) => parse_duration(&s).map_err(de::Error::custom),
+            serde_json::Value::Number(n) => parse_duration(&n.to_string()).map_err(de::Error::custom),
+            other => Err(de::Error::custom(format!("expected a duration, found {other}"))),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
+        assert!(parse_duration("5 parsecs").unwrap_err().contains("unknown duration unit"));
+    }
+
+    #[test]
+    fn env_strings_resolve_and_report_missing_names() {
+        let mut s = EnvString {
+            raw: "Bearer ${A}-${B}".into(),
+            resolved: None,
+        };
+        let missing = s.resolve(&|name| (name == "A").then(|| "x".to_string()));
+        assert_eq!(missing, vec!["B"]);
+        assert_eq!(s.value(), "Bearer x-");
+        assert_eq!(format!("{s:?}"), "\"Bearer ${A}-${B}\"");
+    }
+}

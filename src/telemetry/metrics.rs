@@ -1,0 +1,54 @@
+//! Every metric name callgate exports, and the Prometheus recorder behind `/metrics`.
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+
+/// Inbound requests, by `route` and HTTP `status`.
+pub const REQUESTS: &str = "callgate_requests_total";
+/// Decoded events, by source `vendor` and canonical `type`.
+pub const EVENTS: &str = "callgate_events_total";
+/// Events a destination had no template or type filter for, by `route`, `destination`, `type`.
+pub const SKIPPED: &str = "callgate_events_skipped_total";
+/// Events the lifecycle tracker dropped, by `route` and `reason` (`duplicate`, `stale`).
+pub const DROPPED: &str = "callgate_events_dropped_total";
+/// Events acknowledged without queueing because their id was seen within the dedupe window.
+pub const DEDUPED: &str = "callgate_events_deduplicated_total";
+/// Delivery attempts, by `destination` and `outcome` (the classifier's label).
+pub const DELIVERIES: &str = "callgate_deliveries_total";
+/// Attempt latency in seconds, by `destination`.
+pub const ATTEMPT_SECONDS: &str = "callgate_delivery_attempt_seconds";
+/// Messages waiting, over all destinations.
+pub const QUEUE_DEPTH: &str = "callgate_queue_depth";
+/// Messages moved to the dead letters, by `destination`.
+pub const DEAD_LETTERS: &str = "callgate_dead_letters_total";
+
+/// Latency buckets of `callgate_delivery_attempt_seconds`, seconds.
+const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0];
+
+/// The process-wide recorder (installed on first use) and its renderer.
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(ATTEMPT_SECONDS.to_string()), BUCKETS)
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        // Fails only if another recorder was installed first; then ours renders nothing.
+        let _ = metrics::set_global_recorder(recorder);
+        describe();
+        handle
+    })
+}
+
+fn describe() {
+    metrics::describe_counter!(REQUESTS, "Inbound requests by route and HTTP status");
+    metrics::describe_counter!(EVENTS, "Decoded events by source vendor and canonical type");
+    metrics::describe_counter!(SKIPPED, "Events a destination had no template or filter for");
+    metrics::describe_counter!(DROPPED, "Events dropped by the lifecycle tracker");
+    metrics::describe_counter!(DEDUPED, "Events acknowledged as duplicates of stored ones");
+    metrics::describe_counter!(DELIVERIES, "Delivery attempts by destination and outcome");
+    metrics::describe_histogram!(ATTEMPT_SECONDS, metrics::Unit::Seconds, "Delivery attempt latency");
+    metrics::describe_gauge!(QUEUE_DEPTH, "Messages waiting for delivery");
+    metrics::describe_counter!(DEAD_LETTERS, "Messages moved to the dead letters");
+}
