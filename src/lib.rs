@@ -8,10 +8,14 @@ pub mod adapters;
 pub mod config;
 pub mod delivery;
 pub mod event;
+pub mod gateway;
 pub mod lifecycle;
 pub mod mapping;
+pub mod route;
+pub mod server;
 pub mod telemetry;
 pub mod translate;
 
 pub use event::CallEvent;
+pub use gateway::Gateway;
 pub use mapping::MappingSet;

@@ -106,47 +106,66 @@ impl Lifecycle {
         }
     }
 
-    /// Decides about one event and records it.
-    pub fn observe(&self, mut event: CallEvent) -> Verdict {
+    /// Decides about one event and records it (`assess` then `record`).
+    pub fn observe(&self, event: CallEvent) -> Verdict {
+        let verdict = self.assess(event);
+        if let Verdict::Apply(event) = &verdict {
+            self.record(event);
+        }
+        verdict
+    }
+
+    /// Decides about one event without recording it: the gateway records an event only
+    /// once it is durably stored or delivered, so that a failed write leaves the vendor's
+    /// retry welcome. The returned event may have become `call.resumed`.
+    pub fn assess(&self, mut event: CallEvent) -> Verdict {
         let leg = Lifecycle::leg_key(&event);
-        if !self
-            .seen
-            .entry(format!("{leg}|{}", event.id))
-            .or_insert(())
-            .is_fresh()
-        {
+        if self.seen.contains_key(&format!("{leg}|{}", event.id)) {
             return Verdict::Duplicate { id: event.id };
         }
-        let sequence = event
-            .sequence
-            .as_deref()
-            .and_then(|s| s.trim().parse::<u64>().ok());
-        let state = CallState::for_type(&event.event_type);
-        let mut verdict_stale = None;
-        let mut resumed = false;
-        self.legs.entry(leg.clone()).and_compute_with(|current| {
-            let previous = current.map(|e| *e.value());
-            if let (Some(prev), Some(got)) = (previous.and_then(|p| p.last_sequence), sequence)
-                && got <= prev
-            {
-                verdict_stale = Some((prev, got));
-                return Op::Nop;
-            }
-            resumed = event.event_type == "call.connected"
-                && previous.and_then(|p| p.last_state) == Some(CallState::Held);
-            Op::Put(LegState {
-                last_sequence: sequence.or(previous.and_then(|p| p.last_sequence)),
-                last_state: state.or(previous.and_then(|p| p.last_state)),
-            })
-        });
-        if let Some((last, got)) = verdict_stale {
+        let previous = self.legs.get(&leg);
+        let sequence = sequence_of(&event);
+        if let (Some(last), Some(got)) = (previous.and_then(|p| p.last_sequence), sequence)
+            && got <= last
+        {
             return Verdict::Stale { leg, last, got };
         }
-        if resumed {
+        if event.event_type == "call.connected"
+            && previous.and_then(|p| p.last_state) == Some(CallState::Held)
+        {
             event.event_type = "call.resumed".into();
         }
         Verdict::Apply(Box::new(event))
     }
+
+    /// Records an applied event: its id as seen, its sequence and state as the leg's last
+    /// (a sequence never moves backwards, even when concurrent requests race).
+    pub fn record(&self, event: &CallEvent) {
+        let leg = Lifecycle::leg_key(event);
+        self.seen.insert(format!("{leg}|{}", event.id), ());
+        let sequence = sequence_of(event);
+        let state = CallState::for_type(&event.event_type);
+        self.legs.entry(leg).and_compute_with(|current| {
+            let previous = current.map(|e| *e.value());
+            let last = previous.and_then(|p| p.last_sequence);
+            if let (Some(last), Some(got)) = (last, sequence)
+                && got <= last
+            {
+                return Op::Nop;
+            }
+            Op::Put(LegState {
+                last_sequence: sequence.or(last),
+                last_state: state.or(previous.and_then(|p| p.last_state)),
+            })
+        });
+    }
+}
+
+fn sequence_of(event: &CallEvent) -> Option<u64> {
+    event
+        .sequence
+        .as_deref()
+        .and_then(|s| s.trim().parse::<u64>().ok())
 }
 
 #[cfg(test)]

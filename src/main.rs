@@ -1,10 +1,16 @@
 //! The `callgate` command line: parses arguments and calls the library; nothing else.
 #![forbid(unsafe_code)]
 
+mod demo;
+
 use anyhow::Context as _;
+use callgate::config::{self, StoreConfig};
+use callgate::delivery::Queue;
+use callgate::delivery::sqlite::SqliteQueue;
+use callgate::gateway::Gateway;
 use callgate::mapping::{MappingSet, cases};
 use callgate::translate::{Outcome, TranslateError, Translator};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -16,7 +22,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// callgate translates call, presence and video-session status events between vendors
 /// (RingCentral, Vidyo, EnableX, Oracle SBC ISR, Enreach, CloudEvents) through declarative
-/// mapping files: JSONPath in, Handlebars out.
+/// mapping files: JSONPath in, Handlebars out. `serve` runs it as a gateway with a durable
+/// queue; `demo` shows a real RingCentral call flow arriving at a Vidyo receiver.
 #[derive(Parser)]
 #[command(name = "callgate", version, about, long_about)]
 struct Cli {
@@ -24,8 +31,41 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Args)]
+struct MappingsArg {
+    /// Folder of vendor mappings.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "mappings",
+        env = "CALLGATE_MAPPINGS"
+    )]
+    mappings: PathBuf,
+}
+
+#[derive(Args)]
+struct ConfigArg {
+    /// Configuration file (YAML; `${NAME}` reads an environment variable).
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "config/callgate.yaml",
+        env = "CALLGATE_CONFIG"
+    )]
+    config: PathBuf,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Run the gateway: receive vendor webhooks on the configured routes, translate them and
+    /// deliver them to each route's destinations (durable queue, retries, dead letters,
+    /// per-call order). SIGTERM or Ctrl-C stops intake, finishes requests and attempts in
+    /// flight, and leaves undelivered messages in the store.
+    Serve(ConfigArg),
+    /// Show the main job in one command: start the gateway on the shipped config with a
+    /// built-in loopback receiver, send a real RingCentral call flow through its RingCentral
+    /// → Vidyo route, print each delivery the receiver gets, and exit.
+    Demo(ConfigArg),
     /// Translate vendor payloads read from FILE (or stdin) into another vendor's shape.
     ///
     /// Input is one or more JSON documents (a file, NDJSON or concatenated); for oracle-isr a
@@ -41,14 +81,8 @@ enum Command {
         /// Target vendor id (ringcentral, vidyo, enablex, oracle-isr, enreach, cloudevents).
         #[arg(long, value_name = "VENDOR")]
         to: String,
-        /// Folder of vendor mappings.
-        #[arg(
-            long,
-            value_name = "DIR",
-            default_value = "mappings",
-            env = "CALLGATE_MAPPINGS"
-        )]
-        mappings: PathBuf,
+        #[command(flatten)]
+        mappings: MappingsArg,
         /// Destination URL used to build requests (matters for query targets like oracle-isr).
         #[arg(
             long,
@@ -60,41 +94,60 @@ enum Command {
         #[arg(value_name = "FILE")]
         file: Option<PathBuf>,
     },
-    /// Validate the mappings (every JSONPath, template, table and case) and report every
-    /// problem with its file and line. Exit 1 if there is any.
+    /// Validate the mappings (every JSONPath, template, table and case) and, with --config,
+    /// the configuration against them; report every problem with its file and line. Exit 1
+    /// if there is any.
     Check {
-        /// Folder of vendor mappings.
-        #[arg(
-            long,
-            value_name = "DIR",
-            default_value = "mappings",
-            env = "CALLGATE_MAPPINGS"
-        )]
-        mappings: PathBuf,
+        /// Folder of vendor mappings (default: the config's `mappings`, else `mappings`).
+        #[arg(long, value_name = "DIR", env = "CALLGATE_MAPPINGS")]
+        mappings: Option<PathBuf>,
+        /// Also validate this configuration file.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
     /// Run every mappings/*/cases/*.yaml, print what differs for each failure and a closing
     /// line `N passed, N failed`. Exit 1 if any failed.
-    Test {
-        /// Folder of vendor mappings.
-        #[arg(
-            long,
-            value_name = "DIR",
-            default_value = "mappings",
-            env = "CALLGATE_MAPPINGS"
-        )]
-        mappings: PathBuf,
+    Test(MappingsArg),
+    /// Inspect and replay dead letters (messages that will not be retried) in the store the
+    /// configuration names. Safe beside a running gateway.
+    Dlq {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        action: DlqAction,
     },
 }
 
+#[derive(Subcommand)]
+enum DlqAction {
+    /// One line per dead letter: id, route/destination, event, attempts, last error.
+    List {
+        /// Show at most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// One dead letter in full (JSON): the request and every attempt.
+    Show {
+        /// Dead letter id.
+        id: i64,
+    },
+    /// Put a dead letter (or all of them) back in the queue; a running gateway delivers it.
+    Replay {
+        /// Dead letter id.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<i64>,
+        /// Replay every dead letter.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Delete every dead letter.
+    Purge,
+}
+
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CALLGATE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    let server = matches!(cli.command, Command::Serve(_) | Command::Demo(_));
+    callgate::telemetry::init_tracing(if server { "info" } else { "warn" });
     let result = match cli.command {
         Command::Translate {
             from,
@@ -102,9 +155,14 @@ fn main() -> ExitCode {
             mappings,
             url,
             file,
-        } => translate(&from, &to, &mappings, &url, file),
-        Command::Check { mappings } => check(&mappings),
-        Command::Test { mappings } => test(&mappings),
+        } => translate(&from, &to, &mappings.mappings, &url, file),
+        Command::Check { mappings, config } => check(mappings, config),
+        Command::Test(m) => test(&m.mappings),
+        Command::Serve(c) => runtime().and_then(|rt| rt.block_on(serve(&c.config))),
+        Command::Demo(c) => runtime().and_then(|rt| rt.block_on(demo::run(&c.config))),
+        Command::Dlq { config, action } => {
+            runtime().and_then(|rt| rt.block_on(dlq(&config.config, action)))
+        }
     };
     match result {
         Ok(code) => code,
@@ -115,8 +173,95 @@ fn main() -> ExitCode {
     }
 }
 
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
 fn load(mappings: &Path) -> anyhow::Result<MappingSet> {
     MappingSet::load(mappings).map_err(|problems| anyhow::anyhow!("invalid mappings:\n{problems}"))
+}
+
+async fn serve(config_path: &Path) -> anyhow::Result<ExitCode> {
+    let config = config::load(config_path)?;
+    let gateway = Gateway::start(config).await?;
+    shutdown_signal().await;
+    tracing::info!("stopping: no new requests; finishing requests and attempts in flight");
+    gateway.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+async fn dlq(config_path: &Path, action: DlqAction) -> anyhow::Result<ExitCode> {
+    let config = config::load(config_path)?;
+    let StoreConfig::Sqlite { path } = &config.store else {
+        anyhow::bail!("{}: dlq works on the sqlite store", config_path.display());
+    };
+    let queue = SqliteQueue::open_admin(path)?;
+    let mut out = std::io::stdout().lock();
+    match action {
+        DlqAction::List { limit } => {
+            let dead = queue.dead_letters(limit).await?;
+            for d in &dead {
+                let last = d.attempts.last();
+                let why = last
+                    .map(|a| match (a.status, &a.error) {
+                        (Some(s), _) => format!("HTTP {s}"),
+                        (None, Some(e)) => e.clone(),
+                        _ => String::new(),
+                    })
+                    .unwrap_or_default();
+                writeln!(
+                    out,
+                    "{}\t{}/{}\t{}\t{}\tattempts={}\t{}",
+                    d.task.id,
+                    d.task.task.route,
+                    d.task.task.destination,
+                    d.task.task.event_type,
+                    d.task.task.event_id,
+                    d.task.attempts,
+                    why
+                )?;
+            }
+            writeln!(out, "{} dead letter(s)", dead.len())?;
+        }
+        DlqAction::Show { id } => {
+            let d = queue.dead_letter(id).await?;
+            writeln!(out, "{}", serde_json::to_string_pretty(&d.to_json())?)?;
+        }
+        DlqAction::Replay { id, all } => {
+            let n = queue.replay(if all { None } else { id }).await?;
+            writeln!(out, "replayed {n} dead letter(s)")?;
+        }
+        DlqAction::Purge => {
+            let n = queue.purge().await?;
+            writeln!(out, "purged {n} dead letter(s)")?;
+        }
+    }
+    queue.close();
+    Ok(ExitCode::SUCCESS)
 }
 
 fn translate(
@@ -135,7 +280,7 @@ fn translate(
         }
     };
     let bytes = match file.as_deref() {
-        Some(path) if path != std::path::Path::new("-") => {
+        Some(path) if path != Path::new("-") => {
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?
         }
         _ => {
@@ -180,39 +325,58 @@ fn translate(
     Ok(ExitCode::SUCCESS)
 }
 
-fn check(mappings: &Path) -> anyhow::Result<ExitCode> {
-    let set = match MappingSet::load(mappings) {
-        Ok(set) => set,
-        Err(problems) => {
-            for p in &problems.0 {
-                eprintln!("{p}");
+fn check(mappings: Option<PathBuf>, config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let mut problems: Vec<String> = Vec::new();
+    let config = match &config_path {
+        Some(path) => match config::load(path) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                problems.push(e.to_string());
+                None
             }
-            eprintln!("{} problem(s)", problems.0.len());
-            return Ok(ExitCode::from(1));
-        }
+        },
+        None => None,
     };
-    let failed: Vec<_> = cases::run_all(&set)
-        .into_iter()
-        .filter(|r| !r.passed())
-        .collect();
-    for report in &failed {
-        eprintln!(
-            "{}: case `{}` fails: {}",
-            report.file.display(),
-            report.name,
-            report.failures.join("; ")
-        );
+    let dir = mappings
+        .or_else(|| config.as_ref().map(|c| c.mappings.clone()))
+        .unwrap_or_else(|| PathBuf::from("mappings"));
+    match MappingSet::load(&dir) {
+        Ok(set) => {
+            if let (Some(config), Some(path)) = (&config, &config_path) {
+                problems.extend(
+                    config::validate(config, &set)
+                        .into_iter()
+                        .map(|p| format!("{}: {p}", path.display())),
+                );
+            }
+            for report in cases::run_all(&set).into_iter().filter(|r| !r.passed()) {
+                problems.push(format!(
+                    "{}: case `{}` fails: {}",
+                    report.file.display(),
+                    report.name,
+                    report.failures.join("; ")
+                ));
+            }
+            if problems.is_empty() {
+                println!(
+                    "ok: {} vendors, mappings and cases valid{}",
+                    set.vendors().count(),
+                    if config.is_some() {
+                        ", configuration valid"
+                    } else {
+                        ""
+                    }
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+        Err(mapping_problems) => problems.extend(mapping_problems.0.iter().map(|p| p.to_string())),
     }
-    if failed.is_empty() {
-        println!(
-            "ok: {} vendors, mappings and cases valid",
-            set.vendors().count()
-        );
-        Ok(ExitCode::SUCCESS)
-    } else {
-        eprintln!("{} problem(s)", failed.len());
-        Ok(ExitCode::from(1))
+    for p in &problems {
+        eprintln!("{p}");
     }
+    eprintln!("{} problem(s)", problems.len());
+    Ok(ExitCode::from(1))
 }
 
 fn test(mappings: &Path) -> anyhow::Result<ExitCode> {

@@ -141,7 +141,8 @@ pub fn validate(config: &Config, mappings: &MappingSet) -> Vec<String> {
     }
     if let StoreConfig::Nats { .. } = config.store {
         problems.push(
-            "store.kind nats: the NATS JetStream backend is not in this build yet; use sqlite".into(),
+            "store.kind nats: the NATS JetStream backend is not in this build yet; use sqlite"
+                .into(),
         );
     }
     if let Some(fallback) = &config.fallback {
@@ -161,7 +162,10 @@ pub fn validate(config: &Config, mappings: &MappingSet) -> Vec<String> {
             problems.push(format!("{at}: path `{}` is reserved", route.path));
         }
         if !paths.insert(route.path.as_str()) {
-            problems.push(format!("{at}: path `{}` is used by another route", route.path));
+            problems.push(format!(
+                "{at}: path `{}` is used by another route",
+                route.path
+            ));
         }
         if route.from != AUTO && !mappings.vendor(&route.from).is_some_and(|v| v.can_decode()) {
             problems.push(format!(
@@ -201,7 +205,11 @@ pub fn validate(config: &Config, mappings: &MappingSet) -> Vec<String> {
             if !dest_names.insert(dest.name.as_str()) {
                 problems.push(format!("{at}: the name is used twice in this route"));
             }
-            if mappings.vendor(&dest.vendor).and_then(|v| v.encoder()).is_none() {
+            if mappings
+                .vendor(&dest.vendor)
+                .and_then(|v| v.encoder())
+                .is_none()
+            {
                 problems.push(format!(
                     "{at}: vendor `{}` has no encode mapping (known: {})",
                     dest.vendor,
@@ -210,17 +218,24 @@ pub fn validate(config: &Config, mappings: &MappingSet) -> Vec<String> {
             }
             check_url(&at, dest.url.value(), &mut problems);
             if dest.types.is_empty() {
-                problems.push(format!("{at}: `types` is empty, so nothing would be delivered"));
+                problems.push(format!(
+                    "{at}: `types` is empty, so nothing would be delivered"
+                ));
             }
             for t in &dest.types {
-                if t.is_empty() || (t.contains('*') && !t.ends_with('*')) || t.matches('*').count() > 1 {
-                    problems.push(format!("{at}: type pattern `{t}`: use an exact type or a prefix ending in *"));
+                if t.is_empty()
+                    || (t.contains('*') && !t.ends_with('*'))
+                    || t.matches('*').count() > 1
+                {
+                    problems.push(format!(
+                        "{at}: type pattern `{t}`: use an exact type or a prefix ending in *"
+                    ));
                 }
             }
-            if let Some(auth) = &dest.auth {
-                if auth.basic.is_some() == auth.bearer.is_some() {
-                    problems.push(format!("{at}: auth needs exactly one of basic, bearer"));
-                }
+            if let Some(auth) = &dest.auth
+                && auth.basic.is_some() == auth.bearer.is_some()
+            {
+                problems.push(format!("{at}: auth needs exactly one of basic, bearer"));
             }
             for name in dest.headers.keys() {
                 if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
@@ -233,13 +248,20 @@ pub fn validate(config: &Config, mappings: &MappingSet) -> Vec<String> {
 }
 
 fn known(mappings: &MappingSet) -> String {
-    mappings.vendors().map(|v| v.id.as_str()).collect::<Vec<_>>().join(", ")
+    mappings
+        .vendors()
+        .map(|v| v.id.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn check_url(at: &str, url: &str, problems: &mut Vec<String>) {
     match reqwest::Url::parse(url) {
         Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
-        Ok(u) => problems.push(format!("{at}: url scheme `{}` is not http or https", u.scheme())),
+        Ok(u) => problems.push(format!(
+            "{at}: url scheme `{}` is not http or https",
+            u.scheme()
+        )),
         Err(e) => problems.push(format!("{at}: url `{url}` is not a URL: {e}")),
     }
 }
@@ -256,7 +278,9 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_refused_with_their_line() {
-        let err = parse_text("server:\n  listen: 127.0.0.1:1\n  lisen: x\n").unwrap_err().to_string();
+        let err = parse_text("server:\n  listen: 127.0.0.1:1\n  lisen: x\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("lisen"), "{err}");
         assert!(err.contains("line 3"), "{err}");
     }
@@ -274,7 +298,8 @@ mod tests {
 
     #[test]
     fn validation_reports_every_problem() {
-        let mappings = MappingSet::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings")).unwrap();
+        let mappings =
+            MappingSet::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings")).unwrap();
         let config = parse_text(
             "server: { admin_listen: 0.0.0.0:9 }\nroutes:\n  - { name: a, path: /a, from: skype, to: [ { name: d, vendor: nope, url: 'ftp://x' } ] }\n  - { name: a, path: /a, from: vidyo, ack: proxy, to: [] }\n",
         )

@@ -3,8 +3,8 @@
 
 pub mod load;
 
-use serde::de::{self, Deserializer};
 use serde::Deserialize;
+use serde::de::{self, Deserializer};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -366,7 +366,9 @@ impl fmt::Debug for EnvString {
 /// Parses `250ms`, `5s`, `5m`, `2h`, `1d` (or a bare number of seconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let n: f64 = number
         .parse()
@@ -377,7 +379,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "m" => n * 60.0,
         "h" => n * 3600.0,
         "d" => n * 86400.0,
-        other => return Err(format!("unknown duration unit `{other}` in `{text}` (ms, s, m, h, d)")),
+        other => {
+            return Err(format!(
+                "unknown duration unit `{other}` in `{text}` (ms, s, m, h, d)"
+            ));
+        }
     };
     Ok(Duration::from_secs_f64(seconds))
 }
@@ -387,7 +393,11 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = match text {
         serde_json::Value::String(s) => s,
         serde_json::Value::Number(n) => n.to_string(),
-        other => return Err(de::Error::custom(format!("expected a duration, found {other}"))),
+        other => {
+            return Err(de::Error::custom(format!(
+                "expected a duration, found {other}"
+            )));
+        }
     };
     parse_duration(&text).map_err(de::Error::custom)
 }
@@ -397,8 +407,12 @@ fn durations<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error>
         .into_iter()
         .map(|v| match v {
             serde_json::Value::String(s) => parse_duration(&s).map_err(de::Error::custom),
-            serde_json::Value::Number(n) => parse_duration(&n.to_string()).map_err(de::Error::custom),
-            other => Err(de::Error::custom(format!("expected a duration, found {other}"))),
+            serde_json::Value::Number(n) => {
+                parse_duration(&n.to_string()).map_err(de::Error::custom)
+            }
+            other => Err(de::Error::custom(format!(
+                "expected a duration, found {other}"
+            ))),
         })
         .collect()
 }
@@ -413,7 +427,11 @@ mod tests {
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
         assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
-        assert!(parse_duration("5 parsecs").unwrap_err().contains("unknown duration unit"));
+        assert!(
+            parse_duration("5 parsecs")
+                .unwrap_err()
+                .contains("unknown duration unit")
+        );
     }
 
     #[test]

@@ -35,7 +35,9 @@ pub enum AttemptResult<'a> {
 /// Classifies an attempt; the label is the metric label of the outcome.
 pub fn classify(result: &AttemptResult<'_>) -> (Decision, &'static str) {
     match result {
-        AttemptResult::Status(status, _) if status.is_success() => (Decision::Delivered, "delivered"),
+        AttemptResult::Status(status, _) if status.is_success() => {
+            (Decision::Delivered, "delivered")
+        }
         AttemptResult::Status(status, headers)
             if *status == StatusCode::REQUEST_TIMEOUT
                 || *status == StatusCode::TOO_MANY_REQUESTS
@@ -79,13 +81,36 @@ mod tests {
         let mut later = HeaderMap::new();
         later.insert(RETRY_AFTER, "7".parse().unwrap());
         let cases = [
-            (AttemptResult::Status(StatusCode::OK, &empty), Decision::Delivered),
-            (AttemptResult::Status(StatusCode::NO_CONTENT, &empty), Decision::Delivered),
-            (AttemptResult::Status(StatusCode::SERVICE_UNAVAILABLE, &later), Decision::Retry { after: Some(Duration::from_secs(7)) }),
-            (AttemptResult::Status(StatusCode::TOO_MANY_REQUESTS, &empty), Decision::Retry { after: None }),
-            (AttemptResult::Status(StatusCode::REQUEST_TIMEOUT, &empty), Decision::Retry { after: None }),
-            (AttemptResult::Status(StatusCode::BAD_REQUEST, &empty), Decision::Dead),
-            (AttemptResult::Status(StatusCode::NOT_FOUND, &empty), Decision::Dead),
+            (
+                AttemptResult::Status(StatusCode::OK, &empty),
+                Decision::Delivered,
+            ),
+            (
+                AttemptResult::Status(StatusCode::NO_CONTENT, &empty),
+                Decision::Delivered,
+            ),
+            (
+                AttemptResult::Status(StatusCode::SERVICE_UNAVAILABLE, &later),
+                Decision::Retry {
+                    after: Some(Duration::from_secs(7)),
+                },
+            ),
+            (
+                AttemptResult::Status(StatusCode::TOO_MANY_REQUESTS, &empty),
+                Decision::Retry { after: None },
+            ),
+            (
+                AttemptResult::Status(StatusCode::REQUEST_TIMEOUT, &empty),
+                Decision::Retry { after: None },
+            ),
+            (
+                AttemptResult::Status(StatusCode::BAD_REQUEST, &empty),
+                Decision::Dead,
+            ),
+            (
+                AttemptResult::Status(StatusCode::NOT_FOUND, &empty),
+                Decision::Dead,
+            ),
             (AttemptResult::Timeout, Decision::Retry { after: None }),
             (AttemptResult::Connect, Decision::Retry { after: None }),
         ];
@@ -100,6 +125,9 @@ mod tests {
         let at = chrono::Utc::now() + chrono::Duration::seconds(30);
         h.insert(RETRY_AFTER, at.to_rfc2822().parse().unwrap());
         let wait = retry_after(&h).unwrap();
-        assert!(wait <= Duration::from_secs(30) && wait >= Duration::from_secs(28), "{wait:?}");
+        assert!(
+            wait <= Duration::from_secs(30) && wait >= Duration::from_secs(28),
+            "{wait:?}"
+        );
     }
 }

@@ -76,6 +76,9 @@ pub struct NewTask {
     pub event_type: String,
     /// The request.
     pub record: TaskRecord,
+    /// Set when the message could not even be rendered (a mapping error): it is stored
+    /// straight into the dead letters with this reason, never lost.
+    pub failure: Option<String>,
 }
 
 /// The messages of one inbound event; stored only if its dedupe key is new.
@@ -120,6 +123,31 @@ pub struct AttemptLog {
     pub error: Option<String>,
     /// The start of the receiver's reply body.
     pub excerpt: Option<String>,
+}
+
+impl DeadLetter {
+    /// The JSON shape of a dead letter in the admin API and `callgate dlq`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let t = &self.task;
+        serde_json::json!({
+            "id": t.id,
+            "route": t.task.route,
+            "destination": t.task.destination,
+            "partition": t.task.partition,
+            "event_id": t.task.event_id,
+            "event_type": t.task.event_type,
+            "attempts": t.attempts,
+            "created_at": t.created_at,
+            "dead_at": self.dead_at,
+            "request": {
+                "method": t.task.record.method,
+                "url": t.task.record.url,
+                "headers": t.task.record.headers,
+                "body": t.task.record.body,
+            },
+            "attempt_log": self.attempts,
+        })
+    }
 }
 
 /// A message that will not be retried.

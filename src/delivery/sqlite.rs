@@ -20,11 +20,21 @@ const BATCH: usize = 512;
 /// How long a lease lasts before the message is offered again (a worker that died).
 const LEASE: Duration = Duration::from_secs(300);
 
+/// An answer waiting for the transaction's commit result.
+type Reply = Box<dyn FnOnce(Result<(), QueueError>)>;
+
 enum Command {
-    Enqueue(Vec<EventBatch>, oneshot::Sender<Result<Enqueued, QueueError>>),
+    Enqueue(
+        Vec<EventBatch>,
+        oneshot::Sender<Result<Enqueued, QueueError>>,
+    ),
     Lease(usize, oneshot::Sender<Result<Vec<Task>, QueueError>>),
     Complete(i64, Completion, oneshot::Sender<Result<(), QueueError>>),
-    DeadLetters(Option<i64>, usize, oneshot::Sender<Result<Vec<DeadLetter>, QueueError>>),
+    DeadLetters(
+        Option<i64>,
+        usize,
+        oneshot::Sender<Result<Vec<DeadLetter>, QueueError>>,
+    ),
     Replay(Option<i64>, oneshot::Sender<Result<usize, QueueError>>),
     Purge(oneshot::Sender<Result<usize, QueueError>>),
 }
@@ -56,9 +66,24 @@ impl SqliteQueue {
     /// Opens (creating) the database at `path`, recovers leases left by a crash, and starts
     /// the writer thread. `dedupe_window` is how long inbound event keys are remembered.
     pub fn open(path: &Path, dedupe_window: Duration) -> Result<SqliteQueue, QueueError> {
+        SqliteQueue::open_with(path, dedupe_window, true)
+    }
+
+    /// Opens the database for administration (`callgate dlq`) beside a running gateway:
+    /// leases are left alone.
+    pub fn open_admin(path: &Path) -> Result<SqliteQueue, QueueError> {
+        SqliteQueue::open_with(path, Duration::from_secs(24 * 3600), false)
+    }
+
+    fn open_with(
+        path: &Path,
+        dedupe_window: Duration,
+        recover: bool,
+    ) -> Result<SqliteQueue, QueueError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| QueueError::Store(format!("cannot create {}: {e}", parent.display())))?;
+            std::fs::create_dir_all(parent).map_err(|e| {
+                QueueError::Store(format!("cannot create {}: {e}", parent.display()))
+            })?;
         }
         let conn = Connection::open(path)?;
         conn.execute_batch(
@@ -86,12 +111,19 @@ impl SqliteQueue {
         )?;
         // A crash leaves leases behind: their attempts may or may not have reached the
         // receiver, so they are offered again (at-least-once).
-        let recovered = conn.execute(
-            "UPDATE tasks SET state = 'ready', lease_until = NULL WHERE state = 'leased'",
-            [],
-        )?;
+        let recovered = if recover {
+            conn.execute(
+                "UPDATE tasks SET state = 'ready', lease_until = NULL WHERE state = 'leased'",
+                [],
+            )?
+        } else {
+            0
+        };
         if recovered > 0 {
-            tracing::warn!(recovered, "recovered leased messages left by an unclean stop");
+            tracing::warn!(
+                recovered,
+                "recovered leased messages left by an unclean stop"
+            );
         }
         let depths = Arc::new(Depths::default());
         {
@@ -100,7 +132,11 @@ impl SqliteQueue {
                  GROUP BY route, destination",
             )?;
             let rows = stmt.query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
             })?;
             for row in rows {
                 let (route, dest, n) = row?;
@@ -123,7 +159,10 @@ impl SqliteQueue {
         })
     }
 
-    fn send<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T, QueueError>>) -> Command) -> BoxFuture<'_, Result<T, QueueError>>
+    fn send<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, QueueError>>) -> Command,
+    ) -> BoxFuture<'_, Result<T, QueueError>>
     where
         T: Send + 'static,
     {
@@ -145,7 +184,10 @@ impl SqliteQueue {
 
     /// Stops the writer thread after the commands already sent; waits for it.
     pub fn close(&self) {
-        self.commands.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.commands
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         if let Some(thread) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = thread.join();
         }
@@ -181,7 +223,12 @@ impl Queue for SqliteQueue {
     }
     fn dead_letter(&self, id: i64) -> BoxFuture<'_, Result<DeadLetter, QueueError>> {
         let fut = self.send(|tx| Command::DeadLetters(Some(id), 1, tx));
-        Box::pin(async move { fut.await?.into_iter().next().ok_or(QueueError::NotFound(id)) })
+        Box::pin(async move {
+            fut.await?
+                .into_iter()
+                .next()
+                .ok_or(QueueError::NotFound(id))
+        })
     }
     fn replay(&self, id: Option<i64>) -> BoxFuture<'_, Result<usize, QueueError>> {
         self.send(|tx| Command::Replay(id, tx))
@@ -204,7 +251,7 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Command>, depths: Arc<Depths>
             }
         }
         let now = now_ms();
-        let mut replies: Vec<Box<dyn FnOnce(Result<(), QueueError>)>> = Vec::new();
+        let mut replies: Vec<Reply> = Vec::new();
         let mut deltas: Vec<(String, i64)> = Vec::new();
         let result = (|| -> Result<(), rusqlite::Error> {
             let mut tx = conn.transaction()?;
@@ -250,11 +297,11 @@ fn run(
     tx: &mut rusqlite::Transaction<'_>,
     command: Command,
     now: i64,
-    replies: &mut Vec<Box<dyn FnOnce(Result<(), QueueError>)>>,
+    replies: &mut Vec<Reply>,
     deltas: &mut Vec<(String, i64)>,
 ) {
     fn defer<T: Send + 'static>(
-        replies: &mut Vec<Box<dyn FnOnce(Result<(), QueueError>)>>,
+        replies: &mut Vec<Reply>,
         reply: oneshot::Sender<Result<T, QueueError>>,
         value: Result<T, QueueError>,
     ) {
@@ -280,7 +327,9 @@ fn run(
             defer(replies, reply, value);
         }
         Command::Lease(max, reply) => {
-            let value = isolated(tx, deltas, |c, _| lease(c, max, now).map_err(QueueError::from));
+            let value = isolated(tx, deltas, |c, _| {
+                lease(c, max, now).map_err(QueueError::from)
+            });
             defer(replies, reply, value);
         }
         Command::Complete(id, completion, reply) => {
@@ -317,7 +366,8 @@ fn enqueue(
     deltas: &mut Vec<(String, i64)>,
 ) -> Result<Enqueued, QueueError> {
     let mut out = Enqueued::default();
-    let mut mark = tx.prepare_cached("INSERT OR IGNORE INTO dedupe(key, seen_at) VALUES (?1, ?2)")?;
+    let mut mark =
+        tx.prepare_cached("INSERT OR IGNORE INTO dedupe(key, seen_at) VALUES (?1, ?2)")?;
     let mut insert = tx.prepare_cached(
         "INSERT INTO tasks(route, destination, partition, event_id, event_type, record, state,
                            next_at, created_at)
@@ -340,7 +390,26 @@ fn enqueue(
                 record,
                 now
             ])?;
-            deltas.push((format!("{}/{}", task.route, task.destination), 1));
+            match &task.failure {
+                None => deltas.push((format!("{}/{}", task.route, task.destination), 1)),
+                Some(reason) => {
+                    let id = tx.last_insert_rowid();
+                    tx.execute(
+                        "UPDATE tasks SET state = 'dead', dead_at = ?2 WHERE id = ?1",
+                        params![id, now],
+                    )?;
+                    log_attempt(
+                        tx,
+                        id,
+                        &AttemptLog {
+                            at: now,
+                            status: None,
+                            error: Some(reason.clone()),
+                            excerpt: None,
+                        },
+                    )?;
+                }
+            }
             out.stored += 1;
         }
     }
@@ -362,7 +431,8 @@ fn lease(tx: &Connection, max: usize, now: i64) -> Result<Vec<Task>, rusqlite::E
     let tasks: Vec<Task> = select
         .query_map(params![now, max as i64], row_to_task)?
         .collect::<Result<_, _>>()?;
-    let mut mark = tx.prepare_cached("UPDATE tasks SET state = 'leased', lease_until = ?2 WHERE id = ?1")?;
+    let mut mark =
+        tx.prepare_cached("UPDATE tasks SET state = 'leased', lease_until = ?2 WHERE id = ?1")?;
     for task in &tasks {
         mark.execute(params![task.id, now + ms(LEASE)])?;
     }
@@ -383,6 +453,7 @@ fn row_to_task(r: &rusqlite::Row<'_>) -> Result<Task, rusqlite::Error> {
             event_id: r.get(4)?,
             event_type: r.get(5)?,
             record,
+            failure: None,
         },
         attempts: r.get::<_, i64>(7)? as u32,
         created_at: r.get(8)?,
@@ -390,8 +461,10 @@ fn row_to_task(r: &rusqlite::Row<'_>) -> Result<Task, rusqlite::Error> {
 }
 
 fn log_attempt(tx: &Connection, id: i64, log: &AttemptLog) -> Result<(), rusqlite::Error> {
-    tx.prepare_cached("INSERT INTO attempts(task_id, at, status, error, excerpt) VALUES (?1, ?2, ?3, ?4, ?5)")?
-        .execute(params![id, log.at, log.status, log.error, log.excerpt])?;
+    tx.prepare_cached(
+        "INSERT INTO attempts(task_id, at, status, error, excerpt) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![id, log.at, log.status, log.error, log.excerpt])?;
     Ok(())
 }
 
@@ -451,7 +524,9 @@ fn dead_letters(
          FROM tasks WHERE state = 'dead' AND (?1 IS NULL OR id = ?1) ORDER BY id LIMIT ?2",
     )?;
     let rows: Vec<(Task, i64)> = select
-        .query_map(params![id, limit as i64], |r| Ok((row_to_task(r)?, r.get(9)?)))?
+        .query_map(params![id, limit as i64], |r| {
+            Ok((row_to_task(r)?, r.get(9)?))
+        })?
         .collect::<Result<_, _>>()?;
     let mut logs = tx.prepare_cached(
         "SELECT at, status, error, excerpt FROM attempts WHERE task_id = ?1 ORDER BY at, rowid",
@@ -489,10 +564,10 @@ fn replay(
     let rows: Vec<(i64, String, String)> = select
         .query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<Result<_, _>>()?;
-    if rows.is_empty() {
-        if let Some(id) = id {
-            return Err(QueueError::NotFound(id));
-        }
+    if rows.is_empty()
+        && let Some(id) = id
+    {
+        return Err(QueueError::NotFound(id));
     }
     for (task, route, destination) in &rows {
         tx.execute(
@@ -523,6 +598,7 @@ mod tests {
                 headers: vec![],
                 body: Some(format!("{{\"n\":{n}}}")),
             },
+            failure: None,
         }
     }
 
@@ -554,24 +630,54 @@ mod tests {
             ])
             .await
             .unwrap();
-        assert_eq!(out, Enqueued { stored: 3, duplicates: 0 });
-        let dup = q.enqueue(vec![batch("k1", vec![task("a", 1)])]).await.unwrap();
-        assert_eq!(dup, Enqueued { stored: 0, duplicates: 1 });
+        assert_eq!(
+            out,
+            Enqueued {
+                stored: 3,
+                duplicates: 0
+            }
+        );
+        let dup = q
+            .enqueue(vec![batch("k1", vec![task("a", 1)])])
+            .await
+            .unwrap();
+        assert_eq!(
+            dup,
+            Enqueued {
+                stored: 0,
+                duplicates: 1
+            }
+        );
         assert_eq!(q.depth("r", "d"), 3);
 
         // Only the head of each partition is offered.
         let leased = q.lease(10).await.unwrap();
         let ids: Vec<&str> = leased.iter().map(|t| t.task.event_id.as_str()).collect();
         assert_eq!(ids, ["e1", "e3"]);
-        assert!(q.lease(10).await.unwrap().is_empty(), "a's next waits for e1");
+        assert!(
+            q.lease(10).await.unwrap().is_empty(),
+            "a's next waits for e1"
+        );
 
         // e1 dies: e2 becomes the head of a.
-        q.complete(leased[0].id, Completion::Dead { log: log() }).await.unwrap();
-        q.complete(leased[1].id, Completion::Delivered).await.unwrap();
+        q.complete(leased[0].id, Completion::Dead { log: log() })
+            .await
+            .unwrap();
+        q.complete(leased[1].id, Completion::Delivered)
+            .await
+            .unwrap();
         let next = q.lease(10).await.unwrap();
         assert_eq!(next.len(), 1);
         assert_eq!(next[0].task.event_id, "e2");
-        q.complete(next[0].id, Completion::Retry { at: now_ms() + 60_000, log: log() }).await.unwrap();
+        q.complete(
+            next[0].id,
+            Completion::Retry {
+                at: now_ms() + 60_000,
+                log: log(),
+            },
+        )
+        .await
+        .unwrap();
         assert!(q.lease(10).await.unwrap().is_empty(), "not due yet");
         assert_eq!(q.depth("r", "d"), 1);
 
@@ -580,7 +686,10 @@ mod tests {
         assert_eq!(dead[0].attempts[0].status, Some(503));
         assert_eq!(q.replay(Some(dead[0].task.id)).await.unwrap(), 1);
         assert_eq!(q.depth("r", "d"), 2);
-        assert!(matches!(q.replay(Some(999)).await, Err(QueueError::NotFound(999))));
+        assert!(matches!(
+            q.replay(Some(999)).await,
+            Err(QueueError::NotFound(999))
+        ));
     }
 
     #[tokio::test]
@@ -589,14 +698,23 @@ mod tests {
         let path = dir.path().join("q.db");
         {
             let q = SqliteQueue::open(&path, Duration::from_secs(60)).unwrap();
-            q.enqueue(vec![batch("k1", vec![task("a", 1)])]).await.unwrap();
+            q.enqueue(vec![batch("k1", vec![task("a", 1)])])
+                .await
+                .unwrap();
             assert_eq!(q.lease(10).await.unwrap().len(), 1);
             // dropped while leased: as if the process died mid-attempt
         }
         let q = SqliteQueue::open(&path, Duration::from_secs(60)).unwrap();
         assert_eq!(q.depth("r", "d"), 1);
-        assert_eq!(q.lease(10).await.unwrap().len(), 1, "the lease was recovered");
-        let dup = q.enqueue(vec![batch("k1", vec![task("a", 1)])]).await.unwrap();
+        assert_eq!(
+            q.lease(10).await.unwrap().len(),
+            1,
+            "the lease was recovered"
+        );
+        let dup = q
+            .enqueue(vec![batch("k1", vec![task("a", 1)])])
+            .await
+            .unwrap();
         assert_eq!(dup.duplicates, 1);
     }
 }

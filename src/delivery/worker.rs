@@ -98,7 +98,8 @@ async fn attempt(queue: &dyn Queue, client: &OutboundClient, policy: &RetryPolic
         Err(e) => (e.as_attempt_result(), None, None, Some(e.to_string())),
     };
     let (decision, label) = classify(&result);
-    metrics::counter!(m::DELIVERIES, "destination" => destination.clone(), "outcome" => label).increment(1);
+    metrics::counter!(m::DELIVERIES, "destination" => destination.clone(), "outcome" => label)
+        .increment(1);
     let log = AttemptLog {
         at: now_ms(),
         status,
@@ -151,12 +152,22 @@ mod tests {
     #[test]
     fn schedule_then_dead_with_jitter_and_retry_after() {
         let p = RetryPolicy {
-            schedule: vec![Duration::ZERO, Duration::from_secs(10), Duration::from_secs(60)],
+            schedule: vec![
+                Duration::ZERO,
+                Duration::from_secs(10),
+                Duration::from_secs(60),
+            ],
         };
         assert_eq!(p.next_wait(0, None), Some(Duration::ZERO));
         let w = p.next_wait(1, None).unwrap();
-        assert!(w >= Duration::from_secs(10) && w < Duration::from_secs(11), "{w:?}");
-        assert_eq!(p.next_wait(1, Some(Duration::from_secs(30))), Some(Duration::from_secs(30)));
+        assert!(
+            w >= Duration::from_secs(10) && w < Duration::from_secs(11),
+            "{w:?}"
+        );
+        assert_eq!(
+            p.next_wait(1, Some(Duration::from_secs(30))),
+            Some(Duration::from_secs(30))
+        );
         assert!(p.next_wait(3, None).is_none(), "exhausted");
     }
 }

@@ -84,6 +84,8 @@ pub struct VendorMapping {
     pub handshake_header: Option<String>,
     /// Verification-token header (RingCentral `Verification-Token`).
     pub verification_header: Option<String>,
+    /// An empty request is a connection test (Vidyo).
+    pub accept_empty: bool,
     /// The case files of `cases/`.
     pub cases: Vec<PathBuf>,
     decoder: Option<Decoder>,
@@ -324,6 +326,7 @@ fn load_vendor(folder: &Path, problems: &mut Vec<Problem>) -> Option<VendorMappi
         payload: vendor_file.payload,
         handshake_header: vendor_file.handshake_header,
         verification_header: vendor_file.verification_header,
+        accept_empty: vendor_file.accept_empty,
         cases,
         decoder,
         encoder,

@@ -36,6 +36,10 @@ pub struct VendorFile {
     /// (RingCentral `Verification-Token`).
     #[serde(default)]
     pub verification_header: Option<String>,
+    /// An empty request (no body or parameters, or `{}`) is the vendor's connection test:
+    /// answered 200 with no event (Vidyo's "Connection test" button). Default false.
+    #[serde(default)]
+    pub accept_empty: bool,
 }
 
 /// The shape of a vendor's payload.

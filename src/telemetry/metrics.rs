@@ -23,7 +23,9 @@ pub const QUEUE_DEPTH: &str = "callgate_queue_depth";
 pub const DEAD_LETTERS: &str = "callgate_dead_letters_total";
 
 /// Latency buckets of `callgate_delivery_attempt_seconds`, seconds.
-const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0];
+const BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0,
+];
 
 /// The process-wide recorder (installed on first use) and its renderer.
 pub fn handle() -> &'static PrometheusHandle {
@@ -44,11 +46,18 @@ pub fn handle() -> &'static PrometheusHandle {
 fn describe() {
     metrics::describe_counter!(REQUESTS, "Inbound requests by route and HTTP status");
     metrics::describe_counter!(EVENTS, "Decoded events by source vendor and canonical type");
-    metrics::describe_counter!(SKIPPED, "Events a destination had no template or filter for");
+    metrics::describe_counter!(
+        SKIPPED,
+        "Events a destination had no template or filter for"
+    );
     metrics::describe_counter!(DROPPED, "Events dropped by the lifecycle tracker");
     metrics::describe_counter!(DEDUPED, "Events acknowledged as duplicates of stored ones");
     metrics::describe_counter!(DELIVERIES, "Delivery attempts by destination and outcome");
-    metrics::describe_histogram!(ATTEMPT_SECONDS, metrics::Unit::Seconds, "Delivery attempt latency");
+    metrics::describe_histogram!(
+        ATTEMPT_SECONDS,
+        metrics::Unit::Seconds,
+        "Delivery attempt latency"
+    );
     metrics::describe_gauge!(QUEUE_DEPTH, "Messages waiting for delivery");
     metrics::describe_counter!(DEAD_LETTERS, "Messages moved to the dead letters");
 }

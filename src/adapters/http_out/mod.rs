@@ -91,7 +91,10 @@ impl OutboundClient {
         let key = format!("{}/{}", task.route, task.destination);
         let method = Method::from_bytes(task.record.method.as_bytes())
             .map_err(|e| SendError::Other(e.to_string()))?;
-        let mut request = self.http.request(method, &task.record.url).timeout(self.timeout);
+        let mut request = self
+            .http
+            .request(method, &task.record.url)
+            .timeout(self.timeout);
         for (name, value) in &task.record.headers {
             request = request.header(name.as_str(), value.as_str());
         }
@@ -137,15 +140,19 @@ fn headers_for(dest: &DestinationConfig) -> Result<DestinationHeaders, String> {
     for (name, value) in &dest.headers {
         out.push((
             HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad("header name"))?,
-            HeaderValue::from_str(value.value()).map_err(|_| bad(&format!("value of header {name}")))?,
+            HeaderValue::from_str(value.value())
+                .map_err(|_| bad(&format!("value of header {name}")))?,
         ));
     }
     if let Some(auth) = &dest.auth {
         let value = match (&auth.basic, &auth.bearer) {
             (Some(basic), _) => format!(
                 "Basic {}",
-                base64::engine::general_purpose::STANDARD
-                    .encode(format!("{}:{}", basic.username.value(), basic.password.value()))
+                base64::engine::general_purpose::STANDARD.encode(format!(
+                    "{}:{}",
+                    basic.username.value(),
+                    basic.password.value()
+                ))
             ),
             (None, Some(token)) => format!("Bearer {}", token.value()),
             (None, None) => String::new(),

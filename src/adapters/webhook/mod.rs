@@ -62,12 +62,15 @@ pub fn read_payload(
             Some(q) if !q.is_empty() => params_from_url(q),
             _ => Value::Object(Default::default()),
         };
-        if (is_form || *method == Method::POST) && !trimmed.is_empty() && !looks_json {
-            if let (Value::Object(all), Value::Object(form)) =
-                (&mut params, params_from_url(&String::from_utf8_lossy(trimmed)))
-            {
-                all.extend(form);
-            }
+        if (is_form || *method == Method::POST)
+            && !trimmed.is_empty()
+            && !looks_json
+            && let (Value::Object(all), Value::Object(form)) = (
+                &mut params,
+                params_from_url(&String::from_utf8_lossy(trimmed)),
+            )
+        {
+            all.extend(form);
         }
         if params.as_object().is_some_and(|m| !m.is_empty()) {
             return Ok((params, true));
@@ -92,18 +95,35 @@ mod tests {
     #[test]
     fn json_query_and_form_payloads() {
         let h = HeaderMap::new();
-        let (v, params) = read_payload(&Method::POST, &h, None, br#" {"a": 1} "#, false, false).unwrap();
+        let (v, params) =
+            read_payload(&Method::POST, &h, None, br#" {"a": 1} "#, false, false).unwrap();
         assert_eq!((v, params), (json!({"a": 1}), false));
-        let (v, params) = read_payload(&Method::GET, &h, Some("event=X&ucid=1%402"), b"", true, false).unwrap();
+        let (v, params) = read_payload(
+            &Method::GET,
+            &h,
+            Some("event=X&ucid=1%402"),
+            b"",
+            true,
+            false,
+        )
+        .unwrap();
         assert_eq!((v, params), (json!({"event": "X", "ucid": "1@2"}), true));
         let mut form = HeaderMap::new();
-        form.insert(CONTENT_TYPE, "application/x-www-form-urlencoded".parse().unwrap());
-        let (v, _) = read_payload(&Method::POST, &form, None, b"event=Y&A=b+c", true, false).unwrap();
+        form.insert(
+            CONTENT_TYPE,
+            "application/x-www-form-urlencoded".parse().unwrap(),
+        );
+        let (v, _) =
+            read_payload(&Method::POST, &form, None, b"event=Y&A=b+c", true, false).unwrap();
         assert_eq!(v, json!({"event": "Y", "A": "b c"}));
-        let (_, params) = read_payload(&Method::GET, &h, Some("event=Z"), b"", false, true).unwrap();
+        let (_, params) =
+            read_payload(&Method::GET, &h, Some("event=Z"), b"", false, true).unwrap();
         assert!(params, "auto reads parameters");
         let err = read_payload(&Method::POST, &h, None, b"{\"a\":", false, false).unwrap_err();
         assert!(err.to_string().contains("line 1 column 5"), "{err}");
-        assert!(matches!(read_payload(&Method::POST, &h, None, b"", false, false), Err(PayloadError::Empty(_))));
+        assert!(matches!(
+            read_payload(&Method::POST, &h, None, b"", false, false),
+            Err(PayloadError::Empty(_))
+        ));
     }
 }

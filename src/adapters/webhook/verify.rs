@@ -52,13 +52,19 @@ impl Verifier {
         if let Some(token) = &auth.verification_token {
             Verifier::VerificationToken(token.value().as_bytes().to_vec())
         } else if let Some(basic) = &auth.basic {
-            let encoded = base64::engine::general_purpose::STANDARD
-                .encode(format!("{}:{}", basic.username.value(), basic.password.value()));
+            let encoded = base64::engine::general_purpose::STANDARD.encode(format!(
+                "{}:{}",
+                basic.username.value(),
+                basic.password.value()
+            ));
             Verifier::Basic(format!("Basic {encoded}").into_bytes())
         } else if let Some(token) = &auth.bearer {
             Verifier::Bearer(format!("Bearer {}", token.value()).into_bytes())
         } else if let Some(header) = &auth.header {
-            Verifier::Header(header.name.to_ascii_lowercase(), header.value.value().as_bytes().to_vec())
+            Verifier::Header(
+                header.name.to_ascii_lowercase(),
+                header.value.value().as_bytes().to_vec(),
+            )
         } else {
             Verifier::Open
         }
@@ -128,7 +134,10 @@ mod tests {
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.insert(axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            h.insert(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
         h
     }
@@ -139,24 +148,63 @@ mod tests {
             verification_token: Some(EnvString::literal("t0k")),
             ..Default::default()
         }));
-        assert!(token.check(&headers(&[("Verification-Token", "t0k")])).is_ok());
-        assert!(token.check(&headers(&[("Validation-Token", "t0k")])).is_ok());
-        assert_eq!(token.check(&headers(&[("Verification-Token", "nope")])), Err(VerifyError::Invalid("Verification-Token")));
-        assert_eq!(token.check(&headers(&[])), Err(VerifyError::Missing("Verification-Token")));
+        assert!(
+            token
+                .check(&headers(&[("Verification-Token", "t0k")]))
+                .is_ok()
+        );
+        assert!(
+            token
+                .check(&headers(&[("Validation-Token", "t0k")]))
+                .is_ok()
+        );
+        assert_eq!(
+            token.check(&headers(&[("Verification-Token", "nope")])),
+            Err(VerifyError::Invalid("Verification-Token"))
+        );
+        assert_eq!(
+            token.check(&headers(&[])),
+            Err(VerifyError::Missing("Verification-Token"))
+        );
 
         let basic = Verifier::new(Some(&InboundAuth {
-            basic: Some(BasicAuth { username: EnvString::literal("u"), password: EnvString::literal("p") }),
+            basic: Some(BasicAuth {
+                username: EnvString::literal("u"),
+                password: EnvString::literal("p"),
+            }),
             ..Default::default()
         }));
-        assert!(basic.check(&headers(&[("Authorization", "Basic dTpw")])).is_ok());
-        assert!(basic.check(&headers(&[("Authorization", "Basic dTpx")])).is_err());
+        assert!(
+            basic
+                .check(&headers(&[("Authorization", "Basic dTpw")]))
+                .is_ok()
+        );
+        assert!(
+            basic
+                .check(&headers(&[("Authorization", "Basic dTpx")]))
+                .is_err()
+        );
 
-        let bearer = Verifier::new(Some(&InboundAuth { bearer: Some(EnvString::literal("b")), ..Default::default() }));
-        assert!(bearer.check(&headers(&[("Authorization", "Bearer b")])).is_ok());
-        assert!(bearer.check(&headers(&[("Authorization", "Bearer c")])).is_err());
+        let bearer = Verifier::new(Some(&InboundAuth {
+            bearer: Some(EnvString::literal("b")),
+            ..Default::default()
+        }));
+        assert!(
+            bearer
+                .check(&headers(&[("Authorization", "Bearer b")]))
+                .is_ok()
+        );
+        assert!(
+            bearer
+                .check(&headers(&[("Authorization", "Bearer c")]))
+                .is_err()
+        );
 
         let header = Verifier::new(Some(&InboundAuth {
-            header: Some(HeaderToken { name: "X-Api-Key".into(), value: EnvString::literal("k") }),
+            header: Some(HeaderToken {
+                name: "X-Api-Key".into(),
+                value: EnvString::literal("k"),
+            }),
             ..Default::default()
         }));
         assert!(header.check(&headers(&[("x-api-key", "k")])).is_ok());

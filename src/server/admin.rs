@@ -1,0 +1,156 @@
+//! The admin listener: `/metrics` (Prometheus), `/healthz`, `/readyz`, the dead letters
+//! (`/admin/deliveries…`) and `/admin/translate`. Loopback by default; with
+//! `server.admin_token` every request needs `Authorization: Bearer <token>`.
+
+use super::problem::Problem;
+use crate::delivery::{Queue, QueueError};
+use crate::mapping::MappingSet;
+use crate::telemetry::metrics;
+use crate::translate::Translator;
+use axum::Router;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+/// What the admin handlers need.
+pub struct Admin {
+    /// The durable queue.
+    pub queue: Arc<dyn Queue>,
+    /// The mappings, for `/admin/translate`.
+    pub mappings: Arc<MappingSet>,
+    /// `Bearer <admin_token>`, when set.
+    pub token: Option<String>,
+}
+
+type AdminState = Arc<Admin>;
+
+/// The admin router.
+pub fn router(admin: Arc<Admin>, health: Router) -> Router {
+    Router::new()
+        .route("/metrics", get(|| async { metrics::handle().render() }))
+        .route("/admin/deliveries", get(list).delete(purge))
+        .route("/admin/deliveries/replay", post(replay_all))
+        .route("/admin/deliveries/{id}", get(show))
+        .route("/admin/deliveries/{id}/replay", post(replay_one))
+        .route("/admin/translate", post(translate))
+        .layer(middleware::from_fn_with_state(admin.clone(), authorize))
+        .with_state(admin)
+        .merge(health)
+}
+
+async fn authorize(State(admin): State<AdminState>, request: Request, next: Next) -> Response {
+    if let Some(expected) = &admin.token {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        if !bool::from(given.ct_eq(expected.as_bytes())) {
+            return Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Admin token required",
+                "send Authorization: Bearer <server.admin_token>",
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+fn store_problem(e: QueueError) -> Problem {
+    match e {
+        QueueError::NotFound(id) => Problem::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "No such dead letter",
+            format!("no dead letter with id {id}"),
+        ),
+        other => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store-unavailable",
+            "Store unavailable",
+            other.to_string(),
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<usize>,
+}
+
+async fn list(
+    State(admin): State<AdminState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, Problem> {
+    let dead = admin
+        .queue
+        .dead_letters(q.limit.unwrap_or(100))
+        .await
+        .map_err(store_problem)?;
+    let items: Vec<_> = dead.iter().map(|d| d.to_json()).collect();
+    Ok(axum::Json(json!({ "dead_letters": items })).into_response())
+}
+
+async fn show(State(admin): State<AdminState>, Path(id): Path<i64>) -> Result<Response, Problem> {
+    let dead = admin.queue.dead_letter(id).await.map_err(store_problem)?;
+    Ok(axum::Json(dead.to_json()).into_response())
+}
+
+async fn replay_one(
+    State(admin): State<AdminState>,
+    Path(id): Path<i64>,
+) -> Result<Response, Problem> {
+    let n = admin.queue.replay(Some(id)).await.map_err(store_problem)?;
+    Ok(axum::Json(json!({ "replayed": n })).into_response())
+}
+
+async fn replay_all(State(admin): State<AdminState>) -> Result<Response, Problem> {
+    let n = admin.queue.replay(None).await.map_err(store_problem)?;
+    Ok(axum::Json(json!({ "replayed": n })).into_response())
+}
+
+async fn purge(State(admin): State<AdminState>) -> Result<Response, Problem> {
+    let n = admin.queue.purge().await.map_err(store_problem)?;
+    Ok(axum::Json(json!({ "purged": n })).into_response())
+}
+
+#[derive(Deserialize)]
+struct TranslateQuery {
+    from: String,
+    to: String,
+}
+
+async fn translate(
+    State(admin): State<AdminState>,
+    Query(q): Query<TranslateQuery>,
+    body: String,
+) -> Result<Response, Problem> {
+    let bad = |e: String| {
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "translate-failed",
+            "Translation failed",
+            e,
+        )
+    };
+    let translator = Translator::new(&admin.mappings, &q.from, &q.to, "http://receiver.invalid/")
+        .map_err(|e| bad(e.to_string()))?;
+    let mut out = Vec::new();
+    for payload in translator.read(&body).map_err(|e| bad(e.to_string()))? {
+        for outcome in translator
+            .translate(&payload)
+            .map_err(|e| bad(e.to_string()))?
+        {
+            out.extend(outcome.output_line());
+        }
+    }
+    Ok(axum::Json(json!({ "outputs": out })).into_response())
+}
