@@ -7,7 +7,6 @@ use crate::config::{self, Config, StoreConfig};
 use crate::delivery::sqlite::SqliteQueue;
 use crate::delivery::worker::{self, RetryPolicy};
 use crate::delivery::{Queue, QueueError};
-use crate::lifecycle::Lifecycle;
 use crate::mapping::{MappingSet, Problems};
 use crate::route::Route;
 use crate::server::{self, admin, intake::Shared};
@@ -93,7 +92,6 @@ impl Gateway {
 
         let shared = Arc::new(Shared {
             mappings: mappings.clone(),
-            lifecycle: Lifecycle::default(),
             queue: queue.clone(),
             client: client.clone(),
             wake: wake.clone(),

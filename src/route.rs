@@ -3,6 +3,7 @@
 
 use crate::adapters::webhook::verify::Verifier;
 use crate::config::{Ack, Config, OnTimeout};
+use crate::lifecycle::Lifecycle;
 use crate::mapping::MappingSet;
 use crate::mapping::encode::type_matches;
 use crate::mapping::schema::PayloadKind;
@@ -54,6 +55,9 @@ pub struct Route {
     /// Whether decoding must compute fidelity extensions (a destination is the source vendor
     /// itself or CloudEvents).
     pub fidelity: bool,
+    /// Per-leg state of this route's events: two routes may well receive the same vendor
+    /// event (two subscriptions) and each must deliver it.
+    pub lifecycle: Lifecycle,
 }
 
 impl Route {
@@ -92,6 +96,7 @@ impl Route {
                     accept_empty: source.is_some_and(|v| v.accept_empty),
                     params: source.is_some_and(|v| v.payload == PayloadKind::Params),
                     fidelity,
+                    lifecycle: Lifecycle::default(),
                 }
             })
             .collect()

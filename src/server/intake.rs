@@ -25,8 +25,6 @@ use tokio::sync::Notify;
 pub struct Shared {
     /// The compiled mappings.
     pub mappings: Arc<MappingSet>,
-    /// Per-leg state across requests.
-    pub lifecycle: Lifecycle,
     /// The durable queue.
     pub queue: Arc<dyn Queue>,
     /// The outbound client (proxy mode, fallback).
@@ -182,7 +180,7 @@ async fn intake(shared: &Shared, route: &Route, request: Request) -> Result<Resp
     let mut dropped = 0;
     for event in events {
         metrics::counter!(m::EVENTS, "vendor" => vendor.clone(), "type" => event.event_type.clone()).increment(1);
-        match shared.lifecycle.assess(event) {
+        match route.lifecycle.assess(event) {
             Verdict::Apply(event) => applied.push(*event),
             verdict => {
                 dropped += 1;
@@ -302,7 +300,7 @@ async fn enqueue(
         .retry_after(Duration::from_secs(5))
     })?;
     for event in applied {
-        shared.lifecycle.record(event);
+        route.lifecycle.record(event);
     }
     if out.duplicates > 0 {
         metrics::counter!(m::DEDUPED, "route" => route.name.clone())
@@ -351,7 +349,7 @@ async fn proxy(
                             e.to_string(),
                         )
                     })?;
-                    applied.iter().for_each(|e| shared.lifecycle.record(e));
+                    applied.iter().for_each(|e| route.lifecycle.record(e));
                     shared.wake.notify_one();
                     return Ok(json_response(
                         StatusCode::ACCEPTED,
@@ -377,7 +375,7 @@ async fn proxy(
             }
         }
     }
-    applied.iter().for_each(|e| shared.lifecycle.record(e));
+    applied.iter().for_each(|e| route.lifecycle.record(e));
     Ok(match last {
         Some(reply) => pass_through(reply),
         None => json_response(

@@ -4,6 +4,8 @@
 mod cases;
 mod cli;
 mod flows;
+mod harness;
 mod properties;
 mod roundtrip;
+mod serve;
 mod support;

@@ -1,0 +1,186 @@
+//! A real HTTP receiver on loopback with programmable replies, and gateways started exactly
+//! as `callgate serve` starts them (config text → `config::load::parse` → `Gateway::start`).
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use callgate::Gateway;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: Method,
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Received {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// How the receiver answers: status, body, and a delay before answering.
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn ok() -> Reply {
+        Reply {
+            status: 200,
+            body: "ok".into(),
+            delay: Duration::ZERO,
+        }
+    }
+    pub fn status(status: u16) -> Reply {
+        Reply {
+            status,
+            body: format!("status {status}"),
+            delay: Duration::ZERO,
+        }
+    }
+}
+
+type Behaviour = Box<dyn FnMut(&Received) -> Reply + Send>;
+
+/// A loopback HTTP receiver that records every request it answers with 2xx (and, in
+/// `all`, every request whatever it answered).
+#[derive(Clone)]
+pub struct Receiver {
+    pub addr: SocketAddr,
+    accepted: Arc<Mutex<Vec<Received>>>,
+    all: Arc<Mutex<Vec<Received>>>,
+    behaviour: Arc<Mutex<Behaviour>>,
+}
+
+impl Receiver {
+    pub async fn start(behaviour: impl FnMut(&Received) -> Reply + Send + 'static) -> Receiver {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let receiver = Receiver {
+            addr: listener.local_addr().unwrap(),
+            accepted: Arc::default(),
+            all: Arc::default(),
+            behaviour: Arc::new(Mutex::new(Box::new(behaviour))),
+        };
+        let app = Router::new().fallback(handle).with_state(receiver.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        receiver
+    }
+
+    pub async fn ok() -> Receiver {
+        Receiver::start(|_| Reply::ok()).await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Requests answered 2xx, in arrival order.
+    pub fn accepted(&self) -> Vec<Received> {
+        self.accepted.lock().unwrap().clone()
+    }
+
+    /// Every request, in arrival order.
+    pub fn all(&self) -> Vec<Received> {
+        self.all.lock().unwrap().clone()
+    }
+
+    /// Accepted requests on one path.
+    pub fn on(&self, path: &str) -> Vec<Received> {
+        self.accepted()
+            .into_iter()
+            .filter(|r| r.path == path)
+            .collect()
+    }
+
+    /// Waits until `n` requests were accepted (or `limit` passes); returns them.
+    pub async fn wait_for(&self, n: usize, limit: Duration) -> Vec<Received> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let got = self.accepted();
+            if got.len() >= n || Instant::now() > deadline {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn handle(State(receiver): State<Receiver>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let body: Bytes = axum::body::to_bytes(body, 16 << 20)
+        .await
+        .unwrap_or_default();
+    let received = Received {
+        method: parts.method,
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().map(str::to_string),
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    };
+    receiver.all.lock().unwrap().push(received.clone());
+    let reply = (receiver.behaviour.lock().unwrap())(&received);
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
+    }
+    let status = StatusCode::from_u16(reply.status).unwrap();
+    if status.is_success() {
+        receiver.accepted.lock().unwrap().push(received);
+    }
+    (
+        status,
+        [("content-type", "text/plain"), ("x-receiver", "yes")],
+        reply.body,
+    )
+        .into_response()
+}
+
+/// Config text with loopback listeners on free ports, a store in `dir`, the shipped
+/// mappings and a fast retry schedule; `rest` adds `routes:` and the like.
+pub fn config_text(dir: &Path, delivery: &str, rest: &str) -> String {
+    let mappings = crate::support::root().join("mappings");
+    format!(
+        "server: {{ listen: 127.0.0.1:0, admin_listen: 127.0.0.1:0, request_timeout: 5s }}\n\
+         mappings: {}\n\
+         store: {{ kind: sqlite, path: {} }}\n\
+         delivery: {{ retry: [0s, 50ms, 50ms, 50ms, 50ms, 50ms], timeout: 2s{delivery} }}\n{rest}",
+        mappings.display(),
+        dir.join("callgate.db").display()
+    )
+}
+
+/// Starts a gateway from config text, as `serve` does.
+pub async fn gateway(text: &str) -> Gateway {
+    let config =
+        callgate::config::load::parse(Path::new("test.yaml"), text, &|n| std::env::var(n).ok())
+            .expect("test config parses");
+    Gateway::start(config).await.expect("gateway starts")
+}
+
+/// A shared HTTP client.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+/// POSTs a JSON body to the gateway; returns status and body.
+pub async fn post(gw: &Gateway, path: &str, body: &str) -> (u16, String) {
+    let r = client()
+        .post(format!("http://{}{}", gw.addr, path))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("gateway reachable");
+    (r.status().as_u16(), r.text().await.unwrap())
+}
