@@ -344,7 +344,7 @@ async fn interleaved_calls_keep_their_order_under_failures() {
     let receiver = Receiver::start(move |_| {
         // A fixed pseudo-random pattern: about one attempt in three fails.
         let n = c.fetch_add(1, Ordering::SeqCst);
-        if (n * 7919) % 3 == 0 {
+        if (n * 7919).is_multiple_of(3) {
             Reply::status(503)
         } else {
             Reply::ok()
@@ -369,13 +369,13 @@ async fn interleaved_calls_keep_their_order_under_failures() {
         "Disconnected",
     ];
     let mut posts = Vec::new();
-    for step in 0..codes.len() {
+    for (step, code) in codes.iter().enumerate() {
         for call in 0..50 {
             let mut v = template.clone();
             v["uuid"] = format!("{call}-{step}").into();
             v["body"]["telephonySessionId"] = format!("call-{call}").into();
             v["body"]["sequence"] = (step as u64 + 1).into();
-            v["body"]["parties"][0]["status"]["code"] = codes[step].into();
+            v["body"]["parties"][0]["status"]["code"] = (*code).into();
             posts.push(v.to_string());
         }
     }
@@ -509,7 +509,8 @@ async fn each_verifier_refuses_with_401_problem() {
     let rc = flow("PSTN-RingCentral-DataStreams")[5].clone();
     let enablex =
         std::fs::read_to_string(root().join("tests/fixtures/enablex/seed-roomdrop.json")).unwrap();
-    let cases: [(&str, &str, Option<(&str, &str)>, Option<(&str, &str)>); 4] = [
+    type Header<'a> = Option<(&'a str, &'a str)>;
+    let cases: [(&str, &str, Header, Header); 4] = [
         (
             "/token",
             &rc,
