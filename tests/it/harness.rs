@@ -96,14 +96,6 @@ impl Receiver {
         self.all.lock().unwrap().clone()
     }
 
-    /// Accepted requests on one path.
-    pub fn on(&self, path: &str) -> Vec<Received> {
-        self.accepted()
-            .into_iter()
-            .filter(|r| r.path == path)
-            .collect()
-    }
-
     /// Waits until `n` requests were accepted (or `limit` passes); returns them.
     pub async fn wait_for(&self, n: usize, limit: Duration) -> Vec<Received> {
         let deadline = Instant::now() + limit;
