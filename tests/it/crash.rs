@@ -40,10 +40,9 @@ async fn wait_ready(port: u16) {
             .get(format!("http://127.0.0.1:{port}/readyz"))
             .send()
             .await
+            && r.status() == 200
         {
-            if r.status() == 200 {
-                return;
-            }
+            return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -110,10 +109,10 @@ async fn kill_9_mid_load_loses_no_acknowledged_event() {
                     .body(body.clone())
                     .send()
                     .await;
-                if let Ok(r) = sent {
-                    if r.status() == 200 {
-                        acked.lock().unwrap().push(id.clone());
-                    }
+                if let Ok(r) = sent
+                    && r.status() == 200
+                {
+                    acked.lock().unwrap().push(id.clone());
                 }
             }
         });
