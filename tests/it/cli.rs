@@ -227,3 +227,48 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+#[test]
+fn shipped_and_example_configs_check_clean() {
+    let out = callgate(&["check", "--config", "config/callgate.yaml"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("configuration valid"));
+
+    let out = callgate(&["check", "--config", "config/examples/full.yaml"], None);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("environment variable(s) not set: CALLGATE_ADMIN_TOKEN, RC_VERIFICATION_TOKEN, VIDYO_PASSWORD, VIDYO_USER"),
+        "{stderr}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_callgate"))
+        .args(["check", "--config", "config/examples/full.yaml"])
+        .current_dir(root())
+        .envs([
+            ("CALLGATE_ADMIN_TOKEN", "a"),
+            ("RC_VERIFICATION_TOKEN", "secret-value-1"),
+            ("VIDYO_PASSWORD", "pw"),
+            ("VIDYO_USER", "u"),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stdout).contains("secret-value-1")
+            && !text(&out.stderr).contains("secret-value-1")
+    );
+}
+
+#[test]
+fn a_config_error_names_the_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.yaml");
+    std::fs::write(&config, "server:\n  listen: 127.0.0.1:1\nroutes:\n  - name: a\n    path: /a\n    from: vidyo\n    ak: queued\n").unwrap();
+    let out = callgate(&["check", "--config", config.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("bad.yaml") && stderr.contains("line 7") && stderr.contains("ak"),
+        "{stderr}"
+    );
+}

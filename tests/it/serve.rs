@@ -745,3 +745,76 @@ async fn bad_requests_get_problem_details() {
     assert!(receiver.all().is_empty());
     gw.shutdown().await;
 }
+
+/// `callgate dlq` on the store of a running gateway: list, show, replay (delivered by the
+/// running gateway), purge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dlq_command_works_beside_a_running_gateway() {
+    let refuse = Arc::new(Mutex::new(true));
+    let flag = refuse.clone();
+    let receiver = Receiver::start(move |_| {
+        if *flag.lock().unwrap() {
+            Reply::status(422)
+        } else {
+            Reply::ok()
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(dir.path(), "", &rc_route(&receiver, ""));
+    let config_file = dir.path().join("callgate.yaml");
+    std::fs::write(&config_file, &text).unwrap();
+    let gw = gateway(&text).await;
+    let flow = flow("PSTN-RingCentral-DataStreams");
+    for n in [5, 6] {
+        assert_eq!(post(&gw, "/hooks/rc", &flow[n]).await.0, 200);
+    }
+    let dlq = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_callgate"))
+            .arg("dlq")
+            .arg("--config")
+            .arg(&config_file)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let mut listing = String::new();
+    for _ in 0..100 {
+        listing = dlq(&["list"]);
+        if listing.contains("2 dead letter(s)") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(listing.contains("2 dead letter(s)"), "{listing}");
+    assert!(
+        listing.contains("rc/vidyo\tcall.connected") && listing.contains("HTTP 422"),
+        "{listing}"
+    );
+    let first: i64 = listing.split('\t').next().unwrap().parse().unwrap();
+    let shown: Value = serde_json::from_str(&dlq(&["show", &first.to_string()])).unwrap();
+    assert_eq!(shown["attempt_log"][0]["status"], 422);
+    assert!(
+        shown["request"]["body"]
+            .as_str()
+            .unwrap()
+            .contains("userStatusNotification")
+    );
+
+    *refuse.lock().unwrap() = false;
+    assert!(dlq(&["replay", &first.to_string()]).contains("replayed 1"));
+    assert_eq!(
+        receiver.wait_for(1, WAIT).await.len(),
+        1,
+        "the running gateway delivered the replay"
+    );
+    assert!(dlq(&["purge"]).contains("purged 1"));
+    assert!(dlq(&["list"]).contains("0 dead letter(s)"));
+    gw.shutdown().await;
+}
