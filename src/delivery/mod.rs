@@ -216,3 +216,159 @@ pub fn now_ms() -> i64 {
 pub fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
+
+/// The behaviour every `Queue` backend must show; each backend's tests run it.
+#[cfg(test)]
+pub(crate) mod suite {
+    use super::*;
+
+    fn task(partition: &str, n: u32) -> NewTask {
+        NewTask {
+            route: "r".into(),
+            destination: "d".into(),
+            partition: partition.into(),
+            event_id: format!("e{n}"),
+            event_type: "call.connected".into(),
+            record: TaskRecord {
+                v: 1,
+                method: "POST".into(),
+                url: "http://127.0.0.1/".into(),
+                headers: vec![],
+                body: Some(format!("{{\"n\":{n}}}")),
+            },
+            failure: None,
+        }
+    }
+
+    fn batch(key: &str, tasks: Vec<NewTask>) -> EventBatch {
+        EventBatch {
+            dedupe_key: key.into(),
+            tasks,
+        }
+    }
+
+    fn log() -> AttemptLog {
+        AttemptLog {
+            at: now_ms(),
+            status: Some(503),
+            error: None,
+            excerpt: Some("busy".into()),
+        }
+    }
+
+    /// FIFO per partition, dedupe, retry timing, dead letters, replay, render failures.
+    pub async fn order_dedupe_and_dead_letters(q: &dyn Queue) {
+        let out = q
+            .enqueue(vec![
+                batch("k1", vec![task("a", 1)]),
+                batch("k2", vec![task("a", 2)]),
+                batch("k3", vec![task("b", 3)]),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(
+            out,
+            Enqueued {
+                stored: 3,
+                duplicates: 0
+            }
+        );
+        let dup = q
+            .enqueue(vec![batch("k1", vec![task("a", 1)])])
+            .await
+            .unwrap();
+        assert_eq!(
+            dup,
+            Enqueued {
+                stored: 0,
+                duplicates: 1
+            }
+        );
+        assert_eq!(q.depth("r", "d"), 3);
+
+        // Only the head of each partition is offered.
+        let leased = q.lease(10).await.unwrap();
+        let ids: Vec<&str> = leased.iter().map(|t| t.task.event_id.as_str()).collect();
+        assert_eq!(ids, ["e1", "e3"]);
+        assert!(
+            q.lease(10).await.unwrap().is_empty(),
+            "a's next waits for e1"
+        );
+
+        // e1 dies: e2 becomes the head of a.
+        q.complete(leased[0].id, Completion::Dead { log: log() })
+            .await
+            .unwrap();
+        q.complete(leased[1].id, Completion::Delivered)
+            .await
+            .unwrap();
+        let next = q.lease(10).await.unwrap();
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].task.event_id, "e2");
+        q.complete(
+            next[0].id,
+            Completion::Retry {
+                at: now_ms() + 60_000,
+                log: log(),
+            },
+        )
+        .await
+        .unwrap();
+        assert!(q.lease(10).await.unwrap().is_empty(), "not due yet");
+        assert_eq!(q.depth("r", "d"), 1);
+        assert_eq!(q.total_depth(), 1);
+
+        let dead = q.dead_letters(10).await.unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].attempts[0].status, Some(503));
+        assert_eq!(q.replay(Some(dead[0].task.id)).await.unwrap(), 1);
+        assert_eq!(q.depth("r", "d"), 2);
+        assert!(matches!(
+            q.replay(Some(999_999)).await,
+            Err(QueueError::NotFound(999_999))
+        ));
+
+        // A message that could not be rendered is stored straight as a dead letter.
+        let mut broken = task("c", 4);
+        broken.failure = Some("template failed".into());
+        assert_eq!(
+            q.enqueue(vec![batch("k4", vec![broken])])
+                .await
+                .unwrap()
+                .stored,
+            1
+        );
+        let dead = q.dead_letters(10).await.unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(
+            dead[0].attempts[0].error.as_deref(),
+            Some("template failed")
+        );
+        assert_eq!(q.purge().await.unwrap(), 1);
+        assert_eq!(q.depth("r", "d"), 2, "dead letters do not count as waiting");
+    }
+
+    /// A message leased when the process died is offered again; dedupe keys persist.
+    pub async fn leases_and_dedupe_survive_a_restart(open: impl Fn() -> Box<dyn Queue>) {
+        {
+            let q = open();
+            q.enqueue(vec![batch("k1", vec![task("a", 1)])])
+                .await
+                .unwrap();
+            assert_eq!(q.lease(10).await.unwrap().len(), 1);
+            // dropped while leased: as if the process died mid-attempt
+        }
+        let q = open();
+        assert_eq!(q.depth("r", "d"), 1);
+        assert_eq!(
+            q.lease(10).await.unwrap().len(),
+            1,
+            "the lease was recovered"
+        );
+        let dup = q
+            .enqueue(vec![batch("k1", vec![task("a", 1)])])
+            .await
+            .unwrap();
+        assert_eq!(dup.duplicates, 1);
+    }
+}

@@ -583,138 +583,21 @@ fn replay(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn task(partition: &str, n: u32) -> NewTask {
-        NewTask {
-            route: "r".into(),
-            destination: "d".into(),
-            partition: partition.into(),
-            event_id: format!("e{n}"),
-            event_type: "call.connected".into(),
-            record: TaskRecord {
-                v: 1,
-                method: "POST".into(),
-                url: "http://127.0.0.1/".into(),
-                headers: vec![],
-                body: Some(format!("{{\"n\":{n}}}")),
-            },
-            failure: None,
-        }
-    }
-
-    fn batch(key: &str, tasks: Vec<NewTask>) -> EventBatch {
-        EventBatch {
-            dedupe_key: key.into(),
-            tasks,
-        }
-    }
-
-    fn log() -> AttemptLog {
-        AttemptLog {
-            at: now_ms(),
-            status: Some(503),
-            error: None,
-            excerpt: Some("busy".into()),
-        }
-    }
+    use crate::delivery::suite;
 
     #[tokio::test]
-    async fn order_per_partition_dedupe_and_dead_letters() {
-        let dir = tempfile::tempdir().unwrap();
-        let q = SqliteQueue::open(&dir.path().join("q.db"), Duration::from_secs(60)).unwrap();
-        let out = q
-            .enqueue(vec![
-                batch("k1", vec![task("a", 1)]),
-                batch("k2", vec![task("a", 2)]),
-                batch("k3", vec![task("b", 3)]),
-            ])
-            .await
-            .unwrap();
-        assert_eq!(
-            out,
-            Enqueued {
-                stored: 3,
-                duplicates: 0
-            }
-        );
-        let dup = q
-            .enqueue(vec![batch("k1", vec![task("a", 1)])])
-            .await
-            .unwrap();
-        assert_eq!(
-            dup,
-            Enqueued {
-                stored: 0,
-                duplicates: 1
-            }
-        );
-        assert_eq!(q.depth("r", "d"), 3);
-
-        // Only the head of each partition is offered.
-        let leased = q.lease(10).await.unwrap();
-        let ids: Vec<&str> = leased.iter().map(|t| t.task.event_id.as_str()).collect();
-        assert_eq!(ids, ["e1", "e3"]);
-        assert!(
-            q.lease(10).await.unwrap().is_empty(),
-            "a's next waits for e1"
-        );
-
-        // e1 dies: e2 becomes the head of a.
-        q.complete(leased[0].id, Completion::Dead { log: log() })
-            .await
-            .unwrap();
-        q.complete(leased[1].id, Completion::Delivered)
-            .await
-            .unwrap();
-        let next = q.lease(10).await.unwrap();
-        assert_eq!(next.len(), 1);
-        assert_eq!(next[0].task.event_id, "e2");
-        q.complete(
-            next[0].id,
-            Completion::Retry {
-                at: now_ms() + 60_000,
-                log: log(),
-            },
-        )
-        .await
-        .unwrap();
-        assert!(q.lease(10).await.unwrap().is_empty(), "not due yet");
-        assert_eq!(q.depth("r", "d"), 1);
-
-        let dead = q.dead_letters(10).await.unwrap();
-        assert_eq!(dead.len(), 1);
-        assert_eq!(dead[0].attempts[0].status, Some(503));
-        assert_eq!(q.replay(Some(dead[0].task.id)).await.unwrap(), 1);
-        assert_eq!(q.depth("r", "d"), 2);
-        assert!(matches!(
-            q.replay(Some(999)).await,
-            Err(QueueError::NotFound(999))
-        ));
-    }
-
-    #[tokio::test]
-    async fn leases_survive_a_crash_and_dedupe_survives_restart() {
+    async fn passes_the_queue_suite() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("q.db");
-        {
-            let q = SqliteQueue::open(&path, Duration::from_secs(60)).unwrap();
-            q.enqueue(vec![batch("k1", vec![task("a", 1)])])
-                .await
-                .unwrap();
-            assert_eq!(q.lease(10).await.unwrap().len(), 1);
-            // dropped while leased: as if the process died mid-attempt
-        }
-        let q = SqliteQueue::open(&path, Duration::from_secs(60)).unwrap();
-        assert_eq!(q.depth("r", "d"), 1);
-        assert_eq!(
-            q.lease(10).await.unwrap().len(),
-            1,
-            "the lease was recovered"
-        );
-        let dup = q
-            .enqueue(vec![batch("k1", vec![task("a", 1)])])
-            .await
-            .unwrap();
-        assert_eq!(dup.duplicates, 1);
+        let open = || -> Box<dyn Queue> {
+            Box::new(SqliteQueue::open(&path, Duration::from_secs(60)).unwrap())
+        };
+        suite::order_dedupe_and_dead_letters(open().as_ref()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.db");
+        let open = || -> Box<dyn Queue> {
+            Box::new(SqliteQueue::open(&path, Duration::from_secs(60)).unwrap())
+        };
+        suite::leases_and_dedupe_survive_a_restart(open).await;
     }
 }
