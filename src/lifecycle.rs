@@ -3,7 +3,9 @@
 //! derives `call.resumed` when a leg goes from held back to connected.
 //!
 //! State lives in two bounded moka caches with idle expiry, so a gateway that sees millions
-//! of calls keeps only the recent ones. Updates are atomic per leg (`and_compute_with`), so
+//! of calls keeps only the recent ones. Keys are 128-bit hashes of the leg and event ids
+//! (a String key per entry roughly doubled the memory); the durable store keeps its own,
+//! longer dedupe window. Updates are atomic per leg (`and_compute_with`), so
 //! concurrent requests for one call cannot both pass the sequence check.
 
 use crate::event::{CallEvent, CallState};
@@ -52,18 +54,31 @@ pub struct LifecycleLimits {
 impl Default for LifecycleLimits {
     fn default() -> Self {
         LifecycleLimits {
-            max_legs: 1_000_000,
-            max_ids: 1_000_000,
-            idle: Duration::from_secs(6 * 3600),
+            max_legs: 20_000,
+            max_ids: 20_000,
+            idle: Duration::from_secs(2 * 3600),
         }
     }
+}
+
+/// A 128-bit hash of a key: two independent SipHash-1-3 runs (std's `DefaultHasher` with
+/// fixed keys, so stable within a process).
+fn key128(parts: &[&str]) -> u128 {
+    use std::hash::{Hash, Hasher};
+    let half = |salt: u8| {
+        let mut h = std::hash::DefaultHasher::new();
+        salt.hash(&mut h);
+        parts.hash(&mut h);
+        h.finish()
+    };
+    (u128::from(half(1)) << 64) | u128::from(half(2))
 }
 
 /// The per-leg state tracker.
 #[derive(Clone)]
 pub struct Lifecycle {
-    seen: Cache<String, ()>,
-    legs: Cache<String, LegState>,
+    seen: Cache<u128, ()>,
+    legs: Cache<u128, LegState>,
 }
 
 impl Default for Lifecycle {
@@ -120,10 +135,10 @@ impl Lifecycle {
     /// retry welcome. The returned event may have become `call.resumed`.
     pub fn assess(&self, mut event: CallEvent) -> Verdict {
         let leg = Lifecycle::leg_key(&event);
-        if self.seen.contains_key(&format!("{leg}|{}", event.id)) {
+        if self.seen.contains_key(&key128(&[&leg, &event.id])) {
             return Verdict::Duplicate { id: event.id };
         }
-        let previous = self.legs.get(&leg);
+        let previous = self.legs.get(&key128(&[&leg]));
         let sequence = sequence_of(&event);
         if let (Some(last), Some(got)) = (previous.and_then(|p| p.last_sequence), sequence)
             && got <= last
@@ -142,22 +157,24 @@ impl Lifecycle {
     /// (a sequence never moves backwards, even when concurrent requests race).
     pub fn record(&self, event: &CallEvent) {
         let leg = Lifecycle::leg_key(event);
-        self.seen.insert(format!("{leg}|{}", event.id), ());
+        self.seen.insert(key128(&[&leg, &event.id]), ());
         let sequence = sequence_of(event);
         let state = CallState::for_type(&event.event_type);
-        self.legs.entry(leg).and_compute_with(|current| {
-            let previous = current.map(|e| *e.value());
-            let last = previous.and_then(|p| p.last_sequence);
-            if let (Some(last), Some(got)) = (last, sequence)
-                && got <= last
-            {
-                return Op::Nop;
-            }
-            Op::Put(LegState {
-                last_sequence: sequence.or(last),
-                last_state: state.or(previous.and_then(|p| p.last_state)),
-            })
-        });
+        self.legs
+            .entry(key128(&[&leg]))
+            .and_compute_with(|current| {
+                let previous = current.map(|e| *e.value());
+                let last = previous.and_then(|p| p.last_sequence);
+                if let (Some(last), Some(got)) = (last, sequence)
+                    && got <= last
+                {
+                    return Op::Nop;
+                }
+                Op::Put(LegState {
+                    last_sequence: sequence.or(last),
+                    last_state: state.or(previous.and_then(|p| p.last_state)),
+                })
+            });
     }
 }
 
