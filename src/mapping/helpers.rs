@@ -63,6 +63,14 @@ fn missing(helper: &str, h: &Helper<'_>, at: usize) -> RenderError {
     RenderErrorReason::Other(format!("`{helper}`: {what} is missing")).into()
 }
 
+/// Argument `at`, or `None` when it is missing or null (for helpers that pass absence on).
+fn present<'a>(h: &'a Helper<'_>, at: usize) -> Option<&'a Value> {
+    h.param(at)
+        .filter(|p| !p.is_value_missing())
+        .map(|p| p.value())
+        .filter(|v| !v.is_null())
+}
+
 fn param<'a>(helper: &str, h: &'a Helper<'_>, at: usize) -> Result<&'a Value, RenderError> {
     match h.param(at) {
         Some(p) if !p.is_value_missing() => Ok(p.value()),
@@ -144,15 +152,8 @@ impl HelperDef for DefaultHelper {
         _: &'rc Context,
         _: &mut RenderContext<'reg, 'rc>,
     ) -> Result<ScopedJson<'rc>, RenderError> {
-        match h.param(0) {
-            Some(p) if !p.is_value_missing() && !p.value().is_null() => {
-                Ok(ScopedJson::Derived(p.value().clone()))
-            }
-            _ => Ok(ScopedJson::Derived(match h.param(1) {
-                Some(p) if !p.is_value_missing() => p.value().clone(),
-                _ => Value::Null,
-            })),
-        }
+        let chosen = present(h, 0).or_else(|| present(h, 1));
+        Ok(ScopedJson::Derived(chosen.cloned().unwrap_or(Value::Null)))
     }
 }
 
@@ -167,12 +168,10 @@ impl HelperDef for NumberHelper {
         _: &'rc Context,
         _: &mut RenderContext<'reg, 'rc>,
     ) -> Result<ScopedJson<'rc>, RenderError> {
-        let v = match h.param(0) {
-            Some(p) if !p.is_value_missing() => p.value(),
-            _ => return Ok(ScopedJson::Derived(Value::Null)),
+        let Some(v) = present(h, 0) else {
+            return Ok(ScopedJson::Derived(Value::Null));
         };
         let n = match v {
-            Value::Null => return Ok(ScopedJson::Derived(Value::Null)),
             Value::Number(n) => n.clone(),
             Value::String(s) => {
                 serde_json::from_str::<serde_json::Number>(s.trim()).map_err(|_| {
@@ -293,9 +292,8 @@ impl HelperDef for TimeFormatHelper {
         _: &'rc Context,
         _: &mut RenderContext<'reg, 'rc>,
     ) -> Result<ScopedJson<'rc>, RenderError> {
-        let text = match h.param(0) {
-            Some(p) if !p.is_value_missing() && !p.value().is_null() => p.value().render(),
-            _ => return Ok(ScopedJson::Derived(Value::Null)),
+        let Some(text) = present(h, 0).map(|v| v.render()) else {
+            return Ok(ScopedJson::Derived(Value::Null));
         };
         let format = param("time_format", h, 1)?.render();
         let t = DateTime::parse_from_rfc3339(&text).map_err(|e| {

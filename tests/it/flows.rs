@@ -2,7 +2,7 @@
 //! notification of a flow is sent in capture order through one translator, so lifecycle
 //! state carries across them as it does in `serve`.
 
-use crate::support::{fixtures, mappings, outcomes};
+use crate::support::{fixtures, mappings, outcomes, pairs, vidyo_states};
 use callgate::lifecycle::Verdict;
 use callgate::translate::{Outcome, Translator};
 use serde_json::Value;
@@ -24,25 +24,6 @@ fn flow_outputs(flow: &str, to: &str, order: Option<&[usize]>) -> (Vec<Value>, V
         }
     }
     (lines, all)
-}
-
-fn vidyo_states(lines: &[Value]) -> Vec<(String, String)> {
-    lines
-        .iter()
-        .map(|l| {
-            let n = &l["userStatusNotification"];
-            (
-                n["user"]["userState"].as_str().unwrap().to_string(),
-                n["conference"]["callState"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
-
-fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect()
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! `callgate serve` end to end: real HTTP in, real HTTP out, a real SQLite store.
 
 use crate::harness::{Receiver, Reply, client, config_text, gateway, post};
-use crate::support::{fixtures, mappings, root};
+use crate::support::{fixtures, mappings, pairs, root, vidyo_states};
 use callgate::translate::Translator;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -15,31 +15,6 @@ fn flow(name: &str) -> Vec<String> {
     fixtures(&format!("ringcentral/flows/{name}"), ".json")
         .iter()
         .map(|f| std::fs::read_to_string(f).unwrap())
-        .collect()
-}
-
-fn vidyo_states(received: &[crate::harness::Received]) -> Vec<(String, String)> {
-    received
-        .iter()
-        .map(|r| {
-            let n = &r.json()["userStatusNotification"];
-            (
-                n["user"]["userState"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-                n["conference"]["callState"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-            )
-        })
-        .collect()
-}
-
-fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect()
 }
 
@@ -61,7 +36,7 @@ async fn the_real_ringcentral_flow_reaches_vidyo_in_order() {
     }
     let got = receiver.wait_for(6, WAIT).await;
     assert_eq!(
-        vidyo_states(&got),
+        vidyo_states(&got.iter().map(|r| r.json()).collect::<Vec<_>>()),
         pairs(&[
             ("Alerting", "ALERTING"),
             ("Alerting", "ALERTING"),
@@ -99,7 +74,7 @@ async fn a_shuffled_flow_drops_stale_events_and_keeps_order() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.accepted().len(), 4);
     assert_eq!(
-        vidyo_states(&got),
+        vidyo_states(&got.iter().map(|r| r.json()).collect::<Vec<_>>()),
         pairs(&[
             ("Alerting", "ALERTING"),
             ("Alerting", "ALERTING"),

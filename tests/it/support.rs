@@ -63,3 +63,25 @@ pub fn outcomes(translator: &Translator<'_>, file: &Path) -> Vec<Outcome> {
     }
     out
 }
+
+/// `(userState, callState)` of Vidyo notifications (empty text where absent).
+pub fn vidyo_states(lines: &[Value]) -> Vec<(String, String)> {
+    lines
+        .iter()
+        .map(|l| {
+            let n = &l["userStatusNotification"];
+            let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+            (
+                text(&n["user"]["userState"]),
+                text(&n["conference"]["callState"]),
+            )
+        })
+        .collect()
+}
+
+/// Owned pairs, for comparing with `vidyo_states`.
+pub fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
