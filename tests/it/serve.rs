@@ -793,3 +793,62 @@ async fn the_dlq_command_works_beside_a_running_gateway() {
     assert!(dlq(&["list"]).contains("0 dead letter(s)"));
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_requires_its_token_and_translates() {
+    let receiver = Receiver::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(dir.path(), "", &rc_route(&receiver, "")).replace(
+        "request_timeout: 5s",
+        "request_timeout: 5s, admin_token: \"${CALLGATE_TEST_ADMIN_TOKEN}\"",
+    );
+    let config = callgate::config::load::parse(std::path::Path::new("t.yaml"), &text, &|name| {
+        (name == "CALLGATE_TEST_ADMIN_TOKEN").then(|| "adm1n".to_string())
+    })
+    .unwrap();
+    let gw = callgate::Gateway::start(config).await.unwrap();
+    let admin = format!("http://{}", gw.admin_addr);
+    let r = client()
+        .get(format!("{admin}/admin/deliveries"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = client()
+        .get(format!("{admin}/metrics"))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = client()
+        .get(format!("{admin}/admin/deliveries"))
+        .bearer_auth("adm1n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body =
+        std::fs::read_to_string(root().join("tests/fixtures/enablex/seed-roomdrop.json")).unwrap();
+    let r: Value = client()
+        .post(format!(
+            "{admin}/admin/translate?from=enablex&to=cloudevents"
+        ))
+        .bearer_auth("adm1n")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["outputs"][0]["type"], "conference.ended");
+    // Health stays open on the public listener.
+    let r = client()
+        .get(format!("http://{}/healthz", gw.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    gw.shutdown().await;
+}
