@@ -543,7 +543,7 @@ async fn proxy_mode_passes_the_reply_through_and_queues_on_timeout() {
             Reply {
                 status: 200,
                 body: "late".into(),
-                delay: Duration::from_millis(1500),
+                delay: Duration::from_secs(4),
             }
         } else if mode == 2 {
             Reply::ok()
@@ -564,7 +564,7 @@ async fn proxy_mode_passes_the_reply_through_and_queues_on_timeout() {
         receiver.url("/legacy")
     );
     let gw =
-        gateway(&config_text(dir.path(), "", &routes).replace("timeout: 2s", "timeout: 500ms"))
+        gateway(&config_text(dir.path(), "", &routes).replace("timeout: 2s", "timeout: 1500ms"))
             .await;
     let flow = flow("PSTN-RingCentral-DataStreams");
     let (status, body) = post(&gw, "/p", &flow[5]).await;
