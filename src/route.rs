@@ -4,9 +4,9 @@
 use crate::adapters::webhook::verify::Verifier;
 use crate::config::{Ack, Config, OnTimeout};
 use crate::lifecycle::Lifecycle;
-use crate::mapping::MappingSet;
 use crate::mapping::encode::type_matches;
 use crate::mapping::schema::PayloadKind;
+use crate::mapping::{MappingSet, VendorMapping};
 use crate::translate::AUTO;
 
 /// A destination at run time.
@@ -60,6 +60,17 @@ pub struct Route {
     pub lifecycle: Lifecycle,
 }
 
+/// The headers a vendor carries a shared token in, from its `vendor.yaml`.
+pub fn token_headers(vendor: Option<&VendorMapping>) -> Vec<String> {
+    vendor
+        .map(|v| [&v.verification_header, &v.handshake_header])
+        .into_iter()
+        .flatten()
+        .flatten()
+        .cloned()
+        .collect()
+}
+
 impl Route {
     /// Builds every route of a validated config.
     pub fn all(config: &Config, mappings: &MappingSet) -> Vec<Route> {
@@ -88,7 +99,7 @@ impl Route {
                     name: r.name.clone(),
                     path: r.path.clone(),
                     from: r.from.clone(),
-                    verifier: Verifier::new(r.auth.as_ref()),
+                    verifier: Verifier::new(r.auth.as_ref(), &token_headers(source)),
                     ack: r.ack,
                     on_timeout: r.on_timeout,
                     destinations,

@@ -189,6 +189,15 @@ pub fn validate(config: &Config, mappings: &MappingSet) -> Vec<String> {
                     "{at}: auth needs exactly one of verification_token, basic, bearer, header"
                 ));
             }
+            let source = (route.from != AUTO)
+                .then(|| mappings.vendor(&route.from))
+                .flatten();
+            if auth.verification_token.is_some() && crate::route::token_headers(source).is_empty() {
+                problems.push(format!(
+                    "{at}: verification_token needs a source vendor whose vendor.yaml names a \
+                     verification_header (e.g. ringcentral); use `header: {{name, value}}` otherwise"
+                ));
+            }
         }
         if route.to.is_empty() {
             problems.push(format!("{at}: `to` needs at least one destination"));
@@ -301,7 +310,7 @@ mod tests {
         let mappings =
             MappingSet::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings")).unwrap();
         let config = parse_text(
-            "server: { admin_listen: 0.0.0.0:9 }\nroutes:\n  - { name: a, path: /a, from: skype, to: [ { name: d, vendor: nope, url: 'ftp://x' } ] }\n  - { name: a, path: /a, from: vidyo, ack: proxy, to: [] }\n",
+            "server: { admin_listen: 0.0.0.0:9 }\nroutes:\n  - { name: a, path: /a, from: skype, to: [ { name: d, vendor: nope, url: 'ftp://x' } ] }\n  - { name: a, path: /a, from: vidyo, ack: proxy, to: [] }\n  - { name: v, path: /v, from: vidyo, auth: { verification_token: t }, to: [ { name: d, vendor: vidyo, url: 'http://x/' } ] }\n",
         )
         .unwrap();
         let problems = validate(&config, &mappings);
@@ -314,6 +323,7 @@ mod tests {
             "the name is used twice",
             "path `/a` is used by another route",
             "`to` needs at least one destination",
+            "route `v`: verification_token needs a source vendor whose vendor.yaml names a verification_header",
         ] {
             assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
         }

@@ -3,7 +3,7 @@
 
 use super::problem::Problem;
 use crate::adapters::http_out::{OutboundClient, SendError};
-use crate::adapters::webhook::{PayloadError, read_payload};
+use crate::adapters::webhook::{InboundError, PayloadError, read_payload};
 use crate::config::{Ack, OnTimeout};
 use crate::delivery::{EventBatch, NewTask, Queue, TaskRecord};
 use crate::event::CallEvent;
@@ -93,53 +93,45 @@ async fn intake(shared: &Shared, route: &Route, request: Request) -> Result<Resp
         return Ok(response);
     }
 
-    route.verifier.check(&parts.headers).map_err(|e| {
-        Problem::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "Request not verified",
-            format!("route `{}`: {e}", route.name),
+    let read = || {
+        read_payload(
+            &parts.method,
+            &parts.headers,
+            parts.uri.query(),
+            &bytes,
+            route.params,
+            route.from == AUTO,
         )
-    })?;
-
-    let read = read_payload(
-        &parts.method,
-        &parts.headers,
-        parts.uri.query(),
-        &bytes,
-        route.params,
-        route.from == AUTO,
-    );
-    let empty = match &read {
-        Err(PayloadError::Empty(_)) => true,
-        Ok((v, _)) => v.as_object().is_some_and(|m| m.is_empty()),
-        _ => false,
     };
-    if route.accept_empty && empty {
-        return Ok(json_response(
+    let connection_test = || {
+        json_response(
             StatusCode::OK,
             json!({"status": "connection test accepted"}),
-        ));
-    }
-    let (payload, params) = read.map_err(|e| {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-payload",
-            "Payload could not be read",
-            format!("{}: {e}", route.from),
         )
-    })?;
-    let inbound = route
-        .verifier
-        .verify(&parts.headers, payload, params)
-        .map_err(|e| {
-            Problem::new(
+    };
+    let inbound = match route.verifier.verify(&parts.headers, read) {
+        Ok(inbound) if route.accept_empty && inbound.is_empty() => return Ok(connection_test()),
+        Err(InboundError::Payload(PayloadError::Empty(_))) if route.accept_empty => {
+            return Ok(connection_test());
+        }
+        Ok(inbound) => inbound,
+        Err(InboundError::Refused(e)) => {
+            return Err(Problem::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "Request not verified",
-                e.to_string(),
-            )
-        })?;
+                format!("route `{}`: {e}", route.name),
+            ));
+        }
+        Err(InboundError::Payload(e)) => {
+            return Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-payload",
+                "Payload could not be read",
+                format!("{}: {e}", route.from),
+            ));
+        }
+    };
 
     let vendor = if route.from == AUTO {
         shared

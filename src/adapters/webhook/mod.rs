@@ -25,6 +25,22 @@ impl VerifiedInbound {
     pub fn is_params(&self) -> bool {
         self.params
     }
+
+    /// Whether the payload is an empty object (no fields, no parameters).
+    pub fn is_empty(&self) -> bool {
+        self.payload.as_object().is_some_and(|m| m.is_empty())
+    }
+}
+
+/// Why a request did not become a [`VerifiedInbound`].
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum InboundError {
+    /// The credentials are missing or wrong (401).
+    #[error(transparent)]
+    Refused(verify::VerifyError),
+    /// The payload could not be read (400).
+    #[error(transparent)]
+    Payload(PayloadError),
 }
 
 /// Why a request's payload could not be read (answered 400 or 415).

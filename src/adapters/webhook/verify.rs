@@ -2,26 +2,23 @@
 //! verifier, so code after this point cannot see an unauthenticated payload. Secrets are
 //! compared in constant time.
 
-use super::VerifiedInbound;
+use super::{InboundError, PayloadError, VerifiedInbound};
 use crate::config::InboundAuth;
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use base64::Engine;
+use serde_json::Value;
 use subtle::ConstantTimeEq;
 
-/// RingCentral sends the subscription's shared token in `Verification-Token` (and, in newer
-/// documentation, in `Validation-Token`): protocols.md §3.3.
-const TOKEN_HEADERS: [&str; 2] = ["verification-token", "validation-token"];
-
-/// Why a request was refused (answered 401).
+/// Why a request was refused (answered 401); names the header that was missing or wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
     /// The credential the route requires is absent.
     #[error("missing credentials: {0}")]
-    Missing(&'static str),
+    Missing(String),
     /// The credential does not match.
     #[error("invalid credentials: {0}")]
-    Invalid(&'static str),
+    Invalid(String),
 }
 
 /// A route's verifier.
@@ -29,8 +26,15 @@ pub enum VerifyError {
 pub enum Verifier {
     /// The route accepts anyone.
     Open,
-    /// A shared token in `Verification-Token` or `Validation-Token`.
-    VerificationToken(Vec<u8>),
+    /// A shared token in any of these headers (lower-case names): the source vendor's
+    /// `verification_header` and `handshake_header` from its `vendor.yaml` (RingCentral:
+    /// `Verification-Token`, and `Validation-Token` in newer documentation, protocols.md §3.3).
+    VerificationToken {
+        /// Header names, as the vendor's mapping declares them.
+        headers: Vec<String>,
+        /// The shared secret.
+        secret: Vec<u8>,
+    },
     /// `Authorization: Basic` with these credentials (the whole header value expected).
     Basic(Vec<u8>),
     /// `Authorization: Bearer <token>`.
@@ -43,14 +47,30 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()
 }
 
+fn header_value(headers: &HeaderMap, name: &str, expected: &[u8]) -> Result<(), VerifyError> {
+    match headers.get(name) {
+        Some(v) if same(v.as_bytes(), expected) => Ok(()),
+        Some(_) => Err(VerifyError::Invalid(name.to_string())),
+        None => Err(VerifyError::Missing(name.to_string())),
+    }
+}
+
 impl Verifier {
-    /// The verifier a route's `auth` configures.
-    pub fn new(auth: Option<&InboundAuth>) -> Verifier {
+    /// The verifier a route's `auth` configures. `token_headers` are the headers the source
+    /// vendor carries a shared token in (empty for vendors that declare none: config
+    /// validation refuses `verification_token` there).
+    pub fn new(auth: Option<&InboundAuth>, token_headers: &[String]) -> Verifier {
         let Some(auth) = auth else {
             return Verifier::Open;
         };
         if let Some(token) = &auth.verification_token {
-            Verifier::VerificationToken(token.value().as_bytes().to_vec())
+            Verifier::VerificationToken {
+                headers: token_headers
+                    .iter()
+                    .map(|h| h.to_ascii_lowercase())
+                    .collect(),
+                secret: token.value().as_bytes().to_vec(),
+            }
         } else if let Some(basic) = &auth.basic {
             let encoded = base64::engine::general_purpose::STANDARD.encode(format!(
                 "{}:{}",
@@ -73,55 +93,43 @@ impl Verifier {
     /// Whether `value` is this route's shared token (used to tell a RingCentral delivery
     /// carrying `Validation-Token` from a subscription handshake).
     pub fn is_shared_token(&self, value: &[u8]) -> bool {
-        matches!(self, Verifier::VerificationToken(secret) if same(value, secret))
+        matches!(self, Verifier::VerificationToken { secret, .. } if same(value, secret))
     }
 
     /// Checks the request's credentials.
     pub fn check(&self, headers: &HeaderMap) -> Result<(), VerifyError> {
         match self {
             Verifier::Open => Ok(()),
-            Verifier::VerificationToken(secret) => {
-                let mut seen = false;
-                for name in TOKEN_HEADERS {
-                    if let Some(v) = headers.get(name) {
-                        seen = true;
-                        if same(v.as_bytes(), secret) {
-                            return Ok(());
-                        }
+            Verifier::VerificationToken {
+                headers: names,
+                secret,
+            } => {
+                let mut refusal = VerifyError::Missing(names.join(" or "));
+                for name in names {
+                    match header_value(headers, name, secret) {
+                        Ok(()) => return Ok(()),
+                        Err(e @ VerifyError::Invalid(_)) => refusal = e,
+                        Err(VerifyError::Missing(_)) => {}
                     }
                 }
-                Err(if seen {
-                    VerifyError::Invalid("Verification-Token")
-                } else {
-                    VerifyError::Missing("Verification-Token")
-                })
+                Err(refusal)
             }
-            Verifier::Basic(expected) => match headers.get(AUTHORIZATION) {
-                Some(v) if same(v.as_bytes(), expected) => Ok(()),
-                Some(_) => Err(VerifyError::Invalid("Authorization: Basic")),
-                None => Err(VerifyError::Missing("Authorization: Basic")),
-            },
-            Verifier::Bearer(expected) => match headers.get(AUTHORIZATION) {
-                Some(v) if same(v.as_bytes(), expected) => Ok(()),
-                Some(_) => Err(VerifyError::Invalid("Authorization: Bearer")),
-                None => Err(VerifyError::Missing("Authorization: Bearer")),
-            },
-            Verifier::Header(name, expected) => match headers.get(name.as_str()) {
-                Some(v) if same(v.as_bytes(), expected) => Ok(()),
-                Some(_) => Err(VerifyError::Invalid("token header")),
-                None => Err(VerifyError::Missing("token header")),
-            },
+            Verifier::Basic(expected) | Verifier::Bearer(expected) => {
+                header_value(headers, AUTHORIZATION.as_str(), expected)
+            }
+            Verifier::Header(name, expected) => header_value(headers, name, expected),
         }
     }
 
-    /// Checks the credentials and, only if they pass, wraps the payload as verified.
+    /// Checks the credentials and only then reads the payload with `read`, wrapping it as
+    /// verified: an unauthenticated body is never parsed.
     pub fn verify(
         &self,
         headers: &HeaderMap,
-        payload: serde_json::Value,
-        params: bool,
-    ) -> Result<VerifiedInbound, VerifyError> {
-        self.check(headers)?;
+        read: impl FnOnce() -> Result<(Value, bool), PayloadError>,
+    ) -> Result<VerifiedInbound, InboundError> {
+        self.check(headers).map_err(InboundError::Refused)?;
+        let (payload, params) = read().map_err(InboundError::Payload)?;
         Ok(VerifiedInbound { payload, params })
     }
 }
@@ -144,10 +152,17 @@ mod tests {
 
     #[test]
     fn each_verifier_accepts_its_credential_and_refuses_others() {
-        let token = Verifier::new(Some(&InboundAuth {
-            verification_token: Some(EnvString::literal("t0k")),
-            ..Default::default()
-        }));
+        let rc_headers = [
+            "Verification-Token".to_string(),
+            "Validation-Token".to_string(),
+        ];
+        let token = Verifier::new(
+            Some(&InboundAuth {
+                verification_token: Some(EnvString::literal("t0k")),
+                ..Default::default()
+            }),
+            &rc_headers,
+        );
         assert!(
             token
                 .check(&headers(&[("Verification-Token", "t0k")]))
@@ -160,20 +175,25 @@ mod tests {
         );
         assert_eq!(
             token.check(&headers(&[("Verification-Token", "nope")])),
-            Err(VerifyError::Invalid("Verification-Token"))
+            Err(VerifyError::Invalid("verification-token".into()))
         );
         assert_eq!(
             token.check(&headers(&[])),
-            Err(VerifyError::Missing("Verification-Token"))
+            Err(VerifyError::Missing(
+                "verification-token or validation-token".into()
+            ))
         );
 
-        let basic = Verifier::new(Some(&InboundAuth {
-            basic: Some(BasicAuth {
-                username: EnvString::literal("u"),
-                password: EnvString::literal("p"),
+        let basic = Verifier::new(
+            Some(&InboundAuth {
+                basic: Some(BasicAuth {
+                    username: EnvString::literal("u"),
+                    password: EnvString::literal("p"),
+                }),
+                ..Default::default()
             }),
-            ..Default::default()
-        }));
+            &[],
+        );
         assert!(
             basic
                 .check(&headers(&[("Authorization", "Basic dTpw")]))
@@ -185,10 +205,13 @@ mod tests {
                 .is_err()
         );
 
-        let bearer = Verifier::new(Some(&InboundAuth {
-            bearer: Some(EnvString::literal("b")),
-            ..Default::default()
-        }));
+        let bearer = Verifier::new(
+            Some(&InboundAuth {
+                bearer: Some(EnvString::literal("b")),
+                ..Default::default()
+            }),
+            &[],
+        );
         assert!(
             bearer
                 .check(&headers(&[("Authorization", "Bearer b")]))
@@ -200,13 +223,16 @@ mod tests {
                 .is_err()
         );
 
-        let header = Verifier::new(Some(&InboundAuth {
-            header: Some(HeaderToken {
-                name: "X-Api-Key".into(),
-                value: EnvString::literal("k"),
+        let header = Verifier::new(
+            Some(&InboundAuth {
+                header: Some(HeaderToken {
+                    name: "X-Api-Key".into(),
+                    value: EnvString::literal("k"),
+                }),
+                ..Default::default()
             }),
-            ..Default::default()
-        }));
+            &[],
+        );
         assert!(header.check(&headers(&[("x-api-key", "k")])).is_ok());
         assert!(header.check(&headers(&[("x-api-key", "K")])).is_err());
         assert!(Verifier::Open.check(&headers(&[])).is_ok());
