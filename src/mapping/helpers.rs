@@ -37,21 +37,64 @@ pub fn percent_escape(text: &str) -> String {
 /// Registers every callgate helper on a registry.
 pub fn register(registry: &mut Handlebars<'static>, tables: Arc<HashMap<String, Arc<Table>>>) {
     registry.register_helper("json", Box::new(json_helper));
-    registry.register_helper("table", Box::new(TableHelper(tables)));
-    registry.register_helper("default", Box::new(DefaultHelper));
-    registry.register_helper("number", Box::new(NumberHelper));
-    registry.register_helper("obj", Box::new(ObjHelper));
-    registry.register_helper("eq", Box::new(EqHelper(true)));
-    registry.register_helper("ne", Box::new(EqHelper(false)));
-    registry.register_helper("upper", Box::new(CaseHelper(true)));
-    registry.register_helper("lower", Box::new(CaseHelper(false)));
-    registry.register_helper("time_format", Box::new(TimeFormatHelper));
-    for (name, scale) in [
-        ("epoch_s", 1i64),
-        ("epoch_ms", 1_000),
-        ("epoch_us", 1_000_000),
-    ] {
-        registry.register_helper(name, Box::new(EpochHelper(scale)));
+    registry.register_helper("table", value_helper(move |h| table(&tables, h)));
+    registry.register_helper("default", value_helper(default));
+    registry.register_helper("number", value_helper(number));
+    registry.register_helper("obj", value_helper(obj));
+    registry.register_helper(
+        "eq",
+        value_helper(|h| Ok(Value::Bool(present(h, 0) == present(h, 1)))),
+    );
+    registry.register_helper(
+        "ne",
+        value_helper(|h| Ok(Value::Bool(present(h, 0) != present(h, 1)))),
+    );
+    registry.register_helper(
+        "upper",
+        value_helper(|h| Ok(Value::String(param("upper", h, 0)?.render().to_uppercase()))),
+    );
+    registry.register_helper(
+        "lower",
+        value_helper(|h| Ok(Value::String(param("lower", h, 0)?.render().to_lowercase()))),
+    );
+    registry.register_helper("time_format", value_helper(time_format));
+    registry.register_helper(
+        "epoch_s",
+        value_helper(|h| Ok(rfc3339("epoch_s", h)?.timestamp().into())),
+    );
+    registry.register_helper(
+        "epoch_ms",
+        value_helper(|h| Ok(rfc3339("epoch_ms", h)?.timestamp_millis().into())),
+    );
+    registry.register_helper(
+        "epoch_us",
+        value_helper(|h| Ok(rfc3339("epoch_us", h)?.timestamp_micros().into())),
+    );
+}
+
+/// A helper that computes a value: the value goes through the template's escaping like any
+/// `{{x}}`, and the helper composes as a subexpression.
+struct ValueHelper<F>(F);
+
+fn value_helper<F>(f: F) -> Box<dyn HelperDef + Send + Sync>
+where
+    F: for<'a, 'rc> Fn(&'a Helper<'rc>) -> Result<Value, RenderError> + Send + Sync + 'static,
+{
+    Box::new(ValueHelper(f))
+}
+
+impl<F> HelperDef for ValueHelper<F>
+where
+    F: for<'a, 'rc> Fn(&'a Helper<'rc>) -> Result<Value, RenderError> + Send + Sync,
+{
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        (self.0)(h).map(ScopedJson::Derived)
     }
 }
 
@@ -63,7 +106,9 @@ fn missing(helper: &str, h: &Helper<'_>, at: usize) -> RenderError {
     RenderErrorReason::Other(format!("`{helper}`: {what} is missing")).into()
 }
 
-/// Argument `at`, or `None` when it is missing or null (for helpers that pass absence on).
+/// Argument `at`, or `None` when it is missing or null: a missing value compares as null, so
+/// `{{#if (eq data.call.reason "missed")}}` works when there is no reason (the built-in
+/// helpers refuse missing arguments in strict mode).
 fn present<'a>(h: &'a Helper<'_>, at: usize) -> Option<&'a Value> {
     h.param(at)
         .filter(|p| !p.is_value_missing())
@@ -71,11 +116,16 @@ fn present<'a>(h: &'a Helper<'_>, at: usize) -> Option<&'a Value> {
         .filter(|v| !v.is_null())
 }
 
+/// Argument `at`, which the helper requires.
 fn param<'a>(helper: &str, h: &'a Helper<'_>, at: usize) -> Result<&'a Value, RenderError> {
     match h.param(at) {
         Some(p) if !p.is_value_missing() => Ok(p.value()),
         _ => Err(missing(helper, h, at)),
     }
+}
+
+fn other(message: String) -> RenderError {
+    RenderErrorReason::Other(message).into()
 }
 
 /// `{{json x}}`: `x` as JSON text (number, bool, null, string with quotes, object).
@@ -94,220 +144,78 @@ fn json_helper(
 /// `{{table "name" key...}}`: the table's value for the keys joined with `/` (a missing key
 /// part is empty text). Null when every key part is missing; fails when the table has no
 /// entry and no default.
-struct TableHelper(Arc<HashMap<String, Arc<Table>>>);
-
-impl HelperDef for TableHelper {
-    fn call_inner<'reg: 'rc, 'rc>(
-        &self,
-        h: &Helper<'rc>,
-        _: &'reg Handlebars<'reg>,
-        _: &'rc Context,
-        _: &mut RenderContext<'reg, 'rc>,
-    ) -> Result<ScopedJson<'rc>, RenderError> {
-        let name = param("table", h, 0)?
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let table = self
-            .0
-            .get(&name)
-            .ok_or_else(|| RenderErrorReason::Other(format!("`table`: unknown table `{name}`")))?;
-        let keys = &h.params()[1..];
-        if keys
-            .iter()
-            .all(|p| p.is_value_missing() || p.value().is_null())
-        {
-            return Ok(ScopedJson::Derived(Value::Null));
-        }
-        let key: Vec<String> = h
-            .params()
-            .iter()
-            .skip(1)
-            .map(|p| {
-                if p.is_value_missing() || p.value().is_null() {
-                    String::new()
-                } else {
-                    p.value().render()
-                }
-            })
-            .collect();
-        let key = key.join("/");
-        table
-            .get(&key)
-            .map(|v| ScopedJson::Derived(v.clone()))
-            .ok_or_else(|| {
-                RenderErrorReason::Other(format!("table `{name}` has no entry for `{key}`")).into()
-            })
+fn table(tables: &HashMap<String, Arc<Table>>, h: &Helper<'_>) -> Result<Value, RenderError> {
+    let name = param("table", h, 0)?.render();
+    let table = tables
+        .get(&name)
+        .ok_or_else(|| other(format!("`table`: unknown table `{name}`")))?;
+    let parts: Vec<Option<&Value>> = (1..h.params().len()).map(|at| present(h, at)).collect();
+    if parts.iter().all(Option::is_none) {
+        return Ok(Value::Null);
     }
+    let key = parts
+        .iter()
+        .map(|v| v.map(|v| v.render()).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("/");
+    table
+        .get(&key)
+        .cloned()
+        .ok_or_else(|| other(format!("table `{name}` has no entry for `{key}`")))
 }
 
 /// `{{default x fallback}}`: `x` unless it is missing or null; null when both are.
-struct DefaultHelper;
-
-impl HelperDef for DefaultHelper {
-    fn call_inner<'reg: 'rc, 'rc>(
-        &self,
-        h: &Helper<'rc>,
-        _: &'reg Handlebars<'reg>,
-        _: &'rc Context,
-        _: &mut RenderContext<'reg, 'rc>,
-    ) -> Result<ScopedJson<'rc>, RenderError> {
-        let chosen = present(h, 0).or_else(|| present(h, 1));
-        Ok(ScopedJson::Derived(chosen.cloned().unwrap_or(Value::Null)))
-    }
+fn default(h: &Helper<'_>) -> Result<Value, RenderError> {
+    Ok(present(h, 0)
+        .or_else(|| present(h, 1))
+        .cloned()
+        .unwrap_or(Value::Null))
 }
 
 /// `{{number x}}`: a numeric string (or number) as a JSON number; null when `x` is missing.
-struct NumberHelper;
-
-impl HelperDef for NumberHelper {
-    fn call_inner<'reg: 'rc, 'rc>(
-        &self,
-        h: &Helper<'rc>,
-        _: &'reg Handlebars<'reg>,
-        _: &'rc Context,
-        _: &mut RenderContext<'reg, 'rc>,
-    ) -> Result<ScopedJson<'rc>, RenderError> {
-        let Some(v) = present(h, 0) else {
-            return Ok(ScopedJson::Derived(Value::Null));
-        };
-        let n = match v {
-            Value::Number(n) => n.clone(),
-            Value::String(s) => {
-                serde_json::from_str::<serde_json::Number>(s.trim()).map_err(|_| {
-                    RenderErrorReason::Other(format!("`number`: {s:?} is not a number"))
-                })?
-            }
-            other => {
-                return Err(
-                    RenderErrorReason::Other(format!("`number`: {other} is not a number")).into(),
-                );
-            }
-        };
-        Ok(ScopedJson::Derived(Value::Number(n)))
+fn number(h: &Helper<'_>) -> Result<Value, RenderError> {
+    match present(h, 0) {
+        None => Ok(Value::Null),
+        Some(Value::Number(n)) => Ok(Value::Number(n.clone())),
+        Some(Value::String(s)) => serde_json::from_str::<serde_json::Number>(s.trim())
+            .map(Value::Number)
+            .map_err(|_| other(format!("`number`: {s:?} is not a number"))),
+        Some(v) => Err(other(format!("`number`: {v} is not a number"))),
     }
 }
 
 /// `(obj name=value ...)`: a JSON object of the hash arguments, leaving out missing and null
 /// ones; write it with `{{json (obj ...)}}`.
-struct ObjHelper;
-
-impl HelperDef for ObjHelper {
-    fn call_inner<'reg: 'rc, 'rc>(
-        &self,
-        h: &Helper<'rc>,
-        _: &'reg Handlebars<'reg>,
-        _: &'rc Context,
-        _: &mut RenderContext<'reg, 'rc>,
-    ) -> Result<ScopedJson<'rc>, RenderError> {
-        let object: serde_json::Map<String, Value> = h
-            .hash()
+fn obj(h: &Helper<'_>) -> Result<Value, RenderError> {
+    Ok(Value::Object(
+        h.hash()
             .iter()
             .filter(|(_, v)| !v.is_value_missing() && !v.value().is_null())
             .map(|(k, v)| (k.to_string(), v.value().clone()))
-            .collect();
-        Ok(ScopedJson::Derived(Value::Object(object)))
-    }
+            .collect(),
+    ))
 }
 
-/// `(eq a b)` / `(ne a b)`: JSON equality where a missing value compares as null, so
-/// `{{#if (eq data.call.reason "missed")}}` works when there is no reason (the built-in
-/// helpers refuse missing arguments in strict mode).
-struct EqHelper(bool);
-
-impl HelperDef for EqHelper {
-    fn call_inner<'reg: 'rc, 'rc>(
-        &self,
-        h: &Helper<'rc>,
-        _: &'reg Handlebars<'reg>,
-        _: &'rc Context,
-        _: &mut RenderContext<'reg, 'rc>,
-    ) -> Result<ScopedJson<'rc>, RenderError> {
-        let value = |at: usize| match h.param(at) {
-            Some(p) if !p.is_value_missing() => p.value().clone(),
-            _ => Value::Null,
-        };
-        Ok(ScopedJson::Derived(Value::Bool(
-            (value(0) == value(1)) == self.0,
-        )))
-    }
-}
-
-/// `{{upper x}}` / `{{lower x}}`.
-struct CaseHelper(bool);
-
-impl HelperDef for CaseHelper {
-    fn call_inner<'reg: 'rc, 'rc>(
-        &self,
-        h: &Helper<'rc>,
-        _: &'reg Handlebars<'reg>,
-        _: &'rc Context,
-        _: &mut RenderContext<'reg, 'rc>,
-    ) -> Result<ScopedJson<'rc>, RenderError> {
-        let name = if self.0 { "upper" } else { "lower" };
-        let text = param(name, h, 0)?.render();
-        Ok(ScopedJson::Derived(Value::String(if self.0 {
-            text.to_uppercase()
-        } else {
-            text.to_lowercase()
-        })))
-    }
-}
-
-/// `{{epoch_s t}}`, `{{epoch_ms t}}`, `{{epoch_us t}}`: an RFC 3339 time as an integer.
-struct EpochHelper(i64);
-
-impl HelperDef for EpochHelper {
-    fn call_inner<'reg: 'rc, 'rc>(
-        &self,
-        h: &Helper<'rc>,
-        _: &'reg Handlebars<'reg>,
-        _: &'rc Context,
-        _: &mut RenderContext<'reg, 'rc>,
-    ) -> Result<ScopedJson<'rc>, RenderError> {
-        let name = h.name().to_string();
-        let text = param(&name, h, 0)?.render();
-        let t = DateTime::parse_from_rfc3339(&text).map_err(|e| {
-            RenderErrorReason::Other(format!("`{name}`: {text:?} is not an RFC 3339 time: {e}"))
-        })?;
-        let micros = t.timestamp_micros();
-        let n = match self.0 {
-            1 => t.timestamp(),
-            1_000 => t.timestamp_millis(),
-            _ => micros,
-        };
-        Ok(ScopedJson::Derived(Value::from(n)))
-    }
+/// The required first argument of `helper` read as an RFC 3339 time (`epoch_*`).
+fn rfc3339(helper: &str, h: &Helper<'_>) -> Result<DateTime<chrono::FixedOffset>, RenderError> {
+    let text = param(helper, h, 0)?.render();
+    DateTime::parse_from_rfc3339(&text)
+        .map_err(|e| other(format!("`{helper}`: {text:?} is not an RFC 3339 time: {e}")))
 }
 
 /// `{{time_format t "%Y-%m-%d %H:%M:%S%.3f"}}`: an RFC 3339 time in a chrono `strftime`
 /// format, in UTC; null when `t` is missing.
-struct TimeFormatHelper;
-
-impl HelperDef for TimeFormatHelper {
-    fn call_inner<'reg: 'rc, 'rc>(
-        &self,
-        h: &Helper<'rc>,
-        _: &'reg Handlebars<'reg>,
-        _: &'rc Context,
-        _: &mut RenderContext<'reg, 'rc>,
-    ) -> Result<ScopedJson<'rc>, RenderError> {
-        let Some(text) = present(h, 0).map(|v| v.render()) else {
-            return Ok(ScopedJson::Derived(Value::Null));
-        };
-        let format = param("time_format", h, 1)?.render();
-        let t = DateTime::parse_from_rfc3339(&text).map_err(|e| {
-            RenderErrorReason::Other(format!(
-                "`time_format`: {text:?} is not an RFC 3339 time: {e}"
-            ))
-        })?;
-        let mut out = String::new();
-        use std::fmt::Write as _;
-        write!(out, "{}", t.with_timezone(&chrono::Utc).format(&format)).map_err(|_| {
-            RenderErrorReason::Other(format!("`time_format`: invalid format {format:?}"))
-        })?;
-        Ok(ScopedJson::Derived(Value::String(out)))
+fn time_format(h: &Helper<'_>) -> Result<Value, RenderError> {
+    if present(h, 0).is_none() {
+        return Ok(Value::Null);
     }
+    let t = rfc3339("time_format", h)?;
+    let format = param("time_format", h, 1)?.render();
+    let mut out = String::new();
+    use std::fmt::Write as _;
+    write!(out, "{}", t.with_timezone(&chrono::Utc).format(&format))
+        .map_err(|_| other(format!("`time_format`: invalid format {format:?}")))?;
+    Ok(Value::String(out))
 }
 
 /// Table names a template refers to literally (`table "name"`), for load-time validation.
