@@ -2,7 +2,9 @@
 //! notification of a flow is sent in capture order through one translator, so lifecycle
 //! state carries across them as it does in `serve`.
 
-use crate::support::{fixtures, mappings, outcomes, pairs, vidyo_states};
+use crate::support::{
+    DATASTREAMS_IN_VIDYO, event_types, fixtures, mappings, outcomes, pairs, vidyo_states,
+};
 use callgate::lifecycle::Verdict;
 use callgate::translate::{Outcome, Translator};
 use serde_json::Value;
@@ -29,17 +31,7 @@ fn flow_outputs(flow: &str, to: &str, order: Option<&[usize]>) -> (Vec<Value>, V
 #[test]
 fn pstn_to_ringcentral_datastreams_into_vidyo() {
     let (lines, all) = flow_outputs("PSTN-RingCentral-DataStreams", "vidyo", None);
-    assert_eq!(
-        vidyo_states(&lines),
-        pairs(&[
-            ("Alerting", "ALERTING"),
-            ("Alerting", "ALERTING"),
-            ("Busy", "IN PROGRESS"),
-            ("Busy", "IN PROGRESS"),
-            ("Busy", "IN PROGRESS"),
-            ("Online", "COMPLETED"),
-        ])
-    );
+    assert_eq!(vidyo_states(&lines), pairs(DATASTREAMS_IN_VIDYO));
     for line in &lines {
         let n = &line["userStatusNotification"];
         assert_eq!(n["user"]["memberID"], "809646016");
@@ -68,10 +60,7 @@ fn pstn_to_ringcentral_datastreams_into_vidyo() {
 #[test]
 fn pstn_to_ringcentral_datastreams_into_enreach() {
     let (lines, _) = flow_outputs("PSTN-RingCentral-DataStreams", "enreach", None);
-    let types: Vec<&str> = lines
-        .iter()
-        .map(|l| l["EventType"].as_str().unwrap())
-        .collect();
+    let types = event_types(&lines);
     assert_eq!(
         types,
         [
@@ -112,10 +101,7 @@ fn ringcentral_to_pstn_is_outbound() {
             .all(|l| l["userStatusNotification"]["conference"]["direction"] == "O")
     );
     let (lines, _) = flow_outputs("RingCentral-PSTN", "enreach", None);
-    let types: Vec<&str> = lines
-        .iter()
-        .map(|l| l["EventType"].as_str().unwrap())
-        .collect();
+    let types = event_types(&lines);
     assert_eq!(
         types,
         [
@@ -153,10 +139,7 @@ fn duplicates_and_stale_notifications_are_dropped_and_resume_is_derived() {
         "enreach",
         Some(&[5, 6, 6, 8, 7, 9, 10]),
     );
-    let types: Vec<&str> = lines
-        .iter()
-        .map(|l| l["EventType"].as_str().unwrap())
-        .collect();
+    let types = event_types(&lines);
     assert_eq!(
         types,
         [

@@ -52,6 +52,15 @@ impl Reply {
     }
 }
 
+/// Makes a `Receiver::refusing` receiver accept from now on.
+pub struct Release(Arc<std::sync::atomic::AtomicBool>);
+
+impl Release {
+    pub fn release(&self) {
+        self.0.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 type Behaviour = Box<dyn FnMut(&Received) -> Reply + Send>;
 
 /// A loopback HTTP receiver that records every request it answers with 2xx (and, in
@@ -80,6 +89,21 @@ impl Receiver {
 
     pub async fn ok() -> Receiver {
         Receiver::start(|_| Reply::ok()).await
+    }
+
+    /// A receiver that answers `status` until the returned switch is released, then 200.
+    pub async fn refusing(status: u16) -> (Receiver, Release) {
+        let refusing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let flag = refusing.clone();
+        let receiver = Receiver::start(move |_| {
+            if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                Reply::status(status)
+            } else {
+                Reply::ok()
+            }
+        })
+        .await;
+        (receiver, Release(refusing))
     }
 
     pub fn url(&self, path: &str) -> String {

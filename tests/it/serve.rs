@@ -1,7 +1,7 @@
 //! `callgate serve` end to end: real HTTP in, real HTTP out, a real SQLite store.
 
 use crate::harness::{Receiver, Reply, client, config_text, gateway, post};
-use crate::support::{fixtures, mappings, pairs, root, vidyo_states};
+use crate::support::{DATASTREAMS_IN_VIDYO, fixtures, mappings, pairs, root, vidyo_states};
 use callgate::translate::Translator;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -37,14 +37,7 @@ async fn the_real_ringcentral_flow_reaches_vidyo_in_order() {
     let got = receiver.wait_for(6, WAIT).await;
     assert_eq!(
         vidyo_states(&got.iter().map(|r| r.json()).collect::<Vec<_>>()),
-        pairs(&[
-            ("Alerting", "ALERTING"),
-            ("Alerting", "ALERTING"),
-            ("Busy", "IN PROGRESS"),
-            ("Busy", "IN PROGRESS"),
-            ("Busy", "IN PROGRESS"),
-            ("Online", "COMPLETED"),
-        ])
+        pairs(DATASTREAMS_IN_VIDYO)
     );
     let seqs: Vec<i64> = got
         .iter()
@@ -229,16 +222,7 @@ async fn retries_until_delivered_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_4xx_goes_to_the_dead_letters_and_replay_delivers_it() {
-    let refuse = Arc::new(Mutex::new(true));
-    let flag = refuse.clone();
-    let receiver = Receiver::start(move |_| {
-        if *flag.lock().unwrap() {
-            Reply::status(400)
-        } else {
-            Reply::ok()
-        }
-    })
-    .await;
+    let (receiver, refusal) = Receiver::refusing(400).await;
     let dir = tempfile::tempdir().unwrap();
     let gw = gateway(&config_text(dir.path(), "", &rc_route(&receiver, ""))).await;
     assert_eq!(
@@ -274,7 +258,7 @@ async fn a_4xx_goes_to_the_dead_letters_and_replay_delivers_it() {
     assert_eq!(letter["attempt_log"][0]["excerpt"], "status 400");
     assert_eq!(receiver.all().len(), 1);
 
-    *refuse.lock().unwrap() = false;
+    refusal.release();
     let id = letter["id"].as_i64().unwrap();
     let shown: Value = client()
         .get(format!("{admin}/admin/deliveries/{id}"))
@@ -725,16 +709,7 @@ async fn bad_requests_get_problem_details() {
 /// running gateway), purge.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dlq_command_works_beside_a_running_gateway() {
-    let refuse = Arc::new(Mutex::new(true));
-    let flag = refuse.clone();
-    let receiver = Receiver::start(move |_| {
-        if *flag.lock().unwrap() {
-            Reply::status(422)
-        } else {
-            Reply::ok()
-        }
-    })
-    .await;
+    let (receiver, refusal) = Receiver::refusing(422).await;
     let dir = tempfile::tempdir().unwrap();
     let text = config_text(dir.path(), "", &rc_route(&receiver, ""));
     let config_file = dir.path().join("callgate.yaml");
@@ -782,7 +757,7 @@ async fn the_dlq_command_works_beside_a_running_gateway() {
             .contains("userStatusNotification")
     );
 
-    *refuse.lock().unwrap() = false;
+    refusal.release();
     assert!(dlq(&["replay", &first.to_string()]).contains("replayed 1"));
     assert_eq!(
         receiver.wait_for(1, WAIT).await.len(),

@@ -85,3 +85,23 @@ pub fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect()
 }
+
+/// What a Vidyo receiver gets from the real PSTN-RingCentral-DataStreams flow, in order:
+/// (userState, callState) for the monitored user's Setup, Proceeding, Answered, Hold,
+/// Answered (resume) and Disconnected.
+pub const DATASTREAMS_IN_VIDYO: &[(&str, &str)] = &[
+    ("Alerting", "ALERTING"),
+    ("Alerting", "ALERTING"),
+    ("Busy", "IN PROGRESS"),
+    ("Busy", "IN PROGRESS"),
+    ("Busy", "IN PROGRESS"),
+    ("Online", "COMPLETED"),
+];
+
+/// The `EventType` of each Enreach output.
+pub fn event_types(lines: &[Value]) -> Vec<&str> {
+    lines
+        .iter()
+        .map(|l| l["EventType"].as_str().unwrap_or_default())
+        .collect()
+}
