@@ -47,6 +47,10 @@ struct Depths(Mutex<HashMap<String, Arc<AtomicU64>>>);
 impl Depths {
     fn counter(&self, key: &str) -> Arc<AtomicU64> {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        // Looked up on every queued request: allocate the key only the first time.
+        if let Some(counter) = map.get(key) {
+            return counter.clone();
+        }
         map.entry(key.to_string()).or_default().clone()
     }
     fn total(&self) -> u64 {

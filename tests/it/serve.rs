@@ -827,3 +827,71 @@ async fn the_admin_listener_requires_its_token_and_translates() {
     assert_eq!(r.status(), 200);
     gw.shutdown().await;
 }
+
+/// Stopping (what SIGTERM triggers in `serve`) leaves undelivered messages in the store,
+/// and the next start delivers them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_keeps_the_queue_for_the_next_start() {
+    let (receiver, refusal) = Receiver::refusing(503).await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(dir.path(), "", &rc_route(&receiver, "")).replace(
+        "retry: [0s, 50ms, 50ms, 50ms, 50ms, 50ms]",
+        "retry: [0s, 300ms, 300ms, 300ms, 300ms, 300ms, 300ms]",
+    );
+    let gw = gateway(&text).await;
+    let flow = flow("PSTN-RingCentral-DataStreams");
+    for n in [4, 5, 6] {
+        assert_eq!(post(&gw, "/hooks/rc", &flow[n]).await.0, 200);
+    }
+    gw.shutdown().await;
+    assert!(receiver.accepted().is_empty());
+
+    refusal.release();
+    let gw = gateway(&text).await;
+    assert_eq!(
+        gw.queue.depth("rc", "vidyo"),
+        3,
+        "the queue survived the stop"
+    );
+    let got = receiver.wait_for(3, WAIT).await;
+    let seqs: Vec<i64> = got
+        .iter()
+        .map(|r| r.json()["sequenceNum"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs, [6, 7, 8], "delivered after the restart, in order");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_slower_than_request_timeout_gets_408() {
+    let receiver = Receiver::start(|_| Reply {
+        status: 200,
+        body: "late".into(),
+        delay: Duration::from_secs(3),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(
+        dir.path(),
+        "",
+        &format!("fallback: '{}'\n", receiver.url("")),
+    )
+    .replace("request_timeout: 5s", "request_timeout: 300ms");
+    let gw = gateway(&text).await;
+    let r = client()
+        .get(format!("http://{}/slow", gw.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 408);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let problem: Value = r.json().await.unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("server.request_timeout"),
+        "{problem}"
+    );
+    gw.shutdown().await;
+}
