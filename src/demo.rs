@@ -186,7 +186,9 @@ pub async fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
                 println!("← {}  {}", d.destination, d.body);
             }
             Ok(None) => break,
-            Err(_) if gateway.queue.total_depth() == 0 || Instant::now() > deadline => break,
+            Err(_) if gateway.store.producer.total_depth() == 0 || Instant::now() > deadline => {
+                break;
+            }
             Err(_) => {}
         }
     }

@@ -1,30 +1,32 @@
-//! `Gateway::start(Config)`: validates everything purely, then opens the store, binds the
-//! listeners and starts the delivery workers. `callgate serve`, `callgate demo` and the
+//! `Gateway::start`: validates everything purely and builds the first snapshot, then opens
+//! the store, binds the listeners, and starts the delivery workers and the reload triggers
+//! (file watch, `SIGHUP`, `POST /admin/reload`). `callgate serve`, `callgate demo` and the
 //! integration tests all start the gateway through here.
 
-use crate::adapters::http_out::OutboundClient;
-use crate::config::{self, Config, StoreConfig};
-use crate::delivery::sqlite::SqliteQueue;
+use crate::config::{self, Config, ConfigError};
 use crate::delivery::worker::{self, RetryPolicy};
-use crate::delivery::{Queue, QueueError};
-use crate::mapping::{MappingSet, Problems};
-use crate::route::Route;
-use crate::server::{self, admin, intake::Shared};
+use crate::delivery::{QueueError, Store, open_store};
+use crate::intake::Intake;
+use crate::reload::{Reloader, Trigger, WatchGuard};
+use crate::server::{self, Public, admin};
+use crate::snapshot::{BuildError, Resources, Snapshot};
+use arc_swap::ArcSwap;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
 /// Why the gateway did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The mappings are invalid.
-    #[error("invalid mappings:\n{0}")]
-    Mappings(Problems),
-    /// The configuration is invalid.
-    #[error("invalid configuration:\n  {}", .0.join("\n  "))]
-    Config(Vec<String>),
+    /// The configuration file could not be loaded.
+    #[error(transparent)]
+    Load(#[from] ConfigError),
+    /// The mappings, the configuration or the mapping cases are invalid.
+    #[error(transparent)]
+    Build(#[from] BuildError),
     /// The store could not be opened.
     #[error("cannot open the store: {0}")]
     Store(QueueError),
@@ -48,70 +50,68 @@ pub struct Gateway {
     /// The admin listener's bound address.
     pub admin_addr: SocketAddr,
     /// The store.
-    pub queue: Arc<dyn Queue>,
+    pub store: Store,
+    /// The snapshot being served.
+    pub snapshots: Arc<ArcSwap<Snapshot>>,
+    /// Reloads the snapshot.
+    pub reloader: Arc<Reloader>,
     stop: watch::Sender<bool>,
     ready: Arc<AtomicBool>,
     servers: Vec<JoinHandle<()>>,
     workers: JoinHandle<()>,
-    sqlite: Option<Arc<SqliteQueue>>,
-}
-
-/// Loads and checks the mappings a config names, and the config against them. Pure apart
-/// from reading the mappings folder; used by `start` and `callgate check --config`.
-pub fn prepare(config: &Config) -> Result<Arc<MappingSet>, StartError> {
-    let mappings = MappingSet::load(&config.mappings).map_err(StartError::Mappings)?;
-    let problems = config::validate(config, &mappings);
-    if !problems.is_empty() {
-        return Err(StartError::Config(problems));
-    }
-    Ok(Arc::new(mappings))
+    background: Vec<JoinHandle<()>>,
+    _watch: Option<WatchGuard>,
 }
 
 impl Gateway {
-    /// Validates, opens the store, binds both listeners and starts serving.
+    /// Loads the config file at `path` and starts; reloads re-read that file.
+    pub async fn start_from_file(path: &Path) -> Result<Gateway, StartError> {
+        let config = config::load(path)?;
+        Gateway::start_with(config, Some(path.to_path_buf())).await
+    }
+
+    /// Starts from a config that has no file (reloads re-read the mappings only).
     pub async fn start(config: Config) -> Result<Gateway, StartError> {
-        let mappings = prepare(&config)?;
-        let (queue, sqlite): (Arc<dyn Queue>, Option<Arc<SqliteQueue>>) = match &config.store {
-            StoreConfig::Sqlite { path } => {
-                let q = Arc::new(
-                    SqliteQueue::open(path, config.delivery.dedupe_window)
-                        .map_err(StartError::Store)?,
-                );
-                (q.clone(), Some(q))
-            }
-            StoreConfig::Nats { .. } => {
-                return Err(StartError::Config(vec![
-                    "store.kind nats is not in this build yet".into(),
-                ]));
-            }
-        };
-        let client = Arc::new(OutboundClient::new(&config).map_err(StartError::Client)?);
+        Gateway::start_with(config, None).await
+    }
+
+    async fn start_with(config: Config, path: Option<PathBuf>) -> Result<Gateway, StartError> {
+        let config = Arc::new(config);
+        let resources = Resources::new().map_err(StartError::Client)?;
+        let snapshot = Snapshot::load(config.clone(), &resources, 1)?;
+        let store =
+            open_store(&config.store, &config.delivery, false).map_err(StartError::Store)?;
+        let snapshots = Arc::new(ArcSwap::from_pointee(snapshot));
         let wake = Arc::new(Notify::new());
         let ready = Arc::new(AtomicBool::new(false));
         let (stop, stop_rx) = watch::channel(false);
-
-        let shared = Arc::new(Shared {
-            mappings: mappings.clone(),
-            queue: queue.clone(),
-            client: client.clone(),
-            wake: wake.clone(),
-            max_body: config.server.max_body_bytes,
-            max_depth: config.delivery.max_queue_depth,
-        });
         crate::telemetry::metrics::handle();
-        let routes = Route::all(&config, &mappings);
-        let health = server::health(queue.clone(), ready.clone());
+
+        let reloader = Arc::new(Reloader::new(
+            path.clone(),
+            config.clone(),
+            resources.clone(),
+            snapshots.clone(),
+        ));
+        let health = server::health(store.producer.clone(), ready.clone());
         let public = server::public_router(
-            shared,
-            routes,
-            config.fallback.as_ref().map(|f| f.value().to_string()),
+            Arc::new(Public {
+                snapshots: snapshots.clone(),
+                intake: Intake {
+                    producer: store.producer.clone(),
+                    wake: wake.clone(),
+                    max_depth: config.delivery.max_queue_depth,
+                },
+                http: resources.http.clone(),
+                max_body: config.server.max_body_bytes,
+            }),
             config.server.request_timeout,
             health.clone(),
         );
         let admin = admin::router(
             Arc::new(admin::Admin {
-                queue: queue.clone(),
-                mappings: mappings.clone(),
+                dead_letters: store.dead_letters.clone(),
+                reloader: reloader.clone(),
                 token: config
                     .server
                     .admin_token
@@ -128,18 +128,12 @@ impl Gateway {
         };
         let public_listener = bind(config.server.listen).await?;
         let admin_listener = bind(config.server.admin_listen).await?;
-        let addr = public_listener
-            .local_addr()
-            .map_err(|source| StartError::Bind {
-                addr: config.server.listen,
-                source,
-            })?;
-        let admin_addr = admin_listener
-            .local_addr()
-            .map_err(|source| StartError::Bind {
-                addr: config.server.admin_listen,
-                source,
-            })?;
+        let local = |l: &tokio::net::TcpListener, addr: SocketAddr| {
+            l.local_addr()
+                .map_err(|source| StartError::Bind { addr, source })
+        };
+        let addr = local(&public_listener, config.server.listen)?;
+        let admin_addr = local(&admin_listener, config.server.admin_listen)?;
 
         let serve = |listener: tokio::net::TcpListener,
                      app: axum::Router,
@@ -161,26 +155,68 @@ impl Gateway {
             serve(admin_listener, admin, stop_rx.clone()),
         ];
         let workers = tokio::spawn(worker::run(
-            queue.clone(),
-            client,
+            store.clone(),
+            snapshots.clone(),
             RetryPolicy {
                 schedule: config.delivery.retry.clone(),
             },
             config.delivery.workers,
             wake,
-            stop_rx,
+            stop_rx.clone(),
         ));
+
+        let (triggers, mut triggered) = mpsc::unbounded_channel::<Trigger>();
+        let watch_guard = match reloader.watch(triggers.clone()) {
+            Ok(guard) => Some(guard),
+            Err(e) => {
+                tracing::warn!(error = %e, "file watch unavailable: reload with SIGHUP or POST /admin/reload");
+                None
+            }
+        };
+        let mut background = Vec::new();
+        let (reload_by, mut stop_reloads) = (reloader.clone(), stop_rx.clone());
+        background.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    trigger = triggered.recv() => match trigger {
+                        Some(trigger) => { let _ = reload_by.reload(trigger).await; }
+                        None => break,
+                    },
+                    _ = async { let _ = stop_reloads.wait_for(|s| *s).await; } => break,
+                }
+            }
+        }));
+        #[cfg(unix)]
+        {
+            let mut stop_signals = stop_rx.clone();
+            background.push(tokio::spawn(async move {
+                use tokio::signal::unix::{SignalKind, signal};
+                let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+                    return;
+                };
+                loop {
+                    tokio::select! {
+                        _ = hangups.recv() => { let _ = triggers.send(Trigger::Signal); }
+                        _ = async { let _ = stop_signals.wait_for(|s| *s).await; } => break,
+                    }
+                }
+            }));
+        }
+
         ready.store(true, Ordering::Relaxed);
         tracing::info!(%addr, %admin_addr, routes = config.routes.len(), "callgate listening");
         Ok(Gateway {
             addr,
             admin_addr,
-            queue,
+            store,
+            snapshots,
+            reloader,
             stop,
             ready,
             servers,
             workers,
-            sqlite,
+            background,
+            _watch: watch_guard,
         })
     }
 
@@ -193,11 +229,13 @@ impl Gateway {
             let _ = server.await;
         }
         let _ = self.workers.await;
-        if let Some(sqlite) = self.sqlite {
-            tokio::task::spawn_blocking(move || sqlite.close())
-                .await
-                .ok();
+        for task in self.background {
+            let _ = task.await;
         }
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.close())
+            .await
+            .ok();
         tracing::info!("callgate stopped; undelivered messages stay in the store");
     }
 }

@@ -1,18 +1,24 @@
 //! callgate: a gateway that translates call, presence and video-session status events between
-//! vendors. Data flows one way: transport in → decode → lifecycle → route → encode → queue →
-//! deliver (DESIGN.md §1). This crate is the library behind the `callgate` binary.
+//! vendors. Data flows one way: transport in → pipeline (decode → lifecycle → route →
+//! encode) → queue → lane → transport out (DESIGN.md §1), on a snapshot that reloads whole. This crate is the library behind the `callgate` binary.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod adapters;
+pub mod cases;
 pub mod config;
 pub mod delivery;
 pub mod event;
 pub mod gateway;
+pub mod intake;
 pub mod lifecycle;
 pub mod mapping;
+pub mod pipeline;
+pub mod problem;
+pub mod reload;
 pub mod route;
 pub mod server;
+pub mod snapshot;
 pub mod telemetry;
 pub mod translate;
 

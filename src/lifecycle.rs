@@ -81,6 +81,15 @@ pub struct Lifecycle {
     legs: Cache<u128, LegState>,
 }
 
+impl std::fmt::Debug for Lifecycle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lifecycle")
+            .field("legs", &self.legs.entry_count())
+            .field("ids", &self.seen.entry_count())
+            .finish()
+    }
+}
+
 impl Default for Lifecycle {
     fn default() -> Self {
         Lifecycle::new(LifecycleLimits::default())
@@ -175,6 +184,23 @@ impl Lifecycle {
                     last_state: state.or(previous.and_then(|p| p.last_state)),
                 })
             });
+    }
+}
+
+/// Every route's tracker, by route name; outlives reloads, so rebuilding a route keeps what
+/// its calls have seen.
+#[derive(Default)]
+pub struct Lifecycles(std::sync::Mutex<std::collections::HashMap<String, Lifecycle>>);
+
+impl Lifecycles {
+    /// The tracker of route `name` (created on first use; a handle on shared state).
+    pub fn get_or_create(&self, name: &str) -> Lifecycle {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(name.to_string())
+            .or_default()
+            .clone()
     }
 }
 

@@ -4,16 +4,17 @@
 mod demo;
 
 use anyhow::Context as _;
-use callgate::config::{self, StoreConfig};
-use callgate::delivery::Queue;
-use callgate::delivery::sqlite::SqliteQueue;
+use callgate::cases;
+use callgate::config;
+use callgate::delivery::open_store;
 use callgate::gateway::Gateway;
-use callgate::mapping::{MappingSet, cases};
+use callgate::mapping::MappingSet;
 use callgate::translate::{Outcome, TranslateError, Translator};
 use clap::{Args, Parser, Subcommand};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 // JSON translation allocates many small strings and maps; mimalloc cuts the per-event cost by
 // about a fifth against the system allocator (benches/translate.rs).
@@ -180,13 +181,14 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-fn load(mappings: &Path) -> anyhow::Result<MappingSet> {
-    MappingSet::load(mappings).map_err(|problems| anyhow::anyhow!("invalid mappings:\n{problems}"))
+fn load(mappings: &Path) -> anyhow::Result<Arc<MappingSet>> {
+    MappingSet::load(mappings)
+        .map(Arc::new)
+        .map_err(|problems| anyhow::anyhow!("invalid mappings:\n{problems}"))
 }
 
 async fn serve(config_path: &Path) -> anyhow::Result<ExitCode> {
-    let config = config::load(config_path)?;
-    let gateway = Gateway::start(config).await?;
+    let gateway = Gateway::start_from_file(config_path).await?;
     shutdown_signal().await;
     tracing::info!("stopping: no new requests; finishing requests and attempts in flight");
     gateway.shutdown().await;
@@ -216,16 +218,14 @@ async fn shutdown_signal() {
 
 async fn dlq(config_path: &Path, action: DlqAction) -> anyhow::Result<ExitCode> {
     let config = config::load(config_path)?;
-    let StoreConfig::Sqlite { path } = &config.store else {
-        anyhow::bail!("{}: dlq works on the sqlite store", config_path.display());
-    };
-    let queue = SqliteQueue::open_admin(path)?;
+    let store = open_store(&config.store, &config.delivery, true)?;
+    let queue = store.dead_letters.clone();
     let mut out = std::io::stdout().lock();
     match action {
         DlqAction::List { limit } => {
-            let dead = queue.dead_letters(limit).await?;
+            let dead = queue.list(limit).await?;
             for d in &dead {
-                let last = d.attempts.last();
+                let last = d.attempt_log.last();
                 let why = last
                     .map(|a| match (a.status, &a.error) {
                         (Some(s), _) => format!("HTTP {s}"),
@@ -236,19 +236,19 @@ async fn dlq(config_path: &Path, action: DlqAction) -> anyhow::Result<ExitCode> 
                 writeln!(
                     out,
                     "{}\t{}/{}\t{}\t{}\tattempts={}\t{}",
-                    d.task.id,
-                    d.task.task.route,
-                    d.task.task.destination,
-                    d.task.task.event_type,
-                    d.task.task.event_id,
-                    d.task.attempts,
+                    d.id,
+                    d.message.route,
+                    d.message.destination,
+                    d.message.event_type,
+                    d.message.event_id,
+                    d.attempts,
                     why
                 )?;
             }
             writeln!(out, "{} dead letter(s)", dead.len())?;
         }
         DlqAction::Show { id } => {
-            let d = queue.dead_letter(id).await?;
+            let d = queue.show(id).await?;
             writeln!(out, "{}", serde_json::to_string_pretty(&d.to_json())?)?;
         }
         DlqAction::Replay { id, all } => {
@@ -260,7 +260,7 @@ async fn dlq(config_path: &Path, action: DlqAction) -> anyhow::Result<ExitCode> 
             writeln!(out, "purged {n} dead letter(s)")?;
         }
     }
-    queue.close();
+    store.close();
     Ok(ExitCode::SUCCESS)
 }
 
@@ -272,7 +272,7 @@ fn translate(
     file: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
     let set = load(mappings)?;
-    let translator = match Translator::new(&set, from, to, url) {
+    let translator = match Translator::new(set, from, to, url) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("callgate: {e}");
@@ -340,7 +340,7 @@ fn check(mappings: Option<PathBuf>, config_path: Option<PathBuf>) -> anyhow::Res
     let dir = mappings
         .or_else(|| config.as_ref().map(|c| c.mappings.clone()))
         .unwrap_or_else(|| PathBuf::from("mappings"));
-    match MappingSet::load(&dir) {
+    match MappingSet::load(&dir).map(Arc::new) {
         Ok(set) => {
             if let (Some(config), Some(path)) = (&config, &config_path) {
                 problems.extend(

@@ -1,25 +1,44 @@
-//! Routes at run time: a path, a source vendor, a verifier, and destinations with their type
-//! filters. Built once from the validated config.
+//! Routes and destinations at run time: a path, a source vendor, a verifier, and destinations
+//! with their type filters, outbound adapter and lane. Built by `snapshot.rs` from a
+//! validated config; stateful parts (lifecycle, lanes) are handles on state kept outside.
 
+use crate::adapters::Outbound;
+use crate::adapters::http_out::HttpOutbound;
 use crate::adapters::webhook::verify::Verifier;
-use crate::config::{Ack, Config, OnTimeout};
+use crate::config::{Ack, OnTimeout};
+use crate::delivery::lane::Lane;
 use crate::lifecycle::Lifecycle;
+use crate::mapping::VendorMapping;
 use crate::mapping::encode::type_matches;
-use crate::mapping::schema::PayloadKind;
-use crate::mapping::{MappingSet, VendorMapping};
-use crate::translate::AUTO;
+use std::sync::Arc;
 
 /// A destination at run time.
-#[derive(Debug, Clone)]
 pub struct Destination {
     /// Name within the route.
     pub name: String,
-    /// Receiver vendor id.
+    /// `route/destination`: its key in lanes, metrics, depth counters and the store.
+    pub key: String,
+    /// Receiver vendor id (its mapping renders the messages).
     pub vendor: String,
     /// Receiver URL.
     pub url: String,
     /// Type patterns it accepts.
     pub types: Vec<String>,
+    /// The transport that delivers its messages.
+    pub outbound: Arc<dyn Outbound>,
+    /// The same adapter as HTTP, for proxy mode (which passes the reply through).
+    pub http: Option<Arc<HttpOutbound>>,
+    /// Its lane (rate limit, in-flight cap, breaker).
+    pub lane: Arc<Lane>,
+}
+
+impl std::fmt::Debug for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Destination")
+            .field("key", &self.key)
+            .field("vendor", &self.vendor)
+            .finish()
+    }
 }
 
 impl Destination {
@@ -30,7 +49,6 @@ impl Destination {
 }
 
 /// A route at run time.
-#[derive(Clone)]
 pub struct Route {
     /// Route name.
     pub name: String,
@@ -45,19 +63,32 @@ pub struct Route {
     /// Proxy-mode timeout behaviour.
     pub on_timeout: OnTimeout,
     /// Destinations, in config order.
-    pub destinations: Vec<Destination>,
+    pub destinations: Vec<Arc<Destination>>,
     /// The handshake header to echo, when the source vendor has one.
     pub handshake_header: Option<String>,
     /// Whether an empty request is the vendor's connection test.
     pub accept_empty: bool,
     /// Whether the source vendor sends parameters rather than JSON.
     pub params: bool,
-    /// Whether decoding must compute fidelity extensions (a destination is the source vendor
-    /// itself or CloudEvents).
+    /// Whether decoding computes the fidelity extensions: a destination is the source vendor
+    /// itself or CloudEvents, or the source is detected (`auto`). The one rule, for every
+    /// transport and for `translate`.
     pub fidelity: bool,
-    /// Per-leg state of this route's events: two routes may well receive the same vendor
-    /// event (two subscriptions) and each must deliver it.
+    /// Per-leg state of this route's events (a handle on state that outlives reloads): two
+    /// routes may well receive the same vendor event (two subscriptions) and each must
+    /// deliver it.
     pub lifecycle: Lifecycle,
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Route")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .field("from", &self.from)
+            .field("destinations", &self.destinations)
+            .finish()
+    }
 }
 
 /// The headers a vendor carries a shared token in, from its `vendor.yaml`.
@@ -69,47 +100,4 @@ pub fn token_headers(vendor: Option<&VendorMapping>) -> Vec<String> {
         .flatten()
         .cloned()
         .collect()
-}
-
-impl Route {
-    /// Builds every route of a validated config.
-    pub fn all(config: &Config, mappings: &MappingSet) -> Vec<Route> {
-        config
-            .routes
-            .iter()
-            .map(|r| {
-                let source = (r.from != AUTO).then(|| mappings.vendor(&r.from)).flatten();
-                let destinations: Vec<Destination> =
-                    r.to.iter()
-                        .map(|d| Destination {
-                            name: d.name.clone(),
-                            vendor: d.vendor.clone(),
-                            url: d.url.value().to_string(),
-                            types: d.types.clone(),
-                        })
-                        .collect();
-                let fidelity = destinations.iter().any(|d| {
-                    d.vendor == r.from
-                        || r.from == AUTO
-                        || mappings
-                            .vendor(&d.vendor)
-                            .is_some_and(|v| v.payload == PayloadKind::Canonical)
-                });
-                Route {
-                    name: r.name.clone(),
-                    path: r.path.clone(),
-                    from: r.from.clone(),
-                    verifier: Verifier::new(r.auth.as_ref(), &token_headers(source)),
-                    ack: r.ack,
-                    on_timeout: r.on_timeout,
-                    destinations,
-                    handshake_header: source.and_then(|v| v.handshake_header.clone()),
-                    accept_empty: source.is_some_and(|v| v.accept_empty),
-                    params: source.is_some_and(|v| v.payload == PayloadKind::Params),
-                    fidelity,
-                    lifecycle: Lifecycle::default(),
-                }
-            })
-            .collect()
-    }
 }

@@ -1,15 +1,21 @@
-//! Translation without a network: payload text → decode → lifecycle → encode. Used by
-//! `callgate translate`, the mapping cases and the benchmarks; `serve` runs the same stages.
+//! Translation without a network: payload text → [`pipeline::accept`] on a one-route
+//! snapshot (`Snapshot::for_translation`) → what the target would receive. Used by
+//! `callgate translate`, the mapping cases, `/admin/translate` and the benchmarks; `serve`
+//! runs the same pipeline, so they cannot drift apart.
 
-use crate::lifecycle::{Lifecycle, Verdict};
+use crate::adapters::webhook::params_from_url;
+use crate::adapters::webhook::verify::Verifier;
+use crate::delivery::{HttpRequest, Request};
+use crate::lifecycle::Verdict;
 use crate::mapping::decode::DecodeError;
-use crate::mapping::encode::{EncodeError, OutboundMessage, Rendered, TemplateKind};
 use crate::mapping::schema::PayloadKind;
-use crate::mapping::{DecodeOptions, MappingSet};
+use crate::mapping::{AUTO, MappingSet};
+use crate::pipeline::{self, Fate, PipelineError, Routing};
+use crate::route::Route;
+use crate::snapshot::Snapshot;
+use axum::http::HeaderMap;
 use serde_json::{Map, Value};
-
-/// The pseudo-vendor that detects the source vendor from the payload's shape.
-pub const AUTO: &str = "auto";
+use std::sync::Arc;
 
 /// Why input could not be read or translated. Each message names the vendor or the position.
 #[derive(Debug, thiserror::Error)]
@@ -31,9 +37,9 @@ pub enum TranslateError {
     /// Decoding failed.
     #[error(transparent)]
     Decode(#[from] DecodeError),
-    /// Encoding failed.
-    #[error(transparent)]
-    Encode(#[from] EncodeError),
+    /// A template failed to render (names the template and the event).
+    #[error("{0}")]
+    Render(String),
 }
 
 /// One payload as read from input.
@@ -50,10 +56,8 @@ pub struct Payload {
 pub enum Outcome {
     /// Rendered for the target.
     Message {
-        /// The rendered payload.
-        rendered: Box<Rendered>,
         /// The request carrying it.
-        request: Box<OutboundMessage>,
+        request: Box<HttpRequest>,
         /// The canonical type.
         event_type: String,
     },
@@ -69,38 +73,37 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The line `translate` prints: the JSON body, or `{"method","url"}` for query targets.
+    /// The line `translate` prints: the JSON body, or `{"method","url"}` for a request with
+    /// no body (query targets such as Oracle ISR).
     pub fn output_line(&self) -> Option<Value> {
-        match self {
-            Outcome::Message {
-                rendered, request, ..
-            } => Some(match rendered.kind {
-                TemplateKind::Query => {
-                    let mut m = Map::new();
-                    m.insert("method".into(), Value::String(request.method.clone()));
-                    m.insert("url".into(), Value::String(request.url.clone()));
-                    Value::Object(m)
-                }
-                TemplateKind::JsonBody | TemplateKind::Canonical => rendered.payload.clone(),
-            }),
-            _ => None,
-        }
+        let Outcome::Message { request, .. } = self else {
+            return None;
+        };
+        Some(match &request.body {
+            Some(body) => serde_json::from_str(body).unwrap_or(Value::String(body.clone())),
+            None => {
+                let mut m = Map::new();
+                m.insert("method".into(), Value::String(request.method.clone()));
+                m.insert("url".into(), Value::String(request.url.clone()));
+                Value::Object(m)
+            }
+        })
     }
 }
 
 /// Translates payloads from one vendor to another, keeping lifecycle state across calls.
-pub struct Translator<'m> {
-    mappings: &'m MappingSet,
-    lifecycle: Lifecycle,
+pub struct Translator {
+    snapshot: Snapshot,
+    route: Arc<Route>,
     from: String,
-    to: String,
-    url: String,
+    params_vendor: bool,
 }
 
-impl<'m> Translator<'m> {
-    /// A translator `from` → `to`; `url` is the destination URL for the requests it builds.
+impl Translator {
+    /// A translator `from` (a vendor id or `auto`) → `to`; `url` is the destination URL of
+    /// the requests it builds.
     pub fn new(
-        mappings: &'m MappingSet,
+        mappings: Arc<MappingSet>,
         from: &str,
         to: &str,
         url: &str,
@@ -118,12 +121,21 @@ impl<'m> Translator<'m> {
         if mappings.vendor(to).and_then(|v| v.encoder()).is_none() {
             return Err(TranslateError::UnknownVendor(to.into(), known()));
         }
+        let params_vendor = mappings
+            .vendor(from)
+            .is_some_and(|v| v.payload == PayloadKind::Params);
+        let snapshot = Snapshot::for_translation(mappings.clone(), from, to, url)
+            .map_err(|e| TranslateError::UnknownVendor(to.into(), e.to_string()))?;
+        let route = snapshot
+            .routes()
+            .first()
+            .cloned()
+            .ok_or_else(|| TranslateError::UnknownVendor(to.into(), known()))?;
         Ok(Translator {
-            mappings,
-            lifecycle: Lifecycle::default(),
+            snapshot,
+            route,
             from: from.into(),
-            to: to.into(),
-            url: url.into(),
+            params_vendor,
         })
     }
 
@@ -135,12 +147,8 @@ impl<'m> Translator<'m> {
         if trimmed.is_empty() {
             return Err(TranslateError::Empty(self.from.clone()));
         }
-        let params_vendor = self
-            .mappings
-            .vendor(&self.from)
-            .is_some_and(|v| v.payload == PayloadKind::Params);
         let looks_json = trimmed.starts_with('{') || trimmed.starts_with('[');
-        if !looks_json && (params_vendor || self.from == AUTO) {
+        if !looks_json && (self.params_vendor || self.from == AUTO) {
             return Ok(trimmed
                 .lines()
                 .map(str::trim)
@@ -157,49 +165,47 @@ impl<'m> Translator<'m> {
                 vendor: self.from.clone(),
                 message: e.to_string(),
             })?;
-            payloads.push(as_payload(value, params_vendor));
+            payloads.push(as_payload(value, self.params_vendor));
         }
         Ok(payloads)
     }
 
-    /// Decodes one payload, passes its events through the lifecycle tracker and encodes each.
+    /// Runs one payload through the pipeline (decode, lifecycle, route, encode) and records
+    /// its events in the lifecycle tracker.
     pub fn translate(&self, payload: &Payload) -> Result<Vec<Outcome>, TranslateError> {
-        let from = if self.from == AUTO {
-            self.mappings.detect(&payload.value, payload.params)?
-        } else {
-            &self.from
-        };
-        let target_is_canonical = self
-            .mappings
-            .vendor(&self.to)
-            .is_some_and(|v| v.payload == PayloadKind::Canonical);
-        let options = DecodeOptions {
-            fidelity: from == self.to || target_is_canonical,
-        };
-        let events = self.mappings.decode(from, &payload.value, options)?;
-        let mut outcomes = Vec::with_capacity(events.len());
-        for event in events {
-            let event = match self.lifecycle.observe(event) {
-                Verdict::Apply(event) => *event,
-                dropped => {
-                    outcomes.push(Outcome::Dropped(dropped));
+        // Local input is trusted: the open verifier is what makes it a `VerifiedInbound`.
+        let inbound = Verifier::Open
+            .verify(&HeaderMap::new(), || {
+                Ok((payload.value.clone(), payload.params))
+            })
+            .map_err(|e| TranslateError::Render(e.to_string()))?;
+        let accepted =
+            pipeline::accept(&self.snapshot, &self.route, &inbound).map_err(|e| match e {
+                PipelineError::Detect(e) | PipelineError::Decode(e) => TranslateError::Decode(e),
+            })?;
+        accepted.commit();
+        let mut outcomes = Vec::with_capacity(accepted.fates.len());
+        for fate in accepted.fates {
+            let applied = match fate {
+                Fate::Dropped(verdict) => {
+                    outcomes.push(Outcome::Dropped(verdict));
                     continue;
                 }
+                Fate::Applied(applied) => applied,
             };
-            let encoder = self.mappings.vendor(&self.to).and_then(|v| v.encoder());
-            let rendered = match encoder {
-                Some(encoder) => encoder
-                    .render(&event)?
-                    .map(|r| (encoder.outbound(&r, &self.url), r)),
-                None => None,
-            };
-            outcomes.push(match rendered {
-                Some((request, rendered)) => Outcome::Message {
-                    rendered: Box::new(rendered),
-                    request: Box::new(request),
-                    event_type: event.event_type,
-                },
-                None => Outcome::Skipped {
+            let event = applied.event;
+            outcomes.push(match applied.routed.into_iter().next() {
+                Some((_, Routing::Message(message))) => {
+                    let Request::Http(request) = message.request;
+                    Outcome::Message {
+                        request: Box::new(request),
+                        event_type: event.event_type,
+                    }
+                }
+                Some((_, Routing::Failed { error, .. })) => {
+                    return Err(TranslateError::Render(error));
+                }
+                Some((_, Routing::Skipped(_))) | None => Outcome::Skipped {
                     event_type: event.event_type,
                     id: event.id,
                 },
@@ -222,19 +228,4 @@ fn as_payload(value: Value, params_vendor: bool) -> Payload {
         value,
         params: params_vendor,
     }
-}
-
-/// Parameters of a URL, or of a bare query string, as `{name: value}` (the last of repeated
-/// names wins; `+` reads as a space, as in forms).
-pub fn params_from_url(line: &str) -> Value {
-    let query = match line.split_once('?') {
-        Some((_, q)) => q,
-        None => line,
-    };
-    let query = query.split('#').next().unwrap_or_default();
-    Value::Object(
-        form_urlencoded::parse(query.as_bytes())
-            .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
-            .collect(),
-    )
 }

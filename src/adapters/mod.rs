@@ -1,5 +1,56 @@
-//! Transports, one module per protocol: inbound webhooks (HTTP) and outbound HTTP. Vendors
-//! are data (`mappings/`); nothing here knows a vendor's fields.
+//! Transports, one module per protocol (DESIGN.md §1): inbound webhooks (`webhook`), outbound
+//! HTTP (`http_out`). Vendors are data (`mappings/`); nothing here knows a vendor's fields.
+//!
+//! Outbound transports implement [`Outbound`]: each classifies its own results into one
+//! [`AttemptOutcome`], so the workers never see a status code or a socket error.
 
 pub mod http_out;
 pub mod webhook;
+
+use crate::delivery::{BoxFuture, Message};
+use std::time::Duration;
+
+/// What one attempt to deliver a message came to, as the transport classified it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// The receiver has it.
+    Delivered,
+    /// Worth trying again (connect error, timeout, 408, 429, 5xx). `after` is the receiver's
+    /// own requested wait (`Retry-After`), which overrides a shorter scheduled one.
+    Retry {
+        /// The receiver's requested wait.
+        after: Option<Duration>,
+    },
+    /// Retrying will not help (other 4xx, a 3xx, a request that cannot be built).
+    Dead {
+        /// Why, for the dead letter.
+        reason: String,
+    },
+    /// Not attempted, and not the message's fault (e.g. no one to deliver to yet): offer it
+    /// again after this long, without spending the retry budget.
+    Defer {
+        /// How long to wait.
+        until: Duration,
+    },
+}
+
+/// One attempt's outcome with what the dead-letter log and the metrics keep of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// The classification.
+    pub outcome: AttemptOutcome,
+    /// The metric label of the outcome (`delivered`, `retry_status`, `dead_status`, ...).
+    pub label: &'static str,
+    /// The receiver's status code, when it answered (HTTP).
+    pub status: Option<u16>,
+    /// What went wrong, when something did.
+    pub error: Option<String>,
+    /// The start of the receiver's reply.
+    pub excerpt: Option<String>,
+}
+
+/// An outbound transport for one destination, chosen when the snapshot is built.
+pub trait Outbound: Send + Sync {
+    /// Sends a message once and classifies the result.
+    fn send<'a>(&'a self, message: &'a Message) -> BoxFuture<'a, Attempt>;
+}

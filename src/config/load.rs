@@ -3,8 +3,8 @@
 //! validation against the mappings before anything opens a socket.
 
 use super::{Ack, Config, EnvString, InboundAuth, OutboundAuth, StoreConfig};
+use crate::mapping::AUTO;
 use crate::mapping::MappingSet;
-use crate::translate::AUTO;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
@@ -240,6 +240,23 @@ pub fn validate(config: &Config, mappings: &MappingSet) -> Vec<String> {
                         "{at}: type pattern `{t}`: use an exact type or a prefix ending in *"
                     ));
                 }
+            }
+            if let Some(rate) = &dest.rate_limit
+                && (rate.per_second == 0 || rate.burst == Some(0))
+            {
+                problems.push(format!(
+                    "{at}: rate_limit per_second and burst must be above 0"
+                ));
+            }
+            if dest.max_in_flight == 0 {
+                problems.push(format!("{at}: max_in_flight must be above 0"));
+            }
+            if let Some(breaker) = &dest.circuit_breaker
+                && (breaker.failures == 0 || breaker.open_for.is_zero())
+            {
+                problems.push(format!(
+                    "{at}: circuit_breaker failures and open_for must be above 0"
+                ));
             }
             if let Some(auth) = &dest.auth
                 && auth.basic.is_some() == auth.bearer.is_some()

@@ -39,12 +39,25 @@ pub struct Config {
     pub fallback: Option<EnvString>,
 }
 
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerConfig::default(),
+            mappings: default_mappings(),
+            store: StoreConfig::default(),
+            delivery: DeliveryConfig::default(),
+            routes: Vec::new(),
+            fallback: None,
+        }
+    }
+}
+
 fn default_mappings() -> PathBuf {
     PathBuf::from("mappings")
 }
 
 /// Listeners and request limits.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     /// The public listener for vendor webhooks. Default `127.0.0.1:8080`.
@@ -91,7 +104,7 @@ fn default_request_timeout() -> Duration {
 }
 
 /// The durable store.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum StoreConfig {
     /// Embedded SQLite (WAL, `synchronous=FULL`, batched commits).
@@ -120,7 +133,7 @@ fn default_store_path() -> PathBuf {
 }
 
 /// Outbound delivery.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryConfig {
     /// Wait before each attempt; after the last, the message goes to the dead letters. Each
@@ -280,10 +293,55 @@ pub struct DestinationConfig {
     /// Canonical types this destination receives (exact or ending in `*`). Default `["*"]`.
     #[serde(default = "default_types")]
     pub types: Vec<String>,
+    /// The most requests per second this receiver gets, with a burst. Default: no limit.
+    /// Messages over the rate wait in the queue without spending their retry budget.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+    /// Attempts in flight to this receiver at most. Default 32.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// Pause deliveries to this receiver after consecutive failures. Default: none.
+    #[serde(default)]
+    pub circuit_breaker: Option<CircuitBreaker>,
 }
 
 fn default_types() -> Vec<String> {
     vec!["*".into()]
+}
+fn default_max_in_flight() -> usize {
+    32
+}
+
+/// A destination's rate limit (a token bucket, `governor`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Requests per second, above 0.
+    pub per_second: u32,
+    /// Requests that may go at once after a quiet spell. Default: `per_second`.
+    #[serde(default)]
+    pub burst: Option<u32>,
+}
+
+/// A destination's circuit breaker: after `failures` consecutive retryable failures
+/// (connect errors, timeouts, 408, 429, 5xx) no attempt is made for `open_for`; then one
+/// probe goes, and its success closes the breaker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreaker {
+    /// Consecutive failures that open the breaker, above 0. Default 5.
+    #[serde(default = "default_breaker_failures")]
+    pub failures: u32,
+    /// How long it stays open before a probe. Default `30s`.
+    #[serde(default = "default_open_for", deserialize_with = "duration")]
+    pub open_for: Duration,
+}
+
+fn default_breaker_failures() -> u32 {
+    5
+}
+fn default_open_for() -> Duration {
+    Duration::from_secs(30)
 }
 
 /// Outbound credentials: exactly one of the fields.
@@ -300,7 +358,7 @@ pub struct OutboundAuth {
 
 /// A string that may hold `${NAME}` references to environment variables, resolved at load.
 /// Its `Debug` never shows the resolved value, so secrets stay out of logs.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
 pub struct EnvString {
     raw: String,

@@ -1,17 +1,21 @@
-//! Durable delivery: the `Queue` trait every store implements, the versioned task record,
-//! the SQLite backend, error classification and the delivery workers (DESIGN.md §7).
+//! Durable delivery (DESIGN.md §7): the queue traits every store implements — [`Producer`]
+//! (intake's atomic, deduplicated enqueue), [`Consumer`] (lease → opaque [`Lease`] → settle)
+//! and [`DeadLetters`] — the stored [`Message`], the SQLite backend, lanes and the workers.
 
-pub mod classify;
+pub mod lane;
+pub mod message;
 pub mod sqlite;
 pub mod worker;
 
-use crate::mapping::encode::OutboundMessage;
-use serde::{Deserialize, Serialize};
+pub use message::{HttpRequest, Message, Request};
+
+use crate::config::{DeliveryConfig, StoreConfig};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// A boxed future, so that `Queue` can be used as `dyn Queue`.
+/// A boxed future, so that the queue traits can be used as trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Why the store failed. Intake answers 503; workers log and retry later.
@@ -34,60 +38,24 @@ impl From<rusqlite::Error> for QueueError {
     }
 }
 
-/// The request a task delivers, as stored: version 1 of the task record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TaskRecord {
-    /// Record version; 1.
-    pub v: u32,
-    /// HTTP method.
-    pub method: String,
-    /// Full URL.
-    pub url: String,
-    /// Headers rendered by the mapping (credentials are added at delivery, never stored).
-    pub headers: Vec<(String, String)>,
-    /// Body, if any.
-    pub body: Option<String>,
-}
-
-impl From<&OutboundMessage> for TaskRecord {
-    fn from(m: &OutboundMessage) -> Self {
-        TaskRecord {
-            v: 1,
-            method: m.method.clone(),
-            url: m.url.clone(),
-            headers: m.headers.clone(),
-            body: m.body.clone(),
-        }
-    }
-}
-
-/// One message to deliver, before it is stored.
+/// One message to store, or to store straight into the dead letters when it could not even
+/// be rendered (a mapping error: never lost, never skipped silently).
 #[derive(Debug, Clone, PartialEq)]
-pub struct NewTask {
-    /// The route it came in on.
-    pub route: String,
-    /// The destination name within the route.
-    pub destination: String,
-    /// The ordering key: the event's `partitionkey` (a call or user).
-    pub partition: String,
-    /// The canonical event id.
-    pub event_id: String,
-    /// The canonical event type.
-    pub event_type: String,
-    /// The request.
-    pub record: TaskRecord,
-    /// Set when the message could not even be rendered (a mapping error): it is stored
-    /// straight into the dead letters with this reason, never lost.
+pub struct NewMessage {
+    /// The message.
+    pub message: Message,
+    /// Why it is dead on arrival, if it is.
     pub failure: Option<String>,
 }
 
 /// The messages of one inbound event; stored only if its dedupe key is new.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventBatch {
-    /// Remembered for the dedupe window; a key seen before makes the event a duplicate.
+    /// Remembered for `delivery.dedupe_window`; a key seen before makes the event a
+    /// duplicate, acknowledged without storing anything.
     pub dedupe_key: String,
-    /// Its outbound messages (possibly none: still remembered).
-    pub tasks: Vec<NewTask>,
+    /// Its outbound messages (possibly none: the key is still remembered).
+    pub messages: Vec<NewMessage>,
 }
 
 /// The outcome of an enqueue.
@@ -99,21 +67,36 @@ pub struct Enqueued {
     pub duplicates: usize,
 }
 
-/// A stored message.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Task {
-    /// Store id; increases with arrival.
-    pub id: i64,
+/// An opaque handle on a leased message: settle it exactly once through the [`Consumer`]
+/// that leased it. A handle that is never settled (the process died) is offered again when
+/// its lease expires or the store is reopened.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub(crate) id: i64,
+}
+
+impl Lease {
+    /// The message's store id, for logs.
+    pub fn id(&self) -> i64 {
+        self.id
+    }
+}
+
+/// A message handed to a worker.
+#[derive(Debug)]
+pub struct Leased {
+    /// Settle it with this.
+    pub lease: Lease,
     /// The message.
-    pub task: NewTask,
-    /// Attempts made so far.
+    pub message: Message,
+    /// Attempts made so far (deferrals do not count).
     pub attempts: u32,
     /// When it was stored, Unix ms.
     pub created_at: i64,
 }
 
 /// One delivery attempt, as logged for dead letters.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct AttemptLog {
     /// When, Unix ms.
     pub at: i64,
@@ -125,53 +108,23 @@ pub struct AttemptLog {
     pub excerpt: Option<String>,
 }
 
-impl DeadLetter {
-    /// The JSON shape of a dead letter in the admin API and `callgate dlq`.
-    pub fn to_json(&self) -> serde_json::Value {
-        let t = &self.task;
-        serde_json::json!({
-            "id": t.id,
-            "route": t.task.route,
-            "destination": t.task.destination,
-            "partition": t.task.partition,
-            "event_id": t.task.event_id,
-            "event_type": t.task.event_type,
-            "attempts": t.attempts,
-            "created_at": t.created_at,
-            "dead_at": self.dead_at,
-            "request": {
-                "method": t.task.record.method,
-                "url": t.task.record.url,
-                "headers": t.task.record.headers,
-                "body": t.task.record.body,
-            },
-            "attempt_log": self.attempts,
-        })
-    }
-}
-
-/// A message that will not be retried.
+/// How a leased message is settled.
 #[derive(Debug, Clone, PartialEq)]
-pub struct DeadLetter {
-    /// The message.
-    pub task: Task,
-    /// When it died, Unix ms.
-    pub dead_at: i64,
-    /// Every attempt.
-    pub attempts: Vec<AttemptLog>,
-}
-
-/// What to do with a leased task after an attempt.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Completion {
-    /// Delivered: forget it.
-    Delivered,
-    /// Try again at this Unix ms time.
+pub enum Settlement {
+    /// Delivered: forget it; the next message of its line becomes due.
+    Ack,
+    /// Failed: try again after `after`; the attempt counts against the retry budget.
     Retry {
-        /// Next attempt, Unix ms.
-        at: i64,
+        /// How long to wait.
+        after: Duration,
         /// This attempt.
         log: AttemptLog,
+    },
+    /// Not attempted (open breaker, exhausted rate, no subscriber): offer again after
+    /// `after` without spending the retry budget.
+    Defer {
+        /// How long to wait.
+        after: Duration,
     },
     /// Give up: keep it as a dead letter.
     Dead {
@@ -180,28 +133,123 @@ pub enum Completion {
     },
 }
 
-/// A durable queue: ordered per (destination, partition), at-least-once.
-pub trait Queue: Send + Sync {
+/// A message that will not be retried.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    /// Its id in the dead letters.
+    pub id: i64,
+    /// The message.
+    pub message: Message,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When it was stored, Unix ms.
+    pub created_at: i64,
+    /// When it died, Unix ms.
+    pub dead_at: i64,
+    /// Every attempt.
+    pub attempt_log: Vec<AttemptLog>,
+}
+
+impl DeadLetter {
+    /// The JSON shape of a dead letter in the admin API and `callgate dlq`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let m = &self.message;
+        serde_json::json!({
+            "id": self.id,
+            "route": m.route,
+            "destination": m.destination,
+            "partition": m.partition,
+            "event_id": m.event_id,
+            "event_type": m.event_type,
+            "attempts": self.attempts,
+            "created_at": self.created_at,
+            "dead_at": self.dead_at,
+            "request": m.request,
+            "attempt_log": self.attempt_log,
+        })
+    }
+}
+
+/// Intake's half of a store: atomic, deduplicated enqueue, and the depth counters that let
+/// intake refuse work before the store fills.
+pub trait Producer: Send + Sync {
     /// Stores the messages of several events atomically (all or nothing), skipping events
     /// whose dedupe key was seen within the window. Returns once durably committed.
     fn enqueue(&self, events: Vec<EventBatch>) -> BoxFuture<'_, Result<Enqueued, QueueError>>;
-    /// Leases up to `max` due messages, each the oldest live one of its (destination,
-    /// partition), so a call's next message waits for the previous one.
-    fn lease(&self, max: usize) -> BoxFuture<'_, Result<Vec<Task>, QueueError>>;
-    /// Records the outcome of an attempt on a leased message.
-    fn complete(&self, id: i64, completion: Completion) -> BoxFuture<'_, Result<(), QueueError>>;
     /// Messages waiting (not dead) for a destination, by route and destination name.
     fn depth(&self, route: &str, destination: &str) -> u64;
     /// Messages waiting over all destinations.
     fn total_depth(&self) -> u64;
+}
+
+/// The workers' half: leases due messages, each the oldest live one of its (destination,
+/// partition) line, so a call's next message waits until the previous one is settled.
+pub trait Consumer: Send + Sync {
+    /// Leases up to `max` due messages.
+    fn lease(&self, max: usize) -> BoxFuture<'_, Result<Vec<Leased>, QueueError>>;
+    /// Settles a leased message.
+    fn settle(&self, lease: Lease, settlement: Settlement)
+    -> BoxFuture<'_, Result<(), QueueError>>;
+}
+
+/// The dead letters: list, show, replay, purge (`callgate dlq`, `/admin/deliveries`).
+pub trait DeadLetters: Send + Sync {
     /// Dead letters, oldest first, at most `limit`.
-    fn dead_letters(&self, limit: usize) -> BoxFuture<'_, Result<Vec<DeadLetter>, QueueError>>;
+    fn list(&self, limit: usize) -> BoxFuture<'_, Result<Vec<DeadLetter>, QueueError>>;
     /// One dead letter.
-    fn dead_letter(&self, id: i64) -> BoxFuture<'_, Result<DeadLetter, QueueError>>;
-    /// Puts dead letters back in the queue (`None`: all); returns how many.
+    fn show(&self, id: i64) -> BoxFuture<'_, Result<DeadLetter, QueueError>>;
+    /// Puts dead letters back in the queue (`None`: all) behind their line's live
+    /// messages; returns how many.
     fn replay(&self, id: Option<i64>) -> BoxFuture<'_, Result<usize, QueueError>>;
     /// Deletes every dead letter; returns how many.
     fn purge(&self) -> BoxFuture<'_, Result<usize, QueueError>>;
+}
+
+/// An open store: its three halves and a way to close it.
+#[derive(Clone)]
+pub struct Store {
+    /// Intake's half.
+    pub producer: Arc<dyn Producer>,
+    /// The workers' half.
+    pub consumer: Arc<dyn Consumer>,
+    /// The dead letters.
+    pub dead_letters: Arc<dyn DeadLetters>,
+    closer: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl Store {
+    /// Closes the store after the commands already sent (waits for them).
+    pub fn close(&self) {
+        (self.closer)()
+    }
+}
+
+/// Opens the store the configuration names. `admin`: open beside a running gateway (for
+/// `callgate dlq`), leaving leases alone.
+pub fn open_store(
+    store: &StoreConfig,
+    delivery: &DeliveryConfig,
+    admin: bool,
+) -> Result<Store, QueueError> {
+    match store {
+        StoreConfig::Sqlite { path } => {
+            let q = Arc::new(if admin {
+                sqlite::SqliteQueue::open_admin(path)?
+            } else {
+                sqlite::SqliteQueue::open(path, delivery.dedupe_window)?
+            });
+            let closer = q.clone();
+            Ok(Store {
+                producer: q.clone(),
+                consumer: q.clone(),
+                dead_letters: q,
+                closer: Arc::new(move || closer.close()),
+            })
+        }
+        StoreConfig::Nats { .. } => Err(QueueError::Store(
+            "store.kind nats: the NATS JetStream backend is not in this build yet".into(),
+        )),
+    }
 }
 
 /// Now as Unix milliseconds.
@@ -217,33 +265,34 @@ pub fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// The behaviour every `Queue` backend must show; each backend's tests run it.
+/// The behaviour every store must show; each backend's tests run it.
 #[cfg(test)]
 pub(crate) mod suite {
     use super::*;
 
-    fn task(partition: &str, n: u32) -> NewTask {
-        NewTask {
-            route: "r".into(),
-            destination: "d".into(),
-            partition: partition.into(),
-            event_id: format!("e{n}"),
-            event_type: "call.connected".into(),
-            record: TaskRecord {
-                v: 1,
-                method: "POST".into(),
-                url: "http://127.0.0.1/".into(),
-                headers: vec![],
-                body: Some(format!("{{\"n\":{n}}}")),
+    pub(crate) fn message(partition: &str, n: u32) -> NewMessage {
+        NewMessage {
+            message: Message {
+                route: "r".into(),
+                destination: "d".into(),
+                partition: partition.into(),
+                event_id: format!("e{n}"),
+                event_type: "call.connected".into(),
+                request: Request::Http(HttpRequest {
+                    method: "POST".into(),
+                    url: "http://127.0.0.1/".into(),
+                    headers: vec![],
+                    body: Some(format!("{{\"n\":{n}}}")),
+                }),
             },
             failure: None,
         }
     }
 
-    fn batch(key: &str, tasks: Vec<NewTask>) -> EventBatch {
+    fn batch(key: &str, messages: Vec<NewMessage>) -> EventBatch {
         EventBatch {
             dedupe_key: key.into(),
-            tasks,
+            messages,
         }
     }
 
@@ -256,13 +305,18 @@ pub(crate) mod suite {
         }
     }
 
+    fn ids(leased: &[Leased]) -> Vec<&str> {
+        leased.iter().map(|l| l.message.event_id.as_str()).collect()
+    }
+
     /// FIFO per partition, dedupe, retry timing, dead letters, replay, render failures.
-    pub async fn order_dedupe_and_dead_letters(q: &dyn Queue) {
-        let out = q
+    pub async fn order_dedupe_and_dead_letters(s: &Store) {
+        let (p, c, d) = (&s.producer, &s.consumer, &s.dead_letters);
+        let out = p
             .enqueue(vec![
-                batch("k1", vec![task("a", 1)]),
-                batch("k2", vec![task("a", 2)]),
-                batch("k3", vec![task("b", 3)]),
+                batch("k1", vec![message("a", 1)]),
+                batch("k2", vec![message("a", 2)]),
+                batch("k3", vec![message("b", 3)]),
             ])
             .await
             .unwrap();
@@ -273,8 +327,8 @@ pub(crate) mod suite {
                 duplicates: 0
             }
         );
-        let dup = q
-            .enqueue(vec![batch("k1", vec![task("a", 1)])])
+        let dup = p
+            .enqueue(vec![batch("k1", vec![message("a", 1)])])
             .await
             .unwrap();
         assert_eq!(
@@ -284,91 +338,128 @@ pub(crate) mod suite {
                 duplicates: 1
             }
         );
-        assert_eq!(q.depth("r", "d"), 3);
+        assert_eq!(p.depth("r", "d"), 3);
 
         // Only the head of each partition is offered.
-        let leased = q.lease(10).await.unwrap();
-        let ids: Vec<&str> = leased.iter().map(|t| t.task.event_id.as_str()).collect();
-        assert_eq!(ids, ["e1", "e3"]);
+        let mut leased = c.lease(10).await.unwrap();
+        assert_eq!(ids(&leased), ["e1", "e3"]);
+        assert_eq!(leased[0].attempts, 0);
         assert!(
-            q.lease(10).await.unwrap().is_empty(),
+            c.lease(10).await.unwrap().is_empty(),
             "a's next waits for e1"
         );
 
         // e1 dies: e2 becomes the head of a.
-        q.complete(leased[0].id, Completion::Dead { log: log() })
+        let e3 = leased.pop().unwrap();
+        let e1 = leased.pop().unwrap();
+        c.settle(e1.lease, Settlement::Dead { log: log() })
             .await
             .unwrap();
-        q.complete(leased[1].id, Completion::Delivered)
-            .await
-            .unwrap();
-        let next = q.lease(10).await.unwrap();
-        assert_eq!(next.len(), 1);
-        assert_eq!(next[0].task.event_id, "e2");
-        q.complete(
-            next[0].id,
-            Completion::Retry {
-                at: now_ms() + 60_000,
+        c.settle(e3.lease, Settlement::Ack).await.unwrap();
+        let mut next = c.lease(10).await.unwrap();
+        assert_eq!(ids(&next), ["e2"]);
+        let e2 = next.pop().unwrap();
+        c.settle(
+            e2.lease,
+            Settlement::Retry {
+                after: Duration::from_secs(60),
                 log: log(),
             },
         )
         .await
         .unwrap();
-        assert!(q.lease(10).await.unwrap().is_empty(), "not due yet");
-        assert_eq!(q.depth("r", "d"), 1);
-        assert_eq!(q.total_depth(), 1);
+        assert!(c.lease(10).await.unwrap().is_empty(), "not due yet");
+        assert_eq!(p.depth("r", "d"), 1);
+        assert_eq!(p.total_depth(), 1);
 
-        let dead = q.dead_letters(10).await.unwrap();
+        let dead = d.list(10).await.unwrap();
         assert_eq!(dead.len(), 1);
-        assert_eq!(dead[0].attempts[0].status, Some(503));
-        assert_eq!(q.replay(Some(dead[0].task.id)).await.unwrap(), 1);
-        assert_eq!(q.depth("r", "d"), 2);
+        assert_eq!(dead[0].message.event_id, "e1");
+        assert_eq!(dead[0].attempt_log[0].status, Some(503));
+        assert_eq!(dead[0].attempts, 1);
+        assert_eq!(d.show(dead[0].id).await.unwrap(), dead[0]);
+        assert_eq!(d.replay(Some(dead[0].id)).await.unwrap(), 1);
+        assert_eq!(p.depth("r", "d"), 2);
         assert!(matches!(
-            q.replay(Some(999_999)).await,
+            d.replay(Some(999_999)).await,
+            Err(QueueError::NotFound(999_999))
+        ));
+        assert!(matches!(
+            d.show(999_999).await,
             Err(QueueError::NotFound(999_999))
         ));
 
         // A message that could not be rendered is stored straight as a dead letter.
-        let mut broken = task("c", 4);
+        let mut broken = message("c", 4);
         broken.failure = Some("template failed".into());
         assert_eq!(
-            q.enqueue(vec![batch("k4", vec![broken])])
+            p.enqueue(vec![batch("k4", vec![broken])])
                 .await
                 .unwrap()
                 .stored,
             1
         );
-        let dead = q.dead_letters(10).await.unwrap();
+        let dead = d.list(10).await.unwrap();
         assert_eq!(dead.len(), 1);
         assert_eq!(
-            dead[0].attempts[0].error.as_deref(),
+            dead[0].attempt_log[0].error.as_deref(),
             Some("template failed")
         );
-        assert_eq!(q.purge().await.unwrap(), 1);
-        assert_eq!(q.depth("r", "d"), 2, "dead letters do not count as waiting");
+        assert_eq!(d.purge().await.unwrap(), 1);
+        assert_eq!(p.depth("r", "d"), 2, "dead letters do not count as waiting");
+    }
+
+    /// A deferral keeps the message at the head of its line and spends no attempt.
+    pub async fn deferral_keeps_order_and_budget(s: &Store) {
+        let (p, c) = (&s.producer, &s.consumer);
+        p.enqueue(vec![
+            batch("k1", vec![message("a", 1)]),
+            batch("k2", vec![message("a", 2)]),
+        ])
+        .await
+        .unwrap();
+        let first = c.lease(10).await.unwrap().pop().unwrap();
+        c.settle(
+            first.lease,
+            Settlement::Defer {
+                after: Duration::ZERO,
+            },
+        )
+        .await
+        .unwrap();
+        let again = c.lease(10).await.unwrap();
+        assert_eq!(ids(&again), ["e1"], "still the head, still first");
+        assert_eq!(again[0].attempts, 0, "a deferral spends no attempt");
+        for l in again {
+            c.settle(l.lease, Settlement::Ack).await.unwrap();
+        }
+        assert_eq!(ids(&c.lease(10).await.unwrap()), ["e2"]);
     }
 
     /// A message leased when the process died is offered again; dedupe keys persist.
-    pub async fn leases_and_dedupe_survive_a_restart(open: impl Fn() -> Box<dyn Queue>) {
+    pub async fn leases_and_dedupe_survive_a_restart(open: impl Fn() -> Store) {
         {
-            let q = open();
-            q.enqueue(vec![batch("k1", vec![task("a", 1)])])
+            let s = open();
+            s.producer
+                .enqueue(vec![batch("k1", vec![message("a", 1)])])
                 .await
                 .unwrap();
-            assert_eq!(q.lease(10).await.unwrap().len(), 1);
-            // dropped while leased: as if the process died mid-attempt
+            assert_eq!(s.consumer.lease(10).await.unwrap().len(), 1);
+            s.close(); // closed while leased: as if the process died mid-attempt
         }
-        let q = open();
-        assert_eq!(q.depth("r", "d"), 1);
+        let s = open();
+        assert_eq!(s.producer.depth("r", "d"), 1);
         assert_eq!(
-            q.lease(10).await.unwrap().len(),
+            s.consumer.lease(10).await.unwrap().len(),
             1,
             "the lease was recovered"
         );
-        let dup = q
-            .enqueue(vec![batch("k1", vec![task("a", 1)])])
+        let dup = s
+            .producer
+            .enqueue(vec![batch("k1", vec![message("a", 1)])])
             .await
             .unwrap();
         assert_eq!(dup.duplicates, 1);
+        s.close();
     }
 }

@@ -1,10 +1,15 @@
 //! The embedded store: SQLite in WAL mode with `synchronous=FULL`. One thread owns the
 //! connection and runs every command waiting in its channel inside one transaction, so
 //! concurrent requests share a commit (a lone `synchronous=FULL` commit costs ≈ 190 µs).
+//!
+//! Order without scanning: each (route, destination, partition) line has at most one *head*
+//! (`ready` or `leased`); the messages behind it are `waiting` and are promoted one at a time
+//! when the head is acknowledged or dies. Leasing reads only due heads through a partial
+//! index, so its cost does not grow with a backlog behind a receiver that is down.
 
 use super::{
-    AttemptLog, BoxFuture, Completion, DeadLetter, Enqueued, EventBatch, NewTask, Queue,
-    QueueError, Task, TaskRecord, ms, now_ms,
+    AttemptLog, BoxFuture, Consumer, DeadLetter, DeadLetters, Enqueued, EventBatch, Lease, Leased,
+    Message, Producer, QueueError, Request, Settlement, ms, now_ms,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
@@ -28,8 +33,8 @@ enum Command {
         Vec<EventBatch>,
         oneshot::Sender<Result<Enqueued, QueueError>>,
     ),
-    Lease(usize, oneshot::Sender<Result<Vec<Task>, QueueError>>),
-    Complete(i64, Completion, oneshot::Sender<Result<(), QueueError>>),
+    Lease(usize, oneshot::Sender<Result<Vec<Leased>, QueueError>>),
+    Settle(i64, Settlement, oneshot::Sender<Result<(), QueueError>>),
     DeadLetters(
         Option<i64>,
         usize,
@@ -95,7 +100,8 @@ impl SqliteQueue {
              PRAGMA synchronous=FULL;
              PRAGMA busy_timeout=5000;
              CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-             INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', '1');
+             INSERT OR IGNORE INTO meta(key, value)
+               SELECT 'schema', CASE WHEN EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'tasks') THEN '1' ELSE '2' END;
              CREATE TABLE IF NOT EXISTS tasks(
                id INTEGER PRIMARY KEY AUTOINCREMENT,
                route TEXT NOT NULL, destination TEXT NOT NULL, partition TEXT NOT NULL,
@@ -128,6 +134,26 @@ impl SqliteQueue {
                 recovered,
                 "recovered leased messages left by an unclean stop"
             );
+        }
+        if recover {
+            // Schema 1 kept every live message `ready` and found heads by scanning: mark
+            // the ones behind a head `waiting`, once.
+            let schema: String =
+                conn.query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
+                    r.get(0)
+                })?;
+            if schema == "1" {
+                let moved = conn.execute(
+                    "UPDATE tasks SET state = 'waiting'
+                     WHERE state = 'ready' AND EXISTS (
+                       SELECT 1 FROM tasks p WHERE p.route = tasks.route
+                         AND p.destination = tasks.destination AND p.partition = tasks.partition
+                         AND p.state != 'dead' AND p.id < tasks.id)",
+                    [],
+                )?;
+                conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema'", [])?;
+                tracing::info!(moved, "store upgraded to schema 2 (line heads)");
+            }
         }
         let depths = Arc::new(Depths::default());
         {
@@ -204,15 +230,9 @@ impl Drop for SqliteQueue {
     }
 }
 
-impl Queue for SqliteQueue {
+impl Producer for SqliteQueue {
     fn enqueue(&self, events: Vec<EventBatch>) -> BoxFuture<'_, Result<Enqueued, QueueError>> {
         self.send(|tx| Command::Enqueue(events, tx))
-    }
-    fn lease(&self, max: usize) -> BoxFuture<'_, Result<Vec<Task>, QueueError>> {
-        self.send(|tx| Command::Lease(max, tx))
-    }
-    fn complete(&self, id: i64, completion: Completion) -> BoxFuture<'_, Result<(), QueueError>> {
-        self.send(|tx| Command::Complete(id, completion, tx))
     }
     fn depth(&self, route: &str, destination: &str) -> u64 {
         self.depths
@@ -222,10 +242,26 @@ impl Queue for SqliteQueue {
     fn total_depth(&self) -> u64 {
         self.depths.total()
     }
-    fn dead_letters(&self, limit: usize) -> BoxFuture<'_, Result<Vec<DeadLetter>, QueueError>> {
+}
+
+impl Consumer for SqliteQueue {
+    fn lease(&self, max: usize) -> BoxFuture<'_, Result<Vec<Leased>, QueueError>> {
+        self.send(|tx| Command::Lease(max, tx))
+    }
+    fn settle(
+        &self,
+        lease: Lease,
+        settlement: Settlement,
+    ) -> BoxFuture<'_, Result<(), QueueError>> {
+        self.send(|tx| Command::Settle(lease.id, settlement, tx))
+    }
+}
+
+impl DeadLetters for SqliteQueue {
+    fn list(&self, limit: usize) -> BoxFuture<'_, Result<Vec<DeadLetter>, QueueError>> {
         self.send(|tx| Command::DeadLetters(None, limit, tx))
     }
-    fn dead_letter(&self, id: i64) -> BoxFuture<'_, Result<DeadLetter, QueueError>> {
+    fn show(&self, id: i64) -> BoxFuture<'_, Result<DeadLetter, QueueError>> {
         let fut = self.send(|tx| Command::DeadLetters(Some(id), 1, tx));
         Box::pin(async move {
             fut.await?
@@ -336,9 +372,9 @@ fn run(
             });
             defer(replies, reply, value);
         }
-        Command::Complete(id, completion, reply) => {
+        Command::Settle(id, settlement, reply) => {
             let value = isolated(tx, deltas, |c, d| {
-                complete(c, id, completion, now, d).map_err(QueueError::from)
+                settle(c, id, settlement, now, d).map_err(QueueError::from)
             });
             defer(replies, reply, value);
         }
@@ -363,6 +399,31 @@ fn run(
     }
 }
 
+/// Whether the (route, destination, partition) line has a live message.
+fn line_is_live(tx: &Connection, m: &Message) -> Result<bool, rusqlite::Error> {
+    tx.prepare_cached(
+        "SELECT 1 FROM tasks WHERE route = ?1 AND destination = ?2 AND partition = ?3
+           AND state != 'dead' LIMIT 1",
+    )?
+    .exists(params![m.route, m.destination, m.partition])
+}
+
+/// Makes the oldest waiting message of a line its head.
+fn promote(
+    tx: &Connection,
+    route: &str,
+    destination: &str,
+    partition: &str,
+) -> Result<(), rusqlite::Error> {
+    tx.prepare_cached(
+        "UPDATE tasks SET state = 'ready' WHERE id = (
+           SELECT id FROM tasks WHERE route = ?1 AND destination = ?2 AND partition = ?3
+             AND state != 'dead' AND state = 'waiting' ORDER BY id LIMIT 1)",
+    )?
+    .execute(params![route, destination, partition])?;
+    Ok(())
+}
+
 fn enqueue(
     tx: &Connection,
     events: Vec<EventBatch>,
@@ -374,45 +435,44 @@ fn enqueue(
         tx.prepare_cached("INSERT OR IGNORE INTO dedupe(key, seen_at) VALUES (?1, ?2)")?;
     let mut insert = tx.prepare_cached(
         "INSERT INTO tasks(route, destination, partition, event_id, event_type, record, state,
-                           next_at, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'ready', ?7, ?7)",
+                           next_at, created_at, dead_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9)",
     )?;
     for event in events {
         if mark.execute(params![event.dedupe_key, now])? == 0 {
             out.duplicates += 1;
             continue;
         }
-        for task in event.tasks {
-            let record = serde_json::to_string(&task.record)
-                .map_err(|e| QueueError::Store(e.to_string()))?;
+        for new in event.messages {
+            let m = &new.message;
+            let state = match &new.failure {
+                Some(_) => "dead",
+                None if line_is_live(tx, m)? => "waiting",
+                None => "ready",
+            };
             insert.execute(params![
-                task.route,
-                task.destination,
-                task.partition,
-                task.event_id,
-                task.event_type,
-                record,
-                now
+                m.route,
+                m.destination,
+                m.partition,
+                m.event_id,
+                m.event_type,
+                m.request.to_record(),
+                state,
+                now,
+                new.failure.as_ref().map(|_| now),
             ])?;
-            match &task.failure {
-                None => deltas.push((format!("{}/{}", task.route, task.destination), 1)),
-                Some(reason) => {
-                    let id = tx.last_insert_rowid();
-                    tx.execute(
-                        "UPDATE tasks SET state = 'dead', dead_at = ?2 WHERE id = ?1",
-                        params![id, now],
-                    )?;
-                    log_attempt(
-                        tx,
-                        id,
-                        &AttemptLog {
-                            at: now,
-                            status: None,
-                            error: Some(reason.clone()),
-                            excerpt: None,
-                        },
-                    )?;
-                }
+            match &new.failure {
+                None => deltas.push((m.destination_key(), 1)),
+                Some(reason) => log_attempt(
+                    tx,
+                    tx.last_insert_rowid(),
+                    &AttemptLog {
+                        at: now,
+                        status: None,
+                        error: Some(reason.clone()),
+                        excerpt: None,
+                    },
+                )?,
             }
             out.stored += 1;
         }
@@ -420,48 +480,50 @@ fn enqueue(
     Ok(out)
 }
 
-fn lease(tx: &Connection, max: usize, now: i64) -> Result<Vec<Task>, rusqlite::Error> {
-    let mut select = tx.prepare_cached(
-        "SELECT t.id, t.route, t.destination, t.partition, t.event_id, t.event_type, t.record,
-                t.attempts, t.created_at
-         FROM tasks t
-         WHERE t.state = 'ready' AND t.next_at <= ?1
-           AND NOT EXISTS (SELECT 1 FROM tasks p
-                           WHERE p.route = t.route AND p.destination = t.destination
-                             AND p.partition = t.partition AND p.state != 'dead' AND p.id < t.id)
-         ORDER BY t.next_at, t.id
-         LIMIT ?2",
-    )?;
-    let tasks: Vec<Task> = select
-        .query_map(params![now, max as i64], row_to_task)?
+const COLUMNS: &str =
+    "id, route, destination, partition, event_id, event_type, record, attempts, created_at";
+
+fn lease(tx: &Connection, max: usize, now: i64) -> Result<Vec<Leased>, rusqlite::Error> {
+    let mut select = tx.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM tasks WHERE state = 'ready' AND next_at <= ?1
+         ORDER BY next_at, id LIMIT ?2"
+    ))?;
+    let rows: Vec<(i64, Message, u32, i64)> = select
+        .query_map(params![now, max as i64], row_to_message)?
         .collect::<Result<_, _>>()?;
     let mut mark =
         tx.prepare_cached("UPDATE tasks SET state = 'leased', lease_until = ?2 WHERE id = ?1")?;
-    for task in &tasks {
-        mark.execute(params![task.id, now + ms(LEASE)])?;
-    }
-    Ok(tasks)
+    rows.into_iter()
+        .map(|(id, message, attempts, created_at)| {
+            mark.execute(params![id, now + ms(LEASE)])?;
+            Ok(Leased {
+                lease: Lease { id },
+                message,
+                attempts,
+                created_at,
+            })
+        })
+        .collect()
 }
 
-fn row_to_task(r: &rusqlite::Row<'_>) -> Result<Task, rusqlite::Error> {
+fn row_to_message(r: &rusqlite::Row<'_>) -> Result<(i64, Message, u32, i64), rusqlite::Error> {
     let record: String = r.get(6)?;
-    let record: TaskRecord = serde_json::from_str(&record).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Text, Box::new(e))
+    let request = Request::from_record(&record).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(
+            6,
+            rusqlite::types::Type::Text,
+            Box::<dyn std::error::Error + Send + Sync>::from(e),
+        )
     })?;
-    Ok(Task {
-        id: r.get(0)?,
-        task: NewTask {
-            route: r.get(1)?,
-            destination: r.get(2)?,
-            partition: r.get(3)?,
-            event_id: r.get(4)?,
-            event_type: r.get(5)?,
-            record,
-            failure: None,
-        },
-        attempts: r.get::<_, i64>(7)? as u32,
-        created_at: r.get(8)?,
-    })
+    let message = Message {
+        route: r.get(1)?,
+        destination: r.get(2)?,
+        partition: r.get(3)?,
+        event_id: r.get(4)?,
+        event_type: r.get(5)?,
+        request,
+    };
+    Ok((r.get(0)?, message, r.get::<_, i64>(7)? as u32, r.get(8)?))
 }
 
 fn log_attempt(tx: &Connection, id: i64, log: &AttemptLog) -> Result<(), rusqlite::Error> {
@@ -472,46 +534,55 @@ fn log_attempt(tx: &Connection, id: i64, log: &AttemptLog) -> Result<(), rusqlit
     Ok(())
 }
 
-fn complete(
+fn settle(
     tx: &Connection,
     id: i64,
-    completion: Completion,
+    settlement: Settlement,
     now: i64,
     deltas: &mut Vec<(String, i64)>,
 ) -> Result<(), rusqlite::Error> {
-    let key: Option<(String, String)> = tx
-        .query_row(
-            "SELECT route, destination FROM tasks WHERE id = ?1 AND state = 'leased'",
-            [id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+    let line: Option<(String, String, String)> = tx
+        .prepare_cached(
+            "SELECT route, destination, partition FROM tasks WHERE id = ?1 AND state = 'leased'",
+        )?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
-    let Some((route, destination)) = key else {
-        return Ok(()); // already completed, or replayed meanwhile
+    let Some((route, destination, partition)) = line else {
+        return Ok(()); // already settled, or replayed meanwhile
     };
     let key = format!("{route}/{destination}");
-    match completion {
-        Completion::Delivered => {
-            tx.execute("DELETE FROM tasks WHERE id = ?1", [id])?;
-            tx.execute("DELETE FROM attempts WHERE task_id = ?1", [id])?;
+    match settlement {
+        Settlement::Ack => {
+            tx.prepare_cached("DELETE FROM tasks WHERE id = ?1")?
+                .execute([id])?;
+            tx.prepare_cached("DELETE FROM attempts WHERE task_id = ?1")?
+                .execute([id])?;
             deltas.push((key, -1));
+            promote(tx, &route, &destination, &partition)?;
         }
-        Completion::Retry { at, log } => {
+        Settlement::Retry { after, log } => {
             log_attempt(tx, id, &log)?;
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE tasks SET state = 'ready', lease_until = NULL, attempts = attempts + 1,
                                   next_at = ?2 WHERE id = ?1",
-                params![id, at],
-            )?;
+            )?
+            .execute(params![id, now.saturating_add(ms(after))])?;
         }
-        Completion::Dead { log } => {
+        Settlement::Defer { after } => {
+            tx.prepare_cached(
+                "UPDATE tasks SET state = 'ready', lease_until = NULL, next_at = ?2 WHERE id = ?1",
+            )?
+            .execute(params![id, now.saturating_add(ms(after))])?;
+        }
+        Settlement::Dead { log } => {
             log_attempt(tx, id, &log)?;
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE tasks SET state = 'dead', lease_until = NULL, attempts = attempts + 1,
                                   dead_at = ?2 WHERE id = ?1",
-                params![id, now],
-            )?;
+            )?
+            .execute(params![id, now])?;
             deltas.push((key, -1));
+            promote(tx, &route, &destination, &partition)?;
         }
     }
     Ok(())
@@ -522,23 +593,22 @@ fn dead_letters(
     id: Option<i64>,
     limit: usize,
 ) -> Result<Vec<DeadLetter>, rusqlite::Error> {
-    let mut select = tx.prepare_cached(
-        "SELECT id, route, destination, partition, event_id, event_type, record, attempts,
-                created_at, dead_at
-         FROM tasks WHERE state = 'dead' AND (?1 IS NULL OR id = ?1) ORDER BY id LIMIT ?2",
-    )?;
-    let rows: Vec<(Task, i64)> = select
+    let mut select = tx.prepare_cached(&format!(
+        "SELECT {COLUMNS}, dead_at
+         FROM tasks WHERE state = 'dead' AND (?1 IS NULL OR id = ?1) ORDER BY id LIMIT ?2"
+    ))?;
+    let rows: Vec<((i64, Message, u32, i64), i64)> = select
         .query_map(params![id, limit as i64], |r| {
-            Ok((row_to_task(r)?, r.get(9)?))
+            Ok((row_to_message(r)?, r.get(9)?))
         })?
         .collect::<Result<_, _>>()?;
     let mut logs = tx.prepare_cached(
         "SELECT at, status, error, excerpt FROM attempts WHERE task_id = ?1 ORDER BY at, rowid",
     )?;
     rows.into_iter()
-        .map(|(task, dead_at)| {
-            let attempts = logs
-                .query_map([task.id], |r| {
+        .map(|((id, message, attempts, created_at), dead_at)| {
+            let attempt_log = logs
+                .query_map([id], |r| {
                     Ok(AttemptLog {
                         at: r.get(0)?,
                         status: r.get(1)?,
@@ -548,9 +618,12 @@ fn dead_letters(
                 })?
                 .collect::<Result<_, _>>()?;
             Ok(DeadLetter {
-                task,
-                dead_at,
+                id,
+                message,
                 attempts,
+                created_at,
+                dead_at,
+                attempt_log,
             })
         })
         .collect()
@@ -563,20 +636,30 @@ fn replay(
     deltas: &mut Vec<(String, i64)>,
 ) -> Result<usize, QueueError> {
     let mut select = tx.prepare_cached(
-        "SELECT id, route, destination FROM tasks WHERE state = 'dead' AND (?1 IS NULL OR id = ?1)",
+        "SELECT id, route, destination, partition FROM tasks
+         WHERE state = 'dead' AND (?1 IS NULL OR id = ?1) ORDER BY id",
     )?;
-    let rows: Vec<(i64, String, String)> = select
-        .query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+    let rows: Vec<(i64, String, String, String)> = select
+        .query_map(params![id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
         .collect::<Result<_, _>>()?;
     if rows.is_empty()
         && let Some(id) = id
     {
         return Err(QueueError::NotFound(id));
     }
-    for (task, route, destination) in &rows {
+    for (task, route, destination, partition) in &rows {
+        // Behind whatever its line still holds: a replay never jumps the queue.
+        let live = tx
+            .prepare_cached(
+                "SELECT 1 FROM tasks WHERE route = ?1 AND destination = ?2 AND partition = ?3
+                   AND state != 'dead' LIMIT 1",
+            )?
+            .exists(params![route, destination, partition])?;
         tx.execute(
-            "UPDATE tasks SET state = 'ready', attempts = 0, next_at = ?2, dead_at = NULL WHERE id = ?1",
-            params![task, now],
+            "UPDATE tasks SET state = ?3, attempts = 0, next_at = ?2, dead_at = NULL WHERE id = ?1",
+            params![task, now, if live { "waiting" } else { "ready" }],
         )?;
         tx.execute("DELETE FROM attempts WHERE task_id = ?1", [task])?;
         deltas.push((format!("{route}/{destination}"), 1));
@@ -587,21 +670,97 @@ fn replay(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::delivery::suite;
+    use crate::config::{DeliveryConfig, StoreConfig};
+    use crate::delivery::{HttpRequest, Store, open_store, suite};
+
+    fn open(path: &Path) -> Store {
+        open_store(
+            &StoreConfig::Sqlite {
+                path: path.to_path_buf(),
+            },
+            &DeliveryConfig::default(),
+            false,
+        )
+        .unwrap()
+    }
 
     #[tokio::test]
     async fn passes_the_queue_suite() {
+        for run in 0..3 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("q.db");
+            match run {
+                0 => suite::order_dedupe_and_dead_letters(&open(&path)).await,
+                1 => suite::deferral_keeps_order_and_budget(&open(&path)).await,
+                _ => suite::leases_and_dedupe_survive_a_restart(|| open(&path)).await,
+            }
+        }
+    }
+
+    /// A store written by callgate 0.1 (schema 1, v1 records, every live row `ready`) opens,
+    /// keeps its per-call order and delivers its messages.
+    #[tokio::test]
+    async fn a_version_1_store_still_delivers_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("q.db");
-        let open = || -> Box<dyn Queue> {
-            Box::new(SqliteQueue::open(&path, Duration::from_secs(60)).unwrap())
-        };
-        suite::order_dedupe_and_dead_letters(open().as_ref()).await;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("q.db");
-        let open = || -> Box<dyn Queue> {
-            Box::new(SqliteQueue::open(&path, Duration::from_secs(60)).unwrap())
-        };
-        suite::leases_and_dedupe_survive_a_restart(open).await;
+        let path = dir.path().join("v1.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                 INSERT INTO meta VALUES ('schema', '1');
+                 CREATE TABLE tasks(
+                   id INTEGER PRIMARY KEY AUTOINCREMENT,
+                   route TEXT NOT NULL, destination TEXT NOT NULL, partition TEXT NOT NULL,
+                   event_id TEXT NOT NULL, event_type TEXT NOT NULL, record TEXT NOT NULL,
+                   state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+                   next_at INTEGER NOT NULL, lease_until INTEGER, created_at INTEGER NOT NULL,
+                   dead_at INTEGER);
+                 CREATE TABLE attempts(task_id INTEGER NOT NULL, at INTEGER NOT NULL,
+                   status INTEGER, error TEXT, excerpt TEXT);
+                 CREATE TABLE dedupe(key TEXT PRIMARY KEY, seen_at INTEGER NOT NULL);",
+            )
+            .unwrap();
+            for (n, state) in [(1, "leased"), (2, "ready"), (3, "ready")] {
+                let record = format!(
+                    r#"{{"v":1,"method":"POST","url":"http://127.0.0.1:9/","headers":[["content-type","application/json"]],"body":"{{\"n\":{n}}}"}}"#
+                );
+                conn.execute(
+                    "INSERT INTO tasks(route, destination, partition, event_id, event_type,
+                                       record, state, next_at, created_at)
+                     VALUES ('r', 'd', 'call', ?1, 'call.connected', ?2, ?3, 0, 0)",
+                    params![format!("e{n}"), record, state],
+                )
+                .unwrap();
+            }
+        }
+        let store = open(&path);
+        assert_eq!(store.producer.depth("r", "d"), 3);
+        let mut got = Vec::new();
+        loop {
+            let leased = store.consumer.lease(10).await.unwrap();
+            if leased.is_empty() {
+                break;
+            }
+            assert_eq!(leased.len(), 1, "one call, one head at a time");
+            let l = leased.into_iter().next().unwrap();
+            let Request::Http(HttpRequest { body, url, .. }) = &l.message.request;
+            assert_eq!(url, "http://127.0.0.1:9/");
+            got.push((l.message.event_id.clone(), body.clone().unwrap()));
+            store
+                .consumer
+                .settle(l.lease, Settlement::Ack)
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            got,
+            [
+                ("e1".to_string(), r#"{"n":1}"#.to_string()),
+                ("e2".into(), r#"{"n":2}"#.into()),
+                ("e3".into(), r#"{"n":3}"#.into())
+            ]
+        );
+        assert_eq!(store.producer.total_depth(), 0);
+        store.close();
     }
 }

@@ -1,19 +1,25 @@
-//! Delivery workers: lease due messages, send each over HTTP, classify the result, and record
-//! delivered / retry-at / dead. Waits come through `tokio::time`.
+//! Delivery workers: lease due messages, pass each through its destination's lane (rate
+//! limit, in-flight cap, breaker), send it with the destination's [`Outbound`] adapter, and
+//! settle the lease: acknowledged, retried after the schedule's wait, deferred (the lane said
+//! not now: no attempt spent), or dead. Waits come through `tokio::time`.
+//!
+//! Each attempt runs on the snapshot current when it started; a message whose destination a
+//! reload removed goes to the dead letters, from where it can be replayed once it is back.
 
-use super::classify::{AttemptResult, Decision, classify};
-use super::{AttemptLog, Completion, Queue, Task, ms, now_ms};
-use crate::adapters::http_out::OutboundClient;
+use super::lane::Admission;
+use super::{AttemptLog, Consumer, Leased, Settlement, Store, now_ms};
+use crate::adapters::AttemptOutcome;
+use crate::snapshot::Snapshot;
 use crate::telemetry::metrics as m;
+use arc_swap::ArcSwap;
 use rand::Rng;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, watch};
+use tokio::time::Instant;
 
 /// How often the dispatcher looks for due messages when nothing wakes it.
 const POLL: Duration = Duration::from_millis(100);
-/// How much of a receiver's reply body a dead letter keeps.
-const EXCERPT: usize = 512;
 
 /// The retry schedule: the wait before each attempt; after the last, dead letter.
 #[derive(Debug, Clone)]
@@ -38,8 +44,8 @@ impl RetryPolicy {
 
 /// Runs the delivery loop until `stop` turns true, then waits for attempts in flight.
 pub async fn run(
-    queue: Arc<dyn Queue>,
-    client: Arc<OutboundClient>,
+    store: Store,
+    snapshots: Arc<ArcSwap<Snapshot>>,
     policy: RetryPolicy,
     workers: usize,
     wake: Arc<Notify>,
@@ -52,16 +58,17 @@ pub async fn run(
         }
         let free = slots.available_permits();
         if free > 0 {
-            match queue.lease(free).await {
-                Ok(tasks) => {
-                    for task in tasks {
+            match store.consumer.lease(free).await {
+                Ok(leased) => {
+                    for leased in leased {
                         let Ok(permit) = slots.clone().acquire_owned().await else {
                             break;
                         };
-                        let (queue, client, policy, wake) =
-                            (queue.clone(), client.clone(), policy.clone(), wake.clone());
+                        let consumer = store.consumer.clone();
+                        let snapshot = snapshots.load_full();
+                        let (policy, wake) = (policy.clone(), wake.clone());
                         tokio::spawn(async move {
-                            attempt(queue.as_ref(), &client, &policy, task).await;
+                            attempt(consumer.as_ref(), &snapshot, &policy, leased).await;
                             drop(permit);
                             // The call's next message may be due now.
                             wake.notify_one();
@@ -71,7 +78,7 @@ pub async fn run(
                 Err(e) => tracing::error!(error = %e, "cannot lease messages"),
             }
         }
-        metrics::gauge!(m::QUEUE_DEPTH).set(queue.total_depth() as f64);
+        metrics::gauge!(m::QUEUE_DEPTH).set(store.producer.total_depth() as f64);
         tokio::select! {
             _ = wake.notified() => {}
             _ = tokio::time::sleep(POLL) => {}
@@ -82,66 +89,91 @@ pub async fn run(
     let _ = slots.acquire_many(workers as u32).await;
 }
 
-async fn attempt(queue: &dyn Queue, client: &OutboundClient, policy: &RetryPolicy, task: Task) {
-    let started = Instant::now();
-    let destination = format!("{}/{}", task.task.route, task.task.destination);
-    let sent = client.send(&task.task).await;
-    metrics::histogram!(m::ATTEMPT_SECONDS, "destination" => destination.clone())
-        .record(started.elapsed().as_secs_f64());
-    let (result, status, body, error) = match &sent {
-        Ok(reply) => (
-            AttemptResult::Status(reply.status, &reply.headers),
-            Some(reply.status.as_u16()),
-            Some(reply.body.clone()),
-            None,
-        ),
-        Err(e) => (e.as_attempt_result(), None, None, Some(e.to_string())),
+/// One leased message: lane, send, settle.
+pub async fn attempt(
+    consumer: &dyn Consumer,
+    snapshot: &Snapshot,
+    policy: &RetryPolicy,
+    leased: Leased,
+) {
+    let Leased {
+        lease,
+        message,
+        attempts,
+        ..
+    } = leased;
+    let key = message.destination_key();
+    let Some(dest) = snapshot.destination(&key) else {
+        tracing::warn!(destination = %key, event = %message.event_id, "destination no longer configured: dead letter");
+        let log = AttemptLog {
+            at: now_ms(),
+            status: None,
+            error: Some(format!("destination `{key}` is no longer configured")),
+            excerpt: None,
+        };
+        settle(consumer, lease.id(), lease, Settlement::Dead { log }).await;
+        return;
     };
-    let (decision, label) = classify(&result);
-    metrics::counter!(m::DELIVERIES, "destination" => destination.clone(), "outcome" => label)
+    let permit = match dest.lane.admit() {
+        Admission::Go(permit) => permit,
+        Admission::Defer(after, reason) => {
+            metrics::counter!(m::DEFERRED, "destination" => key.clone(), "reason" => reason.label())
+                .increment(1);
+            tracing::debug!(destination = %key, event = %message.event_id, ?after, reason = reason.label(), "deferred by the lane");
+            settle(consumer, lease.id(), lease, Settlement::Defer { after }).await;
+            return;
+        }
+    };
+    let started = Instant::now();
+    let result = dest.outbound.send(&message).await;
+    metrics::histogram!(m::ATTEMPT_SECONDS, "destination" => key.clone())
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!(m::DELIVERIES, "destination" => key.clone(), "outcome" => result.label)
         .increment(1);
+    dest.lane.record(permit, &result.outcome);
     let log = AttemptLog {
         at: now_ms(),
-        status,
-        error,
-        excerpt: body.map(|b| excerpt(&b)),
+        status: result.status,
+        error: result.error.clone(),
+        excerpt: result.excerpt.clone(),
     };
-    let completion = match decision {
-        Decision::Delivered => Completion::Delivered,
-        Decision::Retry { after } => match policy.next_wait(task.attempts + 1, after) {
-            Some(wait) => Completion::Retry {
-                at: now_ms() + ms(wait),
-                log,
-            },
-            None => Completion::Dead { log },
+    let settlement = match result.outcome {
+        AttemptOutcome::Delivered => Settlement::Ack,
+        AttemptOutcome::Retry { after } => match policy.next_wait(attempts + 1, after) {
+            Some(wait) => Settlement::Retry { after: wait, log },
+            None => Settlement::Dead { log },
         },
-        Decision::Dead => Completion::Dead { log },
+        AttemptOutcome::Dead { reason } => Settlement::Dead {
+            log: AttemptLog {
+                error: log.error.or(Some(reason)),
+                ..log
+            },
+        },
+        AttemptOutcome::Defer { until } => Settlement::Defer { after: until },
     };
-    match &completion {
-        Completion::Delivered => {
-            tracing::debug!(id = task.id, %destination, event = %task.task.event_id, "delivered")
+    match &settlement {
+        Settlement::Ack => {
+            tracing::debug!(id = lease.id(), destination = %key, event = %message.event_id, "delivered")
         }
-        Completion::Retry { at, log } => tracing::info!(
-            id = task.id, %destination, event = %task.task.event_id, status = ?log.status,
-            error = ?log.error, retry_in_ms = at - now_ms(), "delivery failed, will retry"
+        Settlement::Retry { after, log } => tracing::info!(
+            id = lease.id(), destination = %key, event = %message.event_id, status = ?log.status,
+            error = ?log.error, retry_in_ms = after.as_millis() as u64, "delivery failed, will retry"
         ),
-        Completion::Dead { log } => {
-            metrics::counter!(m::DEAD_LETTERS, "destination" => destination.clone()).increment(1);
+        Settlement::Dead { log } => {
+            metrics::counter!(m::DEAD_LETTERS, "destination" => key.clone()).increment(1);
             tracing::warn!(
-                id = task.id, %destination, event = %task.task.event_id, status = ?log.status,
-                error = ?log.error, attempts = task.attempts + 1, "delivery failed for good: dead letter"
+                id = lease.id(), destination = %key, event = %message.event_id, status = ?log.status,
+                error = ?log.error, attempts = attempts + 1, "delivery failed for good: dead letter"
             )
         }
+        Settlement::Defer { .. } => {}
     }
-    if let Err(e) = queue.complete(task.id, completion).await {
-        tracing::error!(id = task.id, error = %e, "cannot record the attempt; the lease will expire");
-    }
+    settle(consumer, lease.id(), lease, settlement).await;
 }
 
-fn excerpt(body: &str) -> String {
-    match body.char_indices().nth(EXCERPT) {
-        Some((at, _)) => format!("{}…", &body[..at]),
-        None => body.to_string(),
+async fn settle(consumer: &dyn Consumer, id: i64, lease: super::Lease, settlement: Settlement) {
+    if let Err(e) = consumer.settle(lease, settlement).await {
+        tracing::error!(id, error = %e, "cannot record the attempt; the lease will expire");
     }
 }
 

@@ -3,7 +3,6 @@
 //! var referenced exists, every table value fits its canonical field), compiles them once,
 //! then decodes and encodes without re-parsing anything per event.
 
-pub mod cases;
 pub mod decode;
 pub mod encode;
 pub mod fidelity;
@@ -26,6 +25,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use table::Table;
 use value::CompileEnv;
+
+/// The pseudo-vendor of a route or a translation that detects the source vendor from the
+/// payload's shape (`detect` paths in each `decode.yaml`).
+pub const AUTO: &str = "auto";
 
 /// One problem found while loading mappings, with the file and line at fault.
 #[derive(Debug, Clone, PartialEq)]
@@ -344,10 +347,7 @@ fn check_vendor_name(file: &Path, named: &str, folder: &str, problems: &mut Vec<
 }
 
 /// Reads a YAML file into `T`, recording a problem (with serde-saphyr's line) on failure.
-pub(crate) fn read_yaml<T: DeserializeOwned>(
-    path: &Path,
-    problems: &mut Vec<Problem>,
-) -> Option<T> {
+pub fn read_yaml<T: DeserializeOwned>(path: &Path, problems: &mut Vec<Problem>) -> Option<T> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {

@@ -1,10 +1,11 @@
 //! The admin listener: `/metrics` (Prometheus), `/healthz`, `/readyz`, the dead letters
-//! (`/admin/deliveries…`) and `/admin/translate`. Loopback by default; with
-//! `server.admin_token` every request needs `Authorization: Bearer <token>`.
+//! (`/admin/deliveries…`), `/admin/reload`, `/admin/mappings` and `/admin/translate`.
+//! Loopback by default; with `server.admin_token` every request needs
+//! `Authorization: Bearer <token>`.
 
-use super::problem::Problem;
-use crate::delivery::{Queue, QueueError};
-use crate::mapping::MappingSet;
+use crate::delivery::{DeadLetters, QueueError};
+use crate::problem::Problem;
+use crate::reload::{Reloaded, Reloader, Trigger};
 use crate::telemetry::metrics;
 use crate::translate::Translator;
 use axum::Router;
@@ -20,10 +21,10 @@ use subtle::ConstantTimeEq;
 
 /// What the admin handlers need.
 pub struct Admin {
-    /// The durable queue.
-    pub queue: Arc<dyn Queue>,
-    /// The mappings, for `/admin/translate`.
-    pub mappings: Arc<MappingSet>,
+    /// The dead letters.
+    pub dead_letters: Arc<dyn DeadLetters>,
+    /// Reloads and the snapshot being served (its mappings serve `/admin/translate`).
+    pub reloader: Arc<Reloader>,
     /// `Bearer <admin_token>`, when set.
     pub token: Option<String>,
 }
@@ -39,6 +40,8 @@ pub fn router(admin: Arc<Admin>, health: Router) -> Router {
         .route("/admin/deliveries/{id}", get(show))
         .route("/admin/deliveries/{id}/replay", post(replay_one))
         .route("/admin/translate", post(translate))
+        .route("/admin/reload", post(reload))
+        .route("/admin/mappings", get(mappings))
         .layer(middleware::from_fn_with_state(admin.clone(), authorize))
         .with_state(admin)
         .merge(health)
@@ -91,8 +94,8 @@ async fn list(
     Query(q): Query<ListQuery>,
 ) -> Result<Response, Problem> {
     let dead = admin
-        .queue
-        .dead_letters(q.limit.unwrap_or(100))
+        .dead_letters
+        .list(q.limit.unwrap_or(100))
         .await
         .map_err(store_problem)?;
     let items: Vec<_> = dead.iter().map(|d| d.to_json()).collect();
@@ -100,7 +103,7 @@ async fn list(
 }
 
 async fn show(State(admin): State<AdminState>, Path(id): Path<i64>) -> Result<Response, Problem> {
-    let dead = admin.queue.dead_letter(id).await.map_err(store_problem)?;
+    let dead = admin.dead_letters.show(id).await.map_err(store_problem)?;
     Ok(axum::Json(dead.to_json()).into_response())
 }
 
@@ -108,17 +111,25 @@ async fn replay_one(
     State(admin): State<AdminState>,
     Path(id): Path<i64>,
 ) -> Result<Response, Problem> {
-    let n = admin.queue.replay(Some(id)).await.map_err(store_problem)?;
+    let n = admin
+        .dead_letters
+        .replay(Some(id))
+        .await
+        .map_err(store_problem)?;
     Ok(axum::Json(json!({ "replayed": n })).into_response())
 }
 
 async fn replay_all(State(admin): State<AdminState>) -> Result<Response, Problem> {
-    let n = admin.queue.replay(None).await.map_err(store_problem)?;
+    let n = admin
+        .dead_letters
+        .replay(None)
+        .await
+        .map_err(store_problem)?;
     Ok(axum::Json(json!({ "replayed": n })).into_response())
 }
 
 async fn purge(State(admin): State<AdminState>) -> Result<Response, Problem> {
-    let n = admin.queue.purge().await.map_err(store_problem)?;
+    let n = admin.dead_letters.purge().await.map_err(store_problem)?;
     Ok(axum::Json(json!({ "purged": n })).into_response())
 }
 
@@ -141,7 +152,8 @@ async fn translate(
             e,
         )
     };
-    let translator = Translator::new(&admin.mappings, &q.from, &q.to, "http://receiver.invalid/")
+    let mappings = admin.reloader.snapshots().load().mappings.clone();
+    let translator = Translator::new(mappings, &q.from, &q.to, "http://receiver.invalid/")
         .map_err(|e| bad(e.to_string()))?;
     let mut out = Vec::new();
     for payload in translator.read(&body).map_err(|e| bad(e.to_string()))? {
@@ -153,4 +165,25 @@ async fn translate(
         }
     }
     Ok(axum::Json(json!({ "outputs": out })).into_response())
+}
+
+async fn reload(State(admin): State<AdminState>) -> Result<Response, Problem> {
+    match admin.reloader.reload(Trigger::Admin).await {
+        Ok(Reloaded::Swapped { version }) => {
+            Ok(axum::Json(json!({ "status": "reloaded", "version": version })).into_response())
+        }
+        Ok(Reloaded::Unchanged { version }) => {
+            Ok(axum::Json(json!({ "status": "unchanged", "version": version })).into_response())
+        }
+        Err(e) => Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "reload-rejected",
+            "Reload rejected; the previous mappings and routes keep serving",
+            e,
+        )),
+    }
+}
+
+async fn mappings(State(admin): State<AdminState>) -> Response {
+    axum::Json(admin.reloader.status_json()).into_response()
 }

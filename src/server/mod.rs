@@ -1,95 +1,103 @@
-//! The HTTP servers: the public router (routes, health, fallback), the admin router, and
-//! RFC 9457 problems. Handlers are small; the pipeline lives in `intake`.
+//! The HTTP servers: the public listener (one handler that finds the route in the current
+//! snapshot, health endpoints, the fallback proxy) and the admin listener. Handlers are
+//! small; the webhook transport is `adapters/webhook/handler.rs`, the pipeline `pipeline.rs`.
 
 pub mod admin;
 pub mod fallback;
-pub mod intake;
-pub mod problem;
 
-use crate::delivery::Queue;
-use crate::route::Route;
+use crate::adapters::webhook::handler;
+use crate::delivery::Producer;
+use crate::intake::Intake;
+use crate::problem::Problem;
+use crate::snapshot::Snapshot;
+use arc_swap::ArcSwap;
 use axum::Router;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
-use intake::Shared;
-use problem::Problem;
+use axum::routing::get;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+/// What the public listener's handler shares.
+pub struct Public {
+    /// The snapshot being served; each request keeps the one current when it arrived.
+    pub snapshots: Arc<ArcSwap<Snapshot>>,
+    /// Intake (enqueue, proxy).
+    pub intake: Intake,
+    /// The shared HTTP client, for the fallback proxy.
+    pub http: reqwest::Client,
+    /// `server.max_body_bytes`.
+    pub max_body: usize,
+}
+
 /// Health endpoints: `/healthz` (the process answers) and `/readyz` (store open, mappings
 /// loaded, not shutting down).
-pub fn health(queue: Arc<dyn Queue>, ready: Arc<AtomicBool>) -> Router {
+pub fn health(producer: Arc<dyn Producer>, ready: Arc<AtomicBool>) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
         .route(
             "/readyz",
             get(move || {
-                let (queue, ready) = (queue.clone(), ready.clone());
+                let (producer, ready) = (producer.clone(), ready.clone());
                 async move {
                     if !ready.load(Ordering::Relaxed) {
-                        return Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Not ready", "starting or shutting down").into_response();
+                        return Problem::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "not-ready",
+                            "Not ready",
+                            "starting or shutting down",
+                        )
+                        .into_response();
                     }
-                    match queue.lease(0).await {
-                        Ok(_) => axum::Json(serde_json::json!({"status": "ready", "mappings": "loaded", "store": "open"})).into_response(),
-                        Err(e) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Store unavailable", e.to_string()).into_response(),
-                    }
+                    axum::Json(serde_json::json!({
+                        "status": "ready", "mappings": "loaded", "store": "open",
+                        "waiting": producer.total_depth(),
+                    }))
+                    .into_response()
                 }
             }),
         )
 }
 
-/// The public router: one handler per route path, health, and the fallback.
-pub fn public_router(
-    shared: Arc<Shared>,
-    routes: Vec<Route>,
-    fallback: Option<String>,
-    request_timeout: Duration,
-    health: Router,
-) -> Router {
-    let mut router = Router::new();
-    for route in routes {
-        let path = route.path.clone();
-        let route = Arc::new(route);
-        let shared = shared.clone();
-        router = router.route(
-            &path,
-            any(move |request: Request| intake::handle(shared.clone(), route.clone(), request)),
-        );
-    }
-    let fallback_shared = shared.clone();
-    router
+/// The public router: every request not for health goes to [`dispatch`].
+pub fn public_router(public: Arc<Public>, request_timeout: Duration, health: Router) -> Router {
+    Router::new()
+        .fallback(dispatch)
+        .with_state(public)
         .merge(health)
-        .fallback(move |request: Request| {
-            let shared = fallback_shared.clone();
-            let fallback = fallback.clone();
-            async move {
-                match fallback {
-                    Some(base) => {
-                        fallback::forward(shared.client.http(), &base, shared.max_body, request)
-                            .await
-                    }
-                    None => Problem::new(
-                        StatusCode::NOT_FOUND,
-                        "no-route",
-                        "No route",
-                        format!(
-                            "no route for {} {} and no fallback configured",
-                            request.method(),
-                            request.uri().path()
-                        ),
-                    )
-                    .into_response(),
-                }
-            }
-        })
         .layer(axum::middleware::from_fn(
             move |request: Request, next: axum::middleware::Next| async move {
                 timeout(request_timeout, request, next).await
             },
         ))
+}
+
+/// Finds the request's route in the current snapshot; unmatched requests go to the fallback
+/// receiver, or get 404.
+async fn dispatch(State(public): State<Arc<Public>>, request: Request) -> Response {
+    let snapshot = public.snapshots.load_full();
+    if let Some(route) = snapshot.route_for_path(request.uri().path()).cloned() {
+        return handler::handle(&public.intake, public.max_body, &snapshot, &route, request).await;
+    }
+    match &snapshot.config.fallback {
+        Some(base) => fallback::forward(&public.http, base.value(), public.max_body, request).await,
+        None => Problem::new(
+            StatusCode::NOT_FOUND,
+            "no-route",
+            "No route",
+            format!(
+                "no route for {} {} and no fallback configured",
+                request.method(),
+                request.uri().path()
+            ),
+        )
+        .into_response(),
+    }
 }
 
 async fn timeout(limit: Duration, request: Request, next: axum::middleware::Next) -> Response {

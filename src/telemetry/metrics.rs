@@ -22,6 +22,20 @@ pub const QUEUE_DEPTH: &str = "callgate_queue_depth";
 /// Messages moved to the dead letters, by `destination`.
 pub const DEAD_LETTERS: &str = "callgate_dead_letters_total";
 
+/// Messages a lane deferred without an attempt, by `destination` and `reason`
+/// (`breaker_open`, `max_in_flight`, `rate_limited`).
+pub const DEFERRED: &str = "callgate_deliveries_deferred_total";
+/// Circuit breaker state by `destination`: 0 closed, 1 open, 2 half-open.
+pub const BREAKER_STATE: &str = "callgate_breaker_state";
+/// Times a destination's breaker opened, by `destination`.
+pub const BREAKER_OPENED: &str = "callgate_breaker_opened_total";
+/// Reloads by `result` (`ok`, `rejected`, `unchanged`).
+pub const RELOADS: &str = "callgate_reloads_total";
+/// 1 when the last reload attempt was rejected (its error is in `/admin/mappings`), else 0.
+pub const RELOAD_FAILING: &str = "callgate_reload_failing";
+/// The version of the snapshot being served.
+pub const SNAPSHOT_VERSION: &str = "callgate_snapshot_version";
+
 /// Latency buckets of `callgate_delivery_attempt_seconds`, seconds.
 const BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0,
@@ -60,4 +74,19 @@ fn describe() {
     );
     metrics::describe_gauge!(QUEUE_DEPTH, "Messages waiting for delivery");
     metrics::describe_counter!(DEAD_LETTERS, "Messages moved to the dead letters");
+    metrics::describe_counter!(DEFERRED, "Messages deferred by a lane without an attempt");
+    metrics::describe_gauge!(
+        BREAKER_STATE,
+        "Circuit breaker: 0 closed, 1 open, 2 half-open"
+    );
+    metrics::describe_counter!(BREAKER_OPENED, "Times a circuit breaker opened");
+    metrics::describe_counter!(RELOADS, "Reloads of mappings and routes by result");
+    metrics::describe_gauge!(
+        RELOAD_FAILING,
+        "1 while the last reload attempt was rejected"
+    );
+    metrics::describe_gauge!(
+        SNAPSHOT_VERSION,
+        "Version of the mappings and routes served"
+    );
 }

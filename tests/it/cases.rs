@@ -1,11 +1,11 @@
 //! Runs every `mappings/*/cases/*.yaml`, exactly as `callgate test` does.
 
 use crate::support::mappings;
-use callgate::mapping::cases::run_all;
+use callgate::cases::run_all;
 
 #[test]
 fn every_mapping_case_passes() {
-    let reports = run_all(mappings());
+    let reports = run_all(&mappings());
     let failed: Vec<String> = reports
         .iter()
         .filter(|r| !r.passed())
@@ -48,7 +48,7 @@ fn a_failing_expectation_is_reported_with_the_difference() {
         "from: enablex\nto: cloudevents\ninput: {type: roomdrop, app_id: a, room_id: r, conf_num: '1', trans_date: 1700000123}\nexpect:\n  \"$.type\": call.ended\n",
     )
     .unwrap();
-    let report = callgate::mapping::cases::run_case(mappings(), &case);
+    let report = callgate::cases::run_case(&mappings(), &case);
     assert!(!report.passed());
     assert!(
         report.failures[0].contains("expected \"call.ended\", got \"conference.ended\""),

@@ -146,7 +146,8 @@ proptest! {
     #[test]
     fn every_encoded_json_body_parses(event in arbitrary_event()) {
         for vendor in VENDORS.iter().chain(["cloudevents"].iter()) {
-            let encoder = mappings().vendor(vendor).unwrap().encoder().unwrap();
+            let set = mappings();
+            let encoder = set.vendor(vendor).unwrap().encoder().unwrap();
             match encoder.render(&event) {
                 Ok(Some(rendered)) => {
                     let request = encoder.outbound(&rendered, "http://127.0.0.1/x");

@@ -2,7 +2,8 @@
 //! vendor reproduces the input exactly (JSON equality; for Oracle ISR, the parameter set).
 
 use crate::support::{fixtures, lines, mappings};
-use callgate::translate::{Translator, params_from_url};
+use callgate::adapters::webhook::params_from_url;
+use callgate::translate::Translator;
 use serde_json::Value;
 
 const JSON_VENDORS: [&str; 4] = ["ringcentral", "vidyo", "enreach", "enablex"];

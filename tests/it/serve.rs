@@ -395,7 +395,7 @@ async fn a_full_queue_answers_503_with_retry_after() {
     assert_eq!(problem["type"], "urn:callgate:problem:queue-full");
     assert!(problem["detail"].as_str().unwrap().contains("vidyo"));
     // Refused, not recorded: the same notification is welcome once there is room.
-    assert_eq!(gw.queue.depth("rc", "vidyo"), 2);
+    assert_eq!(gw.store.producer.depth("rc", "vidyo"), 2);
     gw.shutdown().await;
 }
 
@@ -849,7 +849,7 @@ async fn stopping_keeps_the_queue_for_the_next_start() {
     refusal.release();
     let gw = gateway(&text).await;
     assert_eq!(
-        gw.queue.depth("rc", "vidyo"),
+        gw.store.producer.depth("rc", "vidyo"),
         3,
         "the queue survived the stop"
     );

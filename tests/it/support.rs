@@ -4,7 +4,7 @@ use callgate::MappingSet;
 use callgate::translate::{Outcome, Translator};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// The repository root.
 pub fn root() -> &'static Path {
@@ -12,11 +12,12 @@ pub fn root() -> &'static Path {
 }
 
 /// The shipped mappings, loaded once.
-pub fn mappings() -> &'static MappingSet {
-    static SET: OnceLock<MappingSet> = OnceLock::new();
+pub fn mappings() -> Arc<MappingSet> {
+    static SET: OnceLock<Arc<MappingSet>> = OnceLock::new();
     SET.get_or_init(|| {
-        MappingSet::load(&root().join("mappings")).expect("shipped mappings are valid")
+        Arc::new(MappingSet::load(&root().join("mappings")).expect("shipped mappings are valid"))
     })
+    .clone()
 }
 
 /// Every file under `tests/fixtures/<vendor>` with the extension, excluding API objects and
@@ -42,7 +43,7 @@ pub fn fixtures(vendor: &str, ext: &str) -> Vec<PathBuf> {
 }
 
 /// Translates the text of one input through one translator, returning every printed line.
-pub fn lines(translator: &Translator<'_>, text: &str) -> Vec<Value> {
+pub fn lines(translator: &Translator, text: &str) -> Vec<Value> {
     let mut out = Vec::new();
     for payload in translator.read(text).expect("readable input") {
         for outcome in translator.translate(&payload).expect("translates") {
@@ -55,7 +56,7 @@ pub fn lines(translator: &Translator<'_>, text: &str) -> Vec<Value> {
 }
 
 /// The outcomes of translating a file.
-pub fn outcomes(translator: &Translator<'_>, file: &Path) -> Vec<Outcome> {
+pub fn outcomes(translator: &Translator, file: &Path) -> Vec<Outcome> {
     let text = std::fs::read_to_string(file).expect("fixture");
     let mut out = Vec::new();
     for payload in translator.read(&text).expect("readable input") {

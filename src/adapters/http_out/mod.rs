@@ -1,17 +1,22 @@
-//! Outbound HTTP: sends stored messages to receivers with the destination's credentials and
-//! extra headers, which are added here at send time and never written to the store.
+//! Outbound HTTP: the [`Outbound`] adapter of `url:` destinations. Sends stored requests with
+//! the destination's credentials and extra headers, which are added here at send time and
+//! never written to the store, and classifies each result once (`classify.rs`).
 
-use crate::config::{Config, DestinationConfig};
-use crate::delivery::NewTask;
-use crate::delivery::classify::AttemptResult;
+pub mod classify;
+
+use crate::adapters::{Attempt, Outbound};
+use crate::config::DestinationConfig;
+use crate::delivery::{BoxFuture, HttpRequest, Message, Request};
 use base64::Engine;
+use classify::{AttemptResult, classify};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
-use std::collections::HashMap;
 use std::time::Duration;
 
 /// Largest reply body read from a receiver (the rest is dropped).
 const MAX_REPLY: usize = 64 * 1024;
+/// How much of a receiver's reply a dead letter keeps, in characters.
+const EXCERPT: usize = 512;
 
 /// A receiver's reply.
 #[derive(Debug, Clone)]
@@ -49,35 +54,36 @@ impl SendError {
     }
 }
 
-/// Credentials and extra headers of one destination.
-#[derive(Debug, Clone, Default)]
-struct DestinationHeaders(Vec<(HeaderName, HeaderValue)>);
-
-/// The shared outbound client.
-pub struct OutboundClient {
-    http: reqwest::Client,
-    timeout: Duration,
-    destinations: HashMap<String, DestinationHeaders>,
+/// The process-wide HTTP client: one connection pool shared by every destination and the
+/// fallback proxy, kept across reloads.
+pub fn shared_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .user_agent(concat!("callgate/", env!("CARGO_PKG_VERSION")))
+        .pool_max_idle_per_host(256)
+        .build()
+        .map_err(|e| e.to_string())
 }
 
-impl OutboundClient {
-    /// A client for every destination of `config`, with `config.delivery.timeout`.
-    pub fn new(config: &Config) -> Result<OutboundClient, String> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("callgate/", env!("CARGO_PKG_VERSION")))
-            .pool_max_idle_per_host(256)
-            .build()
-            .map_err(|e| e.to_string())?;
-        let mut destinations = HashMap::new();
-        for route in &config.routes {
-            for dest in &route.to {
-                destinations.insert(format!("{}/{}", route.name, dest.name), headers_for(dest)?);
-            }
-        }
-        Ok(OutboundClient {
+/// One `url:` destination: the shared client, the attempt timeout, and the destination's
+/// credentials and extra headers.
+pub struct HttpOutbound {
+    http: reqwest::Client,
+    timeout: Duration,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl HttpOutbound {
+    /// The adapter of `dest`; fails (naming the destination) when a header or credential
+    /// cannot be sent.
+    pub fn new(
+        http: reqwest::Client,
+        timeout: Duration,
+        dest: &DestinationConfig,
+    ) -> Result<HttpOutbound, String> {
+        Ok(HttpOutbound {
             http,
-            timeout: config.delivery.timeout,
-            destinations,
+            timeout,
+            headers: headers_for(dest)?,
         })
     }
 
@@ -86,27 +92,24 @@ impl OutboundClient {
         self.timeout
     }
 
-    /// Sends a stored message once.
-    pub async fn send(&self, task: &NewTask) -> Result<Reply, SendError> {
-        let key = format!("{}/{}", task.route, task.destination);
-        let method = Method::from_bytes(task.record.method.as_bytes())
+    /// Sends a request once and returns the receiver's reply (proxy mode passes it through).
+    pub async fn forward(&self, request: &HttpRequest) -> Result<Reply, SendError> {
+        let method = Method::from_bytes(request.method.as_bytes())
             .map_err(|e| SendError::Other(e.to_string()))?;
-        let mut request = self
+        let mut builder = self
             .http
-            .request(method, &task.record.url)
+            .request(method, &request.url)
             .timeout(self.timeout);
-        for (name, value) in &task.record.headers {
-            request = request.header(name.as_str(), value.as_str());
+        for (name, value) in &request.headers {
+            builder = builder.header(name.as_str(), value.as_str());
         }
-        if let Some(extra) = self.destinations.get(&key) {
-            for (name, value) in &extra.0 {
-                request = request.header(name, value);
-            }
+        for (name, value) in &self.headers {
+            builder = builder.header(name, value);
         }
-        if let Some(body) = &task.record.body {
-            request = request.body(body.clone());
+        if let Some(body) = &request.body {
+            builder = builder.body(body.clone());
         }
-        let response = request.send().await.map_err(|e| self.error(e))?;
+        let response = builder.send().await.map_err(|e| self.error(e))?;
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = response.bytes().await.map_err(|e| self.error(e))?;
@@ -116,11 +119,6 @@ impl OutboundClient {
             headers,
             body,
         })
-    }
-
-    /// The underlying client, for the fallback reverse proxy.
-    pub fn http(&self) -> &reqwest::Client {
-        &self.http
     }
 
     fn error(&self, e: reqwest::Error) -> SendError {
@@ -134,7 +132,45 @@ impl OutboundClient {
     }
 }
 
-fn headers_for(dest: &DestinationConfig) -> Result<DestinationHeaders, String> {
+impl Outbound for HttpOutbound {
+    fn send<'a>(&'a self, message: &'a Message) -> BoxFuture<'a, Attempt> {
+        Box::pin(async move {
+            let Request::Http(request) = &message.request;
+            match self.forward(request).await {
+                Ok(reply) => {
+                    let (outcome, label) =
+                        classify(&AttemptResult::Status(reply.status, &reply.headers));
+                    Attempt {
+                        outcome,
+                        label,
+                        status: Some(reply.status.as_u16()),
+                        error: None,
+                        excerpt: Some(excerpt(&reply.body)),
+                    }
+                }
+                Err(e) => {
+                    let (outcome, label) = classify(&e.as_attempt_result());
+                    Attempt {
+                        outcome,
+                        label,
+                        status: None,
+                        error: Some(e.to_string()),
+                        excerpt: None,
+                    }
+                }
+            }
+        })
+    }
+}
+
+fn excerpt(body: &str) -> String {
+    match body.char_indices().nth(EXCERPT) {
+        Some((at, _)) => format!("{}…", &body[..at]),
+        None => body.to_string(),
+    }
+}
+
+fn headers_for(dest: &DestinationConfig) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
     let mut out = Vec::new();
     let bad = |what: &str| format!("destination `{}`: invalid {what}", dest.name);
     for (name, value) in &dest.headers {
@@ -163,5 +199,5 @@ fn headers_for(dest: &DestinationConfig) -> Result<DestinationHeaders, String> {
             out.push((AUTHORIZATION, value));
         }
     }
-    Ok(DestinationHeaders(out))
+    Ok(out)
 }

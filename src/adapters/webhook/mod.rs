@@ -1,10 +1,11 @@
 //! Inbound webhooks: turns an HTTP request into a payload (a JSON body, or URL/form
 //! parameters for parameter vendors such as Oracle ISR) and, through the route's verifier,
-//! into a [`VerifiedInbound`] — the only input the decoder accepts.
+//! into a [`VerifiedInbound`] — the only input the pipeline accepts. `handler.rs` is the
+//! HTTP transport around the pipeline.
 
+pub mod handler;
 pub mod verify;
 
-use crate::translate::params_from_url;
 use axum::http::{HeaderMap, Method, header::CONTENT_TYPE};
 use serde_json::Value;
 
@@ -101,6 +102,21 @@ pub fn read_payload(
     serde_json::from_slice(trimmed)
         .map(|v| (v, false))
         .map_err(|e| PayloadError::Json(e.to_string()))
+}
+
+/// Parameters of a URL, or of a bare query string, as `{name: value}` (the last of repeated
+/// names wins; `+` reads as a space, as in forms).
+pub fn params_from_url(line: &str) -> Value {
+    let query = match line.split_once('?') {
+        Some((_, q)) => q,
+        None => line,
+    };
+    let query = query.split('#').next().unwrap_or_default();
+    Value::Object(
+        form_urlencoded::parse(query.as_bytes())
+            .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+            .collect(),
+    )
 }
 
 #[cfg(test)]

@@ -1,24 +1,11 @@
-//! The one place an attempt's result becomes a decision: delivered, retry (when), or dead
-//! letter, with the metric label that says why (DESIGN.md §7, linkerd2-proxy style).
+//! The one place an HTTP attempt's result becomes an [`AttemptOutcome`]: delivered, retry
+//! (when), or dead letter, with the metric label that says why (DESIGN.md §7,
+//! linkerd2-proxy style).
 
+use crate::adapters::AttemptOutcome;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use std::time::Duration;
-
-/// What an attempt's result means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    /// 2xx: done.
-    Delivered,
-    /// Worth retrying: connect errors, timeouts, 408, 429, 5xx. `after` is the receiver's
-    /// `Retry-After`, if it gave one.
-    Retry {
-        /// The receiver's requested wait.
-        after: Option<Duration>,
-    },
-    /// Retrying will not help: other 4xx, 3xx, an invalid request.
-    Dead,
-}
 
 /// The result of one HTTP attempt as the classifier sees it.
 pub enum AttemptResult<'a> {
@@ -33,10 +20,10 @@ pub enum AttemptResult<'a> {
 }
 
 /// Classifies an attempt; the label is the metric label of the outcome.
-pub fn classify(result: &AttemptResult<'_>) -> (Decision, &'static str) {
+pub fn classify(result: &AttemptResult<'_>) -> (AttemptOutcome, &'static str) {
     match result {
         AttemptResult::Status(status, _) if status.is_success() => {
-            (Decision::Delivered, "delivered")
+            (AttemptOutcome::Delivered, "delivered")
         }
         AttemptResult::Status(status, headers)
             if *status == StatusCode::REQUEST_TIMEOUT
@@ -44,16 +31,21 @@ pub fn classify(result: &AttemptResult<'_>) -> (Decision, &'static str) {
                 || status.is_server_error() =>
         {
             (
-                Decision::Retry {
+                AttemptOutcome::Retry {
                     after: retry_after(headers),
                 },
                 "retry_status",
             )
         }
-        AttemptResult::Status(..) => (Decision::Dead, "dead_status"),
-        AttemptResult::Timeout => (Decision::Retry { after: None }, "retry_timeout"),
-        AttemptResult::Connect => (Decision::Retry { after: None }, "retry_connect"),
-        AttemptResult::Other => (Decision::Retry { after: None }, "retry_error"),
+        AttemptResult::Status(status, _) => (
+            AttemptOutcome::Dead {
+                reason: format!("the receiver answered {status}"),
+            },
+            "dead_status",
+        ),
+        AttemptResult::Timeout => (AttemptOutcome::Retry { after: None }, "retry_timeout"),
+        AttemptResult::Connect => (AttemptOutcome::Retry { after: None }, "retry_connect"),
+        AttemptResult::Other => (AttemptOutcome::Retry { after: None }, "retry_error"),
     }
 }
 
@@ -83,36 +75,46 @@ mod tests {
         let cases = [
             (
                 AttemptResult::Status(StatusCode::OK, &empty),
-                Decision::Delivered,
+                AttemptOutcome::Delivered,
             ),
             (
                 AttemptResult::Status(StatusCode::NO_CONTENT, &empty),
-                Decision::Delivered,
+                AttemptOutcome::Delivered,
             ),
             (
                 AttemptResult::Status(StatusCode::SERVICE_UNAVAILABLE, &later),
-                Decision::Retry {
+                AttemptOutcome::Retry {
                     after: Some(Duration::from_secs(7)),
                 },
             ),
             (
                 AttemptResult::Status(StatusCode::TOO_MANY_REQUESTS, &empty),
-                Decision::Retry { after: None },
+                AttemptOutcome::Retry { after: None },
             ),
             (
                 AttemptResult::Status(StatusCode::REQUEST_TIMEOUT, &empty),
-                Decision::Retry { after: None },
+                AttemptOutcome::Retry { after: None },
             ),
             (
                 AttemptResult::Status(StatusCode::BAD_REQUEST, &empty),
-                Decision::Dead,
+                AttemptOutcome::Dead {
+                    reason: "the receiver answered 400 Bad Request".into(),
+                },
             ),
             (
                 AttemptResult::Status(StatusCode::NOT_FOUND, &empty),
-                Decision::Dead,
+                AttemptOutcome::Dead {
+                    reason: "the receiver answered 404 Not Found".into(),
+                },
             ),
-            (AttemptResult::Timeout, Decision::Retry { after: None }),
-            (AttemptResult::Connect, Decision::Retry { after: None }),
+            (
+                AttemptResult::Timeout,
+                AttemptOutcome::Retry { after: None },
+            ),
+            (
+                AttemptResult::Connect,
+                AttemptOutcome::Retry { after: None },
+            ),
         ];
         for (result, expected) in cases {
             assert_eq!(classify(&result).0, expected);

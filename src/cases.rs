@@ -1,13 +1,15 @@
 //! Mapping cases (`mappings/*/cases/*.yaml`): behaviour as data, run by `callgate test` and
-//! by `cargo test`. Each case sends its input through `translate` and checks JSONPaths on the
+//! by `cargo test`, and by every snapshot build (a set whose cases fail is never served).
+//! Each case sends its input through the pipeline (`translate`) and checks JSONPaths on the
 //! last output.
 
-use super::path::CompiledPath;
-use super::schema::CaseFile;
-use super::{MappingSet, Problem, read_yaml};
+use crate::mapping::path::CompiledPath;
+use crate::mapping::schema::CaseFile;
+use crate::mapping::{MappingSet, Problem, read_yaml};
 use crate::translate::{Outcome, Payload, Translator};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The result of one case.
 #[derive(Debug, Clone)]
@@ -28,7 +30,7 @@ impl CaseReport {
 }
 
 /// Runs every case of every vendor, in vendor and file order.
-pub fn run_all(mappings: &MappingSet) -> Vec<CaseReport> {
+pub fn run_all(mappings: &Arc<MappingSet>) -> Vec<CaseReport> {
     mappings
         .vendors()
         .flat_map(|v| v.cases.iter())
@@ -37,7 +39,7 @@ pub fn run_all(mappings: &MappingSet) -> Vec<CaseReport> {
 }
 
 /// Runs one case file.
-pub fn run_case(mappings: &MappingSet, file: &Path) -> CaseReport {
+pub fn run_case(mappings: &Arc<MappingSet>, file: &Path) -> CaseReport {
     let name = file
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -62,9 +64,13 @@ pub fn run_case(mappings: &MappingSet, file: &Path) -> CaseReport {
     }
 }
 
-fn evaluate(mappings: &MappingSet, file: &Path, case: &CaseFile) -> Result<Vec<String>, String> {
+fn evaluate(
+    mappings: &Arc<MappingSet>,
+    file: &Path,
+    case: &CaseFile,
+) -> Result<Vec<String>, String> {
     let translator = Translator::new(
-        mappings,
+        mappings.clone(),
         &case.from,
         &case.to,
         "http://receiver.invalid/events",
@@ -112,11 +118,7 @@ fn evaluate(mappings: &MappingSet, file: &Path, case: &CaseFile) -> Result<Vec<S
     Ok(failures)
 }
 
-fn load_input(
-    translator: &Translator<'_>,
-    file: &Path,
-    input: Value,
-) -> Result<Vec<Payload>, String> {
+fn load_input(translator: &Translator, file: &Path, input: Value) -> Result<Vec<Payload>, String> {
     match input {
         Value::String(rel) => {
             let path = file.parent().unwrap_or(Path::new(".")).join(&rel);

@@ -1,0 +1,213 @@
+//! The webhook transport: one HTTP request on a route → handshake or connection test →
+//! verify → [`pipeline::accept`] → [`Intake::submit`] → an HTTP reply. Every refusal is an
+//! RFC 9457 problem naming what was wrong.
+
+use super::{InboundError, PayloadError, read_payload};
+use crate::adapters::http_out::Reply;
+use crate::intake::{Intake, SubmitError, Submitted};
+use crate::mapping::AUTO;
+use crate::pipeline::{self, PipelineError};
+use crate::problem::Problem;
+use crate::route::Route;
+use crate::snapshot::Snapshot;
+use crate::telemetry::metrics as m;
+use axum::body::{Body, to_bytes};
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use std::time::Duration;
+
+/// Handles one request on `route` of `snapshot` (the snapshot current when it arrived) and
+/// counts it.
+pub async fn handle(
+    intake: &Intake,
+    max_body: usize,
+    snapshot: &Snapshot,
+    route: &Route,
+    request: Request,
+) -> Response {
+    let response = match receive(intake, max_body, snapshot, route, request).await {
+        Ok(response) => response,
+        Err(problem) => {
+            tracing::info!(route = %route.name, status = problem.status.as_u16(), detail = %problem.detail, "request refused");
+            problem.into_response()
+        }
+    };
+    metrics::counter!(m::REQUESTS, "route" => route.name.clone(), "status" => response.status().as_str().to_string())
+        .increment(1);
+    response
+}
+
+fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn receive(
+    intake: &Intake,
+    max_body: usize,
+    snapshot: &Snapshot,
+    route: &Route,
+    request: Request,
+) -> Result<Response, Problem> {
+    let (parts, body) = request.into_parts();
+    let bytes = to_bytes(body, max_body).await.map_err(|_| {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            "Request body too large",
+            format!("the body exceeds server.max_body_bytes ({max_body} bytes)"),
+        )
+    })?;
+
+    // RingCentral's subscription handshake: echo the header, no event, no I/O. A request
+    // whose Validation-Token is the route's shared secret is a delivery (protocols.md §3.3).
+    if let Some(name) = &route.handshake_header
+        && let Some(value) = parts.headers.get(name.as_str())
+        && !route.verifier.is_shared_token(value.as_bytes())
+    {
+        tracing::info!(route = %route.name, "subscription handshake answered");
+        let mut response = (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            "",
+        )
+            .into_response();
+        if let Ok(header_name) = HeaderName::from_bytes(name.as_bytes()) {
+            response.headers_mut().insert(header_name, value.clone());
+        }
+        return Ok(response);
+    }
+
+    let read = || {
+        read_payload(
+            &parts.method,
+            &parts.headers,
+            parts.uri.query(),
+            &bytes,
+            route.params,
+            route.from == AUTO,
+        )
+    };
+    let connection_test = || {
+        json_response(
+            StatusCode::OK,
+            json!({"status": "connection test accepted"}),
+        )
+    };
+    let inbound = match route.verifier.verify(&parts.headers, read) {
+        Ok(inbound) if route.accept_empty && inbound.is_empty() => return Ok(connection_test()),
+        Err(InboundError::Payload(PayloadError::Empty(_))) if route.accept_empty => {
+            return Ok(connection_test());
+        }
+        Ok(inbound) => inbound,
+        Err(InboundError::Refused(e)) => {
+            return Err(Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Request not verified",
+                format!("route `{}`: {e}", route.name),
+            ));
+        }
+        Err(InboundError::Payload(e)) => {
+            return Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-payload",
+                "Payload could not be read",
+                format!("{}: {e}", route.from),
+            ));
+        }
+    };
+
+    let accepted = pipeline::accept(snapshot, route, &inbound).map_err(|e| match e {
+        PipelineError::Detect(e) => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown-vendor",
+            "Vendor not recognised",
+            e.to_string(),
+        ),
+        PipelineError::Decode(e) => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no-decode-rule",
+            "Payload not understood",
+            e.to_string(),
+        ),
+    })?;
+    let submitted = intake
+        .submit(route, &accepted)
+        .await
+        .map_err(submit_problem)?;
+    Ok(match submitted {
+        Submitted::Queued { stored, duplicates } => json_response(
+            StatusCode::OK,
+            json!({
+                "status": "accepted",
+                "events": accepted.total(),
+                "stored": stored,
+                "duplicates": duplicates,
+                "dropped": accepted.dropped(),
+                "skipped": accepted.skipped(),
+            }),
+        ),
+        Submitted::Forwarded(reply) | Submitted::Refused(reply) => pass_through(reply),
+        Submitted::QueuedAfterTimeout => json_response(
+            StatusCode::ACCEPTED,
+            json!({"status": "queued", "reason": "receiver timed out"}),
+        ),
+        Submitted::NothingToForward => json_response(
+            StatusCode::OK,
+            json!({"status": "skipped", "reason": "no event for the destination"}),
+        ),
+    })
+}
+
+fn submit_problem(e: SubmitError) -> Problem {
+    match e {
+        SubmitError::QueueFull { .. } => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "queue-full",
+            "Queue full",
+            e.to_string(),
+        )
+        .retry_after(Duration::from_secs(5)),
+        SubmitError::Store(e) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store-unavailable",
+            "Store unavailable",
+            e.to_string(),
+        )
+        .retry_after(Duration::from_secs(5)),
+        SubmitError::Timeout(after) => Problem::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "receiver-timeout",
+            "Receiver timed out",
+            format!("no reply within {after:?}"),
+        ),
+        SubmitError::Unreachable(e) => Problem::new(
+            StatusCode::BAD_GATEWAY,
+            "receiver-unreachable",
+            "Receiver unreachable",
+            e,
+        ),
+    }
+}
+
+/// The receiver's reply, status and body, with its content type.
+fn pass_through(reply: Reply) -> Response {
+    let mut response = Response::new(Body::from(reply.body));
+    *response.status_mut() = reply.status;
+    let content_type = reply
+        .headers
+        .get(header::CONTENT_TYPE)
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from_static("text/plain"));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, content_type);
+    response
+}

@@ -1,0 +1,163 @@
+//! What a transport does with an [`Accepted`] payload, whatever the transport: on a queued
+//! route, commit every message durably before anything is acknowledged; on a proxy route,
+//! forward synchronously and hand back the receiver's reply (or queue on timeout). Then the
+//! lifecycle tracker records the events. The transport turns [`Submitted`] or
+//! [`SubmitError`] into its own reply.
+
+use crate::adapters::http_out::{Reply, SendError};
+use crate::config::{Ack, OnTimeout};
+use crate::delivery::{EventBatch, Producer, QueueError, Request};
+use crate::pipeline::{Accepted, Routing};
+use crate::route::Route;
+use crate::telemetry::metrics as m;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// What intake needs: the store's producer half and the workers' wake-up.
+#[derive(Clone)]
+pub struct Intake {
+    /// The store.
+    pub producer: Arc<dyn Producer>,
+    /// Wakes the delivery workers after an enqueue.
+    pub wake: Arc<Notify>,
+    /// `delivery.max_queue_depth`.
+    pub max_depth: u64,
+}
+
+/// How an accepted payload was taken.
+#[derive(Debug)]
+pub enum Submitted {
+    /// Durably stored (queued route).
+    Queued {
+        /// Messages stored.
+        stored: usize,
+        /// Events that were duplicates within the dedupe window.
+        duplicates: usize,
+    },
+    /// Forwarded; the receiver's last reply (proxy route).
+    Forwarded(Reply),
+    /// The receiver answered with an error status: passed back as it is, nothing recorded.
+    Refused(Reply),
+    /// The forward timed out and the rest was queued (`on_timeout: queue`).
+    QueuedAfterTimeout,
+    /// A proxy route had nothing to forward (every event skipped or dropped).
+    NothingToForward,
+}
+
+/// Why an accepted payload could not be taken; nothing of it was recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// A destination has `delivery.max_queue_depth` messages waiting.
+    #[error(
+        "destination `{destination}` of route `{route}` has {depth} messages waiting (delivery.max_queue_depth)"
+    )]
+    QueueFull {
+        /// Route name.
+        route: String,
+        /// Destination name.
+        destination: String,
+        /// Its depth.
+        depth: u64,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(QueueError),
+    /// The proxy forward timed out (`on_timeout: fail`).
+    #[error("no reply within {0:?}")]
+    Timeout(Duration),
+    /// The proxy forward could not reach the receiver.
+    #[error("{0}")]
+    Unreachable(String),
+}
+
+impl Intake {
+    /// Takes an accepted payload on `route`.
+    pub async fn submit(
+        &self,
+        route: &Route,
+        accepted: &Accepted,
+    ) -> Result<Submitted, SubmitError> {
+        let submitted = match route.ack {
+            Ack::Queued => self.enqueue(route, accepted.batches()).await?,
+            Ack::Proxy => self.proxy(route, accepted).await?,
+        };
+        if !matches!(submitted, Submitted::Refused(_)) {
+            accepted.commit();
+        }
+        Ok(submitted)
+    }
+
+    async fn enqueue(
+        &self,
+        route: &Route,
+        batches: Vec<EventBatch>,
+    ) -> Result<Submitted, SubmitError> {
+        for dest in &route.destinations {
+            let wanted = batches
+                .iter()
+                .flat_map(|b| &b.messages)
+                .any(|t| t.failure.is_none() && t.message.destination == dest.name);
+            let depth = self.producer.depth(&route.name, &dest.name);
+            if wanted && depth >= self.max_depth {
+                return Err(SubmitError::QueueFull {
+                    route: route.name.clone(),
+                    destination: dest.name.clone(),
+                    depth,
+                });
+            }
+        }
+        let out = self
+            .producer
+            .enqueue(batches)
+            .await
+            .map_err(SubmitError::Store)?;
+        if out.duplicates > 0 {
+            metrics::counter!(m::DEDUPED, "route" => route.name.clone())
+                .increment(out.duplicates as u64);
+        }
+        if out.stored > 0 {
+            self.wake.notify_one();
+        }
+        Ok(Submitted::Queued {
+            stored: out.stored,
+            duplicates: out.duplicates,
+        })
+    }
+
+    async fn proxy(&self, route: &Route, accepted: &Accepted) -> Result<Submitted, SubmitError> {
+        let mut last = None;
+        let batches = accepted.batches();
+        for (index, applied) in accepted.applied().enumerate() {
+            for (name, routing) in &applied.routed {
+                let Routing::Message(message) = routing else {
+                    continue;
+                };
+                let Some(http) = route
+                    .destinations
+                    .iter()
+                    .find(|d| &d.name == name)
+                    .and_then(|d| d.http.clone())
+                else {
+                    continue;
+                };
+                let Request::Http(request) = &message.request;
+                match http.forward(request).await {
+                    Ok(reply) if reply.status.is_success() => last = Some(reply),
+                    Ok(reply) => return Ok(Submitted::Refused(reply)),
+                    Err(SendError::Timeout(after)) if route.on_timeout == OnTimeout::Queue => {
+                        tracing::warn!(route = %route.name, ?after, "proxy forward timed out: queued instead");
+                        self.enqueue(route, batches[index..].to_vec()).await?;
+                        return Ok(Submitted::QueuedAfterTimeout);
+                    }
+                    Err(SendError::Timeout(after)) => return Err(SubmitError::Timeout(after)),
+                    Err(e) => return Err(SubmitError::Unreachable(e.to_string())),
+                }
+            }
+        }
+        Ok(match last {
+            Some(reply) => Submitted::Forwarded(reply),
+            None => Submitted::NothingToForward,
+        })
+    }
+}

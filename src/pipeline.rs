@@ -1,0 +1,273 @@
+//! The one pipeline (DESIGN.md §1): a [`VerifiedInbound`] × the snapshot → decode →
+//! lifecycle → route → encode → [`Accepted`]. Every transport (the webhook handler, and the
+//! SignalR client to come), `callgate translate`, the mapping cases and `/admin/translate`
+//! call [`accept`]; transports only adapt their input and turn the result into their reply.
+//!
+//! `accept` does no I/O. What to do with the messages (durable enqueue, or a synchronous
+//! forward) is `intake.rs`; once that succeeded the transport calls [`Accepted::commit`], so
+//! the lifecycle tracker records only events that were really taken.
+
+use crate::adapters::webhook::VerifiedInbound;
+use crate::delivery::{EventBatch, HttpRequest, Message, NewMessage, Request};
+use crate::event::CallEvent;
+use crate::lifecycle::{Lifecycle, Verdict};
+use crate::mapping::decode::DecodeError;
+use crate::mapping::{AUTO, DecodeOptions, MappingSet};
+use crate::route::{Destination, Route};
+use crate::snapshot::Snapshot;
+use crate::telemetry::metrics as m;
+
+/// Why a verified payload was not accepted (answered 422 by HTTP transports).
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// `from: auto` matched no vendor, or several.
+    #[error(transparent)]
+    Detect(DecodeError),
+    /// The payload does not decode (no rule matched, wrong shape, invalid canonical event).
+    #[error(transparent)]
+    Decode(DecodeError),
+}
+
+/// Why a destination does not get an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// Its `types` filter does not take the event's type.
+    TypeFilter,
+    /// Its vendor's mapping has no template for the type.
+    NoTemplate,
+}
+
+impl SkipReason {
+    /// The metric label and log text.
+    pub fn label(self) -> &'static str {
+        match self {
+            SkipReason::TypeFilter => "type filter",
+            SkipReason::NoTemplate => "no template",
+        }
+    }
+}
+
+/// What became of an event for one destination.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Routing {
+    /// A message to deliver.
+    Message(Message),
+    /// Not for this destination.
+    Skipped(SkipReason),
+    /// The template failed: the message goes to the dead letters with `error`, never lost.
+    Failed {
+        /// The event as CloudEvents JSON, in place of the body that could not be rendered.
+        message: Message,
+        /// The mapping error, naming the template and the event.
+        error: String,
+    },
+}
+
+/// An event the lifecycle tracker let through, with what it became per destination.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    /// The event (its type may have become `call.resumed`).
+    pub event: CallEvent,
+    /// Remembered by the store for the dedupe window: route, leg and event id.
+    pub dedupe_key: String,
+    /// One entry per destination of the route, in config order.
+    pub routed: Vec<(String, Routing)>,
+}
+
+/// What became of one decoded event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fate {
+    /// Applied and routed.
+    Applied(Box<Applied>),
+    /// Dropped by the lifecycle tracker (duplicate or stale).
+    Dropped(Verdict),
+}
+
+/// The pipeline's result for one inbound payload.
+#[derive(Debug)]
+pub struct Accepted {
+    /// The source vendor (detected for `from: auto`).
+    pub vendor: String,
+    /// Every decoded event, in payload order.
+    pub fates: Vec<Fate>,
+    lifecycle: Lifecycle,
+}
+
+impl Accepted {
+    /// Events decoded.
+    pub fn total(&self) -> usize {
+        self.fates.len()
+    }
+
+    /// Events the lifecycle tracker dropped.
+    pub fn dropped(&self) -> usize {
+        self.fates
+            .iter()
+            .filter(|f| matches!(f, Fate::Dropped(_)))
+            .count()
+    }
+
+    /// Events applied.
+    pub fn applied(&self) -> impl Iterator<Item = &Applied> {
+        self.fates.iter().filter_map(|f| match f {
+            Fate::Applied(a) => Some(a.as_ref()),
+            Fate::Dropped(_) => None,
+        })
+    }
+
+    /// (event, destination) pairs skipped.
+    pub fn skipped(&self) -> usize {
+        self.applied()
+            .flat_map(|a| &a.routed)
+            .filter(|(_, r)| matches!(r, Routing::Skipped(_)))
+            .count()
+    }
+
+    /// The store batches: one per applied event, with its messages (failed renders marked
+    /// to go straight to the dead letters).
+    pub fn batches(&self) -> Vec<EventBatch> {
+        self.applied()
+            .map(|a| EventBatch {
+                dedupe_key: a.dedupe_key.clone(),
+                messages: a
+                    .routed
+                    .iter()
+                    .filter_map(|(_, r)| match r {
+                        Routing::Message(m) => Some(NewMessage {
+                            message: m.clone(),
+                            failure: None,
+                        }),
+                        Routing::Failed { message, error } => Some(NewMessage {
+                            message: message.clone(),
+                            failure: Some(error.clone()),
+                        }),
+                        Routing::Skipped(_) => None,
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// Records the applied events in the route's lifecycle tracker: call once the messages
+    /// were durably stored or delivered, so that a failed write leaves the vendor's retry
+    /// welcome.
+    pub fn commit(&self) {
+        for applied in self.applied() {
+            self.lifecycle.record(&applied.event);
+        }
+    }
+}
+
+/// Runs a verified payload through decode, lifecycle, route and encode for `route` of
+/// `snapshot`. Pure apart from the lifecycle tracker's reads.
+pub fn accept(
+    snapshot: &Snapshot,
+    route: &Route,
+    inbound: &VerifiedInbound,
+) -> Result<Accepted, PipelineError> {
+    let mappings = snapshot.mappings.as_ref();
+    let vendor = if route.from == AUTO {
+        mappings
+            .detect(inbound.payload(), inbound.is_params())
+            .map_err(PipelineError::Detect)?
+            .to_string()
+    } else {
+        route.from.clone()
+    };
+    let events = mappings
+        .decode(
+            &vendor,
+            inbound.payload(),
+            DecodeOptions {
+                fidelity: route.fidelity,
+            },
+        )
+        .map_err(PipelineError::Decode)?;
+    let mut fates = Vec::with_capacity(events.len());
+    for event in events {
+        metrics::counter!(m::EVENTS, "vendor" => vendor.clone(), "type" => event.event_type.clone())
+            .increment(1);
+        match route.lifecycle.assess(event) {
+            Verdict::Apply(event) => {
+                let routed = route
+                    .destinations
+                    .iter()
+                    .map(|dest| (dest.name.clone(), encode(mappings, route, dest, &event)))
+                    .collect();
+                fates.push(Fate::Applied(Box::new(Applied {
+                    dedupe_key: format!(
+                        "{}|{}|{}",
+                        route.name,
+                        Lifecycle::leg_key(&event),
+                        event.id
+                    ),
+                    event: *event,
+                    routed,
+                })));
+            }
+            verdict => {
+                let reason = match verdict {
+                    Verdict::Stale { .. } => "stale",
+                    _ => "duplicate",
+                };
+                metrics::counter!(m::DROPPED, "route" => route.name.clone(), "reason" => reason)
+                    .increment(1);
+                tracing::info!(route = %route.name, ?verdict, "event dropped");
+                fates.push(Fate::Dropped(verdict));
+            }
+        }
+    }
+    Ok(Accepted {
+        vendor,
+        fates,
+        lifecycle: route.lifecycle.clone(),
+    })
+}
+
+/// Renders one event for one destination.
+fn encode(mappings: &MappingSet, route: &Route, dest: &Destination, event: &CallEvent) -> Routing {
+    let skip = |why: SkipReason| {
+        metrics::counter!(m::SKIPPED, "route" => route.name.clone(), "destination" => dest.name.clone(), "type" => event.event_type.clone())
+            .increment(1);
+        tracing::debug!(route = %route.name, destination = %dest.name, event = %event.id, r#type = %event.event_type, why = why.label(), "skipped");
+        Routing::Skipped(why)
+    };
+    if !dest.accepts(&event.event_type) {
+        return skip(SkipReason::TypeFilter);
+    }
+    let Some(encoder) = mappings.vendor(&dest.vendor).and_then(|v| v.encoder()) else {
+        return skip(SkipReason::NoTemplate);
+    };
+    let message = |request: HttpRequest| Message {
+        route: route.name.clone(),
+        destination: dest.name.clone(),
+        partition: event.ordering_key().to_string(),
+        event_id: event.id.clone(),
+        event_type: event.event_type.clone(),
+        request: Request::Http(request),
+    };
+    match encoder.render(event) {
+        Ok(Some(rendered)) => {
+            let out = encoder.outbound(&rendered, &dest.url);
+            Routing::Message(message(HttpRequest {
+                method: out.method,
+                url: out.url,
+                headers: out.headers,
+                body: out.body,
+            }))
+        }
+        Ok(None) => skip(SkipReason::NoTemplate),
+        Err(e) => {
+            tracing::error!(route = %route.name, destination = %dest.name, error = %e, "cannot encode: dead letter");
+            Routing::Failed {
+                message: message(HttpRequest {
+                    method: "POST".into(),
+                    url: dest.url.clone(),
+                    headers: vec![("content-type".into(), "application/cloudevents+json".into())],
+                    body: serde_json::to_string(event).ok(),
+                }),
+                error: e.to_string(),
+            }
+        }
+    }
+}

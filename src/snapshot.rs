@@ -1,0 +1,315 @@
+//! The snapshot: everything a request or a delivery needs that a reload may change — the
+//! compiled mappings, the routes by path and name, the destinations with their outbound
+//! adapters — built whole by pure validation (the same checks as `callgate check`, mapping
+//! cases included) and swapped atomically (`reload.rs`). A request or delivery keeps the
+//! `Arc<Snapshot>` it started with. State that must outlive a swap (lifecycle per route,
+//! lanes per destination, the queue, the HTTP connection pool) lives in [`Resources`] and is
+//! only referenced from here.
+
+use crate::adapters::Outbound;
+use crate::adapters::http_out::{self, HttpOutbound};
+use crate::adapters::webhook::verify::Verifier;
+use crate::config::{self, Ack, Config, DestinationConfig, EnvString, OnTimeout, RouteConfig};
+use crate::delivery::lane::{LaneSettings, Lanes};
+use crate::lifecycle::Lifecycles;
+use crate::mapping::schema::PayloadKind;
+use crate::mapping::{AUTO, MappingSet, Problems};
+use crate::route::{Destination, Route, token_headers};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+/// Why a snapshot could not be built. Every variant lists every problem, each naming its
+/// file and line, route or destination.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BuildError {
+    /// The mappings are invalid.
+    #[error("invalid mappings:\n{0}")]
+    Mappings(Problems),
+    /// The configuration is invalid.
+    #[error("invalid configuration:\n  {}", .0.join("\n  "))]
+    Config(Vec<String>),
+    /// Mapping cases fail.
+    #[error("mapping cases fail:\n  {}", .0.join("\n  "))]
+    Cases(Vec<String>),
+}
+
+/// State that outlives snapshots: the HTTP connection pool, lanes and lifecycle trackers.
+#[derive(Clone)]
+pub struct Resources {
+    /// The shared HTTP client.
+    pub http: reqwest::Client,
+    /// Lanes by `route/destination`.
+    pub lanes: Arc<Lanes>,
+    /// Lifecycle trackers by route name.
+    pub lifecycles: Arc<Lifecycles>,
+}
+
+impl Resources {
+    /// Fresh resources with their own HTTP client.
+    pub fn new() -> Result<Resources, String> {
+        Ok(Resources {
+            http: http_out::shared_client()?,
+            lanes: Arc::default(),
+            lifecycles: Arc::default(),
+        })
+    }
+
+    /// Resources for work that sends nothing (`translate`, mapping cases): a process-wide
+    /// client that is never used to connect, fresh lanes and trackers.
+    pub fn offline() -> Resources {
+        static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+        Resources {
+            http: CLIENT.get_or_init(reqwest::Client::new).clone(),
+            lanes: Arc::default(),
+            lifecycles: Arc::default(),
+        }
+    }
+}
+
+/// One consistent, validated set of mappings, routes and destinations.
+pub struct Snapshot {
+    /// 1 for the set loaded at start, +1 per successful reload.
+    pub version: u64,
+    /// Hex SHA-256 of the configuration and every mapping file.
+    pub content_hash: String,
+    /// When it was built.
+    pub loaded_at: SystemTime,
+    /// The compiled mappings.
+    pub mappings: Arc<MappingSet>,
+    /// The configuration it was built from.
+    pub config: Arc<Config>,
+    routes: Vec<Arc<Route>>,
+    by_path: HashMap<String, Arc<Route>>,
+    destinations: HashMap<String, Arc<Destination>>,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("version", &self.version)
+            .field("content_hash", &self.content_hash)
+            .field("routes", &self.routes)
+            .finish()
+    }
+}
+
+/// Loads the mappings a config names and validates the config against them, then runs every
+/// mapping case. Pure apart from reading the mappings folder: `callgate check --config`,
+/// `serve` and every reload run exactly this.
+pub fn prepare(config: &Config) -> Result<Arc<MappingSet>, BuildError> {
+    let mappings = Arc::new(MappingSet::load(&config.mappings).map_err(BuildError::Mappings)?);
+    let problems = config::validate(config, &mappings);
+    if !problems.is_empty() {
+        return Err(BuildError::Config(problems));
+    }
+    let failures: Vec<String> = crate::cases::run_all(&mappings)
+        .into_iter()
+        .filter(|r| !r.passed())
+        .map(|r| {
+            format!(
+                "{}: case `{}`: {}",
+                r.file.display(),
+                r.name,
+                r.failures.join("; ")
+            )
+        })
+        .collect();
+    if !failures.is_empty() {
+        return Err(BuildError::Cases(failures));
+    }
+    Ok(mappings)
+}
+
+impl Snapshot {
+    /// Validates `config` (see [`prepare`]) and builds its snapshot.
+    pub fn load(
+        config: Arc<Config>,
+        resources: &Resources,
+        version: u64,
+    ) -> Result<Snapshot, BuildError> {
+        let mappings = prepare(&config)?;
+        Snapshot::build(config, mappings, resources, version)
+    }
+
+    /// Builds the run-time routes and destinations of a validated config.
+    pub fn build(
+        config: Arc<Config>,
+        mappings: Arc<MappingSet>,
+        resources: &Resources,
+        version: u64,
+    ) -> Result<Snapshot, BuildError> {
+        let mut problems = Vec::new();
+        let mut routes = Vec::new();
+        let mut destinations = HashMap::new();
+        for r in &config.routes {
+            let mut dests = Vec::new();
+            for d in &r.to {
+                match destination(r, d, config.delivery.timeout, resources) {
+                    Ok(dest) => {
+                        let dest = Arc::new(dest);
+                        destinations.insert(dest.key.clone(), dest.clone());
+                        dests.push(dest);
+                    }
+                    Err(e) => problems.push(e),
+                }
+            }
+            routes.push(Arc::new(route(r, dests, &mappings, resources)));
+        }
+        if !problems.is_empty() {
+            return Err(BuildError::Config(problems));
+        }
+        let by_path = routes.iter().map(|r| (r.path.clone(), r.clone())).collect();
+        Ok(Snapshot {
+            version,
+            content_hash: content_hash(&format!("{config:?}"), &config.mappings),
+            loaded_at: SystemTime::now(),
+            mappings,
+            config,
+            routes,
+            by_path,
+            destinations,
+        })
+    }
+
+    /// A snapshot of one route `translate` from `from` to one destination `target` of vendor
+    /// `to` at `url`: what `callgate translate`, the mapping cases and `/admin/translate` run
+    /// the pipeline on.
+    pub fn for_translation(
+        mappings: Arc<MappingSet>,
+        from: &str,
+        to: &str,
+        url: &str,
+    ) -> Result<Snapshot, BuildError> {
+        let config = Config {
+            mappings: mappings.root().to_path_buf(),
+            routes: vec![RouteConfig {
+                name: "translate".into(),
+                path: "/translate".into(),
+                from: from.into(),
+                auth: None,
+                ack: Ack::Queued,
+                on_timeout: OnTimeout::Fail,
+                to: vec![DestinationConfig {
+                    name: "target".into(),
+                    vendor: to.into(),
+                    url: EnvString::literal(url),
+                    auth: None,
+                    headers: Default::default(),
+                    types: vec!["*".into()],
+                    rate_limit: None,
+                    max_in_flight: 1,
+                    circuit_breaker: None,
+                }],
+            }],
+            ..Config::default()
+        };
+        Snapshot::build(Arc::new(config), mappings, &Resources::offline(), 0)
+    }
+
+    /// The route serving `path`.
+    pub fn route_for_path(&self, path: &str) -> Option<&Arc<Route>> {
+        self.by_path.get(path)
+    }
+
+    /// The route named `name`.
+    pub fn route(&self, name: &str) -> Option<&Arc<Route>> {
+        self.routes.iter().find(|r| r.name == name)
+    }
+
+    /// Every route, in config order.
+    pub fn routes(&self) -> &[Arc<Route>] {
+        &self.routes
+    }
+
+    /// The destination with key `route/destination`.
+    pub fn destination(&self, key: &str) -> Option<&Arc<Destination>> {
+        self.destinations.get(key)
+    }
+}
+
+fn destination(
+    route: &RouteConfig,
+    d: &DestinationConfig,
+    timeout: Duration,
+    resources: &Resources,
+) -> Result<Destination, String> {
+    let key = format!("{}/{}", route.name, d.name);
+    let http = Arc::new(
+        HttpOutbound::new(resources.http.clone(), timeout, d)
+            .map_err(|e| format!("route `{}`, {e}", route.name))?,
+    );
+    Ok(Destination {
+        name: d.name.clone(),
+        vendor: d.vendor.clone(),
+        url: d.url.value().to_string(),
+        types: d.types.clone(),
+        outbound: http.clone() as Arc<dyn Outbound>,
+        http: Some(http),
+        lane: resources
+            .lanes
+            .get_or_create(&key, LaneSettings::from_config(d)),
+        key,
+    })
+}
+
+fn route(
+    r: &RouteConfig,
+    destinations: Vec<Arc<Destination>>,
+    mappings: &MappingSet,
+    resources: &Resources,
+) -> Route {
+    let source = (r.from != AUTO).then(|| mappings.vendor(&r.from)).flatten();
+    let fidelity = r.from == AUTO
+        || destinations.iter().any(|d| {
+            d.vendor == r.from
+                || mappings
+                    .vendor(&d.vendor)
+                    .is_some_and(|v| v.payload == PayloadKind::Canonical)
+        });
+    Route {
+        name: r.name.clone(),
+        path: r.path.clone(),
+        from: r.from.clone(),
+        verifier: Verifier::new(r.auth.as_ref(), &token_headers(source)),
+        ack: r.ack,
+        on_timeout: r.on_timeout,
+        destinations,
+        handshake_header: source.and_then(|v| v.handshake_header.clone()),
+        accept_empty: source.is_some_and(|v| v.accept_empty),
+        params: source.is_some_and(|v| v.payload == PayloadKind::Params),
+        fidelity,
+        lifecycle: resources.lifecycles.get_or_create(&r.name),
+    }
+}
+
+/// Hex SHA-256 of `config` and of every file under `mappings` (names and contents, in name
+/// order): equal hashes mean the same set.
+pub fn content_hash(config: &str, mappings: &Path) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(config.as_bytes());
+    let mut files = Vec::new();
+    let mut stack = vec![mappings.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    for file in files {
+        hasher.update(file.to_string_lossy().as_bytes());
+        hasher.update(std::fs::read(&file).unwrap_or_default());
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
