@@ -186,23 +186,23 @@ impl Gateway {
                 }
             }
         }));
+        // Registered before the gateway reports ready: a SIGHUP that arrives before its
+        // handler would end the process.
         #[cfg(unix)]
-        {
-            let mut stop_signals = stop_rx.clone();
-            background.push(tokio::spawn(async move {
-                use tokio::signal::unix::{SignalKind, signal};
-                let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-                    return;
-                };
-                loop {
-                    tokio::select! {
-                        _ = hangups.recv() => { let _ = triggers.send(Trigger::Signal); }
-                        _ = async { let _ = stop_signals.wait_for(|s| *s).await; } => break,
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(mut hangups) => {
+                let mut stop_signals = stop_rx.clone();
+                background.push(tokio::spawn(async move {
+                    loop {
+                        tokio::select! {
+                            _ = hangups.recv() => { let _ = triggers.send(Trigger::Signal); }
+                            _ = async { let _ = stop_signals.wait_for(|s| *s).await; } => break,
+                        }
                     }
-                }
-            }));
+                }));
+            }
+            Err(e) => tracing::warn!(error = %e, "SIGHUP reload unavailable"),
         }
-
         ready.store(true, Ordering::Relaxed);
         tracing::info!(%addr, %admin_addr, routes = config.routes.len(), "callgate listening");
         Ok(Gateway {

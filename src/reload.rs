@@ -8,7 +8,7 @@
 //! `store`, `delivery`) are refused with a message saying so.
 
 use crate::config::{self, Config};
-use crate::snapshot::{Resources, Snapshot};
+use crate::snapshot::{Resources, Snapshot, is_mapping_file};
 use crate::telemetry::metrics as m;
 use arc_swap::ArcSwap;
 use notify_debouncer_full::notify::{EventKind, RecommendedWatcher, RecursiveMode};
@@ -228,7 +228,8 @@ impl Reloader {
             let relevant = events.iter().any(|e| {
                 !matches!(e.kind, EventKind::Access(_))
                     && e.paths.iter().any(|p| {
-                        p.starts_with(&watched_mappings) || Some(p) == watched_config.as_ref()
+                        (p.starts_with(&watched_mappings) && is_mapping_file(p))
+                            || Some(p) == watched_config.as_ref()
                     })
             });
             if relevant {

@@ -131,10 +131,14 @@ impl Snapshot {
         version: u64,
     ) -> Result<Snapshot, BuildError> {
         let mappings = prepare(&config)?;
-        Snapshot::build(config, mappings, resources, version)
+        let mut snapshot = Snapshot::build(config, mappings, resources, version)?;
+        snapshot.content_hash =
+            content_hash(&format!("{:?}", snapshot.config), &snapshot.config.mappings);
+        Ok(snapshot)
     }
 
-    /// Builds the run-time routes and destinations of a validated config.
+    /// Builds the run-time routes and destinations of a validated config (its content hash
+    /// left empty: [`Snapshot::load`] computes it).
     pub fn build(
         config: Arc<Config>,
         mappings: Arc<MappingSet>,
@@ -164,7 +168,7 @@ impl Snapshot {
         let by_path = routes.iter().map(|r| (r.path.clone(), r.clone())).collect();
         Ok(Snapshot {
             version,
-            content_hash: content_hash(&format!("{config:?}"), &config.mappings),
+            content_hash: String::new(),
             loaded_at: SystemTime::now(),
             mappings,
             config,
@@ -285,8 +289,15 @@ fn route(
     }
 }
 
-/// Hex SHA-256 of `config` and of every file under `mappings` (names and contents, in name
-/// order): equal hashes mean the same set.
+/// Whether a file under the mappings folder is part of the set (editors' and deploy tools'
+/// temporary files are not).
+pub fn is_mapping_file(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e == "yaml" || e == "yml" || e == "hbs")
+}
+
+/// Hex SHA-256 of `config` and of every mapping file under `mappings` (names and contents,
+/// in name order): equal hashes mean the same set.
 pub fn content_hash(config: &str, mappings: &Path) -> String {
     let mut hasher = Sha256::new();
     hasher.update(config.as_bytes());
@@ -297,7 +308,7 @@ pub fn content_hash(config: &str, mappings: &Path) -> String {
             let path = entry.path();
             if path.is_dir() {
                 stack.push(path);
-            } else {
+            } else if is_mapping_file(&path) {
                 files.push(path);
             }
         }

@@ -2,52 +2,17 @@
 //! restart on the same store, and every acknowledged event must reach the receiver.
 //! Then SIGTERM: the process stops cleanly with exit status 0.
 
-use crate::harness::{Receiver, client};
+use crate::harness::{Receiver, client, free_port, spawn_serve as spawn, wait_ready};
 use crate::support::root;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const EVENTS: usize = 5000;
 const CONCURRENCY: usize = 32;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn spawn(config: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_callgate"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("CALLGATE_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn callgate serve")
-}
-
-async fn wait_ready(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(r) = client()
-            .get(format!("http://127.0.0.1:{port}/readyz"))
-            .send()
-            .await
-            && r.status() == 200
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("callgate did not become ready on port {port}");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_load_loses_no_acknowledged_event() {

@@ -20,6 +20,8 @@ pub struct Received {
     pub query: Option<String>,
     pub headers: HeaderMap,
     pub body: String,
+    /// When the receiver got it.
+    pub at: Instant,
 }
 
 impl Received {
@@ -144,6 +146,7 @@ async fn handle(State(receiver): State<Receiver>, request: Request) -> Response 
         query: parts.uri.query().map(str::to_string),
         headers: parts.headers,
         body: String::from_utf8_lossy(&body).into_owned(),
+        at: Instant::now(),
     };
     receiver.all.lock().unwrap().push(received.clone());
     let reply = (receiver.behaviour.lock().unwrap())(&received);
@@ -163,14 +166,20 @@ async fn handle(State(receiver): State<Receiver>, request: Request) -> Response 
 }
 
 /// Config text with loopback listeners on free ports, a store in `dir`, the shipped
-/// mappings and a fast retry schedule; `rest` adds `routes:` and the like.
+/// mappings and a fast retry schedule (unless `delivery` gives its own `retry`); `rest` adds
+/// `routes:` and the like.
 pub fn config_text(dir: &Path, delivery: &str, rest: &str) -> String {
     let mappings = crate::support::root().join("mappings");
+    let retry = if delivery.contains("retry:") {
+        ""
+    } else {
+        ", retry: [0s, 50ms, 50ms, 50ms, 50ms, 50ms]"
+    };
     format!(
         "server: {{ listen: 127.0.0.1:0, admin_listen: 127.0.0.1:0, request_timeout: 5s }}\n\
          mappings: {}\n\
          store: {{ kind: sqlite, path: {} }}\n\
-         delivery: {{ retry: [0s, 50ms, 50ms, 50ms, 50ms, 50ms], timeout: 2s{delivery} }}\n{rest}",
+         delivery: {{ timeout: 2s{retry}{delivery} }}\n{rest}",
         mappings.display(),
         dir.join("callgate.db").display()
     )
@@ -199,4 +208,71 @@ pub async fn post(gw: &Gateway, path: &str, body: &str) -> (u16, String) {
         .await
         .expect("gateway reachable");
     (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `callgate serve` process, killed when dropped (so a failing test leaves none behind).
+pub struct Serve(pub std::process::Child);
+
+impl Serve {
+    /// Starts `callgate serve --config <config>`.
+    pub fn start(config: &Path) -> Serve {
+        Serve(spawn_serve(config))
+    }
+
+    /// Sends a signal (`-HUP`, `-TERM`, `-9`) with kill(1).
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([signal, &self.0.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {signal}");
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `callgate serve --config <config>` (the real binary).
+pub fn spawn_serve(config: &Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_callgate"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env(
+            "CALLGATE_LOG",
+            std::env::var("CALLGATE_TEST_SERVE_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("spawn callgate serve")
+}
+
+/// Waits until `/readyz` on `port` answers 200.
+pub async fn wait_ready(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(r) = client()
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+            && r.status() == 200
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("callgate did not become ready on port {port}");
 }

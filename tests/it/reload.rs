@@ -1,0 +1,305 @@
+//! Hot reload under load, against the real binary: 500 requests/s for 20 s while the Vidyo
+//! template is rewritten 20 times (valid versions and broken ones), each reload triggered by
+//! the file watch, by SIGHUP or by `POST /admin/reload`. No request fails, every delivered
+//! body comes wholly from one valid version, broken versions are never served, and
+//! `/admin/mappings` shows the last error.
+
+use crate::harness::{Receiver, Serve, client, free_port, wait_ready};
+use crate::support::root;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const RATE: u64 = 500;
+const SECONDS: u64 = 20;
+const VERSIONS: usize = 20;
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
+/// The shipped Vidyo template with marker `version` written at two places of the body; a
+/// broken version also has a Handlebars syntax error.
+fn template(original: &str, version: &str, broken: bool) -> String {
+    let marked = original
+        .replacen(
+            "\"version\": 1,",
+            &format!("\"version\": 1, \"mappingMarkA\": \"{version}\","),
+            1,
+        )
+        .replacen(
+            "\"userStatusNotification\": {",
+            &format!("\"userStatusNotification\": {{ \"mappingMarkB\": \"{version}\","),
+            1,
+        );
+    assert_ne!(marked, original, "the markers fit the template");
+    if broken {
+        format!("{marked}\n{{{{#if time}}\n")
+    } else {
+        marked
+    }
+}
+
+/// Writes a file atomically (write beside, rename), as editors and deploy tools do.
+fn replace_file(path: &Path, text: &str) {
+    let tmp = path.with_extension("hbs.tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+async fn admin_json(admin: u16, path: &str) -> Value {
+    client()
+        .get(format!("http://127.0.0.1:{admin}{path}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_under_load_serves_old_or_new_never_a_mix_never_a_broken_set() {
+    let receiver = Receiver::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mappings = dir.path().join("mappings");
+    copy_dir(&root().join("mappings"), &mappings);
+    // The mapping cases read their inputs from ../../../tests/fixtures.
+    copy_dir(
+        &root().join("tests/fixtures"),
+        &dir.path().join("tests/fixtures"),
+    );
+    let template_path: PathBuf = mappings.join("vidyo/templates/user-status.json.hbs");
+    let original = std::fs::read_to_string(&template_path).unwrap();
+    replace_file(&template_path, &template(&original, "v0", false));
+
+    let (port, admin) = (free_port(), free_port());
+    let config = dir.path().join("callgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "server: {{ listen: 127.0.0.1:{port}, admin_listen: 127.0.0.1:{admin}, request_timeout: 10s }}\n\
+             mappings: {}\n\
+             store: {{ kind: sqlite, path: {} }}\n\
+             delivery: {{ retry: [0s, 100ms, 200ms, 500ms, 1s], timeout: 5s }}\n\
+             routes:\n  - {{ name: rc, path: /rc, from: ringcentral, to: [ {{ name: vidyo, vendor: vidyo, url: '{}' }} ] }}\n",
+            mappings.display(),
+            dir.path().join("store.db").display(),
+            receiver.url("/vidyo")
+        ),
+    )
+    .unwrap();
+    let serve = Serve::start(&config);
+    wait_ready(port).await;
+
+    let answered = fixture_load(port);
+    let valid: Arc<std::sync::Mutex<BTreeSet<String>>> =
+        Arc::new(std::sync::Mutex::new(BTreeSet::from(["v0".to_string()])));
+    let started = Instant::now();
+    let mut swapped = 0;
+    for step in 1..=VERSIONS {
+        // One rewrite a second, spread over the load; every fourth version is broken.
+        let due =
+            started + Duration::from_millis(step as u64 * SECONDS * 1000 / (VERSIONS as u64 + 1));
+        tokio::time::sleep_until(due.into()).await;
+        let version = format!("v{step}");
+        let broken = step % 4 == 0 || step == VERSIONS;
+        if !broken {
+            valid.lock().unwrap().insert(version.clone());
+        }
+        let before = admin_json(admin, "/admin/mappings").await["version"]
+            .as_u64()
+            .unwrap();
+        replace_file(&template_path, &template(&original, &version, broken));
+        match step % 3 {
+            0 => {} // the file watch alone
+            1 => {
+                serve.signal("-HUP");
+            }
+            _ => {
+                let reply = client()
+                    .post(format!("http://127.0.0.1:{admin}/admin/reload"))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = reply.status().as_u16();
+                let body: Value = reply.json().await.unwrap();
+                if broken {
+                    assert_eq!(status, 422, "{body}");
+                    assert!(
+                        body["detail"]
+                            .as_str()
+                            .unwrap()
+                            .contains("user-status.json.hbs")
+                    );
+                } else {
+                    assert_eq!(status, 200, "{body}");
+                }
+            }
+        }
+        // Wait for the outcome, whichever trigger got there first.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let status = admin_json(admin, "/admin/mappings").await;
+            let version_now = status["version"].as_u64().unwrap();
+            if !broken && version_now > before {
+                swapped += 1;
+                break;
+            }
+            if broken
+                && status["last_error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("user-status.json.hbs"))
+            {
+                // Rejected. Whether a broken set was ever served is checked on every delivered
+                // body below: a late watch event may still swap in valid files, so the version
+                // number alone proves nothing here.
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "reload {step} had no effect: {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let (sent, failures) = answered.await.unwrap();
+    assert_eq!(failures, Vec::<String>::new(), "no request failed");
+    assert_eq!(sent, (RATE * SECONDS) as usize);
+
+    let status = admin_json(admin, "/admin/mappings").await;
+    let last_error = status["last_error"].as_str().unwrap_or_default();
+    assert!(
+        last_error.contains("user-status.json.hbs") && last_error.contains(':'),
+        "the last (broken) version's error names the template and line: {status}"
+    );
+    assert_eq!(
+        swapped,
+        VERSIONS - VERSIONS / 4,
+        "every valid version was swapped in"
+    );
+    let metrics = client()
+        .get(format!("http://127.0.0.1:{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("callgate_reload_failing 1"), "{metrics}");
+
+    // Every event of every request is delivered: one Vidyo body per request.
+    let got = receiver.wait_for(sent, Duration::from_secs(60)).await;
+    assert_eq!(got.len(), sent);
+    let valid = valid.lock().unwrap().clone();
+    let mut seen = BTreeSet::new();
+    for r in &got {
+        let body = r.json();
+        let a = body["mappingMarkA"].as_str().unwrap_or("none").to_string();
+        let b = body["userStatusNotification"]["mappingMarkB"]
+            .as_str()
+            .unwrap_or("none");
+        assert_eq!(a, b, "one body, one mapping version: {body}");
+        assert!(
+            valid.contains(&a),
+            "version {a} was broken or unknown, yet served"
+        );
+        seen.insert(a);
+    }
+    assert!(
+        seen.len() > VERSIONS / 2,
+        "the load spanned the versions: {seen:?}"
+    );
+    eprintln!(
+        "reload under load: {} deliveries, {swapped} versions swapped in, {} rejected, {} versions seen at the receiver",
+        got.len(),
+        VERSIONS - swapped,
+        seen.len()
+    );
+    serve.signal("-TERM");
+}
+
+/// Sends `RATE` distinct RingCentral notifications a second for `SECONDS` seconds, each its
+/// own call answered by the monitored user; returns how many were sent and every failure.
+fn fixture_load(port: u16) -> tokio::task::JoinHandle<(usize, Vec<String>)> {
+    let template: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join(
+            "tests/fixtures/ringcentral/flows/PSTN-RingCentral-DataStreams/PSTN-RingCentral-DataStreams-07.json",
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    tokio::spawn(async move {
+        let http = client();
+        let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let done = Arc::new(AtomicUsize::new(0));
+        let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / RATE));
+        for i in 0..(RATE * SECONDS) as usize {
+            tick.tick().await;
+            let mut body = template.clone();
+            body["uuid"] = Value::String(format!("reload-{i}"));
+            body["body"]["telephonySessionId"] = Value::String(format!("s-reload-{i}"));
+            let (http, failures, done) = (http.clone(), failures.clone(), done.clone());
+            let latencies = latencies.clone();
+            tasks.push(tokio::spawn(async move {
+                let sent_at = Instant::now();
+                let reply = http
+                    .post(format!("http://127.0.0.1:{port}/rc"))
+                    .header("content-type", "application/json")
+                    .body(body.to_string())
+                    .send()
+                    .await;
+                match reply {
+                    Ok(r) if r.status() == 200 => {}
+                    Ok(r) => {
+                        let line =
+                            format!("{i}: {} {}", r.status(), r.text().await.unwrap_or_default());
+                        failures.lock().unwrap().push(line);
+                    }
+                    Err(e) => {
+                        let mut line = format!("{i}: {e}");
+                        let mut source = std::error::Error::source(&e);
+                        while let Some(cause) = source {
+                            line.push_str(&format!(": {cause}"));
+                            source = cause.source();
+                        }
+                        failures.lock().unwrap().push(line);
+                    }
+                }
+                latencies.lock().unwrap().push(sent_at.elapsed());
+                done.fetch_add(1, Ordering::SeqCst);
+            }));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+        let failures = failures.lock().unwrap().clone();
+        let mut latencies = latencies.lock().unwrap().clone();
+        latencies.sort();
+        let at =
+            |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+        eprintln!(
+            "reload under load: {} requests, {} failed, ack p50 {:?} p99 {:?} max {:?}",
+            latencies.len(),
+            failures.len(),
+            at(0.5),
+            at(0.99),
+            at(1.0)
+        );
+        (done.load(Ordering::SeqCst), failures)
+    })
+}
