@@ -9,6 +9,7 @@ use callgate::config;
 use callgate::delivery::open_store;
 use callgate::gateway::Gateway;
 use callgate::mapping::MappingSet;
+use callgate::snapshot::{Resources, Snapshot};
 use callgate::translate::{Outcome, TranslateError, Translator};
 use clap::{Args, Parser, Subcommand};
 use std::io::{Read, Write};
@@ -343,8 +344,20 @@ fn check(mappings: Option<PathBuf>, config_path: Option<PathBuf>) -> anyhow::Res
     match MappingSet::load(&dir).map(Arc::new) {
         Ok(set) => {
             if let (Some(config), Some(path)) = (&config, &config_path) {
+                let invalid = config::validate(config, &set);
+                if invalid.is_empty() {
+                    // What `serve` builds next: every destination's adapter and headers.
+                    if let Err(e) = Snapshot::build(
+                        Arc::new(config.clone()),
+                        set.clone(),
+                        &Resources::offline(),
+                        0,
+                    ) {
+                        problems.push(format!("{}: {e}", path.display()));
+                    }
+                }
                 problems.extend(
-                    config::validate(config, &set)
+                    invalid
                         .into_iter()
                         .map(|p| format!("{}: {p}", path.display())),
                 );

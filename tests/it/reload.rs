@@ -303,3 +303,91 @@ fn fixture_load(port: u16) -> tokio::task::JoinHandle<(usize, Vec<String>)> {
         (done.load(Ordering::SeqCst), failures)
     })
 }
+
+/// Routes come and go with the config file; restart-only settings and broken files are
+/// refused with their reason, and the previous set keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_reload_from_the_config_file_and_bad_files_are_refused() {
+    let receiver = Receiver::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("callgate.yaml");
+    let head = format!(
+        "server: {{ listen: 127.0.0.1:0, admin_listen: 127.0.0.1:0 }}\n\
+         mappings: {}\n\
+         store: {{ kind: sqlite, path: {} }}\n\
+         delivery: {{ retry: [0s, 50ms], timeout: 2s }}\n",
+        root().join("mappings").display(),
+        dir.path().join("store.db").display(),
+    );
+    let route = |name: &str| {
+        format!(
+            "  - {{ name: {name}, path: /{name}, from: oracle-isr, to: [ {{ name: ce, vendor: cloudevents, url: '{}' }} ] }}\n",
+            receiver.url("/events")
+        )
+    };
+    std::fs::write(&config, format!("{head}routes:\n{}", route("first"))).unwrap();
+    let gw = callgate::Gateway::start_from_file(&config).await.unwrap();
+    let get = |path: &str| {
+        let url = format!(
+            "http://{}{path}?event=RECORDING_STARTED_EVENT&ISR_UCID=c&TMP_RECORDING_ID=1",
+            gw.addr
+        );
+        async move { client().get(url).send().await.unwrap().status().as_u16() }
+    };
+    let reload = || async {
+        let r = client()
+            .post(format!("http://{}/admin/reload", gw.admin_addr))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    };
+    assert_eq!(get("/first").await, 200);
+    assert_eq!(get("/second").await, 404);
+
+    std::fs::write(&config, format!("{head}routes:\n{}", route("second"))).unwrap();
+    let (status, body) = reload().await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(get("/second").await, 200, "the new route serves");
+    assert_eq!(get("/first").await, 404, "the removed route is gone");
+
+    // A restart-only change is refused and nothing else of the file is taken.
+    std::fs::write(
+        &config,
+        format!("{head}routes:\n{}{}", route("second"), route("third"))
+            .replace("timeout: 2s", "timeout: 3s"),
+    )
+    .unwrap();
+    let (status, body) = reload().await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("`delivery` changed, which needs a restart"),
+        "{body}"
+    );
+    assert_eq!(get("/third").await, 404);
+
+    // Broken YAML: refused with its file and line.
+    std::fs::write(
+        &config,
+        format!("{head}routes:\n  - {{ name: x, path: /x\n"),
+    )
+    .unwrap();
+    let (status, body) = reload().await;
+    assert_eq!(status, 422, "{body}");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("callgate.yaml") && detail.contains("line"),
+        "{detail}"
+    );
+    let mappings = admin_json(gw.admin_addr.port(), "/admin/mappings").await;
+    assert_eq!(mappings["last_error"].as_str(), Some(detail));
+    assert_eq!(
+        mappings["routes"][0]["name"], "second",
+        "the previous set keeps serving"
+    );
+    assert_eq!(get("/second").await, 200);
+    gw.shutdown().await;
+}
