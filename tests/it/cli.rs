@@ -1,6 +1,6 @@
 //! The `callgate` binary as a user runs it: exit codes, stdout lines, stderr messages.
 
-use crate::support::root;
+use crate::support::{copy_dir, root};
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
@@ -213,19 +213,6 @@ fn original_line(file: &std::path::Path, needle: &str) -> usize {
         .position(|l| l.contains(needle))
         .unwrap()
         + 1
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).unwrap();
-        }
-    }
 }
 
 #[test]

@@ -276,3 +276,15 @@ pub async fn wait_ready(port: u16) {
     }
     panic!("callgate did not become ready on port {port}");
 }
+
+/// The Prometheus text of an admin listener.
+pub async fn metrics(admin: SocketAddr) -> String {
+    client()
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .expect("admin listener reachable")
+        .text()
+        .await
+        .expect("metrics text")
+}

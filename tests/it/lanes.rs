@@ -136,14 +136,7 @@ async fn a_failing_receiver_opens_the_breaker_which_probes_once_and_closes() {
     let dead = gw.store.dead_letters.list(10).await.unwrap();
     assert!(dead.is_empty(), "the retry budget was untouched: {dead:?}");
 
-    let metrics = client()
-        .get(format!("http://{}/metrics", gw.admin_addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::harness::metrics(gw.admin_addr).await;
     assert!(
         metrics.contains("callgate_breaker_opened_total{destination=\"isr/flaky\"} 1"),
         "{metrics}"

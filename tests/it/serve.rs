@@ -203,14 +203,7 @@ async fn retries_until_delivered_exactly_once() {
         "three 503s, then one 200, then nothing"
     );
     assert_eq!(receiver.accepted().len(), 1);
-    let metrics = client()
-        .get(format!("http://{}/metrics", gw.admin_addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::harness::metrics(gw.admin_addr).await;
     assert!(metrics.contains("callgate_deliveries_total"), "{metrics}");
     assert!(metrics.contains("outcome=\"retry_status\""), "{metrics}");
     assert!(
@@ -688,14 +681,7 @@ async fn bad_requests_get_problem_details() {
             .unwrap();
         assert_eq!(r.status(), 200, "{path}");
     }
-    let metrics = client()
-        .get(format!("http://{}/metrics", gw.admin_addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::harness::metrics(gw.admin_addr).await;
     assert!(
         metrics.contains("callgate_requests_total{route=\"rc\",status=\"422\"}"),
         "{metrics}"
