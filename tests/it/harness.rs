@@ -35,6 +35,7 @@ pub struct Reply {
     pub status: u16,
     pub body: String,
     pub delay: Duration,
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl Reply {
@@ -43,6 +44,7 @@ impl Reply {
             status: 200,
             body: "ok".into(),
             delay: Duration::ZERO,
+            headers: Vec::new(),
         }
     }
     pub fn status(status: u16) -> Reply {
@@ -50,6 +52,7 @@ impl Reply {
             status,
             body: format!("status {status}"),
             delay: Duration::ZERO,
+            headers: Vec::new(),
         }
     }
 }
@@ -157,12 +160,18 @@ async fn handle(State(receiver): State<Receiver>, request: Request) -> Response 
     if status.is_success() {
         receiver.accepted.lock().unwrap().push(received);
     }
-    (
+    let mut response = (
         status,
         [("content-type", "text/plain"), ("x-receiver", "yes")],
         reply.body,
     )
-        .into_response()
+        .into_response();
+    for (name, value) in reply.headers {
+        response
+            .headers_mut()
+            .insert(name, value.parse().expect("header value"));
+    }
+    response
 }
 
 /// Config text with loopback listeners on free ports, a store in `dir`, the shipped

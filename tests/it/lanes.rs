@@ -152,6 +152,7 @@ async fn a_slow_destination_does_not_hold_up_another() {
         status: 200,
         body: "slow".into(),
         delay: Duration::from_secs(2),
+        headers: Vec::new(),
     })
     .await;
     let fast = Receiver::ok().await;

@@ -6,6 +6,7 @@ mod cli;
 mod crash;
 mod flows;
 mod harness;
+mod integrity;
 mod lanes;
 mod properties;
 mod reload;

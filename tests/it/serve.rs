@@ -521,6 +521,7 @@ async fn proxy_mode_passes_the_reply_through_and_queues_on_timeout() {
                 status: 200,
                 body: "late".into(),
                 delay: Duration::from_secs(4),
+                headers: Vec::new(),
             }
         } else if mode == 2 {
             Reply::ok()
@@ -529,6 +530,7 @@ async fn proxy_mode_passes_the_reply_through_and_queues_on_timeout() {
                 status: 201,
                 body: "{\"legacy\":\"created\"}".into(),
                 delay: Duration::ZERO,
+                headers: Vec::new(),
             }
         } else {
             Reply::status(409)
@@ -585,6 +587,7 @@ async fn unmatched_requests_are_reverse_proxied_unchanged() {
         status: 207,
         body: format!("legacy saw {} {}", r.method, r.path),
         delay: Duration::ZERO,
+        headers: Vec::new(),
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
@@ -854,6 +857,7 @@ async fn a_request_slower_than_request_timeout_gets_408() {
         status: 200,
         body: "late".into(),
         delay: Duration::from_secs(3),
+        headers: Vec::new(),
     })
     .await;
     let dir = tempfile::tempdir().unwrap();

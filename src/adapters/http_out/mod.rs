@@ -55,9 +55,12 @@ impl SendError {
 }
 
 /// The process-wide HTTP client: one connection pool shared by every destination and the
-/// fallback proxy, kept across reloads.
+/// fallback proxy, kept across reloads. Redirects are never followed (DESIGN §7): a 3xx is
+/// the receiver's answer (following one would re-send a POST as a body-less GET and count
+/// that as delivered), and the fallback proxy passes it back to its caller unchanged.
 pub fn shared_client() -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("callgate/", env!("CARGO_PKG_VERSION")))
         .pool_max_idle_per_host(256)
         .build()
@@ -140,11 +143,19 @@ impl Outbound for HttpOutbound {
                 Ok(reply) => {
                     let (outcome, label) =
                         classify(&AttemptResult::Status(reply.status, &reply.headers));
+                    let error = reply.status.is_redirection().then(|| {
+                        let location = reply
+                            .headers
+                            .get(reqwest::header::LOCATION)
+                            .and_then(|l| l.to_str().ok())
+                            .unwrap_or("(no Location)");
+                        format!("the receiver redirected to {location}; redirects are not followed")
+                    });
                     Attempt {
                         outcome,
                         label,
                         status: Some(reply.status.as_u16()),
-                        error: None,
+                        error,
                         excerpt: Some(excerpt(&reply.body)),
                     }
                 }
