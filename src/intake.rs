@@ -41,6 +41,9 @@ pub enum Submitted {
     Refused(Reply),
     /// The forward timed out and the rest was queued (`on_timeout: queue`).
     QueuedAfterTimeout,
+    /// The call already had messages waiting in the queue, so this payload's were queued
+    /// behind them instead of being forwarded around them (proxy route).
+    QueuedBehind,
     /// A proxy route had nothing to forward (every event skipped or dropped).
     NothingToForward,
 }
@@ -126,8 +129,37 @@ impl Intake {
     }
 
     async fn proxy(&self, route: &Route, accepted: &Accepted) -> Result<Submitted, SubmitError> {
-        let mut last = None;
         let batches = accepted.batches();
+        // A message whose template failed is dead-lettered with its error, as on a queued
+        // route: never skipped silently. (Its own dedupe key: the event may still be queued
+        // whole later, after a timeout.)
+        let failed: Vec<EventBatch> = batches
+            .iter()
+            .map(|b| EventBatch {
+                dedupe_key: format!("{}|render-failed", b.dedupe_key),
+                messages: b
+                    .messages
+                    .iter()
+                    .filter(|m| m.failure.is_some())
+                    .cloned()
+                    .collect(),
+            })
+            .filter(|b| !b.messages.is_empty())
+            .collect();
+        if !failed.is_empty() {
+            self.producer
+                .enqueue(failed)
+                .await
+                .map_err(SubmitError::Store)?;
+        }
+        let live: Vec<EventBatch> = batches
+            .into_iter()
+            .map(|mut b| {
+                b.messages.retain(|m| m.failure.is_none());
+                b
+            })
+            .collect();
+        let mut last = None;
         for (index, applied) in accepted.applied().enumerate() {
             for (name, routing) in &applied.routed {
                 let Routing::Message(message) = routing else {
@@ -141,13 +173,21 @@ impl Intake {
                 else {
                     continue;
                 };
+                if self
+                    .producer
+                    .is_waiting(&route.name, name, &message.partition)
+                {
+                    tracing::info!(route = %route.name, partition = %message.partition, "the call has messages waiting: queued behind them");
+                    self.enqueue(route, live[index..].to_vec()).await?;
+                    return Ok(Submitted::QueuedBehind);
+                }
                 let Request::Http(request) = &message.request;
                 match http.forward(request).await {
                     Ok(reply) if reply.status.is_success() => last = Some(reply),
                     Ok(reply) => return Ok(Submitted::Refused(reply)),
                     Err(SendError::Timeout(after)) if route.on_timeout == OnTimeout::Queue => {
                         tracing::warn!(route = %route.name, ?after, "proxy forward timed out: queued instead");
-                        self.enqueue(route, batches[index..].to_vec()).await?;
+                        self.enqueue(route, live[index..].to_vec()).await?;
                         return Ok(Submitted::QueuedAfterTimeout);
                     }
                     Err(SendError::Timeout(after)) => return Err(SubmitError::Timeout(after)),

@@ -202,6 +202,15 @@ pub fn validate(config: &Config, mappings: &MappingSet) -> Vec<String> {
         if route.to.is_empty() {
             problems.push(format!("{at}: `to` needs at least one destination"));
         }
+        if route.ack == Ack::Proxy && config.server.request_timeout <= config.delivery.timeout {
+            problems.push(format!(
+                "{at}: ack proxy forwards within delivery.timeout ({}), which must be shorter than \
+                 server.request_timeout ({}): otherwise the sender gets 408 before the forward \
+                 can time out (and on_timeout: queue could never act)",
+                humanize(config.delivery.timeout),
+                humanize(config.server.request_timeout)
+            ));
+        }
         if route.ack == Ack::Proxy && route.to.len() > 1 {
             problems.push(format!(
                 "{at}: ack proxy forwards to one destination, but `to` lists {}",
@@ -273,6 +282,10 @@ pub fn validate(config: &Config, mappings: &MappingSet) -> Vec<String> {
     problems
 }
 
+fn humanize(d: std::time::Duration) -> String {
+    format!("{d:?}")
+}
+
 fn known(mappings: &MappingSet) -> String {
     mappings
         .vendors()
@@ -327,7 +340,7 @@ mod tests {
         let mappings =
             MappingSet::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings")).unwrap();
         let config = parse_text(
-            "server: { admin_listen: 0.0.0.0:9 }\nroutes:\n  - { name: a, path: /a, from: skype, to: [ { name: d, vendor: nope, url: 'ftp://x' } ] }\n  - { name: a, path: /a, from: vidyo, ack: proxy, to: [] }\n  - { name: v, path: /v, from: vidyo, auth: { verification_token: t }, to: [ { name: d, vendor: vidyo, url: 'http://x/' } ] }\n  - { name: l, path: /l, from: vidyo, to: [ { name: d, vendor: vidyo, url: 'http://x/', rate_limit: { per_second: 0 }, max_in_flight: 0, circuit_breaker: { failures: 0 } } ] }\n",
+            "server: { admin_listen: 0.0.0.0:9 }\nroutes:\n  - { name: a, path: /a, from: skype, to: [ { name: d, vendor: nope, url: 'ftp://x' } ] }\n  - { name: a, path: /a, from: vidyo, ack: proxy, to: [] }\n  - { name: v, path: /v, from: vidyo, auth: { verification_token: t }, to: [ { name: d, vendor: vidyo, url: 'http://x/' } ] }\n  - { name: p, path: /p, from: vidyo, ack: proxy, to: [ { name: d, vendor: vidyo, url: 'http://x/' } ] }\n  - { name: l, path: /l, from: vidyo, to: [ { name: d, vendor: vidyo, url: 'http://x/', rate_limit: { per_second: 0 }, max_in_flight: 0, circuit_breaker: { failures: 0 } } ] }\n",
         )
         .unwrap();
         let problems = validate(&config, &mappings);
@@ -343,6 +356,7 @@ mod tests {
             "route `v`: verification_token needs a source vendor whose vendor.yaml names a verification_header",
             "route `l`, destination `d`: rate_limit per_second and burst must be above 0",
             "route `l`, destination `d`: max_in_flight must be above 0",
+            "route `p`: ack proxy forwards within delivery.timeout (15s), which must be shorter than server.request_timeout (10s)",
             "route `l`, destination `d`: circuit_breaker failures and open_for must be above 0",
         ] {
             assert!(all.contains(expected), "missing {expected:?} in:\n{all}");

@@ -180,6 +180,9 @@ pub trait Producer: Send + Sync {
     fn depth(&self, route: &str, destination: &str) -> u64;
     /// Messages waiting over all destinations.
     fn total_depth(&self) -> u64;
+    /// Whether a message of this (route, destination, partition) line is waiting or being
+    /// delivered: a proxy route then queues the call's next event behind it.
+    fn is_waiting(&self, route: &str, destination: &str, partition: &str) -> bool;
 }
 
 /// The workers' half: leases due messages, each the oldest live one of its (destination,
@@ -339,6 +342,8 @@ pub(crate) mod suite {
             }
         );
         assert_eq!(p.depth("r", "d"), 3);
+        assert!(p.is_waiting("r", "d", "a") && p.is_waiting("r", "d", "b"));
+        assert!(!p.is_waiting("r", "d", "z") && !p.is_waiting("r", "x", "a"));
 
         // Only the head of each partition is offered.
         let mut leased = c.lease(10).await.unwrap();
@@ -356,6 +361,11 @@ pub(crate) mod suite {
             .await
             .unwrap();
         c.settle(e3.lease, Settlement::Ack).await.unwrap();
+        assert!(
+            !p.is_waiting("r", "d", "b"),
+            "b is empty once e3 is delivered"
+        );
+        assert!(p.is_waiting("r", "d", "a"), "e2 still waits");
         let mut next = c.lease(10).await.unwrap();
         assert_eq!(ids(&next), ["e2"]);
         let e2 = next.pop().unwrap();

@@ -44,14 +44,54 @@ enum Command {
     Purge(oneshot::Sender<Result<usize, QueueError>>),
 }
 
-/// Waiting-message counters per `route/destination`, kept beside the table so intake can
-/// refuse work without a query.
+/// A change of a line's live-message count, applied to [`Depths`] after the commit:
+/// (`route/destination`, partition, change).
+type Delta = (String, String, i64);
+
+/// Live-message counters per `route/destination` and per line (destination and partition),
+/// kept beside the table so intake can refuse work, or queue a proxy route's event behind
+/// its call's waiting messages, without a query.
 #[derive(Default)]
-struct Depths(Mutex<HashMap<String, Arc<AtomicU64>>>);
+struct Depths {
+    destinations: Mutex<HashMap<String, Arc<AtomicU64>>>,
+    lines: Mutex<HashMap<String, u64>>,
+}
+
+fn line_key(destination: &str, partition: &str) -> String {
+    format!("{destination}\u{1f}{partition}")
+}
 
 impl Depths {
+    fn apply(&self, (destination, partition, delta): Delta) {
+        let counter = self.counter(&destination);
+        if delta >= 0 {
+            counter.fetch_add(delta as u64, Ordering::Relaxed);
+        } else {
+            let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(delta.unsigned_abs()))
+            });
+        }
+        let mut lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        let key = line_key(&destination, &partition);
+        let live = lines
+            .get(&key)
+            .copied()
+            .unwrap_or(0)
+            .saturating_add_signed(delta);
+        if live == 0 {
+            lines.remove(&key);
+        } else {
+            lines.insert(key, live);
+        }
+    }
+    fn line_is_live(&self, destination: &str, partition: &str) -> bool {
+        self.lines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&line_key(destination, partition))
+    }
     fn counter(&self, key: &str) -> Arc<AtomicU64> {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.destinations.lock().unwrap_or_else(|e| e.into_inner());
         // Looked up on every queued request: allocate the key only the first time.
         if let Some(counter) = map.get(key) {
             return counter.clone();
@@ -59,7 +99,7 @@ impl Depths {
         map.entry(key.to_string()).or_default().clone()
     }
     fn total(&self) -> u64 {
-        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let map = self.destinations.lock().unwrap_or_else(|e| e.into_inner());
         map.values().map(|c| c.load(Ordering::Relaxed)).sum()
     }
 }
@@ -158,21 +198,20 @@ impl SqliteQueue {
         let depths = Arc::new(Depths::default());
         {
             let mut stmt = conn.prepare(
-                "SELECT route, destination, COUNT(*) FROM tasks WHERE state != 'dead'
-                 GROUP BY route, destination",
+                "SELECT route, destination, partition, COUNT(*) FROM tasks WHERE state != 'dead'
+                 GROUP BY route, destination, partition",
             )?;
             let rows = stmt.query_map([], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
                 ))
             })?;
             for row in rows {
-                let (route, dest, n) = row?;
-                depths
-                    .counter(&format!("{route}/{dest}"))
-                    .store(n as u64, Ordering::Relaxed);
+                let (route, dest, partition, n) = row?;
+                depths.apply((format!("{route}/{dest}"), partition, n));
             }
         }
         let (tx, rx) = mpsc::channel();
@@ -242,6 +281,10 @@ impl Producer for SqliteQueue {
     fn total_depth(&self) -> u64 {
         self.depths.total()
     }
+    fn is_waiting(&self, route: &str, destination: &str, partition: &str) -> bool {
+        self.depths
+            .line_is_live(&format!("{route}/{destination}"), partition)
+    }
 }
 
 impl Consumer for SqliteQueue {
@@ -292,7 +335,7 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Command>, depths: Arc<Depths>
         }
         let now = now_ms();
         let mut replies: Vec<Reply> = Vec::new();
-        let mut deltas: Vec<(String, i64)> = Vec::new();
+        let mut deltas: Vec<Delta> = Vec::new();
         let result = (|| -> Result<(), rusqlite::Error> {
             let mut tx = conn.transaction()?;
             if now - last_sweep > 60_000 {
@@ -311,15 +354,8 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Command>, depths: Arc<Depths>
         })();
         let outcome = result.map_err(QueueError::from);
         if outcome.is_ok() {
-            for (key, delta) in deltas {
-                let counter = depths.counter(&key);
-                if delta >= 0 {
-                    counter.fetch_add(delta as u64, Ordering::Relaxed);
-                } else {
-                    let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                        Some(v.saturating_sub(delta.unsigned_abs()))
-                    });
-                }
+            for delta in deltas {
+                depths.apply(delta);
             }
         } else if let Err(e) = &outcome {
             tracing::error!(error = %e, "store transaction failed");
@@ -338,7 +374,7 @@ fn run(
     command: Command,
     now: i64,
     replies: &mut Vec<Reply>,
-    deltas: &mut Vec<(String, i64)>,
+    deltas: &mut Vec<Delta>,
 ) {
     fn defer<T: Send + 'static>(
         replies: &mut Vec<Reply>,
@@ -351,8 +387,8 @@ fn run(
     }
     fn isolated<T>(
         tx: &mut rusqlite::Transaction<'_>,
-        deltas: &mut Vec<(String, i64)>,
-        f: impl FnOnce(&Connection, &mut Vec<(String, i64)>) -> Result<T, QueueError>,
+        deltas: &mut Vec<Delta>,
+        f: impl FnOnce(&Connection, &mut Vec<Delta>) -> Result<T, QueueError>,
     ) -> Result<T, QueueError> {
         let sp = tx.savepoint()?;
         let mut local = Vec::new();
@@ -428,7 +464,7 @@ fn enqueue(
     tx: &Connection,
     events: Vec<EventBatch>,
     now: i64,
-    deltas: &mut Vec<(String, i64)>,
+    deltas: &mut Vec<Delta>,
 ) -> Result<Enqueued, QueueError> {
     let mut out = Enqueued::default();
     let mut mark =
@@ -462,7 +498,7 @@ fn enqueue(
                 new.failure.as_ref().map(|_| now),
             ])?;
             match &new.failure {
-                None => deltas.push((m.destination_key(), 1)),
+                None => deltas.push((m.destination_key(), m.partition.clone(), 1)),
                 Some(reason) => log_attempt(
                     tx,
                     tx.last_insert_rowid(),
@@ -539,7 +575,7 @@ fn settle(
     id: i64,
     settlement: Settlement,
     now: i64,
-    deltas: &mut Vec<(String, i64)>,
+    deltas: &mut Vec<Delta>,
 ) -> Result<(), rusqlite::Error> {
     let line: Option<(String, String, String)> = tx
         .prepare_cached(
@@ -557,8 +593,8 @@ fn settle(
                 .execute([id])?;
             tx.prepare_cached("DELETE FROM attempts WHERE task_id = ?1")?
                 .execute([id])?;
-            deltas.push((key, -1));
             promote(tx, &route, &destination, &partition)?;
+            deltas.push((key, partition, -1));
         }
         Settlement::Retry { after, log } => {
             log_attempt(tx, id, &log)?;
@@ -581,8 +617,8 @@ fn settle(
                                   dead_at = ?2 WHERE id = ?1",
             )?
             .execute(params![id, now])?;
-            deltas.push((key, -1));
             promote(tx, &route, &destination, &partition)?;
+            deltas.push((key, partition, -1));
         }
     }
     Ok(())
@@ -633,7 +669,7 @@ fn replay(
     tx: &Connection,
     id: Option<i64>,
     now: i64,
-    deltas: &mut Vec<(String, i64)>,
+    deltas: &mut Vec<Delta>,
 ) -> Result<usize, QueueError> {
     let mut select = tx.prepare_cached(
         "SELECT id, route, destination, partition FROM tasks
@@ -662,7 +698,7 @@ fn replay(
             params![task, now, if live { "waiting" } else { "ready" }],
         )?;
         tx.execute("DELETE FROM attempts WHERE task_id = ?1", [task])?;
-        deltas.push((format!("{route}/{destination}"), 1));
+        deltas.push((format!("{route}/{destination}"), partition.clone(), 1));
     }
     Ok(rows.len())
 }

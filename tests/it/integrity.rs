@@ -59,7 +59,11 @@ async fn a_redirect_is_not_followed_and_goes_to_the_dead_letters() {
     let attempt = &dead[0].attempt_log[0];
     assert_eq!(attempt.status, Some(302));
     assert!(
-        attempt.error.as_deref().unwrap_or_default().contains("/elsewhere"),
+        attempt
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("/elsewhere"),
         "{attempt:?}"
     );
     assert!(
@@ -92,6 +96,132 @@ async fn the_fallback_passes_a_redirect_back_unchanged() {
         .unwrap();
     assert_eq!(reply.status(), 302);
     assert_eq!(reply.headers()["location"], "/login");
-    assert_eq!(legacy.all().len(), 1, "one request reached the legacy receiver");
+    assert_eq!(
+        legacy.all().len(),
+        1,
+        "one request reached the legacy receiver"
+    );
+    gw.shutdown().await;
+}
+
+async fn isr_event(gw: &callgate::Gateway, path: &str, call: &str, n: usize) -> (u16, String) {
+    let r = client()
+        .get(format!(
+            "http://{}{path}?event=RECORDING_STARTED_EVENT&ISR_UCID={call}&TMP_RECORDING_ID={n}",
+            gw.addr
+        ))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// Once a call has a message queued (its forward timed out), the call's next event on the
+/// proxy route is queued behind it, not forwarded around it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_route_queues_a_calls_next_event_behind_its_waiting_one() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let first = AtomicBool::new(true);
+    let released = std::sync::Arc::new(AtomicBool::new(false));
+    let open = released.clone();
+    let receiver = Receiver::start(move |r| {
+        if !r.body.contains("call-a") {
+            Reply::ok()
+        } else if first.swap(false, Ordering::SeqCst) {
+            // Outlasts the 1 s forward timeout.
+            Reply {
+                delay: Duration::from_secs(3),
+                ..Reply::ok()
+            }
+        } else if open.load(Ordering::SeqCst) {
+            Reply::ok()
+        } else {
+            Reply::status(503)
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(
+        &config_text(
+            dir.path(),
+            ", retry: [0s, 100ms, 100ms, 100ms, 100ms, 100ms, 100ms, 100ms, 100ms]",
+            &format!(
+                "routes:\n  - {{ name: p, path: /p, from: oracle-isr, ack: proxy, on_timeout: queue, to: [ {{ name: ce, vendor: cloudevents, url: '{}' }} ] }}\n",
+                receiver.url("/events")
+            ),
+        )
+        .replace("timeout: 2s", "timeout: 1s"),
+    )
+    .await;
+    let (status, body) = isr_event(&gw, "/p", "call-a", 1).await;
+    assert_eq!(status, 202, "timed out, queued: {body}");
+    let (status, body) = isr_event(&gw, "/p", "call-a", 2).await;
+    assert_eq!(status, 202, "queued behind event 1: {body}");
+    let (status, _) = isr_event(&gw, "/p", "call-b", 3).await;
+    assert_eq!(status, 200, "another call is forwarded as usual");
+    released.store(true, Ordering::SeqCst);
+    let got = receiver.wait_for(3, WAIT).await;
+    let order: Vec<String> = got
+        .iter()
+        .filter(|r| r.json()["data"]["call"]["id"] == "call-a")
+        .map(|r| {
+            r.json()["data"]["recording"]["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(order, ["1", "2"], "call-a's events in order");
+    gw.shutdown().await;
+}
+
+/// A template that fails to render is dead-lettered with its error on a proxy route too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_that_fails_on_a_proxy_route_is_dead_lettered() {
+    let receiver = Receiver::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mappings = dir.path().join("mappings");
+    crate::support::copy_dir(&crate::support::root().join("mappings"), &mappings);
+    crate::support::copy_dir(
+        &crate::support::root().join("tests/fixtures"),
+        &dir.path().join("tests/fixtures"),
+    );
+    // Vidyo gains a template for recordings that reads a field no event has (strict mode).
+    let encode = mappings.join("vidyo/encode.yaml");
+    let text = std::fs::read_to_string(&encode).unwrap();
+    std::fs::write(
+        &encode,
+        format!("{text}  - types: [\"recording.*\"]\n    body: templates/recording.json.hbs\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        mappings.join("vidyo/templates/recording.json.hbs"),
+        "{ \"recording\": \"{{data.no_such_group.id}}\" }\n",
+    )
+    .unwrap();
+    let text = config_text(
+        dir.path(),
+        "",
+        &format!(
+            "routes:\n  - {{ name: p, path: /p, from: oracle-isr, ack: proxy, to: [ {{ name: v, vendor: vidyo, url: '{}' }} ] }}\n",
+            receiver.url("/vidyo")
+        ),
+    )
+    .replace(
+        &crate::support::root().join("mappings").display().to_string(),
+        &mappings.display().to_string(),
+    );
+    let gw = gateway(&text).await;
+    let (status, body) = isr_event(&gw, "/p", "call-r", 1).await;
+    assert_eq!(status, 200, "{body}");
+    let dead = gw.store.dead_letters.list(10).await.unwrap();
+    assert_eq!(
+        dead.len(),
+        1,
+        "the message that could not be rendered is kept"
+    );
+    let error = dead[0].attempt_log[0].error.clone().unwrap_or_default();
+    assert!(error.contains("recording.json.hbs"), "{error}");
+    assert!(receiver.all().is_empty());
     gw.shutdown().await;
 }

@@ -159,6 +159,10 @@ async fn receive(
             StatusCode::ACCEPTED,
             json!({"status": "queued", "reason": "receiver timed out"}),
         ),
+        Submitted::QueuedBehind => json_response(
+            StatusCode::ACCEPTED,
+            json!({"status": "queued", "reason": "earlier events of this call are waiting in the queue"}),
+        ),
         Submitted::NothingToForward => json_response(
             StatusCode::OK,
             json!({"status": "skipped", "reason": "no event for the destination"}),
