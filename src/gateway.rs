@@ -101,6 +101,7 @@ impl Gateway {
                     producer: store.producer.clone(),
                     wake: wake.clone(),
                     max_depth: config.delivery.max_queue_depth,
+                    turns: Arc::default(),
                 },
                 http: resources.http.clone(),
                 max_body: config.server.max_body_bytes,

@@ -23,6 +23,47 @@ pub struct Intake {
     pub wake: Arc<Notify>,
     /// `delivery.max_queue_depth`.
     pub max_depth: u64,
+    /// One call's payloads take turns from lifecycle to commit.
+    pub turns: Arc<Turns>,
+}
+
+/// How many locks the calls share (a call waits only for payloads of calls that hash alike).
+const STRIPES: usize = 256;
+
+/// Per-call turns: between the lifecycle decision and the durable commit, a call's payloads
+/// go one at a time, so one that was judged first is also stored first (its messages are
+/// then delivered first). Striped: calls hash onto a fixed set of locks.
+pub struct Turns(Vec<Arc<tokio::sync::Mutex<()>>>);
+
+impl Default for Turns {
+    fn default() -> Self {
+        Turns((0..STRIPES).map(|_| Arc::default()).collect())
+    }
+}
+
+/// Held while a payload's calls are judged and committed.
+pub struct Turn(#[allow(dead_code)] Vec<tokio::sync::OwnedMutexGuard<()>>);
+
+impl Turns {
+    /// Waits for the turn of every call in `keys` on `route` (locks taken in stripe order, so
+    /// two payloads naming the same calls cannot deadlock).
+    pub async fn take<'a>(&self, route: &str, keys: impl Iterator<Item = &'a str>) -> Turn {
+        use std::hash::{Hash, Hasher};
+        let mut stripes: Vec<usize> = keys
+            .map(|key| {
+                let mut h = std::hash::DefaultHasher::new();
+                (route, key).hash(&mut h);
+                (h.finish() as usize) % STRIPES
+            })
+            .collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let mut guards = Vec::with_capacity(stripes.len());
+        for stripe in stripes {
+            guards.push(self.0[stripe].clone().lock_owned().await);
+        }
+        Turn(guards)
+    }
 }
 
 /// How an accepted payload was taken.

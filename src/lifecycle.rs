@@ -5,12 +5,14 @@
 //! State lives in two bounded moka caches with idle expiry, so a gateway that sees millions
 //! of calls keeps only the recent ones. Keys are 128-bit hashes of the leg and event ids
 //! (a String key per entry roughly doubled the memory); the durable store keeps its own,
-//! longer dedupe window. Updates are atomic per leg (`and_compute_with`), so
-//! concurrent requests for one call cannot both pass the sequence check.
+//! longer dedupe window. Decisions reserve atomically per leg (`and_compute_with`), so
+//! concurrent requests for one call cannot both pass the sequence check; a reservation is
+//! released if its event is not taken after all.
 
 use crate::event::{CallEvent, CallState};
 use moka::ops::compute::Op;
 use moka::sync::Cache;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// What the tracker decided about an event.
@@ -130,60 +132,120 @@ impl Lifecycle {
         }
     }
 
-    /// Decides about one event and records it (`assess` then `record`).
+    /// Decides about one event and records it at once (`translate`, tests).
     pub fn observe(&self, event: CallEvent) -> Verdict {
-        let verdict = self.assess(event);
-        if let Verdict::Apply(event) = &verdict {
-            self.record(event);
+        let (verdict, reservation) = self.reserve(event);
+        if let Some(r) = reservation {
+            r.commit();
         }
         verdict
     }
 
-    /// Decides about one event without recording it: the gateway records an event only
-    /// once it is durably stored or delivered, so that a failed write leaves the vendor's
-    /// retry welcome. The returned event may have become `call.resumed`.
-    pub fn assess(&self, mut event: CallEvent) -> Verdict {
+    /// Decides about one event and, if it applies, reserves its place atomically per leg:
+    /// its id counts as seen and its sequence and state as the leg's last, so a concurrent
+    /// event of the same leg is judged against it. The returned reservation is released
+    /// (the leg restored) when dropped uncommitted — the enqueue or forward failed, and the
+    /// vendor's retry must be welcome. The event may have become `call.resumed`.
+    pub fn reserve(&self, mut event: CallEvent) -> (Verdict, Option<Reservation>) {
         let leg = Lifecycle::leg_key(&event);
-        if self.seen.contains_key(&key128(&[&leg, &event.id])) {
-            return Verdict::Duplicate { id: event.id };
-        }
-        let previous = self.legs.get(&key128(&[&leg]));
+        let leg_hash = key128(&[&leg]);
+        let id_hash = key128(&[&leg, &event.id]);
         let sequence = sequence_of(&event);
-        if let (Some(last), Some(got)) = (previous.and_then(|p| p.last_sequence), sequence)
-            && got <= last
-        {
-            return Verdict::Stale { leg, last, got };
+        enum Judged {
+            Duplicate,
+            Stale(u64, u64),
+            Applied(Option<LegState>, LegState),
         }
-        if event.event_type == "call.connected"
-            && previous.and_then(|p| p.last_state) == Some(CallState::Held)
-        {
-            event.event_type = "call.resumed".into();
+        let mut judged = Judged::Duplicate;
+        self.legs.entry(leg_hash).and_compute_with(|current| {
+            let previous = current.map(|e| *e.value());
+            if self.seen.contains_key(&id_hash) {
+                return Op::Nop;
+            }
+            let last = previous.and_then(|p| p.last_sequence);
+            if let (Some(last), Some(got)) = (last, sequence)
+                && got <= last
+            {
+                judged = Judged::Stale(last, got);
+                return Op::Nop;
+            }
+            if event.event_type == "call.connected"
+                && previous.and_then(|p| p.last_state) == Some(CallState::Held)
+            {
+                event.event_type = "call.resumed".into();
+            }
+            let placed = LegState {
+                last_sequence: sequence.or(last),
+                last_state: CallState::for_type(&event.event_type)
+                    .or(previous.and_then(|p| p.last_state)),
+            };
+            self.seen.insert(id_hash, ());
+            judged = Judged::Applied(previous, placed);
+            Op::Put(placed)
+        });
+        match judged {
+            Judged::Duplicate => (Verdict::Duplicate { id: event.id }, None),
+            Judged::Stale(last, got) => (Verdict::Stale { leg, last, got }, None),
+            Judged::Applied(previous, placed) => (
+                Verdict::Apply(Box::new(event)),
+                Some(Reservation {
+                    lifecycle: self.clone(),
+                    leg: leg_hash,
+                    id: id_hash,
+                    previous,
+                    placed,
+                    committed: AtomicBool::new(false),
+                }),
+            ),
         }
-        Verdict::Apply(Box::new(event))
     }
+}
 
-    /// Records an applied event: its id as seen, its sequence and state as the leg's last
-    /// (a sequence never moves backwards, even when concurrent requests race).
-    pub fn record(&self, event: &CallEvent) {
-        let leg = Lifecycle::leg_key(event);
-        self.seen.insert(key128(&[&leg, &event.id]), ());
-        let sequence = sequence_of(event);
-        let state = CallState::for_type(&event.event_type);
-        self.legs
-            .entry(key128(&[&leg]))
-            .and_compute_with(|current| {
-                let previous = current.map(|e| *e.value());
-                let last = previous.and_then(|p| p.last_sequence);
-                if let (Some(last), Some(got)) = (last, sequence)
-                    && got <= last
-                {
-                    return Op::Nop;
-                }
-                Op::Put(LegState {
-                    last_sequence: sequence.or(last),
-                    last_state: state.or(previous.and_then(|p| p.last_state)),
-                })
+/// An applied event's place in its leg's state: kept by [`Reservation::commit`], given back
+/// when dropped uncommitted.
+pub struct Reservation {
+    lifecycle: Lifecycle,
+    leg: u128,
+    id: u128,
+    previous: Option<LegState>,
+    placed: LegState,
+    committed: AtomicBool,
+}
+
+impl std::fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reservation")
+            .field("placed", &self.placed)
+            .field("committed", &self.committed)
+            .finish()
+    }
+}
+
+impl Reservation {
+    /// Keeps the reservation: the event was durably stored or delivered.
+    pub fn commit(&self) {
+        self.committed.store(true, Ordering::Release);
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.committed.load(Ordering::Acquire) {
+            return;
+        }
+        let (previous, placed) = (self.previous, self.placed);
+        // Only if nothing newer was placed on the leg meanwhile.
+        self.lifecycle
+            .legs
+            .entry(self.leg)
+            .and_compute_with(|current| match current {
+                Some(entry) if *entry.value() == placed => match previous {
+                    Some(p) => Op::Put(p),
+                    None => Op::Remove,
+                },
+                _ => Op::Nop,
             });
+        self.lifecycle.seen.invalidate(&self.id);
     }
 }
 
@@ -283,6 +345,37 @@ mod tests {
             applied_type(lc.observe(event("4", "call.ended", 6))),
             "call.ended"
         );
+    }
+
+    #[test]
+    fn a_reservation_is_atomic_and_given_back_unless_committed() {
+        let lc = Lifecycle::default();
+        let (first, held) = lc.reserve(event("1", "call.alerting", 5));
+        assert!(matches!(first, Verdict::Apply(_)));
+        // A concurrent event is judged against the reservation already.
+        assert!(matches!(
+            lc.reserve(event("2", "call.initiated", 4)).0,
+            Verdict::Stale {
+                last: 5,
+                got: 4,
+                ..
+            }
+        ));
+        assert!(matches!(
+            lc.reserve(event("1", "call.alerting", 5)).0,
+            Verdict::Duplicate { .. }
+        ));
+        drop(held); // the enqueue failed
+        let (again, kept) = lc.reserve(event("1", "call.alerting", 5));
+        assert!(
+            matches!(again, Verdict::Apply(_)),
+            "the vendor's retry is welcome"
+        );
+        kept.unwrap().commit();
+        assert!(matches!(
+            lc.reserve(event("1", "call.alerting", 5)).0,
+            Verdict::Duplicate { .. }
+        ));
     }
 
     #[test]

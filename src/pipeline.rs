@@ -10,7 +10,7 @@
 use crate::adapters::webhook::VerifiedInbound;
 use crate::delivery::{EventBatch, HttpRequest, Message, NewMessage, Request};
 use crate::event::CallEvent;
-use crate::lifecycle::{Lifecycle, Verdict};
+use crate::lifecycle::{Lifecycle, Reservation, Verdict};
 use crate::mapping::decode::DecodeError;
 use crate::mapping::{AUTO, DecodeOptions, MappingSet};
 use crate::route::{Destination, Route};
@@ -83,6 +83,24 @@ pub enum Fate {
     Dropped(Verdict),
 }
 
+/// A decoded payload, before the lifecycle tracker has seen it.
+#[derive(Debug)]
+pub struct Decoded {
+    /// The source vendor (detected for `from: auto`).
+    pub vendor: String,
+    /// Its events, in payload order.
+    pub events: Vec<CallEvent>,
+}
+
+impl Decoded {
+    /// The ordering keys (calls, users) of its events: a transport that runs several
+    /// payloads at once takes each key's turn before [`route_events`], so that one call's
+    /// events are judged and committed one payload at a time.
+    pub fn ordering_keys(&self) -> impl Iterator<Item = &str> {
+        self.events.iter().map(|e| e.ordering_key())
+    }
+}
+
 /// The pipeline's result for one inbound payload.
 #[derive(Debug)]
 pub struct Accepted {
@@ -90,7 +108,7 @@ pub struct Accepted {
     pub vendor: String,
     /// Every decoded event, in payload order.
     pub fates: Vec<Fate>,
-    lifecycle: Lifecycle,
+    reservations: Vec<Reservation>,
 }
 
 impl Accepted {
@@ -148,23 +166,36 @@ impl Accepted {
             .collect()
     }
 
-    /// Records the applied events in the route's lifecycle tracker: call once the messages
-    /// were durably stored or delivered, so that a failed write leaves the vendor's retry
-    /// welcome.
+    /// Keeps the applied events' places in the route's lifecycle tracker: call once the
+    /// messages were durably stored or delivered. Dropped uncommitted, the places are given
+    /// back, so a failed write leaves the vendor's retry welcome.
     pub fn commit(&self) {
-        for applied in self.applied() {
-            self.lifecycle.record(&applied.event);
+        for reservation in &self.reservations {
+            reservation.commit();
         }
     }
 }
 
 /// Runs a verified payload through decode, lifecycle, route and encode for `route` of
-/// `snapshot`. Pure apart from the lifecycle tracker's reads.
+/// `snapshot`: [`decode`] then [`route_events`]. No I/O.
 pub fn accept(
     snapshot: &Snapshot,
     route: &Route,
     inbound: &VerifiedInbound,
 ) -> Result<Accepted, PipelineError> {
+    Ok(route_events(
+        snapshot,
+        route,
+        decode(snapshot, route, inbound)?,
+    ))
+}
+
+/// Detects the vendor (for `from: auto`) and decodes the payload. Pure.
+pub fn decode(
+    snapshot: &Snapshot,
+    route: &Route,
+    inbound: &VerifiedInbound,
+) -> Result<Decoded, PipelineError> {
     let mappings = snapshot.mappings.as_ref();
     let vendor = if route.from == AUTO {
         mappings
@@ -183,12 +214,22 @@ pub fn accept(
             },
         )
         .map_err(PipelineError::Decode)?;
+    Ok(Decoded { vendor, events })
+}
+
+/// Passes decoded events through the route's lifecycle tracker (reserving each applied
+/// event's place), routes them and encodes one message per accepting destination.
+pub fn route_events(snapshot: &Snapshot, route: &Route, decoded: Decoded) -> Accepted {
+    let mappings = snapshot.mappings.as_ref();
+    let Decoded { vendor, events } = decoded;
     let mut fates = Vec::with_capacity(events.len());
+    let mut reservations = Vec::new();
     for event in events {
         metrics::counter!(m::EVENTS, "vendor" => vendor.clone(), "type" => event.event_type.clone())
             .increment(1);
-        match route.lifecycle.assess(event) {
-            Verdict::Apply(event) => {
+        match route.lifecycle.reserve(event) {
+            (Verdict::Apply(event), reservation) => {
+                reservations.extend(reservation);
                 let routed = route
                     .destinations
                     .iter()
@@ -205,7 +246,7 @@ pub fn accept(
                     routed,
                 })));
             }
-            verdict => {
+            (verdict, _) => {
                 let reason = match verdict {
                     Verdict::Stale { .. } => "stale",
                     _ => "duplicate",
@@ -217,11 +258,11 @@ pub fn accept(
             }
         }
     }
-    Ok(Accepted {
+    Accepted {
         vendor,
         fates,
-        lifecycle: route.lifecycle.clone(),
-    })
+        reservations,
+    }
 }
 
 /// Renders one event for one destination.

@@ -225,3 +225,73 @@ async fn a_template_that_fails_on_a_proxy_route_is_dead_lettered() {
     assert!(receiver.all().is_empty());
     gw.shutdown().await;
 }
+
+/// Truly concurrent notifications of one call, in shuffled order: whatever the lifecycle
+/// tracker lets through reaches the receiver in strictly rising vendor sequence (none passes
+/// the stale check alongside a later one, and none overtakes another between check and
+/// commit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_events_of_one_call_keep_the_sequence() {
+    use rand::seq::SliceRandom;
+    let receiver = Receiver::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(&config_text(
+        dir.path(),
+        "",
+        &format!(
+            "routes:\n  - {{ name: rc, path: /rc, from: ringcentral, to: [ {{ name: v, vendor: vidyo, url: '{}' }} ] }}\n",
+            receiver.url("/vidyo")
+        ),
+    ))
+    .await;
+    let template: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(crate::support::root().join(
+            "tests/fixtures/ringcentral/flows/PSTN-RingCentral-DataStreams/PSTN-RingCentral-DataStreams-07.json",
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    const N: u64 = 60;
+    let mut order: Vec<u64> = (1..=N).collect();
+    order.shuffle(&mut rand::rng());
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(order.len()));
+    let mut tasks = Vec::new();
+    for seq in order {
+        let mut body = template.clone();
+        body["uuid"] = serde_json::Value::String(format!("concurrent-{seq}"));
+        body["body"]["sequence"] = serde_json::Value::from(seq);
+        let url = format!("http://{}/rc", gw.addr);
+        let start = start.clone();
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            client()
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    // Let the queue drain: the depth reaches 0 once every stored message is delivered.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while gw.store.producer.total_depth() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let seqs: Vec<i64> = receiver
+        .accepted()
+        .iter()
+        .map(|r| r.json()["sequenceNum"].as_i64().unwrap())
+        .collect();
+    assert!(!seqs.is_empty());
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "sequences at the receiver must rise strictly: {seqs:?}"
+    );
+    gw.shutdown().await;
+}

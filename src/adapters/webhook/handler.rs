@@ -124,7 +124,7 @@ async fn receive(
         }
     };
 
-    let accepted = pipeline::accept(snapshot, route, &inbound).map_err(|e| match e {
+    let decoded = pipeline::decode(snapshot, route, &inbound).map_err(|e| match e {
         PipelineError::Detect(e) => Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "unknown-vendor",
@@ -138,6 +138,11 @@ async fn receive(
             e.to_string(),
         ),
     })?;
+    let _turn = intake
+        .turns
+        .take(&route.name, decoded.ordering_keys())
+        .await;
+    let accepted = pipeline::route_events(snapshot, route, decoded);
     let submitted = intake
         .submit(route, &accepted)
         .await
