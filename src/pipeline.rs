@@ -35,6 +35,9 @@ pub enum SkipReason {
     TypeFilter,
     /// Its vendor's mapping has no template for the type.
     NoTemplate,
+    /// It is the source vendor, and an earlier event of the same notification already
+    /// carries the whole notification to it (DESIGN §4 "Same vendor out as in").
+    SameNotification,
 }
 
 impl SkipReason {
@@ -43,6 +46,7 @@ impl SkipReason {
         match self {
             SkipReason::TypeFilter => "type filter",
             SkipReason::NoTemplate => "no template",
+            SkipReason::SameNotification => "same notification",
         }
     }
 }
@@ -222,8 +226,11 @@ pub fn decode(
 pub fn route_events(snapshot: &Snapshot, route: &Route, decoded: Decoded) -> Accepted {
     let mappings = snapshot.mappings.as_ref();
     let Decoded { vendor, events } = decoded;
+    let several = events.len() > 1;
     let mut fates = Vec::with_capacity(events.len());
     let mut reservations = Vec::new();
+    // Destinations of the source vendor that already got this notification.
+    let mut carried = vec![false; route.destinations.len()];
     for event in events {
         metrics::counter!(m::EVENTS, "vendor" => vendor.clone(), "type" => event.event_type.clone())
             .increment(1);
@@ -233,7 +240,19 @@ pub fn route_events(snapshot: &Snapshot, route: &Route, decoded: Decoded) -> Acc
                 let routed = route
                     .destinations
                     .iter()
-                    .map(|dest| (dest.name.clone(), encode(mappings, route, dest, &event)))
+                    .zip(carried.iter_mut())
+                    .map(|(dest, carried)| {
+                        let same_vendor = several && dest.vendor == vendor;
+                        let routing = if same_vendor && *carried {
+                            Routing::Skipped(SkipReason::SameNotification)
+                        } else {
+                            encode(mappings, route, dest, &event)
+                        };
+                        if same_vendor && !matches!(routing, Routing::Skipped(_)) {
+                            *carried = true;
+                        }
+                        (dest.name.clone(), routing)
+                    })
                     .collect();
                 fates.push(Fate::Applied(Box::new(Applied {
                     dedupe_key: format!(

@@ -149,10 +149,25 @@ impl Decoder {
             }
             None => vec![root],
         };
-        items
+        let mut events = items
             .into_iter()
             .map(|item| self.decode_item(rule, root, item))
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        // CloudEvents: `source` + `id` is unique per event. One notification that yields
+        // several events (RingCentral `parties[]`) gives each the notification id plus `#`
+        // and its leg (DESIGN §3).
+        if events.len() > 1 {
+            for (index, event) in events.iter_mut().enumerate() {
+                let leg = event
+                    .data
+                    .call
+                    .as_ref()
+                    .and_then(|c| c.leg_id.clone())
+                    .unwrap_or_else(|| index.to_string());
+                event.id = format!("{}#{leg}", event.id);
+            }
+        }
+        Ok(events)
     }
 
     fn decode_item(

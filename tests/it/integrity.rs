@@ -295,3 +295,63 @@ async fn concurrent_events_of_one_call_keep_the_sequence() {
     );
     gw.shutdown().await;
 }
+
+/// A RingCentral notification with two parties, sent to a RingCentral destination, arrives
+/// once, as the original; its two canonical events do not share `source` + `id`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_notification_reaches_a_same_vendor_destination_once() {
+    let rc = Receiver::ok().await;
+    let ce = Receiver::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(&config_text(
+        dir.path(),
+        "",
+        &format!(
+            "routes:\n  - {{ name: rc, path: /rc, from: ringcentral, to: [ {{ name: same, vendor: ringcentral, url: '{}' }}, {{ name: ce, vendor: cloudevents, url: '{}' }} ] }}\n",
+            rc.url("/rc"),
+            ce.url("/ce")
+        ),
+    ))
+    .await;
+    let mut notification: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(crate::support::root().join(
+            "tests/fixtures/ringcentral/flows/PSTN-RingCentral-DataStreams/PSTN-RingCentral-DataStreams-07.json",
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    // A second party: the PSTN caller's leg of the same session.
+    let mut caller = notification["body"]["parties"][0].clone();
+    caller["id"] = "p-caller-leg".into();
+    caller["extensionId"] = serde_json::Value::Null;
+    caller.as_object_mut().unwrap().remove("extensionId");
+    notification["body"]["parties"]
+        .as_array_mut()
+        .unwrap()
+        .push(caller);
+    let (status, body) = crate::harness::post(&gw, "/rc", &notification.to_string()).await;
+    assert_eq!(status, 200, "{body}");
+    let events = ce.wait_for(2, WAIT).await;
+    assert_eq!(events.len(), 2, "two events in CloudEvents");
+    let ids: std::collections::BTreeSet<(String, String)> = events
+        .iter()
+        .map(|r| {
+            let e = r.json();
+            (
+                e["source"].as_str().unwrap().to_string(),
+                e["id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(ids.len(), 2, "source + id unique per event: {ids:?}");
+    assert_eq!(rc.wait_for(1, WAIT).await.len(), 1);
+    // Both deliveries are settled once the queue is empty; only then count the copies.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while gw.store.producer.total_depth() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let copies = rc.accepted();
+    assert_eq!(copies.len(), 1, "one notification, one copy");
+    assert_eq!(copies[0].json(), notification, "the original, exactly");
+    gw.shutdown().await;
+}
