@@ -126,6 +126,17 @@ fn load_input(translator: &Translator, file: &Path, input: Value) -> Result<Vec<
                 .map_err(|e| format!("input {}: {e}", path.display()))?;
             translator.read(&text).map_err(|e| e.to_string())
         }
+        // An inline map for a parameter vendor is its parameters, written as a query string.
+        Value::Object(params) if translator.reads_parameters() => {
+            let mut query = form_urlencoded::Serializer::new(String::new());
+            for (name, value) in &params {
+                match value {
+                    Value::String(s) => query.append_pair(name, s),
+                    other => query.append_pair(name, &other.to_string()),
+                };
+            }
+            translator.read(&query.finish()).map_err(|e| e.to_string())
+        }
         inline => translator
             .read(&inline.to_string())
             .map_err(|e| e.to_string()),

@@ -66,6 +66,11 @@ pub struct CallEvent {
     /// Any other CloudEvents attribute of an incoming canonical event, kept unchanged.
     #[serde(flatten)]
     pub other: Map<String, Value>,
+    /// JSON Pointers of the `null` members of an incoming canonical event's `data`: the
+    /// typed model has no place for "present but null", so the CloudEvents encoder writes
+    /// them back and `cloudevents` → `cloudevents` stays exact. Empty for vendor events.
+    #[serde(skip)]
+    pub null_members: Vec<String>,
 }
 
 /// The `data` of a [`CallEvent`]: typed groups, each optional.

@@ -292,7 +292,17 @@ fn translate(
             bytes
         }
     };
-    let text = String::from_utf8_lossy(&bytes);
+    // Bytes are never replaced: a correlation id with U+FFFD in it is a wrong id.
+    let text = match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!(
+                "callgate: {from}: input is not valid UTF-8 (at byte {})",
+                e.utf8_error().valid_up_to()
+            );
+            return Ok(ExitCode::from(2));
+        }
+    };
     let bad_input = |e: TranslateError| {
         eprintln!("callgate: {e}");
         Ok(ExitCode::from(2))

@@ -40,6 +40,11 @@ pub enum TranslateError {
     /// A template failed to render (names the template and the event).
     #[error("{0}")]
     Render(String),
+    /// A JSON document given to a vendor that sends URL or form parameters.
+    #[error(
+        "{0}: sends URL or form parameters, not a JSON body: give a URL or query string per line, or a recorded request {{\"method\", \"url\"}}"
+    )]
+    NotParams(String),
 }
 
 /// One payload as read from input.
@@ -139,6 +144,11 @@ impl Translator {
         })
     }
 
+    /// Whether the source vendor sends URL or form parameters (Oracle ISR).
+    pub fn reads_parameters(&self) -> bool {
+        self.params_vendor
+    }
+
     /// Reads input text into payloads: JSON documents one after another (a file, NDJSON, or
     /// concatenated), or for parameter vendors a URL or query string per line, a JSON object
     /// of parameters, or a recorded request `{"method","url","query"}`.
@@ -165,7 +175,10 @@ impl Translator {
                 vendor: self.from.clone(),
                 message: e.to_string(),
             })?;
-            payloads.push(as_payload(value, self.params_vendor));
+            payloads.push(
+                as_payload(value, self.params_vendor, self.from == AUTO)
+                    .ok_or_else(|| TranslateError::NotParams(self.from.clone()))?,
+            );
         }
         Ok(payloads)
     }
@@ -215,17 +228,25 @@ impl Translator {
     }
 }
 
-fn as_payload(value: Value, params_vendor: bool) -> Payload {
-    if let Some(query) = value.get("query").filter(|_| value.get("url").is_some())
-        && let Some(obj) = query.as_object()
+/// A JSON input document as a payload: a recorded request (`{"method", "url", "query"}`)
+/// gives its parameters; any other document is a JSON body, which a parameter vendor
+/// never sends (`None`).
+fn as_payload(value: Value, params_vendor: bool, auto: bool) -> Option<Payload> {
+    if (params_vendor || auto)
+        && let Some(url) = value.get("url").and_then(Value::as_str)
+        && value.get("method").is_some()
     {
-        return Payload {
-            value: Value::Object(obj.clone()),
-            params: true,
+        let params = match value.get("query").and_then(Value::as_object) {
+            Some(query) => Value::Object(query.clone()),
+            None => params_from_url(url),
         };
+        return Some(Payload {
+            value: params,
+            params: true,
+        });
     }
-    Payload {
+    (!params_vendor).then_some(Payload {
         value,
-        params: params_vendor,
-    }
+        params: false,
+    })
 }

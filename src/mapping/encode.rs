@@ -161,10 +161,15 @@ impl Encoder {
         let mut order = Vec::new();
         let mut payload = match template.kind {
             TemplateKind::Canonical => {
-                serde_json::to_value(event).map_err(|e| EncodeError::Serialise {
-                    event_id: event.id.clone(),
-                    message: e.to_string(),
-                })?
+                let mut value =
+                    serde_json::to_value(event).map_err(|e| EncodeError::Serialise {
+                        event_id: event.id.clone(),
+                        message: e.to_string(),
+                    })?;
+                for pointer in &event.null_members {
+                    fidelity::set(&mut value, pointer, Value::Null);
+                }
+                value
             }
             TemplateKind::JsonBody | TemplateKind::Query => {
                 let context =

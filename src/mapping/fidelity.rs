@@ -108,6 +108,36 @@ pub fn apply(rendered: &mut Value, extensions: &Map<String, Value>) {
     }
 }
 
+/// JSON Pointers (from the root, `prefix` first) of every `null` member under `value`.
+pub fn null_members(value: &Value, prefix: &str) -> Vec<String> {
+    fn walk(value: &Value, at: &mut String, out: &mut Vec<String>) {
+        match value {
+            Value::Null => out.push(at.clone()),
+            Value::Object(map) => {
+                for (key, v) in map {
+                    let len = at.len();
+                    push_token(at, key);
+                    walk(v, at, out);
+                    at.truncate(len);
+                }
+            }
+            Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    let len = at.len();
+                    at.push('/');
+                    at.push_str(&i.to_string());
+                    walk(v, at, out);
+                    at.truncate(len);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(value, &mut prefix.to_string(), &mut out);
+    out
+}
+
 fn tokens(pointer: &str) -> Vec<String> {
     pointer
         .split('/')
@@ -138,7 +168,7 @@ fn remove(target: &mut Value, pointer: &str) {
     }
 }
 
-fn set(target: &mut Value, pointer: &str, value: Value) {
+pub(crate) fn set(target: &mut Value, pointer: &str, value: Value) {
     if pointer.is_empty() {
         *target = value;
         return;

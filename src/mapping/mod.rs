@@ -219,6 +219,9 @@ impl MappingSet {
                     message: e.to_string(),
                 })?;
             event.normalize();
+            if let Some(data) = payload.get("data") {
+                event.null_members = fidelity::null_members(data, "/data");
+            }
             return Ok(vec![event]);
         }
         let decoder = mapping.decoder.as_ref().ok_or_else(|| DecodeError::Shape {

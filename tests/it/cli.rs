@@ -259,3 +259,66 @@ fn a_config_error_names_the_file_line_and_key() {
         "{stderr}"
     );
 }
+
+/// Inputs that must be refused with exit 2 and one line naming what is wrong (issue 7).
+#[test]
+fn translate_refuses_what_the_vendor_never_sends() {
+    let cases: &[(&str, &str, &[u8], &str)] = &[
+        (
+            "oracle-isr",
+            "cloudevents",
+            br#"{"event":"RECORDING_STARTED_EVENT","ISR_UCID":"u"}"#,
+            "parameters",
+        ),
+        (
+            "vidyo",
+            "cloudevents",
+            br#"{"userStatusNotification":{"user":"x"}}"#,
+            "no decode rule",
+        ),
+        (
+            "vidyo",
+            "cloudevents",
+            br#"{"userStatusNotification":{"user":{"userName":"a"}}}"#,
+            "no decode rule",
+        ),
+        (
+            "ringcentral",
+            "cloudevents",
+            b"{\"uuid\":\"a\xffb\",\"body\":{}}",
+            "UTF-8",
+        ),
+        (
+            "oracle-isr",
+            "cloudevents",
+            b"event=X&ISR_UCID=\xff",
+            "UTF-8",
+        ),
+    ];
+    for (from, to, input, why) in cases {
+        let out = callgate(&["translate", "--from", from, "--to", to], Some(input));
+        let stderr = text(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{from} {:?}: {stderr}",
+            text(input)
+        );
+        assert!(stderr.contains(why), "{from}: expected {why:?} in {stderr}");
+        assert!(out.stdout.is_empty());
+    }
+}
+
+/// CloudEvents in, CloudEvents out: exact, `null` members of `data` included.
+#[test]
+fn cloudevents_round_trip_keeps_null_members() {
+    let input = r#"{"specversion":"1.0","id":"e1","source":"/x","type":"call.connected","partitionkey":"c","subject":"c","data":{"vendor":"x","tenant":null,"call":{"id":"c","state":"connected","from":null,"to":{"name":null,"number":"1"}},"extensions":{}}}"#;
+    let out = callgate(
+        &["translate", "--from", "cloudevents", "--to", "cloudevents"],
+        Some(input.as_bytes()),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let expected: serde_json::Value = serde_json::from_str(input).unwrap();
+    assert_eq!(got, expected);
+}

@@ -355,3 +355,57 @@ async fn one_notification_reaches_a_same_vendor_destination_once() {
     assert_eq!(copies[0].json(), notification, "the original, exactly");
     gw.shutdown().await;
 }
+
+/// What Oracle ISR never sends is refused on its route: a JSON body (415), a form body that
+/// is not UTF-8 (400); both as problem+json, nothing queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isr_route_refuses_json_bodies_and_bytes_that_are_not_utf8() {
+    let receiver = Receiver::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(&config_text(
+        dir.path(),
+        "",
+        &format!(
+            "routes:\n  - {{ name: isr, path: /isr, from: oracle-isr, to: [ {{ name: ce, vendor: cloudevents, url: '{}' }} ] }}\n",
+            receiver.url("/events")
+        ),
+    ))
+    .await;
+    let send = |content_type: &'static str, body: Vec<u8>| {
+        let url = format!("http://{}/isr", gw.addr);
+        async move {
+            let r = client()
+                .post(url)
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+            (r.status().as_u16(), ct, r.text().await.unwrap())
+        }
+    };
+    let (status, ct, body) = send(
+        "application/json",
+        br#"{"event":"RECORDING_STARTED_EVENT","ISR_UCID":"u"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(
+        (status, ct.as_str()),
+        (415, "application/problem+json"),
+        "{body}"
+    );
+    let (status, ct, body) = send(
+        "application/x-www-form-urlencoded",
+        b"event=RECORDING_STARTED_EVENT&ISR_UCID=u\xff1".to_vec(),
+    )
+    .await;
+    assert_eq!(
+        (status, ct.as_str()),
+        (400, "application/problem+json"),
+        "{body}"
+    );
+    assert!(body.contains("UTF-8"), "{body}");
+    assert_eq!(gw.store.producer.total_depth(), 0);
+    gw.shutdown().await;
+}

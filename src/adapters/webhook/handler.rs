@@ -114,6 +114,14 @@ async fn receive(
                 format!("route `{}`: {e}", route.name),
             ));
         }
+        Err(InboundError::Payload(e @ PayloadError::NotParams)) => {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "JSON body refused",
+                format!("{}: {e}", route.from),
+            ));
+        }
         Err(InboundError::Payload(e)) => {
             return Err(Problem::new(
                 StatusCode::BAD_REQUEST,

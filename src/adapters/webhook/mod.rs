@@ -53,6 +53,12 @@ pub enum PayloadError {
     /// No body and no parameters.
     #[error("empty request: expected a {0} payload")]
     Empty(&'static str),
+    /// A JSON body on a route whose vendor sends URL or form parameters (answered 415).
+    #[error("this vendor sends URL or form parameters, not a JSON body")]
+    NotParams,
+    /// Bytes that are not UTF-8 (never replaced: a changed correlation id is a wrong one).
+    #[error("the body is not valid UTF-8 (at byte {0})")]
+    NotUtf8(usize),
 }
 
 /// Reads a request's payload. `params_vendor`: the route's vendor sends parameters (query
@@ -73,6 +79,9 @@ pub fn read_payload(
     let is_form = content_type.starts_with("application/x-www-form-urlencoded");
     let trimmed = body.trim_ascii();
     let looks_json = trimmed.first().is_some_and(|b| *b == b'{' || *b == b'[');
+    if params_vendor && looks_json {
+        return Err(PayloadError::NotParams);
+    }
     let wants_params = params_vendor || (auto && !looks_json);
     if wants_params && !(looks_json && content_type.contains("json")) {
         let mut params = match query {
@@ -84,7 +93,10 @@ pub fn read_payload(
             && !looks_json
             && let (Value::Object(all), Value::Object(form)) = (
                 &mut params,
-                params_from_url(&String::from_utf8_lossy(trimmed)),
+                params_from_url(
+                    std::str::from_utf8(trimmed)
+                        .map_err(|e| PayloadError::NotUtf8(e.valid_up_to()))?,
+                ),
             )
         {
             all.extend(form);
