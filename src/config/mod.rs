@@ -3,6 +3,7 @@
 
 pub mod load;
 
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 use std::collections::BTreeMap;
@@ -357,27 +358,40 @@ pub struct OutboundAuth {
 }
 
 /// A string that may hold `${NAME}` references to environment variables, resolved at load.
-/// Its `Debug` never shows the resolved value, so secrets stay out of logs.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+/// The resolved value is held as a `secrecy::SecretString`: no `Debug`, log line or error
+/// can show it, only the raw text (which names variables, never their values).
+#[derive(Clone, Deserialize)]
 #[serde(transparent)]
 pub struct EnvString {
     raw: String,
     #[serde(skip)]
-    resolved: Option<String>,
+    resolved: Option<SecretString>,
 }
+
+impl PartialEq for EnvString {
+    fn eq(&self, other: &Self) -> bool {
+        self.raw == other.raw && self.value() == other.value()
+    }
+}
+
+impl Eq for EnvString {}
 
 impl EnvString {
     /// A literal value (no `${}` expansion needed).
     pub fn literal(value: &str) -> EnvString {
         EnvString {
             raw: value.to_string(),
-            resolved: Some(value.to_string()),
+            resolved: Some(SecretString::from(value)),
         }
     }
 
-    /// The value with every `${NAME}` replaced; empty before `load` resolved it.
+    /// The value with every `${NAME}` replaced; empty before `load` resolved it. Exposes
+    /// the secret: use it where it is sent or compared, never where it is shown.
     pub fn value(&self) -> &str {
-        self.resolved.as_deref().unwrap_or_default()
+        self.resolved
+            .as_ref()
+            .map(|s| s.expose_secret())
+            .unwrap_or_default()
     }
 
     /// The text as written in the file.
@@ -409,7 +423,7 @@ impl EnvString {
             }
         }
         out.push_str(rest);
-        self.resolved = Some(out);
+        self.resolved = Some(SecretString::from(out));
         missing
     }
 }
@@ -421,29 +435,16 @@ impl fmt::Debug for EnvString {
     }
 }
 
-/// Parses `250ms`, `5s`, `5m`, `2h`, `1d` (or a bare number of seconds).
+/// Parses a duration: `250ms`, `5s`, `5m`, `2h`, `1d`, `1h 30m` (humantime), or a bare
+/// number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration like 250ms, 5s, 5m, 2h"))?;
-    let seconds = match unit.trim() {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        "d" => n * 86400.0,
-        other => {
-            return Err(format!(
-                "unknown duration unit `{other}` in `{text}` (ms, s, m, h, d)"
-            ));
-        }
-    };
-    Ok(Duration::from_secs_f64(seconds))
+    if let Ok(seconds) = text.parse::<f64>() {
+        return Duration::try_from_secs_f64(seconds)
+            .map_err(|_| format!("`{text}` is not a duration of zero or more seconds"));
+    }
+    humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}` is not a duration like 250ms, 5s, 5m, 2h: {e}"))
 }
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -485,11 +486,14 @@ mod tests {
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
         assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
+        assert_eq!(parse_duration("1h 30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
         assert!(
             parse_duration("5 parsecs")
                 .unwrap_err()
-                .contains("unknown duration unit")
+                .contains("not a duration like")
         );
+        assert!(parse_duration("-1").is_err());
     }
 
     #[test]
