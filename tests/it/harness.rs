@@ -297,3 +297,13 @@ pub async fn metrics(admin: SocketAddr) -> String {
         .await
         .expect("metrics text")
 }
+
+/// Waits until every message the gateway stored is settled (delivered or dead): after this,
+/// nothing more reaches a receiver unless more is sent. Panics after 20 s.
+pub async fn drained(gw: &Gateway) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while gw.store.producer.total_depth() > 0 {
+        assert!(Instant::now() < deadline, "the queue did not drain");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

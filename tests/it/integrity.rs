@@ -278,11 +278,7 @@ async fn concurrent_events_of_one_call_keep_the_sequence() {
     for t in tasks {
         assert_eq!(t.await.unwrap(), 200);
     }
-    // Let the queue drain: the depth reaches 0 once every stored message is delivered.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while gw.store.producer.total_depth() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::harness::drained(&gw).await;
     let seqs: Vec<i64> = receiver
         .accepted()
         .iter()
@@ -345,11 +341,7 @@ async fn one_notification_reaches_a_same_vendor_destination_once() {
         .collect();
     assert_eq!(ids.len(), 2, "source + id unique per event: {ids:?}");
     assert_eq!(rc.wait_for(1, WAIT).await.len(), 1);
-    // Both deliveries are settled once the queue is empty; only then count the copies.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while gw.store.producer.total_depth() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::harness::drained(&gw).await;
     let copies = rc.accepted();
     assert_eq!(copies.len(), 1, "one notification, one copy");
     assert_eq!(copies[0].json(), notification, "the original, exactly");

@@ -64,7 +64,7 @@ async fn a_shuffled_flow_drops_stale_events_and_keeps_order() {
     }
     assert_eq!(dropped, 3, "one duplicate and two stale notifications");
     let got = receiver.wait_for(4, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    crate::harness::drained(&gw).await;
     assert_eq!(receiver.accepted().len(), 4);
     assert_eq!(
         vidyo_states(&got.iter().map(|r| r.json()).collect::<Vec<_>>()),
@@ -196,7 +196,7 @@ async fn retries_until_delivered_exactly_once() {
     let body = &flow("PSTN-RingCentral-DataStreams")[5];
     assert_eq!(post(&gw, "/hooks/rc", body).await.0, 200);
     assert_eq!(receiver.wait_for(1, WAIT).await.len(), 1);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    crate::harness::drained(&gw).await;
     assert_eq!(
         calls.load(Ordering::SeqCst),
         4,
@@ -433,7 +433,7 @@ async fn ringcentral_handshake_is_echoed_without_an_event() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(receiver.wait_for(1, WAIT).await.len(), 1);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    crate::harness::drained(&gw).await;
     assert_eq!(
         receiver.accepted().len(),
         1,
@@ -689,7 +689,7 @@ async fn bad_requests_get_problem_details() {
         metrics.contains("callgate_requests_total{route=\"rc\",status=\"422\"}"),
         "{metrics}"
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    crate::harness::drained(&gw).await;
     assert!(receiver.all().is_empty());
     gw.shutdown().await;
 }
