@@ -107,6 +107,7 @@ impl Gateway {
                 max_body: config.server.max_body_bytes,
             }),
             config.server.request_timeout,
+            config.server.max_concurrent_requests,
             health.clone(),
         );
         let admin = admin::router(
@@ -175,6 +176,13 @@ impl Gateway {
             }
         };
         let mut background = Vec::new();
+        let mut stop_upkeep = stop_rx.clone();
+        background.push(tokio::spawn(async move {
+            tokio::select! {
+                _ = crate::telemetry::metrics::upkeep(std::time::Duration::from_secs(5)) => {}
+                _ = async { let _ = stop_upkeep.wait_for(|s| *s).await; } => {}
+            }
+        }));
         let (reload_by, mut stop_reloads) = (reloader.clone(), stop_rx.clone());
         background.push(tokio::spawn(async move {
             loop {

@@ -232,7 +232,7 @@ pub fn route_events(snapshot: &Snapshot, route: &Route, decoded: Decoded) -> Acc
     // Destinations of the source vendor that already got this notification.
     let mut carried = vec![false; route.destinations.len()];
     for event in events {
-        metrics::counter!(m::EVENTS, "vendor" => vendor.clone(), "type" => event.event_type.clone())
+        metrics::counter!(m::EVENTS, "vendor" => vendor.clone(), "type" => m::type_label(&event.event_type, &vendor))
             .increment(1);
         match route.lifecycle.reserve(event) {
             (Verdict::Apply(event), reservation) => {
@@ -287,7 +287,7 @@ pub fn route_events(snapshot: &Snapshot, route: &Route, decoded: Decoded) -> Acc
 /// Renders one event for one destination.
 fn encode(mappings: &MappingSet, route: &Route, dest: &Destination, event: &CallEvent) -> Routing {
     let skip = |why: SkipReason| {
-        metrics::counter!(m::SKIPPED, "route" => route.name.clone(), "destination" => dest.name.clone(), "type" => event.event_type.clone())
+        metrics::counter!(m::SKIPPED, "route" => route.name.clone(), "destination" => dest.name.clone(), "type" => m::type_label(&event.event_type, &route.from))
             .increment(1);
         tracing::debug!(route = %route.name, destination = %dest.name, event = %event.id, r#type = %event.event_type, why = why.label(), "skipped");
         Routing::Skipped(why)

@@ -77,6 +77,10 @@ pub struct ServerConfig {
     /// How long one inbound request may take before it is answered 408. Default `10s`.
     #[serde(default = "default_request_timeout", deserialize_with = "duration")]
     pub request_timeout: Duration,
+    /// Requests handled at once on the public listener; beyond it requests are shed at once
+    /// with 503 and `Retry-After` (memory stays bounded under a flood). Default 1024.
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent_requests: usize,
 }
 
 impl Default for ServerConfig {
@@ -87,6 +91,7 @@ impl Default for ServerConfig {
             admin_token: None,
             max_body_bytes: default_max_body(),
             request_timeout: default_request_timeout(),
+            max_concurrent_requests: default_max_concurrent(),
         }
     }
 }
@@ -99,6 +104,9 @@ fn default_admin_listen() -> SocketAddr {
 }
 fn default_max_body() -> usize {
     1_048_576
+}
+fn default_max_concurrent() -> usize {
+    1024
 }
 fn default_request_timeout() -> Duration {
     Duration::from_secs(10)

@@ -30,6 +30,9 @@ pub enum QueueError {
     /// No dead letter with this id.
     #[error("no dead letter with id {0}")]
     NotFound(i64),
+    /// The store's writer is behind: try again shortly (intake answers 503).
+    #[error("the store is busy: too many writes waiting")]
+    Busy,
 }
 
 impl From<rusqlite::Error> for QueueError {

@@ -15,13 +15,16 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 /// How many commands one transaction takes at most.
 const BATCH: usize = 512;
+/// How many commands may wait for the writer. Beyond it an enqueue is refused at once
+/// (intake answers 503 with `Retry-After`) and other commands wait their turn: pressure
+/// goes back to the senders, memory does not grow.
+const CHANNEL: usize = 4096;
 /// How long a lease lasts before the message is offered again (a worker that died).
 const LEASE: Duration = Duration::from_secs(300);
 
@@ -214,7 +217,7 @@ impl SqliteQueue {
                 depths.apply((format!("{route}/{dest}"), partition, n));
             }
         }
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = mpsc::channel(CHANNEL);
         let thread_depths = depths.clone();
         let window = ms(dedupe_window);
         let thread = std::thread::Builder::new()
@@ -236,15 +239,26 @@ impl SqliteQueue {
         T: Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let sent = self
+        let sender = self
             .commands
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(|c| c.send(make(tx)).is_ok())
-            .unwrap_or(false);
+            .clone();
+        let command = make(tx);
         Box::pin(async move {
-            if !sent {
+            let Some(sender) = sender else {
+                return Err(QueueError::Closed);
+            };
+            let sent = match command {
+                // Intake is refused at once when the writer is behind; workers and admin wait.
+                command @ Command::Enqueue(..) => match sender.try_send(command) {
+                    Ok(()) => Ok(()),
+                    Err(mpsc::error::TrySendError::Full(_)) => return Err(QueueError::Busy),
+                    Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
+                },
+                command => sender.send(command).await.map_err(|_| ()),
+            };
+            if sent.is_err() {
                 return Err(QueueError::Closed);
             }
             rx.await.unwrap_or(Err(QueueError::Closed))
@@ -323,9 +337,9 @@ impl DeadLetters for SqliteQueue {
 
 /// The writer thread: takes every waiting command (up to `BATCH`), runs them in one
 /// transaction, commits, then answers them all. Depth counters change only after commit.
-fn writer(mut conn: Connection, rx: mpsc::Receiver<Command>, depths: Arc<Depths>, window: i64) {
+fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Command>, depths: Arc<Depths>, window: i64) {
     let mut last_sweep = 0i64;
-    while let Ok(first) = rx.recv() {
+    while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < BATCH {
             match rx.try_recv() {

@@ -66,8 +66,8 @@ pub async fn forward(
             let status = reply.status();
             let mut headers = HeaderMap::new();
             copy_headers(reply.headers(), &mut headers);
-            let body = reply.bytes().await.unwrap_or_default();
-            let mut response = Response::new(Body::from(body));
+            // Streamed through, never buffered: the legacy receiver's reply may be large.
+            let mut response = Response::new(Body::from_stream(reply.bytes_stream()));
             *response.status_mut() = status;
             *response.headers_mut() = headers;
             response

@@ -64,8 +64,14 @@ pub fn health(producer: Arc<dyn Producer>, ready: Arc<AtomicBool>) -> Router {
         )
 }
 
-/// The public router: every request not for health goes to [`dispatch`].
-pub fn public_router(public: Arc<Public>, request_timeout: Duration, health: Router) -> Router {
+/// The public router: every request not for health goes to [`dispatch`]. At most
+/// `max_concurrent` requests are handled at once; the rest are shed at once with 503.
+pub fn public_router(
+    public: Arc<Public>,
+    request_timeout: Duration,
+    max_concurrent: usize,
+    health: Router,
+) -> Router {
     Router::new()
         .fallback(dispatch)
         .with_state(public)
@@ -75,6 +81,28 @@ pub fn public_router(public: Arc<Public>, request_timeout: Duration, health: Rou
                 timeout(request_timeout, request, next).await
             },
         ))
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(axum::error_handling::HandleErrorLayer::new(overloaded))
+                .layer(tower::load_shed::LoadShedLayer::new())
+                .layer(tower::limit::ConcurrencyLimitLayer::new(max_concurrent)),
+        )
+}
+
+async fn overloaded(error: tower::BoxError) -> Response {
+    let detail = if error.is::<tower::load_shed::error::Overloaded>() {
+        "server.max_concurrent_requests requests are in progress".to_string()
+    } else {
+        error.to_string()
+    };
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded",
+        "Gateway overloaded",
+        detail,
+    )
+    .retry_after(Duration::from_secs(1))
+    .into_response()
 }
 
 /// Finds the request's route in the current snapshot; unmatched requests go to the fallback

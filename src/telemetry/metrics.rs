@@ -36,10 +36,55 @@ pub const RELOAD_FAILING: &str = "callgate_reload_failing";
 /// The version of the snapshot being served.
 pub const SNAPSHOT_VERSION: &str = "callgate_snapshot_version";
 
+/// The canonical types of DESIGN §3: bounded, so each may be a label value.
+const CANONICAL_TYPES: &[&str] = &[
+    "call.initiated",
+    "call.ringing",
+    "call.alerting",
+    "call.connected",
+    "call.held",
+    "call.resumed",
+    "call.parked",
+    "call.transferring",
+    "call.ended",
+    "presence.changed",
+    "conference.ended",
+    "recording.started",
+    "recording.paused",
+    "recording.resumed",
+    "recording.ended",
+    "recording.segment_started",
+    "recording.segment_ended",
+    "recording.failed",
+    "recording.available",
+];
+
+/// The `type` label of an event: its canonical type, `vendor.<source vendor>` for vendor
+/// events (whose names come from payload text, so they could be anything), else `other`.
+/// Label values never carry raw payload text: the series count stays bounded.
+pub fn type_label(event_type: &str, source_vendor: &str) -> String {
+    if CANONICAL_TYPES.contains(&event_type) {
+        event_type.to_string()
+    } else if event_type.starts_with("vendor.") {
+        format!("vendor.{source_vendor}")
+    } else {
+        "other".to_string()
+    }
+}
+
 /// Latency buckets of `callgate_delivery_attempt_seconds`, seconds.
 const BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0,
 ];
+
+/// Runs the recorder's upkeep (draining histogram buckets) every `every`, forever.
+pub async fn upkeep(every: std::time::Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        handle().run_upkeep();
+    }
+}
 
 /// The process-wide recorder (installed on first use) and its renderer.
 pub fn handle() -> &'static PrometheusHandle {

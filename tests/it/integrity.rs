@@ -401,3 +401,46 @@ async fn an_isr_route_refuses_json_bodies_and_bytes_that_are_not_utf8() {
     assert_eq!(gw.store.producer.total_depth(), 0);
     gw.shutdown().await;
 }
+
+/// Beyond `server.max_concurrent_requests` requests are shed at once with 503 and
+/// `Retry-After`, not queued in memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_beyond_the_concurrency_limit_are_shed() {
+    let receiver = Receiver::start(|_| Reply {
+        delay: Duration::from_secs(1),
+        ..Reply::ok()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(
+        &config_text(
+            dir.path(),
+            "",
+            &format!(
+                "routes:\n  - {{ name: p, path: /p, from: oracle-isr, ack: proxy, to: [ {{ name: ce, vendor: cloudevents, url: '{}' }} ] }}\n",
+                receiver.url("/events")
+            ),
+        )
+        .replace("request_timeout: 5s", "request_timeout: 5s, max_concurrent_requests: 1"),
+    )
+    .await;
+    let url = |n: usize| {
+        format!(
+            "http://{}/p?event=RECORDING_STARTED_EVENT&ISR_UCID=c{n}&TMP_RECORDING_ID={n}",
+            gw.addr
+        )
+    };
+    let slow = tokio::spawn(client().get(url(1)).send());
+    // The first request is in progress once the receiver has it.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while receiver.all().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let shed = client().get(url(2)).send().await.unwrap();
+    assert_eq!(shed.status(), 503);
+    assert!(shed.headers().contains_key("retry-after"));
+    assert_eq!(shed.headers()["content-type"], "application/problem+json");
+    assert_eq!(slow.await.unwrap().unwrap().status(), 200);
+    gw.shutdown().await;
+}

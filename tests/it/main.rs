@@ -8,6 +8,7 @@ mod flows;
 mod harness;
 mod integrity;
 mod lanes;
+mod memory;
 mod properties;
 mod reload;
 mod roundtrip;

@@ -112,11 +112,21 @@ impl HttpOutbound {
         if let Some(body) = &request.body {
             builder = builder.body(body.clone());
         }
-        let response = builder.send().await.map_err(|e| self.error(e))?;
+        let mut response = builder.send().await.map_err(|e| self.error(e))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let bytes = response.bytes().await.map_err(|e| self.error(e))?;
-        let body = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_REPLY)]).into_owned();
+        // Read at most MAX_REPLY bytes, whatever the receiver sends: a huge reply must not be
+        // buffered whole (the rest is dropped with the connection).
+        let mut bytes = Vec::new();
+        while bytes.len() < MAX_REPLY {
+            match response.chunk().await.map_err(|e| self.error(e))? {
+                Some(chunk) => {
+                    bytes.extend_from_slice(&chunk[..chunk.len().min(MAX_REPLY - bytes.len())])
+                }
+                None => break,
+            }
+        }
+        let body = String::from_utf8_lossy(&bytes).into_owned();
         Ok(Reply {
             status,
             headers,
