@@ -134,7 +134,7 @@ impl Lifecycle {
 
     /// Decides about one event and records it at once (`translate`, tests).
     pub fn observe(&self, event: CallEvent) -> Verdict {
-        let (verdict, reservation) = self.reserve(event);
+        let (verdict, reservation) = self.reserve(event, true);
         if let Some(r) = reservation {
             r.commit();
         }
@@ -146,7 +146,13 @@ impl Lifecycle {
     /// event of the same leg is judged against it. The returned reservation is released
     /// (the leg restored) when dropped uncommitted — the enqueue or forward failed, and the
     /// vendor's retry must be welcome. The event may have become `call.resumed`.
-    pub fn reserve(&self, mut event: CallEvent) -> (Verdict, Option<Reservation>) {
+    /// `drops_stale`: the vendor's sequence rises per leg (`sequence: monotonic_per_leg`),
+    /// so an event at or below the last applied one is dropped; otherwise it only orders.
+    pub fn reserve(
+        &self,
+        mut event: CallEvent,
+        drops_stale: bool,
+    ) -> (Verdict, Option<Reservation>) {
         let leg = Lifecycle::leg_key(&event);
         let leg_hash = key128(&[&leg]);
         let id_hash = key128(&[&leg, &event.id]);
@@ -163,7 +169,7 @@ impl Lifecycle {
                 return Op::Nop;
             }
             let last = previous.and_then(|p| p.last_sequence);
-            if let (Some(last), Some(got)) = (last, sequence)
+            if let (true, Some(last), Some(got)) = (drops_stale, last, sequence)
                 && got <= last
             {
                 judged = Judged::Stale(last, got);
@@ -175,7 +181,7 @@ impl Lifecycle {
                 event.event_type = "call.resumed".into();
             }
             let placed = LegState {
-                last_sequence: sequence.or(last),
+                last_sequence: sequence.max(last),
                 last_state: CallState::for_type(&event.event_type)
                     .or(previous.and_then(|p| p.last_state)),
             };
@@ -350,11 +356,11 @@ mod tests {
     #[test]
     fn a_reservation_is_atomic_and_given_back_unless_committed() {
         let lc = Lifecycle::default();
-        let (first, held) = lc.reserve(event("1", "call.alerting", 5));
+        let (first, held) = lc.reserve(event("1", "call.alerting", 5), true);
         assert!(matches!(first, Verdict::Apply(_)));
         // A concurrent event is judged against the reservation already.
         assert!(matches!(
-            lc.reserve(event("2", "call.initiated", 4)).0,
+            lc.reserve(event("2", "call.initiated", 4), true).0,
             Verdict::Stale {
                 last: 5,
                 got: 4,
@@ -362,18 +368,18 @@ mod tests {
             }
         ));
         assert!(matches!(
-            lc.reserve(event("1", "call.alerting", 5)).0,
+            lc.reserve(event("1", "call.alerting", 5), true).0,
             Verdict::Duplicate { .. }
         ));
         drop(held); // the enqueue failed
-        let (again, kept) = lc.reserve(event("1", "call.alerting", 5));
+        let (again, kept) = lc.reserve(event("1", "call.alerting", 5), true);
         assert!(
             matches!(again, Verdict::Apply(_)),
             "the vendor's retry is welcome"
         );
         kept.unwrap().commit();
         assert!(matches!(
-            lc.reserve(event("1", "call.alerting", 5)).0,
+            lc.reserve(event("1", "call.alerting", 5), true).0,
             Verdict::Duplicate { .. }
         ));
     }

@@ -227,6 +227,7 @@ pub fn route_events(snapshot: &Snapshot, route: &Route, decoded: Decoded) -> Acc
     let mappings = snapshot.mappings.as_ref();
     let Decoded { vendor, events } = decoded;
     let several = events.len() > 1;
+    let drops_stale = mappings.vendor(&vendor).is_some_and(|v| v.drops_stale);
     let mut fates = Vec::with_capacity(events.len());
     let mut reservations = Vec::new();
     // Destinations of the source vendor that already got this notification.
@@ -234,7 +235,7 @@ pub fn route_events(snapshot: &Snapshot, route: &Route, decoded: Decoded) -> Acc
     for event in events {
         metrics::counter!(m::EVENTS, "vendor" => vendor.clone(), "type" => m::type_label(&event.event_type, &vendor))
             .increment(1);
-        match route.lifecycle.reserve(event) {
+        match route.lifecycle.reserve(event, drops_stale) {
             (Verdict::Apply(event), reservation) => {
                 reservations.extend(reservation);
                 let routed = route

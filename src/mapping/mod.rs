@@ -89,6 +89,8 @@ pub struct VendorMapping {
     pub verification_header: Option<String>,
     /// An empty request is a connection test (Vidyo).
     pub accept_empty: bool,
+    /// Whether a stale `sequence` drops an event (`sequence: monotonic_per_leg`).
+    pub drops_stale: bool,
     /// The case files of `cases/`.
     pub cases: Vec<PathBuf>,
     decoder: Option<Decoder>,
@@ -333,6 +335,7 @@ fn load_vendor(folder: &Path, problems: &mut Vec<Problem>) -> Option<VendorMappi
         handshake_header: vendor_file.handshake_header,
         verification_header: vendor_file.verification_header,
         accept_empty: vendor_file.accept_empty,
+        drops_stale: vendor_file.sequence == schema::SequenceKind::MonotonicPerLeg,
         cases,
         decoder,
         encoder,

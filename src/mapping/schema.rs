@@ -40,6 +40,23 @@ pub struct VendorFile {
     /// answered 200 with no event (Vidyo's "Connection test" button). Default false.
     #[serde(default)]
     pub accept_empty: bool,
+    /// What the vendor's `sequence` promises: `monotonic_per_leg` (it rises per call leg, so
+    /// an event at or below the last applied one is stale and dropped: RingCentral
+    /// `body.sequence`) or `order_only` (default: it orders, never drops — Vidyo's
+    /// `sequenceNum`, protocols.md §4.3).
+    #[serde(default)]
+    pub sequence: SequenceKind,
+}
+
+/// What a vendor's `sequence` field promises.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SequenceKind {
+    /// It orders events; it never makes one stale.
+    #[default]
+    OrderOnly,
+    /// It rises per call leg: an event at or below the last applied one is stale.
+    MonotonicPerLeg,
 }
 
 /// The shape of a vendor's payload.

@@ -16,6 +16,7 @@ const CONCURRENCY: usize = 32;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_load_loses_no_acknowledged_event() {
+    let _heavy = crate::harness::HEAVY.lock().await;
     let receiver = Receiver::ok().await;
     let dir = tempfile::tempdir().unwrap();
     let (port, admin) = (free_port(), free_port());

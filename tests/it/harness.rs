@@ -307,3 +307,7 @@ pub async fn drained(gw: &Gateway) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// Held by the tests that load the machine on purpose (reload under load, memory, crash), so
+/// that they do not run at the same time and starve each other on a 2-core machine.
+pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

@@ -25,6 +25,7 @@ fn peak_rss_kib(pid: u32) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invented_types_and_huge_replies_keep_memory_and_metrics_bounded() {
+    let _heavy = crate::harness::HEAVY.lock().await;
     let huge = Arc::new(AtomicUsize::new(0));
     let counter = huge.clone();
     let receiver = Receiver::start(move |_| {

@@ -59,6 +59,7 @@ async fn admin_json(admin: u16, path: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_under_load_serves_old_or_new_never_a_mix_never_a_broken_set() {
+    let _heavy = crate::harness::HEAVY.lock().await;
     let receiver = Receiver::ok().await;
     let dir = tempfile::tempdir().unwrap();
     let mappings = dir.path().join("mappings");
@@ -77,7 +78,7 @@ async fn reload_under_load_serves_old_or_new_never_a_mix_never_a_broken_set() {
     std::fs::write(
         &config,
         format!(
-            "server: {{ listen: 127.0.0.1:{port}, admin_listen: 127.0.0.1:{admin}, request_timeout: 10s }}\n\
+            "server: {{ listen: 127.0.0.1:{port}, admin_listen: 127.0.0.1:{admin}, request_timeout: 10s, max_concurrent_requests: 20000 }}\n\
              mappings: {}\n\
              store: {{ kind: sqlite, path: {} }}\n\
              delivery: {{ retry: [0s, 100ms, 200ms, 500ms, 1s], timeout: 5s }}\n\
