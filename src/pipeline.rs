@@ -215,6 +215,7 @@ pub fn decode(
             inbound.payload(),
             DecodeOptions {
                 fidelity: route.fidelity,
+                max_events: route.max_events,
             },
         )
         .map_err(PipelineError::Decode)?;
@@ -227,6 +228,8 @@ pub fn route_events(snapshot: &Snapshot, route: &Route, decoded: Decoded) -> Acc
     let mappings = snapshot.mappings.as_ref();
     let Decoded { vendor, events } = decoded;
     let several = events.len() > 1;
+    // The notification's first event carries it whole to a destination of its own vendor.
+    let carrier = events.first().filter(|_| several).cloned();
     let drops_stale = mappings.vendor(&vendor).is_some_and(|v| v.drops_stale);
     let mut fates = Vec::with_capacity(events.len());
     let mut reservations = Vec::new();
@@ -244,10 +247,14 @@ pub fn route_events(snapshot: &Snapshot, route: &Route, decoded: Decoded) -> Acc
                     .zip(carried.iter_mut())
                     .map(|(dest, carried)| {
                         let same_vendor = several && dest.vendor == vendor;
-                        let routing = if same_vendor && *carried {
-                            Routing::Skipped(SkipReason::SameNotification)
-                        } else {
-                            encode(mappings, route, dest, &event)
+                        let routing = match &carrier {
+                            Some(_) if same_vendor && *carried => {
+                                Routing::Skipped(SkipReason::SameNotification)
+                            }
+                            Some(first) if same_vendor && dest.accepts(&event.event_type) => {
+                                encode(mappings, route, dest, first)
+                            }
+                            _ => encode(mappings, route, dest, &event),
                         };
                         if same_vendor && !matches!(routing, Routing::Skipped(_)) {
                             *carried = true;

@@ -74,6 +74,8 @@ pub struct Route {
     /// itself or CloudEvents, or the source is detected (`auto`). The one rule, for every
     /// transport and for `translate`.
     pub fidelity: bool,
+    /// `server.max_events_per_request`.
+    pub max_events: usize,
     /// Per-leg state of this route's events (a handle on state that outlives reloads): two
     /// routes may well receive the same vendor event (two subscriptions) and each must
     /// deliver it.

@@ -160,7 +160,13 @@ impl Snapshot {
                     Err(e) => problems.push(e),
                 }
             }
-            routes.push(Arc::new(route(r, dests, &mappings, resources)));
+            routes.push(Arc::new(route(
+                r,
+                dests,
+                &mappings,
+                resources,
+                config.server.max_events_per_request,
+            )));
         }
         if !problems.is_empty() {
             return Err(BuildError::Config(problems));
@@ -264,6 +270,7 @@ fn route(
     destinations: Vec<Arc<Destination>>,
     mappings: &MappingSet,
     resources: &Resources,
+    max_events: usize,
 ) -> Route {
     let source = (r.from != AUTO).then(|| mappings.vendor(&r.from)).flatten();
     let fidelity = r.from == AUTO
@@ -285,6 +292,7 @@ fn route(
         accept_empty: source.is_some_and(|v| v.accept_empty),
         params: source.is_some_and(|v| v.payload == PayloadKind::Params),
         fidelity,
+        max_events,
         lifecycle: resources.lifecycles.get_or_create(&r.name),
     }
 }

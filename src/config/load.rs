@@ -130,6 +130,9 @@ pub fn validate(config: &Config, mappings: &MappingSet) -> Vec<String> {
             config.server.admin_listen
         ));
     }
+    if config.server.max_events_per_request == 0 {
+        problems.push("server.max_events_per_request must be above 0".into());
+    }
     if config.server.max_concurrent_requests == 0 {
         problems.push("server.max_concurrent_requests must be above 0".into());
     }

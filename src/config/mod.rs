@@ -81,6 +81,10 @@ pub struct ServerConfig {
     /// with 503 and `Retry-After` (memory stays bounded under a flood). Default 1024.
     #[serde(default = "default_max_concurrent")]
     pub max_concurrent_requests: usize,
+    /// Events one request may yield at most (RingCentral `parties[]`); beyond it the request
+    /// is refused with 413 before any event is built. Default 1000.
+    #[serde(default = "default_max_events")]
+    pub max_events_per_request: usize,
 }
 
 impl Default for ServerConfig {
@@ -92,6 +96,7 @@ impl Default for ServerConfig {
             max_body_bytes: default_max_body(),
             request_timeout: default_request_timeout(),
             max_concurrent_requests: default_max_concurrent(),
+            max_events_per_request: default_max_events(),
         }
     }
 }
@@ -104,6 +109,9 @@ fn default_admin_listen() -> SocketAddr {
 }
 fn default_max_body() -> usize {
     1_048_576
+}
+fn default_max_events() -> usize {
+    1000
 }
 fn default_max_concurrent() -> usize {
     1024

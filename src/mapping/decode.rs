@@ -60,6 +60,20 @@ pub enum DecodeError {
     /// `--from auto` found no vendor, or more than one.
     #[error("auto: {0}")]
     Detect(String),
+    /// The payload would yield more events than one request may cause.
+    #[error(
+        "{vendor}: rule `{rule}` would make {count} events from one payload, more than server.max_events_per_request ({max})"
+    )]
+    TooManyEvents {
+        /// Vendor id.
+        vendor: String,
+        /// Rule name.
+        rule: String,
+        /// Nodes its `each` selected.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
 }
 
 /// A compiled `decode.yaml`.
@@ -97,8 +111,13 @@ impl Decoder {
         self.detect.iter().any(|p| !p.select(root, root).is_empty())
     }
 
-    /// Decodes one payload into its canonical events (without fidelity extensions).
-    pub fn decode(&self, payload: &Value) -> Result<Vec<CallEvent>, DecodeError> {
+    /// Decodes one payload into its canonical events (without fidelity extensions); refuses
+    /// a payload whose `each` selects more than `max_events` nodes (0: no limit).
+    pub fn decode(
+        &self,
+        payload: &Value,
+        max_events: usize,
+    ) -> Result<Vec<CallEvent>, DecodeError> {
         if !payload.is_object() {
             return Err(DecodeError::Shape {
                 vendor: self.vendor.clone(),
@@ -138,6 +157,14 @@ impl Decoder {
         let items = match &rule.each {
             Some(each) => {
                 let items = each.select(root, root);
+                if max_events > 0 && items.len() > max_events {
+                    return Err(DecodeError::TooManyEvents {
+                        vendor: self.vendor.clone(),
+                        rule: rule.name.clone(),
+                        count: items.len(),
+                        max: max_events,
+                    });
+                }
                 if items.is_empty() {
                     return Err(DecodeError::EmptyEach {
                         vendor: self.vendor.clone(),

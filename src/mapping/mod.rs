@@ -70,8 +70,11 @@ impl fmt::Display for Problems {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DecodeOptions {
     /// Compute the fidelity extensions (needed when the event may be encoded back to its own
-    /// vendor or to CloudEvents; costs one extra render per event).
+    /// vendor or to CloudEvents): one extra render per notification, kept in its first event.
     pub fidelity: bool,
+    /// Events one payload may yield at most (0: no limit); beyond it the payload is refused
+    /// before any event is built.
+    pub max_events: usize,
 }
 
 /// One vendor's compiled mapping.
@@ -230,19 +233,22 @@ impl MappingSet {
             vendor: vendor.to_string(),
             message: "this vendor has no decode.yaml".into(),
         })?;
-        let mut events = decoder.decode(payload)?;
-        if options.fidelity {
-            for event in &mut events {
-                let rendered = match &mapping.encoder {
-                    Some(encoder) => encoder.render(event).ok().flatten(),
-                    None => None,
-                };
-                let residual = match rendered {
-                    Some(r) => fidelity::diff(payload, &r.payload),
-                    None => fidelity::diff(payload, &Value::Null),
-                };
-                residual.store(&mut event.data.extensions);
-            }
+        let mut events = decoder.decode(payload, options.max_events)?;
+        // Fidelity is per notification (DESIGN §4 "Same vendor out as in"): the first event
+        // carries the notification back to its own vendor, so only it keeps the residual.
+        // Once per notification, so a notification of N parties costs O(N), not O(N²).
+        if options.fidelity
+            && let Some(first) = events.first_mut()
+        {
+            let rendered = match &mapping.encoder {
+                Some(encoder) => encoder.render(first).ok().flatten(),
+                None => None,
+            };
+            let residual = match rendered {
+                Some(r) => fidelity::diff(payload, &r.payload),
+                None => fidelity::diff(payload, &Value::Null),
+            };
+            residual.store(&mut first.data.extensions);
         }
         Ok(events)
     }

@@ -138,3 +138,103 @@ async fn invented_types_and_huge_replies_keep_memory_and_metrics_bounded() {
         peak_kib / 1024
     );
 }
+
+/// One request's work is bounded: a RingCentral notification with 5,000 parties is refused
+/// cleanly (beyond `server.max_events_per_request`) without the memory growing, and one with
+/// 500 parties is accepted at a cost linear in its size (fidelity computed once per
+/// notification, not once per party).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_parties_are_bounded_and_linear() {
+    let _heavy = crate::harness::HEAVY.lock().await;
+    let receiver = Receiver::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (port, admin) = (free_port(), free_port());
+    let config = dir.path().join("callgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "server: {{ listen: 127.0.0.1:{port}, admin_listen: 127.0.0.1:{admin}, request_timeout: 60s }}\n\
+             mappings: {}\n\
+             store: {{ kind: sqlite, path: {} }}\n\
+             delivery: {{ retry: [0s, 100ms], timeout: 10s }}\n\
+             routes:\n  - {{ name: rc, path: /rc, from: ringcentral, to: [ {{ name: same, vendor: ringcentral, url: '{}' }}, {{ name: ce, vendor: cloudevents, url: '{}' }} ] }}\n",
+            root().join("mappings").display(),
+            dir.path().join("store.db").display(),
+            receiver.url("/rc"),
+            receiver.url("/ce")
+        ),
+    )
+    .unwrap();
+    let serve = Serve::start(&config);
+    wait_ready(port).await;
+    let template: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join(
+            "tests/fixtures/ringcentral/flows/PSTN-RingCentral-DataStreams/PSTN-RingCentral-DataStreams-07.json",
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let with_parties = |n: usize, tag: &str| {
+        let mut v = template.clone();
+        v["uuid"] = format!("parties-{tag}").into();
+        let party = v["body"]["parties"][0].clone();
+        v["body"]["parties"] = (0..n)
+            .map(|i| {
+                if i == 0 {
+                    party.clone()
+                } else {
+                    // Another party of the session, as small as RingCentral sends them.
+                    serde_json::json!({"id": format!("p-{i}"), "direction": "Outbound", "status": {"code": "Answered"}})
+                }
+            })
+            .collect();
+        v.to_string()
+    };
+    let post = |body: String| async move {
+        let started = Instant::now();
+        let r = client()
+            .post(format!("http://127.0.0.1:{port}/rc"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+        (status, ct, r.text().await.unwrap(), started.elapsed())
+    };
+    let before = peak_rss_kib(serve.0.id());
+    let huge = with_parties(5000, "huge");
+    let (status, ct, body, _) = post(huge.clone()).await;
+    assert_eq!(
+        (status, ct.as_str()),
+        (413, "application/problem+json"),
+        "{body}"
+    );
+    assert!(body.contains("max_events_per_request"), "{body}");
+    let grown = (peak_rss_kib(serve.0.id()) - before) / 1024;
+    assert!(
+        grown < 50,
+        "refusing {} bytes grew RSS by {grown} MiB",
+        huge.len()
+    );
+
+    let (status, _, body, small) = post(with_parties(50, "fifty")).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body, large) = post(with_parties(500, "five-hundred")).await;
+    assert_eq!(status, 200, "{body}");
+    let reply: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(reply["events"], 500);
+    let grown = (peak_rss_kib(serve.0.id()) - before) / 1024;
+    eprintln!(
+        "parties: 5,000 refused; 50 parties {small:?}, 500 parties {large:?}; RSS growth {grown} MiB"
+    );
+    assert!(grown < 50, "500 parties grew RSS by {grown} MiB");
+    // The same-vendor copy is the original notification, sent once.
+    let copies = receiver.wait_for(501, Duration::from_secs(60)).await;
+    assert_eq!(
+        copies.iter().filter(|r| r.path == "/rc").count(),
+        2,
+        "one RingCentral copy per notification"
+    );
+}

@@ -6,6 +6,7 @@ use super::{InboundError, PayloadError, read_payload};
 use crate::adapters::http_out::Reply;
 use crate::intake::{Intake, SubmitError, Submitted};
 use crate::mapping::AUTO;
+use crate::mapping::decode::DecodeError;
 use crate::pipeline::{self, PipelineError};
 use crate::problem::Problem;
 use crate::route::Route;
@@ -137,6 +138,12 @@ async fn receive(
             StatusCode::UNPROCESSABLE_ENTITY,
             "unknown-vendor",
             "Vendor not recognised",
+            e.to_string(),
+        ),
+        PipelineError::Decode(e @ DecodeError::TooManyEvents { .. }) => Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-many-events",
+            "Too many events in one request",
             e.to_string(),
         ),
         PipelineError::Decode(e) => Problem::new(
