@@ -130,6 +130,30 @@ pub fn validate(config: &Config, mappings: &MappingSet) -> Vec<String> {
             config.server.admin_listen
         ));
     }
+    let server = &config.server;
+    if server.listen == server.admin_listen && server.listen.port() != 0 {
+        problems.push(format!(
+            "server.listen and server.admin_listen are the same address ({})",
+            server.listen
+        ));
+    }
+    if server.request_timeout.is_zero() {
+        problems.push("server.request_timeout must be above 0".into());
+    }
+    if config.delivery.timeout.is_zero() {
+        problems.push("delivery.timeout must be above 0".into());
+    }
+    if config.delivery.max_queue_depth == 0 {
+        problems.push("delivery.max_queue_depth must be above 0".into());
+    }
+    if let Some(token) = &server.admin_token
+        && token.value().is_empty()
+    {
+        problems.push(format!(
+            "server.admin_token is empty (`{}` resolved to nothing): an empty token would let anyone in",
+            token.raw()
+        ));
+    }
     if config.server.max_events_per_request == 0 {
         problems.push("server.max_events_per_request must be above 0".into());
     }
@@ -164,6 +188,19 @@ pub fn validate(config: &Config, mappings: &MappingSet) -> Vec<String> {
         if !route.path.starts_with('/') {
             problems.push(format!("{at}: path `{}` must start with /", route.path));
         }
+        // Paths match exactly; pattern syntax of any router would never match (and used to
+        // make the router panic at start).
+        if route
+            .path
+            .split('/')
+            .any(|segment| segment.starts_with(':') || segment.starts_with('*'))
+            || route.path.contains(['{', '}', '?', '#'])
+        {
+            problems.push(format!(
+                "{at}: path `{}` is not a literal path (no `{{param}}`, `:param`, `*rest`, `?` or `#`: routes match the path exactly)",
+                route.path
+            ));
+        }
         if ["/healthz", "/readyz"].contains(&route.path.as_str()) {
             problems.push(format!("{at}: path `{}` is reserved", route.path));
         }
@@ -194,6 +231,24 @@ pub fn validate(config: &Config, mappings: &MappingSet) -> Vec<String> {
                 problems.push(format!(
                     "{at}: auth needs exactly one of verification_token, basic, bearer, header"
                 ));
+            }
+            let empty = |name: &str, value: &EnvString, problems: &mut Vec<String>| {
+                if value.value().is_empty() {
+                    problems.push(format!(
+                        "{at}: auth {name} is empty (`{}` resolved to nothing): an empty secret would let anyone in",
+                        value.raw()
+                    ));
+                }
+            };
+            for (name, value) in [
+                ("verification_token", auth.verification_token.as_ref()),
+                ("bearer", auth.bearer.as_ref()),
+                ("header value", auth.header.as_ref().map(|h| &h.value)),
+                ("basic password", auth.basic.as_ref().map(|b| &b.password)),
+            ] {
+                if let Some(value) = value {
+                    empty(name, value, &mut problems);
+                }
             }
             let source = (route.from != AUTO)
                 .then(|| mappings.vendor(&route.from))
@@ -278,9 +333,32 @@ pub fn validate(config: &Config, mappings: &MappingSet) -> Vec<String> {
             {
                 problems.push(format!("{at}: auth needs exactly one of basic, bearer"));
             }
-            for name in dest.headers.keys() {
+            for (name, value) in &dest.headers {
                 if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
                     problems.push(format!("{at}: `{name}` is not a valid header name"));
+                }
+                if reqwest::header::HeaderValue::from_str(value.value()).is_err() {
+                    problems.push(format!(
+                        "{at}: the value of header `{name}` is not a valid header value (no newlines or control characters)"
+                    ));
+                }
+            }
+            if let Some(auth) = &dest.auth {
+                if let Some(token) = &auth.bearer
+                    && token.value().is_empty()
+                {
+                    problems.push(format!(
+                        "{at}: auth bearer is empty (`{}` resolved to nothing)",
+                        token.raw()
+                    ));
+                }
+                if let Some(basic) = &auth.basic
+                    && basic.password.value().is_empty()
+                {
+                    problems.push(format!(
+                        "{at}: auth basic password is empty (`{}` resolved to nothing)",
+                        basic.password.raw()
+                    ));
                 }
             }
         }
@@ -302,6 +380,9 @@ fn known(mappings: &MappingSet) -> String {
 
 fn check_url(at: &str, url: &str, problems: &mut Vec<String>) {
     match reqwest::Url::parse(url) {
+        Ok(u) if u.fragment().is_some() => problems.push(format!(
+            "{at}: url `{url}` has a #fragment, which is never sent to a server"
+        )),
         Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
         Ok(u) => problems.push(format!(
             "{at}: url scheme `{}` is not http or https",
@@ -367,5 +448,48 @@ mod tests {
         ] {
             assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
         }
+    }
+
+    /// Configs that passed `check` and then failed (or misbehaved) at `serve` (issue 11).
+    #[test]
+    fn careless_configs_are_refused_naming_what_is_wrong() {
+        let mappings =
+            MappingSet::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings")).unwrap();
+        let config = parse(
+            Path::new("test.yaml"),
+            "server: { listen: 127.0.0.1:7000, admin_listen: 127.0.0.1:7000, request_timeout: 0s, admin_token: \"${EMPTY}\" }\n\
+             delivery: { timeout: 0s, max_queue_depth: 0 }\n\
+             routes:\n\
+             \x20 - { name: a, path: '/a/{id}', from: vidyo, to: [ { name: d, vendor: vidyo, url: 'http://x/#frag', headers: { X-Bad: \"a\\nb\" } } ] }\n\
+             \x20 - { name: b, path: '/b/*rest', from: vidyo, auth: { bearer: \"${EMPTY}\" }, to: [ { name: d, vendor: vidyo, url: 'http://x/' } ] }\n\
+             \x20 - { name: c, path: '/c/:id', from: vidyo, to: [ { name: d, vendor: vidyo, url: 'http://x/', auth: { basic: { username: u, password: \"${EMPTY}\" } } } ] }\n",
+            &|name| (name == "EMPTY").then(String::new),
+        )
+        .unwrap();
+        let all = validate(&config, &mappings).join("\n");
+        for expected in [
+            "server.listen and server.admin_listen are the same address",
+            "server.request_timeout must be above 0",
+            "delivery.timeout must be above 0",
+            "delivery.max_queue_depth must be above 0",
+            "server.admin_token is empty",
+            "route `a`: path `/a/{id}` is not a literal path",
+            "route `b`: path `/b/*rest` is not a literal path",
+            "route `c`: path `/c/:id` is not a literal path",
+            "route `a`, destination `d`: url `http://x/#frag` has a #fragment",
+            "route `a`, destination `d`: the value of header `X-Bad` is not a valid header value",
+            "route `b`: auth bearer is empty",
+            "route `c`, destination `d`: auth basic password is empty",
+        ] {
+            assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn a_port_out_of_range_says_so() {
+        let err = parse_text("server: { listen: 127.0.0.1:99999 }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("port") && err.contains("65535"), "{err}");
     }
 }

@@ -62,11 +62,11 @@ fn default_mappings() -> PathBuf {
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     /// The public listener for vendor webhooks. Default `127.0.0.1:8080`.
-    #[serde(default = "default_listen")]
+    #[serde(default = "default_listen", deserialize_with = "socket_addr")]
     pub listen: SocketAddr,
     /// The admin listener (`/metrics`, `/admin/*`). Default `127.0.0.1:9090`. It must be a
     /// loopback address unless `admin_token` is set.
-    #[serde(default = "default_admin_listen")]
+    #[serde(default = "default_admin_listen", deserialize_with = "socket_addr")]
     pub admin_listen: SocketAddr,
     /// Bearer token required on the admin listener. Default: none (loopback only).
     #[serde(default)]
@@ -461,6 +461,21 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
     humantime::parse_duration(text)
         .map_err(|e| format!("`{text}` is not a duration like 250ms, 5s, 5m, 2h: {e}"))
+}
+
+/// `host:port`, with a message that says what is wrong (a port above 65535, a missing port).
+fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map_err(|_| {
+        let port = text.rsplit_once(':').map(|(_, p)| p);
+        de::Error::custom(match port.map(str::parse::<u64>) {
+            Some(Ok(p)) if p > 65535 => {
+                format!("`{text}`: port {p} is out of range (0 to 65535)")
+            }
+            Some(Ok(_)) => format!("`{text}` is not an IP address and port, e.g. 127.0.0.1:8080"),
+            _ => format!("`{text}` needs an IP address and a port, e.g. 127.0.0.1:8080"),
+        })
+    })
 }
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
