@@ -110,19 +110,6 @@ impl Gateway {
             config.server.max_concurrent_requests,
             health.clone(),
         );
-        let admin = admin::router(
-            Arc::new(admin::Admin {
-                dead_letters: store.dead_letters.clone(),
-                reloader: reloader.clone(),
-                token: config
-                    .server
-                    .admin_token
-                    .as_ref()
-                    .map(|t| format!("Bearer {}", t.value())),
-            }),
-            health,
-        );
-
         let bind = |addr: SocketAddr| async move {
             tokio::net::TcpListener::bind(addr)
                 .await
@@ -136,6 +123,20 @@ impl Gateway {
         };
         let addr = local(&public_listener, config.server.listen)?;
         let admin_addr = local(&admin_listener, config.server.admin_listen)?;
+
+        let admin = admin::router(
+            Arc::new(admin::Admin {
+                dead_letters: store.dead_letters.clone(),
+                reloader: reloader.clone(),
+                token: config
+                    .server
+                    .admin_token
+                    .as_ref()
+                    .map(|t| format!("Bearer {}", t.value())),
+                listen: admin_addr,
+            }),
+            health,
+        );
 
         let serve = |listener: tokio::net::TcpListener,
                      app: axum::Router,

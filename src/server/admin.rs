@@ -27,6 +27,8 @@ pub struct Admin {
     pub reloader: Arc<Reloader>,
     /// `Bearer <admin_token>`, when set.
     pub token: Option<String>,
+    /// The admin listener's bound address (the only `Host` it answers without a token).
+    pub listen: std::net::SocketAddr,
 }
 
 type AdminState = Arc<Admin>;
@@ -43,8 +45,70 @@ pub fn router(admin: Arc<Admin>, health: Router) -> Router {
         .route("/admin/reload", post(reload))
         .route("/admin/mappings", get(mappings))
         .layer(middleware::from_fn_with_state(admin.clone(), authorize))
+        .layer(middleware::from_fn_with_state(admin.clone(), same_origin))
         .with_state(admin)
         .merge(health)
+}
+
+/// Refuses what a web page on the same host could make a browser send: without a token,
+/// any request whose `Host` is not this listener's loopback address (DNS rebinding); and a
+/// state-changing request whose `Origin` is another site (CSRF). Scripts (curl, `callgate
+/// dlq`) send no `Origin` and pass.
+async fn same_origin(State(admin): State<AdminState>, request: Request, next: Next) -> Response {
+    let port = admin.listen.port();
+    let local = |host: &str| {
+        [
+            format!("127.0.0.1:{port}"),
+            format!("localhost:{port}"),
+            format!("[::1]:{port}"),
+            admin.listen.to_string(),
+        ]
+        .iter()
+        .any(|h| h.eq_ignore_ascii_case(host))
+    };
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let forbidden = |detail: String| {
+        Problem::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Request refused",
+            detail,
+        )
+        .into_response()
+    };
+    if admin.token.is_none() && !local(&host) {
+        return forbidden(format!(
+            "Host `{host}` is not this admin listener ({}): refused (DNS rebinding)",
+            admin.listen
+        ));
+    }
+    let state_changing = !matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    if state_changing && let Some(origin) = request.headers().get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or_default();
+        let origin_host = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            .unwrap_or_default();
+        let same = if admin.token.is_none() {
+            local(origin_host)
+        } else {
+            origin_host.eq_ignore_ascii_case(&host)
+        };
+        if !same {
+            return forbidden(format!(
+                "Origin `{origin}` is another site: state-changing admin requests are refused (CSRF)"
+            ));
+        }
+    }
+    next.run(request).await
 }
 
 async fn authorize(State(admin): State<AdminState>, request: Request, next: Next) -> Response {
