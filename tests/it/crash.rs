@@ -20,21 +20,17 @@ async fn kill_9_mid_load_loses_no_acknowledged_event() {
     let receiver = Receiver::ok().await;
     let dir = tempfile::tempdir().unwrap();
     let (port, admin) = (free_port(), free_port());
-    let config = dir.path().join("callgate.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "server: {{ listen: 127.0.0.1:{port}, admin_listen: 127.0.0.1:{admin} }}\n\
-             mappings: {}\n\
-             store: {{ kind: sqlite, path: {} }}\n\
-             delivery: {{ retry: [0s, 100ms, 200ms, 500ms, 1s], timeout: 5s }}\n\
-             routes:\n  - {{ name: rc, path: /rc, from: ringcentral, to: [ {{ name: ce, vendor: cloudevents, url: '{}' }} ] }}\n",
-            root().join("mappings").display(),
-            dir.path().join("store.db").display(),
+    let config = crate::harness::write_serve_config(
+        dir.path(),
+        (port, admin),
+        "",
+        &root().join("mappings"),
+        "retry: [0s, 100ms, 200ms, 500ms, 1s], timeout: 5s",
+        &format!(
+            "  - {{ name: rc, path: /rc, from: ringcentral, to: [ {{ name: ce, vendor: cloudevents, url: '{}' }} ] }}\n",
             receiver.url("/events")
         ),
-    )
-    .unwrap();
+    );
     let template: Value = serde_json::from_str(
         &std::fs::read_to_string(root().join("tests/fixtures/ringcentral/flows/PSTN-RingCentral-DataStreams/PSTN-RingCentral-DataStreams-07.json")).unwrap(),
     )

@@ -311,3 +311,31 @@ pub async fn drained(gw: &Gateway) {
 /// Held by the tests that load the machine on purpose (reload under load, memory, crash), so
 /// that they do not run at the same time and starve each other on a 2-core machine.
 pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Writes `dir/callgate.yaml` for the real binary: listeners on `port` and `admin` (plus
+/// `server` keys), the mappings at `mappings`, a store in `dir`, `delivery` keys and
+/// `routes` (a YAML list body). Returns its path.
+pub fn write_serve_config(
+    dir: &Path,
+    (port, admin): (u16, u16),
+    server: &str,
+    mappings: &Path,
+    delivery: &str,
+    routes: &str,
+) -> std::path::PathBuf {
+    let config = dir.join("callgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "server: {{ listen: 127.0.0.1:{port}, admin_listen: 127.0.0.1:{admin}{server} }}\n\
+             mappings: {}\n\
+             store: {{ kind: sqlite, path: {} }}\n\
+             delivery: {{ {delivery} }}\n\
+             routes:\n{routes}",
+            mappings.display(),
+            dir.join("store.db").display(),
+        ),
+    )
+    .expect("config written");
+    config
+}

@@ -41,21 +41,17 @@ async fn invented_types_and_huge_replies_keep_memory_and_metrics_bounded() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let (port, admin) = (free_port(), free_port());
-    let config = dir.path().join("callgate.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "server: {{ listen: 127.0.0.1:{port}, admin_listen: 127.0.0.1:{admin} }}\n\
-             mappings: {}\n\
-             store: {{ kind: sqlite, path: {} }}\n\
-             delivery: {{ retry: [0s, 100ms, 1s], timeout: 10s }}\n\
-             routes:\n  - {{ name: rte, path: /rte, from: enreach, to: [ {{ name: ce, vendor: cloudevents, url: '{}' }} ] }}\n",
-            root().join("mappings").display(),
-            dir.path().join("store.db").display(),
+    let config = crate::harness::write_serve_config(
+        dir.path(),
+        (port, admin),
+        "",
+        &root().join("mappings"),
+        "retry: [0s, 100ms, 1s], timeout: 10s",
+        &format!(
+            "  - {{ name: rte, path: /rte, from: enreach, to: [ {{ name: ce, vendor: cloudevents, url: '{}' }} ] }}\n",
             receiver.url("/events")
         ),
-    )
-    .unwrap();
+    );
     let serve = Serve::start(&config);
     wait_ready(port).await;
     let started_kib = peak_rss_kib(serve.0.id());
@@ -149,22 +145,18 @@ async fn many_parties_are_bounded_and_linear() {
     let receiver = Receiver::ok().await;
     let dir = tempfile::tempdir().unwrap();
     let (port, admin) = (free_port(), free_port());
-    let config = dir.path().join("callgate.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "server: {{ listen: 127.0.0.1:{port}, admin_listen: 127.0.0.1:{admin}, request_timeout: 60s }}\n\
-             mappings: {}\n\
-             store: {{ kind: sqlite, path: {} }}\n\
-             delivery: {{ retry: [0s, 100ms], timeout: 10s }}\n\
-             routes:\n  - {{ name: rc, path: /rc, from: ringcentral, to: [ {{ name: same, vendor: ringcentral, url: '{}' }}, {{ name: ce, vendor: cloudevents, url: '{}' }} ] }}\n",
-            root().join("mappings").display(),
-            dir.path().join("store.db").display(),
+    let config = crate::harness::write_serve_config(
+        dir.path(),
+        (port, admin),
+        ", request_timeout: 60s",
+        &root().join("mappings"),
+        "retry: [0s, 100ms], timeout: 10s",
+        &format!(
+            "  - {{ name: rc, path: /rc, from: ringcentral, to: [ {{ name: same, vendor: ringcentral, url: '{}' }}, {{ name: ce, vendor: cloudevents, url: '{}' }} ] }}\n",
             receiver.url("/rc"),
             receiver.url("/ce")
         ),
-    )
-    .unwrap();
+    );
     let serve = Serve::start(&config);
     wait_ready(port).await;
     let template: serde_json::Value = serde_json::from_str(

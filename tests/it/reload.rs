@@ -74,21 +74,17 @@ async fn reload_under_load_serves_old_or_new_never_a_mix_never_a_broken_set() {
     replace_file(&template_path, &template(&original, "v0", false));
 
     let (port, admin) = (free_port(), free_port());
-    let config = dir.path().join("callgate.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "server: {{ listen: 127.0.0.1:{port}, admin_listen: 127.0.0.1:{admin}, request_timeout: 10s, max_concurrent_requests: 20000 }}\n\
-             mappings: {}\n\
-             store: {{ kind: sqlite, path: {} }}\n\
-             delivery: {{ retry: [0s, 100ms, 200ms, 500ms, 1s], timeout: 5s }}\n\
-             routes:\n  - {{ name: rc, path: /rc, from: ringcentral, to: [ {{ name: vidyo, vendor: vidyo, url: '{}' }} ] }}\n",
-            mappings.display(),
-            dir.path().join("store.db").display(),
+    let config = crate::harness::write_serve_config(
+        dir.path(),
+        (port, admin),
+        ", request_timeout: 10s, max_concurrent_requests: 20000",
+        &mappings,
+        "retry: [0s, 100ms, 200ms, 500ms, 1s], timeout: 5s",
+        &format!(
+            "  - {{ name: rc, path: /rc, from: ringcentral, to: [ {{ name: vidyo, vendor: vidyo, url: '{}' }} ] }}\n",
             receiver.url("/vidyo")
         ),
-    )
-    .unwrap();
+    );
     let serve = Serve::start(&config);
     wait_ready(port).await;
 
