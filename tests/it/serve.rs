@@ -479,7 +479,7 @@ async fn each_verifier_refuses_with_401_problem() {
             "/bearer",
             &enablex,
             Some(("Authorization", "Bearer x")),
-            Some(("Authorization", "Bearer b")),
+            Some(("Authorization", "bearer  b")),
         ),
         ("/header", &enablex, None, Some(("X-Api-Key", "k"))),
     ];
@@ -493,6 +493,15 @@ async fn each_verifier_refuses_with_401_problem() {
         let r = request.send().await.unwrap();
         assert_eq!(r.status(), 401, "{path}");
         assert_eq!(r.headers()["content-type"], "application/problem+json");
+        let challenge = r
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_string());
+        match path {
+            "/basic" => assert_eq!(challenge.as_deref(), Some("Basic realm=\"callgate\"")),
+            "/bearer" => assert_eq!(challenge.as_deref(), Some("Bearer realm=\"callgate\"")),
+            _ => assert_eq!(challenge, None),
+        }
         let problem: Value = r.json().await.unwrap();
         assert_eq!(problem["status"], 401);
         let (k, v) = good.unwrap();

@@ -108,12 +108,21 @@ async fn receive(
         }
         Ok(inbound) => inbound,
         Err(InboundError::Refused(e)) => {
-            return Err(Problem::new(
+            let mut response = Problem::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "Request not verified",
                 format!("route `{}`: {e}", route.name),
-            ));
+            )
+            .into_response();
+            if let Some(challenge) = route.verifier.challenge() {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(challenge),
+                );
+            }
+            tracing::info!(route = %route.name, status = 401, detail = %e, "request refused");
+            return Ok(response);
         }
         Err(InboundError::Payload(e @ PayloadError::NotParams)) => {
             return Err(Problem::new(

@@ -35,9 +35,9 @@ pub enum Verifier {
         /// The shared secret.
         secret: Vec<u8>,
     },
-    /// `Authorization: Basic` with these credentials (the whole header value expected).
+    /// `Authorization: Basic` with these base64 `user:password` credentials.
     Basic(Vec<u8>),
-    /// `Authorization: Bearer <token>`.
+    /// `Authorization: Bearer` with this token.
     Bearer(Vec<u8>),
     /// A token in a named header.
     Header(String, Vec<u8>),
@@ -55,7 +55,37 @@ fn header_value(headers: &HeaderMap, name: &str, expected: &[u8]) -> Result<(), 
     }
 }
 
+/// Checks `Authorization: <scheme> <credentials>`: the scheme in any case, whitespace around
+/// the credentials ignored (RFC 9110 §11.1), the credentials compared exactly, in constant
+/// time.
+fn authorization(headers: &HeaderMap, scheme: &str, expected: &[u8]) -> Result<(), VerifyError> {
+    let name = AUTHORIZATION.as_str();
+    let Some(value) = headers.get(name) else {
+        return Err(VerifyError::Missing(name.to_string()));
+    };
+    let value = value.as_bytes().trim_ascii();
+    let split = value.iter().position(u8::is_ascii_whitespace);
+    match split.map(|at| value.split_at(at)) {
+        Some((given, credentials))
+            if given.eq_ignore_ascii_case(scheme.as_bytes())
+                && same(credentials.trim_ascii(), expected) =>
+        {
+            Ok(())
+        }
+        _ => Err(VerifyError::Invalid(name.to_string())),
+    }
+}
+
 impl Verifier {
+    /// The `WWW-Authenticate` challenge a 401 carries, for the `Authorization` schemes.
+    pub fn challenge(&self) -> Option<&'static str> {
+        match self {
+            Verifier::Basic(_) => Some("Basic realm=\"callgate\""),
+            Verifier::Bearer(_) => Some("Bearer realm=\"callgate\""),
+            _ => None,
+        }
+    }
+
     /// The verifier a route's `auth` configures. `token_headers` are the headers the source
     /// vendor carries a shared token in (empty for vendors that declare none: config
     /// validation refuses `verification_token` there).
@@ -77,9 +107,9 @@ impl Verifier {
                 basic.username.value(),
                 basic.password.value()
             ));
-            Verifier::Basic(format!("Basic {encoded}").into_bytes())
+            Verifier::Basic(encoded.into_bytes())
         } else if let Some(token) = &auth.bearer {
-            Verifier::Bearer(format!("Bearer {}", token.value()).into_bytes())
+            Verifier::Bearer(token.value().as_bytes().to_vec())
         } else if let Some(header) = &auth.header {
             Verifier::Header(
                 header.name.to_ascii_lowercase(),
@@ -114,9 +144,8 @@ impl Verifier {
                 }
                 Err(refusal)
             }
-            Verifier::Basic(expected) | Verifier::Bearer(expected) => {
-                header_value(headers, AUTHORIZATION.as_str(), expected)
-            }
+            Verifier::Basic(expected) => authorization(headers, "Basic", expected),
+            Verifier::Bearer(expected) => authorization(headers, "Bearer", expected),
             Verifier::Header(name, expected) => header_value(headers, name, expected),
         }
     }
@@ -236,5 +265,56 @@ mod tests {
         assert!(header.check(&headers(&[("x-api-key", "k")])).is_ok());
         assert!(header.check(&headers(&[("x-api-key", "K")])).is_err());
         assert!(Verifier::Open.check(&headers(&[])).is_ok());
+    }
+
+    /// Auth schemes are case-insensitive and whitespace around the credentials is not
+    /// part of them (RFC 9110 §11.1); the credentials themselves stay exact.
+    #[test]
+    fn auth_schemes_are_case_insensitive() {
+        let bearer = Verifier::new(
+            Some(&InboundAuth {
+                bearer: Some(EnvString::literal("b0b")),
+                ..Default::default()
+            }),
+            &[],
+        );
+        for value in ["bearer b0b", "BEARER b0b", "Bearer   b0b", " Bearer b0b "] {
+            assert!(
+                bearer.check(&headers(&[("Authorization", value)])).is_ok(),
+                "{value:?}"
+            );
+        }
+        assert!(
+            bearer
+                .check(&headers(&[("Authorization", "Bearer B0B")]))
+                .is_err()
+        );
+        assert!(
+            bearer
+                .check(&headers(&[("Authorization", "Basic b0b")]))
+                .is_err()
+        );
+        assert!(
+            bearer
+                .check(&headers(&[("Authorization", "Bearerb0b")]))
+                .is_err()
+        );
+        let basic = Verifier::new(
+            Some(&InboundAuth {
+                basic: Some(BasicAuth {
+                    username: EnvString::literal("u"),
+                    password: EnvString::literal("p"),
+                }),
+                ..Default::default()
+            }),
+            &[],
+        );
+        assert!(
+            basic
+                .check(&headers(&[("Authorization", "BASIC dTpw")]))
+                .is_ok()
+        );
+        assert_eq!(basic.challenge(), Some("Basic realm=\"callgate\""));
+        assert_eq!(bearer.challenge(), Some("Bearer realm=\"callgate\""));
     }
 }
