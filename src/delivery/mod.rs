@@ -30,6 +30,18 @@ pub enum QueueError {
     /// No dead letter with this id.
     #[error("no dead letter with id {0}")]
     NotFound(i64),
+    /// The enqueue would take a destination beyond `delivery.max_queue_depth`.
+    #[error(
+        "destination `{destination}` has {depth} messages waiting (delivery.max_queue_depth {max})"
+    )]
+    Full {
+        /// `route/destination`.
+        destination: String,
+        /// Its depth.
+        depth: u64,
+        /// The limit.
+        max: u64,
+    },
     /// The store's writer is behind: try again shortly (intake answers 503).
     #[error("the store is busy: too many writes waiting")]
     Busy,
@@ -242,7 +254,7 @@ pub fn open_store(
             let q = Arc::new(if admin {
                 sqlite::SqliteQueue::open_admin(path)?
             } else {
-                sqlite::SqliteQueue::open(path, delivery.dedupe_window)?
+                sqlite::SqliteQueue::open(path, delivery.dedupe_window, delivery.max_queue_depth)?
             });
             let closer = q.clone();
             Ok(Store {

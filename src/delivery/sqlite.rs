@@ -117,19 +117,26 @@ pub struct SqliteQueue {
 impl SqliteQueue {
     /// Opens (creating) the database at `path`, recovers leases left by a crash, and starts
     /// the writer thread. `dedupe_window` is how long inbound event keys are remembered.
-    pub fn open(path: &Path, dedupe_window: Duration) -> Result<SqliteQueue, QueueError> {
-        SqliteQueue::open_with(path, dedupe_window, true)
+    /// `max_depth` is `delivery.max_queue_depth`: an enqueue that would take a destination
+    /// beyond it is refused whole, atomically (concurrent requests cannot overshoot it).
+    pub fn open(
+        path: &Path,
+        dedupe_window: Duration,
+        max_depth: u64,
+    ) -> Result<SqliteQueue, QueueError> {
+        SqliteQueue::open_with(path, dedupe_window, max_depth, true)
     }
 
     /// Opens the database for administration (`callgate dlq`) beside a running gateway:
     /// leases are left alone.
     pub fn open_admin(path: &Path) -> Result<SqliteQueue, QueueError> {
-        SqliteQueue::open_with(path, Duration::from_secs(24 * 3600), false)
+        SqliteQueue::open_with(path, Duration::from_secs(24 * 3600), u64::MAX, false)
     }
 
     fn open_with(
         path: &Path,
         dedupe_window: Duration,
+        max_depth: u64,
         recover: bool,
     ) -> Result<SqliteQueue, QueueError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -222,7 +229,7 @@ impl SqliteQueue {
         let window = ms(dedupe_window);
         let thread = std::thread::Builder::new()
             .name("callgate-sqlite".into())
-            .spawn(move || writer(conn, rx, thread_depths, window))
+            .spawn(move || writer(conn, rx, thread_depths, window, max_depth))
             .map_err(|e| QueueError::Store(e.to_string()))?;
         Ok(SqliteQueue {
             commands: Mutex::new(Some(tx)),
@@ -337,7 +344,13 @@ impl DeadLetters for SqliteQueue {
 
 /// The writer thread: takes every waiting command (up to `BATCH`), runs them in one
 /// transaction, commits, then answers them all. Depth counters change only after commit.
-fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Command>, depths: Arc<Depths>, window: i64) {
+fn writer(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<Command>,
+    depths: Arc<Depths>,
+    window: i64,
+    max_depth: u64,
+) {
     let mut last_sweep = 0i64;
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
@@ -362,7 +375,14 @@ fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Command>, depths: Arc<Dep
                 last_sweep = now;
             }
             for command in batch {
-                run(&mut tx, command, now, &mut replies, &mut deltas);
+                run(
+                    &mut tx,
+                    command,
+                    now,
+                    &mut replies,
+                    &mut deltas,
+                    (&depths, max_depth),
+                );
             }
             tx.commit()
         })();
@@ -389,6 +409,7 @@ fn run(
     now: i64,
     replies: &mut Vec<Reply>,
     deltas: &mut Vec<Delta>,
+    (depths, max_depth): (&Depths, u64),
 ) {
     fn defer<T: Send + 'static>(
         replies: &mut Vec<Reply>,
@@ -413,7 +434,13 @@ fn run(
     }
     match command {
         Command::Enqueue(events, reply) => {
-            let value = isolated(tx, deltas, |c, d| enqueue(c, events, now, d));
+            let pending = deltas.clone();
+            let limit = Limit {
+                depths,
+                pending: &pending,
+                max_depth,
+            };
+            let value = isolated(tx, deltas, |c, d| enqueue(c, events, now, d, &limit));
             defer(replies, reply, value);
         }
         Command::Lease(max, reply) => {
@@ -474,11 +501,45 @@ fn promote(
     Ok(())
 }
 
+/// The depth limit as seen inside a transaction: committed counters plus what earlier
+/// commands of the same transaction changed.
+struct Limit<'a> {
+    depths: &'a Depths,
+    pending: &'a [Delta],
+    max_depth: u64,
+}
+
+impl Limit<'_> {
+    fn check(&self, destination: &str, added: &[Delta]) -> Result<(), QueueError> {
+        let change: i64 = self
+            .pending
+            .iter()
+            .chain(added)
+            .filter(|(d, _, _)| d == destination)
+            .map(|(_, _, by)| by)
+            .sum();
+        let depth = self
+            .depths
+            .counter(destination)
+            .load(Ordering::Relaxed)
+            .saturating_add_signed(change);
+        if depth >= self.max_depth {
+            return Err(QueueError::Full {
+                destination: destination.to_string(),
+                depth,
+                max: self.max_depth,
+            });
+        }
+        Ok(())
+    }
+}
+
 fn enqueue(
     tx: &Connection,
     events: Vec<EventBatch>,
     now: i64,
     deltas: &mut Vec<Delta>,
+    limit: &Limit<'_>,
 ) -> Result<Enqueued, QueueError> {
     let mut out = Enqueued::default();
     let mut mark =
@@ -495,6 +556,9 @@ fn enqueue(
         }
         for new in event.messages {
             let m = &new.message;
+            if new.failure.is_none() {
+                limit.check(&m.destination_key(), deltas)?;
+            }
             let state = match &new.failure {
                 Some(_) => "dead",
                 None if line_is_live(tx, m)? => "waiting",

@@ -496,3 +496,46 @@ async fn the_admin_listener_refuses_foreign_hosts_and_origins() {
     assert_eq!(status, 200);
     gw.shutdown().await;
 }
+
+/// Concurrent requests cannot overshoot `delivery.max_queue_depth`, and the refusal states
+/// the real depth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_cannot_overshoot_the_queue_depth() {
+    let (receiver, _release) = Receiver::refusing(503).await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(&config_text(
+        dir.path(),
+        ", max_queue_depth: 5, retry: [0s, 1h]",
+        &format!(
+            "routes:\n  - {{ name: isr, path: /isr, from: oracle-isr, to: [ {{ name: ce, vendor: cloudevents, url: '{}' }} ] }}\n",
+            receiver.url("/events")
+        ),
+    ))
+    .await;
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(40));
+    let mut tasks = Vec::new();
+    for n in 0..40 {
+        let url = format!(
+            "http://{}/isr?event=RECORDING_STARTED_EVENT&ISR_UCID=c{n}&TMP_RECORDING_ID={n}",
+            gw.addr
+        );
+        let start = start.clone();
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            let r = client().get(url).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }));
+    }
+    let mut accepted = 0;
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        match status {
+            200 => accepted += 1,
+            503 => assert!(body.contains("messages waiting"), "{body}"),
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert_eq!(accepted, 5, "exactly max_queue_depth accepted");
+    assert_eq!(gw.store.producer.depth("isr", "ce"), 5);
+    gw.shutdown().await;
+}

@@ -4,6 +4,7 @@
 
 use super::{InboundError, PayloadError, read_payload};
 use crate::adapters::http_out::Reply;
+use crate::delivery::QueueError;
 use crate::intake::{Intake, SubmitError, Submitted};
 use crate::mapping::AUTO;
 use crate::mapping::decode::DecodeError;
@@ -202,6 +203,13 @@ async fn receive(
 fn submit_problem(e: SubmitError) -> Problem {
     match e {
         SubmitError::QueueFull { .. } => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "queue-full",
+            "Queue full",
+            e.to_string(),
+        )
+        .retry_after(Duration::from_secs(5)),
+        SubmitError::Store(e @ QueueError::Full { .. }) => Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "queue-full",
             "Queue full",
