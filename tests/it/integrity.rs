@@ -539,3 +539,76 @@ async fn concurrent_requests_cannot_overshoot_the_queue_depth() {
     assert_eq!(gw.store.producer.depth("isr", "ce"), 5);
     gw.shutdown().await;
 }
+
+/// A request with a valid Verification-Token and a body is a delivery even when it also
+/// carries a Validation-Token (which is echoed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verified_delivery_with_a_validation_token_is_a_delivery() {
+    let receiver = Receiver::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(&config_text(
+        dir.path(),
+        "",
+        &format!(
+            "routes:\n  - {{ name: rc, path: /rc, from: ringcentral, auth: {{ verification_token: s3cret }}, to: [ {{ name: ce, vendor: cloudevents, url: '{}' }} ] }}\n",
+            receiver.url("/events")
+        ),
+    ))
+    .await;
+    let delivery = std::fs::read_to_string(crate::support::root().join(
+        "tests/fixtures/ringcentral/flows/PSTN-RingCentral-DataStreams/PSTN-RingCentral-DataStreams-07.json",
+    ))
+    .unwrap();
+    let r = client()
+        .post(format!("http://{}/rc", gw.addr))
+        .header("Verification-Token", "s3cret")
+        .header("Validation-Token", "some-other-value")
+        .body(delivery)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["validation-token"], "some-other-value");
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("\"accepted\""),
+        "a delivery, not a handshake: {body}"
+    );
+    assert_eq!(receiver.wait_for(1, WAIT).await.len(), 1);
+    gw.shutdown().await;
+}
+
+/// Oracle ISR parameters: in a URL query `+` is a plus and `?` inside a value is kept (RFC
+/// 3986); `%XX` decodes as UTF-8 and bytes that are not UTF-8 are refused, never replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isr_query_parameters_decode_by_one_rule() {
+    let receiver = Receiver::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(&config_text(
+        dir.path(),
+        "",
+        &format!(
+            "routes:\n  - {{ name: isr, path: /isr, from: oracle-isr, to: [ {{ name: ce, vendor: cloudevents, url: '{}' }} ] }}\n",
+            receiver.url("/events")
+        ),
+    ))
+    .await;
+    let get = |query: &'static str| {
+        let url = format!("http://{}/isr?{query}", gw.addr);
+        async move {
+            let r = client().get(url).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let (status, body) =
+        get("event=RECORDING_STARTED_EVENT&ISR_UCID=+14085550100?x&TMP_RECORDING_ID=%C3%A9").await;
+    assert_eq!(status, 200, "{body}");
+    let got = receiver.wait_for(1, WAIT).await;
+    let event = got[0].json();
+    assert_eq!(event["data"]["call"]["id"], "+14085550100?x", "{event}");
+    assert_eq!(event["data"]["recording"]["id"], "é");
+    let (status, body) = get("event=RECORDING_STARTED_EVENT&ISR_UCID=%FF").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("UTF-8"), "{body}");
+    gw.shutdown().await;
+}

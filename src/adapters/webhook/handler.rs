@@ -68,10 +68,19 @@ async fn receive(
     })?;
 
     // RingCentral's subscription handshake: echo the header, no event, no I/O. A request
-    // whose Validation-Token is the route's shared secret is a delivery (protocols.md §3.3).
-    if let Some(name) = &route.handshake_header
-        && let Some(value) = parts.headers.get(name.as_str())
+    // whose Validation-Token is the route's shared secret is a delivery (protocols.md §3.3),
+    // and so is one with a body that passes the route's verifier by another header.
+    let echo = route.handshake_header.as_ref().and_then(|name| {
+        Some((
+            HeaderName::from_bytes(name.as_bytes()).ok()?,
+            parts.headers.get(name.as_str())?.clone(),
+        ))
+    });
+    if let Some((_, value)) = &echo
         && !route.verifier.is_shared_token(value.as_bytes())
+        && (bytes.trim_ascii().is_empty()
+            || !route.verifier.is_token_verifier()
+            || route.verifier.check(&parts.headers).is_err())
     {
         tracing::info!(route = %route.name, "subscription handshake answered");
         let mut response = (
@@ -80,8 +89,8 @@ async fn receive(
             "",
         )
             .into_response();
-        if let Ok(header_name) = HeaderName::from_bytes(name.as_bytes()) {
-            response.headers_mut().insert(header_name, value.clone());
+        if let Some((name, value)) = echo {
+            response.headers_mut().insert(name, value);
         }
         return Ok(response);
     }
@@ -172,7 +181,7 @@ async fn receive(
         .submit(route, &accepted)
         .await
         .map_err(submit_problem)?;
-    Ok(match submitted {
+    let mut response = match submitted {
         Submitted::Queued { stored, duplicates } => json_response(
             StatusCode::OK,
             json!({
@@ -197,7 +206,11 @@ async fn receive(
             StatusCode::OK,
             json!({"status": "skipped", "reason": "no event for the destination"}),
         ),
-    })
+    };
+    if let Some((name, value)) = echo {
+        response.headers_mut().insert(name, value);
+    }
+    Ok(response)
 }
 
 fn submit_problem(e: SubmitError) -> Problem {

@@ -120,6 +120,11 @@ impl Verifier {
         }
     }
 
+    /// Whether this is a shared-token verifier (`verification_token`).
+    pub fn is_token_verifier(&self) -> bool {
+        matches!(self, Verifier::VerificationToken { .. })
+    }
+
     /// Whether `value` is this route's shared token (used to tell a RingCentral delivery
     /// carrying `Validation-Token` from a subscription handshake).
     pub fn is_shared_token(&self, value: &[u8]) -> bool {
