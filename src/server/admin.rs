@@ -9,6 +9,7 @@ use crate::reload::{Reloaded, Reloader, Trigger};
 use crate::telemetry::metrics;
 use crate::translate::Translator;
 use axum::Router;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
@@ -44,6 +45,18 @@ pub fn router(admin: Arc<Admin>, health: Router) -> Router {
         .route("/admin/translate", post(translate))
         .route("/admin/reload", post(reload))
         .route("/admin/mappings", get(mappings))
+        .fallback(|request: Request| async move {
+            Problem::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "Not found",
+                format!(
+                    "no admin endpoint {} {}",
+                    request.method(),
+                    request.uri().path()
+                ),
+            )
+        })
         .layer(middleware::from_fn_with_state(admin.clone(), authorize))
         .layer(middleware::from_fn_with_state(admin.clone(), same_origin))
         .with_state(admin)
@@ -166,15 +179,32 @@ async fn list(
     Ok(axum::Json(json!({ "dead_letters": items })).into_response())
 }
 
-async fn show(State(admin): State<AdminState>, Path(id): Path<i64>) -> Result<Response, Problem> {
+/// A dead-letter id from the path; anything else is a 400 problem.
+fn dead_letter_id(id: Result<Path<i64>, PathRejection>) -> Result<i64, Problem> {
+    id.map(|Path(id)| id).map_err(|e| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-id",
+            "Invalid dead-letter id",
+            e.body_text(),
+        )
+    })
+}
+
+async fn show(
+    State(admin): State<AdminState>,
+    id: Result<Path<i64>, PathRejection>,
+) -> Result<Response, Problem> {
+    let id = dead_letter_id(id)?;
     let dead = admin.dead_letters.show(id).await.map_err(store_problem)?;
     Ok(axum::Json(dead.to_json()).into_response())
 }
 
 async fn replay_one(
     State(admin): State<AdminState>,
-    Path(id): Path<i64>,
+    id: Result<Path<i64>, PathRejection>,
 ) -> Result<Response, Problem> {
+    let id = dead_letter_id(id)?;
     let n = admin
         .dead_letters
         .replay(Some(id))

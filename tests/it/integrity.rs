@@ -612,3 +612,69 @@ async fn isr_query_parameters_decode_by_one_rule() {
     assert!(body.contains("UTF-8"), "{body}");
     gw.shutdown().await;
 }
+
+/// A webhook route takes only the methods and content types its vendor sends, and every
+/// refusal — admin 404s and malformed admin paths included — is problem+json.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_methods_types_and_paths_get_problem_details() {
+    let receiver = Receiver::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(&config_text(
+        dir.path(),
+        "",
+        &format!(
+            "routes:\n  - {{ name: rc, path: /rc, from: ringcentral, to: [ {{ name: ce, vendor: cloudevents, url: '{}' }} ] }}\n",
+            receiver.url("/events")
+        ),
+    ))
+    .await;
+    let check = |r: reqwest::Response, status: u16| {
+        assert_eq!(r.status(), status, "{}", r.url());
+        assert_eq!(
+            r.headers()["content-type"],
+            "application/problem+json",
+            "{}",
+            r.url()
+        );
+        r
+    };
+    let r = check(
+        client()
+            .get(format!("http://{}/rc", gw.addr))
+            .send()
+            .await
+            .unwrap(),
+        405,
+    );
+    assert_eq!(r.headers()["allow"], "POST");
+    check(
+        client()
+            .post(format!("http://{}/rc", gw.addr))
+            .header("content-type", "text/xml")
+            .body("<x/>")
+            .send()
+            .await
+            .unwrap(),
+        415,
+    );
+    check(
+        client()
+            .get(format!("http://{}/admin/nothing", gw.admin_addr))
+            .send()
+            .await
+            .unwrap(),
+        404,
+    );
+    check(
+        client()
+            .get(format!(
+                "http://{}/admin/deliveries/not-a-number",
+                gw.admin_addr
+            ))
+            .send()
+            .await
+            .unwrap(),
+        400,
+    );
+    gw.shutdown().await;
+}

@@ -58,6 +58,56 @@ async fn receive(
     request: Request,
 ) -> Result<Response, Problem> {
     let (parts, body) = request.into_parts();
+    // What the vendor sends: parameter vendors (and `auto`) GET or POST; JSON vendors POST.
+    let allow = if route.params || route.from == AUTO {
+        "GET, POST"
+    } else {
+        "POST"
+    };
+    if !allow.split(", ").any(|m| m == parts.method.as_str()) {
+        let mut response = Problem::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+            "Method not allowed",
+            format!(
+                "route `{}` ({}) takes {allow}, not {}",
+                route.name, route.from, parts.method
+            ),
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(allow));
+        return Ok(response);
+    }
+    if let Some(content_type) = parts.headers.get(header::CONTENT_TYPE) {
+        let content_type = content_type
+            .to_str()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let essence = content_type.split(';').next().unwrap_or_default().trim();
+        let json = essence == "application/json" || essence.ends_with("+json");
+        let form = essence == "application/x-www-form-urlencoded";
+        let accepted =
+            json || essence == "text/plain" || (form && (route.params || route.from == AUTO));
+        if !accepted {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Content type not accepted",
+                format!(
+                    "route `{}` ({}) takes {}, not {essence}",
+                    route.name,
+                    route.from,
+                    if route.params {
+                        "URL parameters or application/x-www-form-urlencoded"
+                    } else {
+                        "application/json"
+                    }
+                ),
+            ));
+        }
+    }
     let bytes = to_bytes(body, max_body).await.map_err(|_| {
         Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,
