@@ -41,8 +41,10 @@ impl Default for Turns {
     }
 }
 
-/// Held while a payload's calls are judged and committed.
-pub struct Turn(#[allow(dead_code)] Vec<tokio::sync::OwnedMutexGuard<()>>);
+/// Held while a payload's calls are judged and committed; dropping it ends the turn.
+pub struct Turn {
+    _guards: Vec<tokio::sync::OwnedMutexGuard<()>>,
+}
 
 impl Turns {
     /// Waits for the turn of every call in `keys` on `route` (locks taken in stripe order, so
@@ -62,7 +64,7 @@ impl Turns {
         for stripe in stripes {
             guards.push(self.0[stripe].clone().lock_owned().await);
         }
-        Turn(guards)
+        Turn { _guards: guards }
     }
 }
 

@@ -40,6 +40,9 @@ pub enum TranslateError {
     /// A template failed to render (names the template and the event).
     #[error("{0}")]
     Render(String),
+    /// The one-route snapshot could not be built (e.g. `--url` is not a URL).
+    #[error("{0}")]
+    Setup(String),
     /// A JSON document given to a vendor that sends URL or form parameters.
     #[error(
         "{0}: sends URL or form parameters, not a JSON body: give a URL or query string per line, or a recorded request {{\"method\", \"url\"}}"
@@ -130,7 +133,7 @@ impl Translator {
             .vendor(from)
             .is_some_and(|v| v.payload == PayloadKind::Params);
         let snapshot = Snapshot::for_translation(mappings.clone(), from, to, url)
-            .map_err(|e| TranslateError::UnknownVendor(to.into(), e.to_string()))?;
+            .map_err(|e| TranslateError::Setup(e.to_string()))?;
         let route = snapshot
             .routes()
             .first()
