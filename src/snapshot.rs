@@ -254,7 +254,9 @@ fn destination(
     Ok(Destination {
         name: d.name.clone(),
         vendor: d.vendor.clone(),
-        url: d.url.value().to_string(),
+        // Messages are stored with the URL as written, `${NAME}` unresolved and without
+        // userinfo: the HTTP adapter puts the secrets back at send time.
+        url: http_out::without_userinfo(d.url.raw()).to_string(),
         types: d.types.clone(),
         outbound: http.clone() as Arc<dyn Outbound>,
         http: Some(http),

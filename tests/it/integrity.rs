@@ -678,3 +678,73 @@ async fn wrong_methods_types_and_paths_get_problem_details() {
     );
     gw.shutdown().await;
 }
+
+/// Secrets in a destination URL (`user:${PASS}@host`, `?api_key=${KEY}`) reach the receiver
+/// but never the store, the dead letters or a problem body sent back to the webhook sender.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_in_destination_urls_stay_out_of_the_store_and_replies() {
+    let receiver = Receiver::start(|_| Reply::status(400)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let unreachable = format!("127.0.0.1:{}", crate::harness::free_port());
+    let text = config_text(
+        dir.path(),
+        "",
+        &format!(
+            "routes:\n  - {{ name: q, path: /q, from: oracle-isr, to: [ {{ name: ce, vendor: cloudevents, url: 'http://robot:${{PASS}}@{}/x?api_key=${{KEY}}' }} ] }}\n  - {{ name: p, path: /p, from: oracle-isr, ack: proxy, to: [ {{ name: ce, vendor: cloudevents, url: 'http://robot:${{PASS}}@{unreachable}/x?api_key=${{KEY}}' }} ] }}\n",
+            receiver.addr
+        ),
+    );
+    let config =
+        callgate::config::load::parse(std::path::Path::new("t.yaml"), &text, &|name| match name {
+            "PASS" => Some("pa55-s3cret".into()),
+            "KEY" => Some("k3y-s3cret".into()),
+            _ => None,
+        })
+        .unwrap();
+    let gw = callgate::Gateway::start(config).await.unwrap();
+    let query = "event=RECORDING_STARTED_EVENT&ISR_UCID=c1&TMP_RECORDING_ID=1";
+    let r = client()
+        .get(format!("http://{}/q?{query}", gw.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    crate::harness::drained(&gw).await;
+    let seen = receiver.all();
+    assert_eq!(seen.len(), 1);
+    assert!(
+        seen[0]
+            .query
+            .as_deref()
+            .unwrap_or_default()
+            .contains("api_key=k3y-s3cret")
+    );
+    assert!(
+        seen[0].headers.contains_key("authorization"),
+        "userinfo sent as Basic"
+    );
+    let dead = gw.store.dead_letters.list(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    let shown = dead[0].to_json().to_string();
+    assert!(
+        !shown.contains("s3cret"),
+        "dead letter shows a secret: {shown}"
+    );
+    let stored = std::fs::read(dir.path().join("callgate.db")).unwrap_or_default();
+    let wal = std::fs::read(dir.path().join("callgate.db-wal")).unwrap_or_default();
+    for bytes in [&stored, &wal] {
+        assert!(
+            !bytes.windows(6).any(|w| w == b"s3cret"),
+            "a secret reached the store"
+        );
+    }
+    let r = client()
+        .get(format!("http://{}/p?{query}", gw.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    let body = r.text().await.unwrap();
+    assert!(!body.contains("s3cret"), "the sender sees a secret: {body}");
+    gw.shutdown().await;
+}

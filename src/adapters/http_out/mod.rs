@@ -67,12 +67,46 @@ pub fn shared_client() -> Result<reqwest::Client, String> {
         .map_err(|e| e.to_string())
 }
 
-/// One `url:` destination: the shared client, the attempt timeout, and the destination's
-/// credentials and extra headers.
+/// `url` without its userinfo (`user:password@`), as text: what is stored and shown.
+pub fn without_userinfo(url: &str) -> std::borrow::Cow<'_, str> {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.into();
+    };
+    let authority_end = url[scheme_end..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| scheme_end + i);
+    match url[scheme_end..authority_end].rfind('@') {
+        Some(at) => format!("{}{}", &url[..scheme_end], &url[scheme_end + at + 1..]).into(),
+        None => url.into(),
+    }
+}
+
+/// The userinfo of `url`, percent-decoded: (user, password).
+fn userinfo(url: &str) -> Option<(String, String)> {
+    let parsed = reqwest::Url::parse(url).ok()?;
+    if parsed.username().is_empty() && parsed.password().is_none() {
+        return None;
+    }
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    Some((
+        decode(parsed.username()),
+        decode(parsed.password().unwrap_or_default()),
+    ))
+}
+
+/// One `url:` destination: the shared client, the attempt timeout, the destination's
+/// credentials and extra headers, and its URL's secrets, which stored messages carry only as
+/// `${NAME}` (and without userinfo) and which are put back here, at send time.
 pub struct HttpOutbound {
     http: reqwest::Client,
     timeout: Duration,
     headers: Vec<(HeaderName, HeaderValue)>,
+    /// (the URL as stored, the URL as sent), both without userinfo.
+    base: (String, String),
 }
 
 impl HttpOutbound {
@@ -87,6 +121,10 @@ impl HttpOutbound {
             http,
             timeout,
             headers: headers_for(dest)?,
+            base: (
+                without_userinfo(dest.url.raw()).into_owned(),
+                without_userinfo(dest.url.value()).into_owned(),
+            ),
         })
     }
 
@@ -99,10 +137,11 @@ impl HttpOutbound {
     pub async fn forward(&self, request: &HttpRequest) -> Result<Reply, SendError> {
         let method = Method::from_bytes(request.method.as_bytes())
             .map_err(|e| SendError::Other(e.to_string()))?;
-        let mut builder = self
-            .http
-            .request(method, &request.url)
-            .timeout(self.timeout);
+        let url = match request.url.strip_prefix(self.base.0.as_str()) {
+            Some(rest) if self.base.0 != self.base.1 => format!("{}{rest}", self.base.1),
+            _ => request.url.clone(),
+        };
+        let mut builder = self.http.request(method, url).timeout(self.timeout);
         for (name, value) in &request.headers {
             builder = builder.header(name.as_str(), value.as_str());
         }
@@ -135,6 +174,9 @@ impl HttpOutbound {
     }
 
     fn error(&self, e: reqwest::Error) -> SendError {
+        // The URL may hold secrets (`?api_key=`): it never goes into an error, which reaches
+        // logs, the dead letters and problem bodies sent back to webhook senders.
+        let e = e.without_url();
         if e.is_timeout() {
             SendError::Timeout(self.timeout)
         } else if e.is_connect() {
@@ -201,6 +243,17 @@ fn headers_for(dest: &DestinationConfig) -> Result<Vec<(HeaderName, HeaderValue)
                 .map_err(|_| bad(&format!("value of header {name}")))?,
         ));
     }
+    if dest.auth.is_none()
+        && let Some((user, password)) = userinfo(dest.url.value())
+    {
+        let mut value = HeaderValue::from_str(&format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        ))
+        .map_err(|_| bad("credentials in the URL"))?;
+        value.set_sensitive(true);
+        out.push((AUTHORIZATION, value));
+    }
     if let Some(auth) = &dest.auth {
         let value = match (&auth.basic, &auth.bearer) {
             (Some(basic), _) => format!(
@@ -221,4 +274,24 @@ fn headers_for(dest: &DestinationConfig) -> Result<Vec<(HeaderName, HeaderValue)
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn userinfo_is_cut_from_urls() {
+        assert_eq!(
+            without_userinfo("http://u:${P}@h:1/x?k=${K}"),
+            "http://h:1/x?k=${K}"
+        );
+        assert_eq!(without_userinfo("https://h/x@y"), "https://h/x@y");
+        assert_eq!(without_userinfo("http://a@b@h/"), "http://h/");
+        assert_eq!(
+            userinfo("http://robot:pa%2055@h/"),
+            Some(("robot".into(), "pa 55".into()))
+        );
+        assert_eq!(userinfo("http://h/"), None);
+    }
 }
