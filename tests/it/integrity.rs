@@ -7,6 +7,13 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(10);
 
+/// `routes:` with one route `/<name>` from `from` to one destination.
+fn one_route(name: &str, from: &str, dest: &str, vendor: &str, url: &str) -> String {
+    format!(
+        "routes:\n  - {{ name: {name}, path: /{name}, from: {from}, to: [ {{ name: {dest}, vendor: {vendor}, url: '{url}' }} ] }}\n"
+    )
+}
+
 fn redirecting(location: &'static str) -> impl FnMut(&crate::harness::Received) -> Reply {
     move |r| {
         if r.path == "/events" {
@@ -31,9 +38,12 @@ async fn a_redirect_is_not_followed_and_goes_to_the_dead_letters() {
     let gw = gateway(&config_text(
         dir.path(),
         "",
-        &format!(
-            "routes:\n  - {{ name: isr, path: /isr, from: oracle-isr, to: [ {{ name: ce, vendor: cloudevents, url: '{}' }} ] }}\n",
-            receiver.url("/events")
+        &one_route(
+            "isr",
+            "oracle-isr",
+            "ce",
+            "cloudevents",
+            &receiver.url("/events"),
         ),
     ))
     .await;
@@ -238,10 +248,7 @@ async fn concurrent_events_of_one_call_keep_the_sequence() {
     let gw = gateway(&config_text(
         dir.path(),
         "",
-        &format!(
-            "routes:\n  - {{ name: rc, path: /rc, from: ringcentral, to: [ {{ name: v, vendor: vidyo, url: '{}' }} ] }}\n",
-            receiver.url("/vidyo")
-        ),
+        &one_route("rc", "ringcentral", "v", "vidyo", &receiver.url("/vidyo")),
     ))
     .await;
     let template: serde_json::Value = serde_json::from_str(
@@ -357,9 +364,12 @@ async fn an_isr_route_refuses_json_bodies_and_bytes_that_are_not_utf8() {
     let gw = gateway(&config_text(
         dir.path(),
         "",
-        &format!(
-            "routes:\n  - {{ name: isr, path: /isr, from: oracle-isr, to: [ {{ name: ce, vendor: cloudevents, url: '{}' }} ] }}\n",
-            receiver.url("/events")
+        &one_route(
+            "isr",
+            "oracle-isr",
+            "ce",
+            "cloudevents",
+            &receiver.url("/events"),
         ),
     ))
     .await;
@@ -587,9 +597,12 @@ async fn isr_query_parameters_decode_by_one_rule() {
     let gw = gateway(&config_text(
         dir.path(),
         "",
-        &format!(
-            "routes:\n  - {{ name: isr, path: /isr, from: oracle-isr, to: [ {{ name: ce, vendor: cloudevents, url: '{}' }} ] }}\n",
-            receiver.url("/events")
+        &one_route(
+            "isr",
+            "oracle-isr",
+            "ce",
+            "cloudevents",
+            &receiver.url("/events"),
         ),
     ))
     .await;
@@ -622,9 +635,12 @@ async fn wrong_methods_types_and_paths_get_problem_details() {
     let gw = gateway(&config_text(
         dir.path(),
         "",
-        &format!(
-            "routes:\n  - {{ name: rc, path: /rc, from: ringcentral, to: [ {{ name: ce, vendor: cloudevents, url: '{}' }} ] }}\n",
-            receiver.url("/events")
+        &one_route(
+            "rc",
+            "ringcentral",
+            "ce",
+            "cloudevents",
+            &receiver.url("/events"),
         ),
     ))
     .await;
