@@ -8,6 +8,30 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
+/// Every canonical `type` of DESIGN §3 (`vendor.<vendor>.<Event>` aside): a bounded set,
+/// so each may be a metric label value.
+pub const CANONICAL_TYPES: &[&str] = &[
+    "call.initiated",
+    "call.ringing",
+    "call.alerting",
+    "call.connected",
+    "call.held",
+    "call.resumed",
+    "call.parked",
+    "call.transferring",
+    "call.ended",
+    "presence.changed",
+    "conference.ended",
+    "recording.started",
+    "recording.paused",
+    "recording.resumed",
+    "recording.ended",
+    "recording.segment_started",
+    "recording.segment_ended",
+    "recording.failed",
+    "recording.available",
+];
+
 /// The CloudEvents version callgate emits and accepts.
 pub const SPEC_VERSION: &str = "1.0";
 

@@ -434,13 +434,16 @@ fn run(
     }
     match command {
         Command::Enqueue(events, reply) => {
-            let pending = deltas.clone();
-            let limit = Limit {
+            let mut change: HashMap<String, i64> = HashMap::new();
+            for (destination, _, by) in deltas.iter() {
+                *change.entry(destination.clone()).or_default() += by;
+            }
+            let mut limit = Limit {
                 depths,
-                pending: &pending,
+                change,
                 max_depth,
             };
-            let value = isolated(tx, deltas, |c, d| enqueue(c, events, now, d, &limit));
+            let value = isolated(tx, deltas, |c, d| enqueue(c, events, now, d, &mut limit));
             defer(replies, reply, value);
         }
         Command::Lease(max, reply) => {
@@ -505,19 +508,16 @@ fn promote(
 /// commands of the same transaction changed.
 struct Limit<'a> {
     depths: &'a Depths,
-    pending: &'a [Delta],
+    /// Uncommitted changes per destination: earlier commands of the transaction, then the
+    /// messages this command admitted so far.
+    change: HashMap<String, i64>,
     max_depth: u64,
 }
 
 impl Limit<'_> {
-    fn check(&self, destination: &str, added: &[Delta]) -> Result<(), QueueError> {
-        let change: i64 = self
-            .pending
-            .iter()
-            .chain(added)
-            .filter(|(d, _, _)| d == destination)
-            .map(|(_, _, by)| by)
-            .sum();
+    /// Admits one more message for `destination`, or refuses the whole command.
+    fn admit(&mut self, destination: &str) -> Result<(), QueueError> {
+        let change = self.change.get(destination).copied().unwrap_or(0);
         let depth = self
             .depths
             .counter(destination)
@@ -530,6 +530,7 @@ impl Limit<'_> {
                 max: self.max_depth,
             });
         }
+        *self.change.entry(destination.to_string()).or_default() += 1;
         Ok(())
     }
 }
@@ -539,7 +540,7 @@ fn enqueue(
     events: Vec<EventBatch>,
     now: i64,
     deltas: &mut Vec<Delta>,
-    limit: &Limit<'_>,
+    limit: &mut Limit<'_>,
 ) -> Result<Enqueued, QueueError> {
     let mut out = Enqueued::default();
     let mut mark =
@@ -557,7 +558,7 @@ fn enqueue(
         for new in event.messages {
             let m = &new.message;
             if new.failure.is_none() {
-                limit.check(&m.destination_key(), deltas)?;
+                limit.admit(&m.destination_key())?;
             }
             let state = match &new.failure {
                 Some(_) => "dead",

@@ -36,34 +36,11 @@ pub const RELOAD_FAILING: &str = "callgate_reload_failing";
 /// The version of the snapshot being served.
 pub const SNAPSHOT_VERSION: &str = "callgate_snapshot_version";
 
-/// The canonical types of DESIGN §3: bounded, so each may be a label value.
-const CANONICAL_TYPES: &[&str] = &[
-    "call.initiated",
-    "call.ringing",
-    "call.alerting",
-    "call.connected",
-    "call.held",
-    "call.resumed",
-    "call.parked",
-    "call.transferring",
-    "call.ended",
-    "presence.changed",
-    "conference.ended",
-    "recording.started",
-    "recording.paused",
-    "recording.resumed",
-    "recording.ended",
-    "recording.segment_started",
-    "recording.segment_ended",
-    "recording.failed",
-    "recording.available",
-];
-
 /// The `type` label of an event: its canonical type, `vendor.<source vendor>` for vendor
 /// events (whose names come from payload text, so they could be anything), else `other`.
 /// Label values never carry raw payload text: the series count stays bounded.
 pub fn type_label(event_type: &str, source_vendor: &str) -> String {
-    if CANONICAL_TYPES.contains(&event_type) {
+    if crate::event::CANONICAL_TYPES.contains(&event_type) {
         event_type.to_string()
     } else if event_type.starts_with("vendor.") {
         format!("vendor.{source_vendor}")

@@ -7,6 +7,22 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(10);
 
+/// A gateway with one route `/isr` from Oracle ISR to a CloudEvents receiver.
+async fn isr_gateway(dir: &std::path::Path, receiver: &Receiver) -> callgate::Gateway {
+    gateway(&config_text(
+        dir,
+        "",
+        &one_route(
+            "isr",
+            "oracle-isr",
+            "ce",
+            "cloudevents",
+            &receiver.url("/events"),
+        ),
+    ))
+    .await
+}
+
 /// `routes:` with one route `/<name>` from `from` to one destination.
 fn one_route(name: &str, from: &str, dest: &str, vendor: &str, url: &str) -> String {
     format!(
@@ -35,18 +51,7 @@ fn redirecting(location: &'static str) -> impl FnMut(&crate::harness::Received) 
 async fn a_redirect_is_not_followed_and_goes_to_the_dead_letters() {
     let receiver = Receiver::start(redirecting("/elsewhere")).await;
     let dir = tempfile::tempdir().unwrap();
-    let gw = gateway(&config_text(
-        dir.path(),
-        "",
-        &one_route(
-            "isr",
-            "oracle-isr",
-            "ce",
-            "cloudevents",
-            &receiver.url("/events"),
-        ),
-    ))
-    .await;
+    let gw = isr_gateway(dir.path(), &receiver).await;
     let status = client()
         .get(format!(
             "http://{}/isr?event=RECORDING_STARTED_EVENT&ISR_UCID=c1&TMP_RECORDING_ID=1",
@@ -361,18 +366,7 @@ async fn one_notification_reaches_a_same_vendor_destination_once() {
 async fn an_isr_route_refuses_json_bodies_and_bytes_that_are_not_utf8() {
     let receiver = Receiver::ok().await;
     let dir = tempfile::tempdir().unwrap();
-    let gw = gateway(&config_text(
-        dir.path(),
-        "",
-        &one_route(
-            "isr",
-            "oracle-isr",
-            "ce",
-            "cloudevents",
-            &receiver.url("/events"),
-        ),
-    ))
-    .await;
+    let gw = isr_gateway(dir.path(), &receiver).await;
     let send = |content_type: &'static str, body: Vec<u8>| {
         let url = format!("http://{}/isr", gw.addr);
         async move {
@@ -594,18 +588,7 @@ async fn a_verified_delivery_with_a_validation_token_is_a_delivery() {
 async fn isr_query_parameters_decode_by_one_rule() {
     let receiver = Receiver::ok().await;
     let dir = tempfile::tempdir().unwrap();
-    let gw = gateway(&config_text(
-        dir.path(),
-        "",
-        &one_route(
-            "isr",
-            "oracle-isr",
-            "ce",
-            "cloudevents",
-            &receiver.url("/events"),
-        ),
-    ))
-    .await;
+    let gw = isr_gateway(dir.path(), &receiver).await;
     let get = |query: &'static str| {
         let url = format!("http://{}/isr?{query}", gw.addr);
         async move {

@@ -78,25 +78,16 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
 }
 
 fn arbitrary_event() -> impl Strategy<Value = CallEvent> {
-    let types = prop::sample::select(vec![
-        "call.initiated",
-        "call.ringing",
-        "call.alerting",
-        "call.connected",
-        "call.held",
-        "call.resumed",
-        "call.parked",
-        "call.transferring",
-        "call.ended",
-        "presence.changed",
-        "conference.ended",
-        "recording.started",
-        "recording.ended",
-        "recording.available",
-        "recording.segment_ended",
-        "vendor.enreach.QueueStatus",
-        "vendor.ringcentral.TelephonySession",
-    ]);
+    let types = prop::sample::select(
+        callgate::event::CANONICAL_TYPES
+            .iter()
+            .copied()
+            .chain([
+                "vendor.enreach.QueueStatus",
+                "vendor.ringcentral.TelephonySession",
+            ])
+            .collect::<Vec<_>>(),
+    );
     let reasons = prop::sample::select(vec![
         None,
         Some("completed"),

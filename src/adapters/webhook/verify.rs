@@ -184,6 +184,31 @@ mod tests {
         h
     }
 
+    /// `basic: {username: u, password: p}`.
+    fn basic_u_p() -> Verifier {
+        Verifier::new(
+            Some(&InboundAuth {
+                basic: Some(BasicAuth {
+                    username: EnvString::literal("u"),
+                    password: EnvString::literal("p"),
+                }),
+                ..Default::default()
+            }),
+            &[],
+        )
+    }
+
+    /// `bearer: <token>`.
+    fn bearer(token: &str) -> Verifier {
+        Verifier::new(
+            Some(&InboundAuth {
+                bearer: Some(EnvString::literal(token)),
+                ..Default::default()
+            }),
+            &[],
+        )
+    }
+
     #[test]
     fn each_verifier_accepts_its_credential_and_refuses_others() {
         let rc_headers = [
@@ -218,16 +243,7 @@ mod tests {
             ))
         );
 
-        let basic = Verifier::new(
-            Some(&InboundAuth {
-                basic: Some(BasicAuth {
-                    username: EnvString::literal("u"),
-                    password: EnvString::literal("p"),
-                }),
-                ..Default::default()
-            }),
-            &[],
-        );
+        let basic = basic_u_p();
         assert!(
             basic
                 .check(&headers(&[("Authorization", "Basic dTpw")]))
@@ -239,13 +255,7 @@ mod tests {
                 .is_err()
         );
 
-        let bearer = Verifier::new(
-            Some(&InboundAuth {
-                bearer: Some(EnvString::literal("b")),
-                ..Default::default()
-            }),
-            &[],
-        );
+        let bearer = bearer("b");
         assert!(
             bearer
                 .check(&headers(&[("Authorization", "Bearer b")]))
@@ -276,13 +286,7 @@ mod tests {
     /// part of them (RFC 9110 §11.1); the credentials themselves stay exact.
     #[test]
     fn auth_schemes_are_case_insensitive() {
-        let bearer = Verifier::new(
-            Some(&InboundAuth {
-                bearer: Some(EnvString::literal("b0b")),
-                ..Default::default()
-            }),
-            &[],
-        );
+        let bearer = bearer("b0b");
         for value in ["bearer b0b", "BEARER b0b", "Bearer   b0b", " Bearer b0b "] {
             assert!(
                 bearer.check(&headers(&[("Authorization", value)])).is_ok(),
@@ -304,16 +308,7 @@ mod tests {
                 .check(&headers(&[("Authorization", "Bearerb0b")]))
                 .is_err()
         );
-        let basic = Verifier::new(
-            Some(&InboundAuth {
-                basic: Some(BasicAuth {
-                    username: EnvString::literal("u"),
-                    password: EnvString::literal("p"),
-                }),
-                ..Default::default()
-            }),
-            &[],
-        );
+        let basic = basic_u_p();
         assert!(
             basic
                 .check(&headers(&[("Authorization", "BASIC dTpw")]))
