@@ -138,24 +138,26 @@ impl Gateway {
             health,
         );
 
-        let serve = |listener: tokio::net::TcpListener,
-                     app: axum::Router,
-                     mut stop: watch::Receiver<bool>| {
-            tokio::spawn(async move {
-                let shutdown = async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                };
-                if let Err(e) = axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-                {
-                    tracing::error!(error = %e, "server stopped with an error");
-                }
-            })
+        let limits = server::listen::ConnectionLimits {
+            header_read_timeout: config.server.header_read_timeout,
+            max_connections: config.server.max_connections,
+            max_header_bytes: config.server.max_header_bytes,
         };
         let servers = vec![
-            serve(public_listener, public, stop_rx.clone()),
-            serve(admin_listener, admin, stop_rx.clone()),
+            tokio::spawn(server::listen::serve(
+                public_listener,
+                public,
+                limits,
+                "public",
+                stop_rx.clone(),
+            )),
+            tokio::spawn(server::listen::serve(
+                admin_listener,
+                admin,
+                limits,
+                "admin",
+                stop_rx.clone(),
+            )),
         ];
         let workers = tokio::spawn(worker::run(
             store.clone(),

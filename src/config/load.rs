@@ -157,6 +157,15 @@ pub fn validate(config: &Config, mappings: &MappingSet) -> Vec<String> {
     if config.server.max_events_per_request == 0 {
         problems.push("server.max_events_per_request must be above 0".into());
     }
+    if config.server.header_read_timeout.is_zero() {
+        problems.push("server.header_read_timeout must be above 0".into());
+    }
+    if config.server.max_connections == 0 {
+        problems.push("server.max_connections must be above 0".into());
+    }
+    if config.server.max_header_bytes < 1024 {
+        problems.push("server.max_header_bytes must be at least 1024".into());
+    }
     if config.server.max_concurrent_requests == 0 {
         problems.push("server.max_concurrent_requests must be above 0".into());
     }

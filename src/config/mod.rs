@@ -85,6 +85,19 @@ pub struct ServerConfig {
     /// is refused with 413 before any event is built. Default 1000.
     #[serde(default = "default_max_events")]
     pub max_events_per_request: usize,
+    /// How long a connection may take to deliver a request's headers, counted from the
+    /// moment it opens or finishes its previous response. hyper applies this one timer to
+    /// both slow headers (slowloris) and idle keep-alive connections. Default `10s`.
+    #[serde(default = "default_header_read_timeout", deserialize_with = "duration")]
+    pub header_read_timeout: Duration,
+    /// Connections open at once on each listener; beyond it new connections wait in the
+    /// kernel's backlog until one closes. Default 2048.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Largest request header section (field lines, not the request line), in bytes; larger
+    /// ones, or more than 100 fields, get 431 problem+json. Default 32768.
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -97,6 +110,9 @@ impl Default for ServerConfig {
             request_timeout: default_request_timeout(),
             max_concurrent_requests: default_max_concurrent(),
             max_events_per_request: default_max_events(),
+            header_read_timeout: default_header_read_timeout(),
+            max_connections: default_max_connections(),
+            max_header_bytes: default_max_header_bytes(),
         }
     }
 }
@@ -115,6 +131,15 @@ fn default_max_events() -> usize {
 }
 fn default_max_concurrent() -> usize {
     1024
+}
+fn default_header_read_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_max_connections() -> usize {
+    2048
+}
+fn default_max_header_bytes() -> usize {
+    32 * 1024
 }
 fn default_request_timeout() -> Duration {
     Duration::from_secs(10)

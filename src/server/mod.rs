@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod fallback;
+pub mod listen;
 
 use crate::adapters::webhook::handler;
 use crate::delivery::Producer;

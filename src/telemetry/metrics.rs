@@ -35,6 +35,8 @@ pub const RELOADS: &str = "callgate_reloads_total";
 pub const RELOAD_FAILING: &str = "callgate_reload_failing";
 /// The version of the snapshot being served.
 pub const SNAPSHOT_VERSION: &str = "callgate_snapshot_version";
+/// Connections open on a listener, by `listener` (`public`, `admin`).
+pub const CONNECTIONS_OPEN: &str = "callgate_connections_open";
 
 /// The `type` label of an event: its canonical type, `vendor.<source vendor>` for vendor
 /// events (whose names come from payload text, so they could be anything), else `other`.
@@ -111,4 +113,5 @@ fn describe() {
         SNAPSHOT_VERSION,
         "Version of the mappings and routes served"
     );
+    metrics::describe_gauge!(CONNECTIONS_OPEN, "Connections open on a listener");
 }

@@ -3,6 +3,7 @@
 
 mod cases;
 mod cli;
+mod connections;
 mod crash;
 mod flows;
 mod harness;
