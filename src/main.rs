@@ -366,11 +366,10 @@ fn check(mappings: Option<PathBuf>, config_path: Option<PathBuf>) -> anyhow::Res
                         problems.push(format!("{}: {e}", path.display()));
                     }
                 }
-                problems.extend(
-                    invalid
-                        .into_iter()
-                        .map(|p| format!("{}: {p}", path.display())),
-                );
+                problems.extend(invalid);
+                if let Err(e) = callgate::delivery::check_store(&config.store) {
+                    problems.push(format!("{}: {e}", path.display()));
+                }
             }
             for report in cases::run_all(&set).into_iter().filter(|r| !r.passed()) {
                 problems.push(format!(

@@ -75,6 +75,10 @@ pub fn parse(
             names: missing,
         });
     }
+    config.origin = Some(std::sync::Arc::new(super::Origin {
+        file: path.to_path_buf(),
+        lines: super::lines::Lines::index(text),
+    }));
     Ok(config)
 }
 
@@ -120,9 +124,23 @@ fn for_each_env_string(config: &mut Config, f: &mut dyn FnMut(&mut EnvString)) {
     }
 }
 
-/// Checks a loaded config against the mappings; returns every problem (empty: valid).
-/// Pure: opens nothing.
+/// Checks a loaded config against the mappings; returns every problem (empty: valid),
+/// each starting `file:line: ` when the config came from a file. Pure: opens nothing.
 pub fn validate(config: &Config, mappings: &MappingSet) -> Vec<String> {
+    let problems = problems(config, mappings);
+    match &config.origin {
+        Some(origin) => problems
+            .into_iter()
+            .map(|p| match origin.lines.of(&p) {
+                Some(line) => format!("{}:{line}: {p}", origin.file.display()),
+                None => format!("{}: {p}", origin.file.display()),
+            })
+            .collect(),
+        None => problems,
+    }
+}
+
+fn problems(config: &Config, mappings: &MappingSet) -> Vec<String> {
     let mut problems = Vec::new();
     if !config.server.admin_listen.ip().is_loopback() && config.server.admin_token.is_none() {
         problems.push(format!(
@@ -466,7 +484,7 @@ mod tests {
             MappingSet::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings")).unwrap();
         let config = parse(
             Path::new("test.yaml"),
-            "server: { listen: 127.0.0.1:7000, admin_listen: 127.0.0.1:7000, request_timeout: 0s, admin_token: \"${EMPTY}\" }\n\
+            "server: { listen: 127.0.0.1:7000, admin_listen: 127.0.0.1:7000, request_timeout: 0s, admin_token: \"${EMPTY}\", header_read_timeout: 0s, max_connections: 0 }\n\
              delivery: { timeout: 0s, max_queue_depth: 0 }\n\
              routes:\n\
              \x20 - { name: a, path: '/a/{id}', from: vidyo, to: [ { name: d, vendor: vidyo, url: 'http://x/#frag', headers: { X-Bad: \"a\\nb\" } } ] }\n\
@@ -479,6 +497,8 @@ mod tests {
         for expected in [
             "server.listen and server.admin_listen are the same address",
             "server.request_timeout must be above 0",
+            "server.header_read_timeout must be above 0",
+            "server.max_connections must be above 0",
             "delivery.timeout must be above 0",
             "delivery.max_queue_depth must be above 0",
             "server.admin_token is empty",

@@ -1,6 +1,7 @@
 //! Configuration: the types of `config/callgate.yaml` (DESIGN.md §6). Every field states its
 //! default. Loading and validation live in `load.rs`; nothing here does I/O.
 
+pub mod lines;
 pub mod load;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -38,6 +39,19 @@ pub struct Config {
     /// unchanged (method, path, query, headers, body). Default: none (404).
     #[serde(default)]
     pub fallback: Option<EnvString>,
+    /// The file this config was read from, with the lines of its entries (set by
+    /// `load::parse`; none for a config built in code). Validation problems name it.
+    #[serde(skip)]
+    pub origin: Option<std::sync::Arc<Origin>>,
+}
+
+/// Where a config came from: its file and the lines of its entries.
+#[derive(Debug)]
+pub struct Origin {
+    /// The config file as given.
+    pub file: PathBuf,
+    /// Lines of its routes, destinations and keys.
+    pub lines: lines::Lines,
 }
 
 impl Default for Config {
@@ -48,6 +62,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             delivery: DeliveryConfig::default(),
             routes: Vec::new(),
+            origin: None,
             fallback: None,
         }
     }

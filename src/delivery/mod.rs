@@ -270,6 +270,16 @@ pub fn open_store(
     }
 }
 
+/// What `serve` will need of the store, checked without opening it (`callgate check`):
+/// for SQLite, that the database file, or the folder it will be created in, can be written.
+/// Errors name the path and the reason.
+pub fn check_store(store: &StoreConfig) -> Result<(), String> {
+    match store {
+        StoreConfig::Sqlite { path } => sqlite::check_writable(path),
+        StoreConfig::Nats { .. } => Ok(()),
+    }
+}
+
 /// Now as Unix milliseconds.
 pub fn now_ms() -> i64 {
     SystemTime::now()

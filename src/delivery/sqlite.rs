@@ -114,6 +114,51 @@ pub struct SqliteQueue {
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
+/// Whether the database at `path` can be opened for writing, or created: the file itself if
+/// it exists, else the nearest existing folder above it must take a new file.
+pub(super) fn check_writable(path: &Path) -> Result<(), String> {
+    let refuse = |what: &Path, e: std::io::Error| {
+        format!(
+            "store.path {}: {} is not writable: {e}",
+            path.display(),
+            what.display()
+        )
+    };
+    if path.exists() {
+        return std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map(drop)
+            .map_err(|e| refuse(path, e));
+    }
+    let mut folder = path.parent().unwrap_or(Path::new("."));
+    if folder.as_os_str().is_empty() {
+        folder = Path::new(".");
+    }
+    while !folder.exists() {
+        folder = folder.parent().unwrap_or(Path::new("."));
+        if folder.as_os_str().is_empty() {
+            folder = Path::new(".");
+        }
+    }
+    if !folder.is_dir() {
+        return Err(format!(
+            "store.path {}: {} is not a folder",
+            path.display(),
+            folder.display()
+        ));
+    }
+    let probe = folder.join(format!(".callgate-check-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .map_err(|e| refuse(folder, e))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
 impl SqliteQueue {
     /// Opens (creating) the database at `path`, recovers leases left by a crash, and starts
     /// the writer thread. `dedupe_window` is how long inbound event keys are remembered.

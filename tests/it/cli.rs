@@ -260,6 +260,56 @@ fn a_config_error_names_the_file_line_and_key() {
     );
 }
 
+/// `check` names the line of a semantic problem as it does a syntax error, and refuses a
+/// store that `serve` could not create (issue 11, item 2).
+#[test]
+fn semantic_config_errors_name_their_line_and_an_unwritable_store_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a-file"), "not a folder").unwrap();
+    let config = dir.path().join("bad.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "server:\n  listen: 127.0.0.1:0\n  request_timeout: 0s\n\
+             store: {{ kind: sqlite, path: {} }}\n\
+             routes:\n  - name: a\n    path: /a/{{id}}\n    from: vidyo\n    to:\n\
+             \x20     - {{ name: d, vendor: vidyo, url: 'http://x/#frag' }}\n",
+            dir.path().join("a-file/sub/callgate.db").display()
+        ),
+    )
+    .unwrap();
+    let out = callgate(&["check", "--config", config.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    for expected in [
+        "bad.yaml:3: server.request_timeout must be above 0",
+        "bad.yaml:6: route `a`: path `/a/{id}` is not a literal path",
+        "bad.yaml:10: route `a`, destination `d`: url `http://x/#frag` has a #fragment",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
+
+    // Valid otherwise, but the store's folder lies under a file.
+    let text_ok = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("request_timeout: 0s", "request_timeout: 5s")
+        .replace("/a/{id}", "/a")
+        .replace("#frag", "");
+    std::fs::write(&config, text_ok).unwrap();
+    let out = callgate(&["check", "--config", config.to_str().unwrap()], None);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("store.path")
+            && stderr.contains("a-file")
+            && stderr.contains("not a folder"),
+        "{stderr}"
+    );
+}
+
 /// Inputs that must be refused with exit 2 and one line naming what is wrong (issue 7).
 #[test]
 fn translate_refuses_what_the_vendor_never_sends() {
