@@ -226,6 +226,11 @@ impl MappingSet {
             event.normalize();
             if let Some(data) = payload.get("data") {
                 event.null_members = fidelity::null_members(data, "/data");
+                // Taken over as parsed: serde_json's `from_value` turns the number `-0`
+                // into `0` (its Number visitor re-parses the text as an integer).
+                if let Some(Value::Object(extensions)) = data.get("extensions") {
+                    event.data.extensions = extensions.clone();
+                }
             }
             return Ok(vec![event]);
         }

@@ -359,6 +359,55 @@ fn translate_refuses_what_the_vendor_never_sends() {
     }
 }
 
+/// Numbers keep their text through a same-vendor round trip: beyond u64, long fractions,
+/// trailing zeros and negative zero are not rewritten as floats (issue 11, item 7). An
+/// exponent keeps its digits and value; serde_json writes its marker as `e+`/`e-`.
+#[test]
+fn numbers_keep_their_exact_text() {
+    let ce = r#"{"specversion":"1.0","id":"e1","source":"/x","type":"call.connected","partitionkey":"c","subject":"c","data":{"vendor":"x","call":{"id":"c","state":"connected"},"extensions":{"big":18446744073709551616,"exp":1E2,"neg":-0,"frac":0.10,"long":3.141592653589793238462643383279}}}"#;
+    let fixture = std::fs::read_to_string(
+        root().join("tests/fixtures/ringcentral/flows/RingCentral-PSTN/RingCentral-PSTN-01.json"),
+    )
+    .unwrap();
+    let rc = fixture.replacen(
+        "\"body\"",
+        r#""x_big":18446744073709551616,"x_exp":1E2,"x_neg":-0,"body""#,
+        1,
+    );
+    assert_ne!(rc, fixture);
+    for (vendor, input, literals) in [
+        (
+            "cloudevents",
+            ce,
+            &[
+                "18446744073709551616",
+                "1e+2",
+                "\"neg\":-0",
+                "0.10",
+                "3.141592653589793238462643383279",
+            ][..],
+        ),
+        (
+            "ringcentral",
+            rc.as_str(),
+            &["18446744073709551616", "1e+2", "\"x_neg\":-0"][..],
+        ),
+    ] {
+        let out = callgate(
+            &["translate", "--from", vendor, "--to", vendor],
+            Some(input.as_bytes()),
+        );
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{vendor}: {}", text(&out.stderr));
+        for literal in literals {
+            assert!(
+                stdout.contains(literal),
+                "{vendor}: {literal} lost in {stdout}"
+            );
+        }
+    }
+}
+
 /// CloudEvents in, CloudEvents out: exact, `null` members of `data` included.
 #[test]
 fn cloudevents_round_trip_keeps_null_members() {
