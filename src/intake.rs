@@ -6,7 +6,7 @@
 
 use crate::adapters::http_out::{Reply, SendError};
 use crate::config::{Ack, OnTimeout};
-use crate::delivery::{EventBatch, Producer, QueueError, Request};
+use crate::delivery::{EventBatch, Producer, QueueError};
 use crate::pipeline::{Accepted, Routing};
 use crate::route::Route;
 use crate::telemetry::metrics as m;
@@ -224,8 +224,7 @@ impl Intake {
                     self.enqueue(route, live[index..].to_vec()).await?;
                     return Ok(Submitted::QueuedBehind);
                 }
-                let Request::Http(request) = &message.request;
-                match http.forward(request).await {
+                match http.forward(message).await {
                     Ok(reply) if reply.status.is_success() => last = Some(reply),
                     Ok(reply) => return Ok(Submitted::Refused(reply)),
                     Err(SendError::Timeout(after)) if route.on_timeout == OnTimeout::Queue => {

@@ -212,6 +212,7 @@ impl Snapshot {
                     rate_limit: None,
                     max_in_flight: 1,
                     circuit_breaker: None,
+                    sign: None,
                 }],
             }],
             ..Config::default()

@@ -191,7 +191,7 @@ impl Translator {
     pub fn translate(&self, payload: &Payload) -> Result<Vec<Outcome>, TranslateError> {
         // Local input is trusted: the open verifier is what makes it a `VerifiedInbound`.
         let inbound = Verifier::Open
-            .verify(&HeaderMap::new(), || {
+            .verify(&HeaderMap::new(), b"", || {
                 Ok((payload.value.clone(), payload.params))
             })
             .map_err(|e| TranslateError::Render(e.to_string()))?;

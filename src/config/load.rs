@@ -3,6 +3,7 @@
 //! validation against the mappings before anything opens a socket.
 
 use super::{Ack, Config, EnvString, InboundAuth, OutboundAuth, StoreConfig};
+use crate::adapters::standard_webhooks::Secret;
 use crate::mapping::AUTO;
 use crate::mapping::MappingSet;
 use std::collections::HashSet;
@@ -99,8 +100,12 @@ fn for_each_env_string(config: &mut Config, f: &mut dyn FnMut(&mut EnvString)) {
                 basic,
                 bearer,
                 header,
+                standard_webhooks,
             } = auth;
             verification_token.iter_mut().for_each(&mut *f);
+            if let Some(sw) = standard_webhooks {
+                sw.secrets.iter_mut().for_each(&mut *f);
+            }
             bearer.iter_mut().for_each(&mut *f);
             if let Some(b) = basic {
                 f(&mut b.username);
@@ -113,6 +118,9 @@ fn for_each_env_string(config: &mut Config, f: &mut dyn FnMut(&mut EnvString)) {
         for dest in &mut route.to {
             f(&mut dest.url);
             dest.headers.values_mut().for_each(&mut *f);
+            if let Some(sign) = dest.sign.as_mut() {
+                f(&mut sign.standard_webhooks.secret);
+            }
             if let Some(OutboundAuth { basic, bearer }) = dest.auth.as_mut() {
                 bearer.iter_mut().for_each(&mut *f);
                 if let Some(b) = basic {
@@ -250,14 +258,35 @@ fn problems(config: &Config, mappings: &MappingSet) -> Vec<String> {
                 auth.basic.is_some(),
                 auth.bearer.is_some(),
                 auth.header.is_some(),
+                auth.standard_webhooks.is_some(),
             ]
             .iter()
             .filter(|b| **b)
             .count();
             if count != 1 {
                 problems.push(format!(
-                    "{at}: auth needs exactly one of verification_token, basic, bearer, header"
+                    "{at}: auth needs exactly one of verification_token, basic, bearer, header, standard_webhooks"
                 ));
+            }
+            if let Some(sw) = &auth.standard_webhooks {
+                if sw.secrets.is_empty() {
+                    problems.push(format!(
+                        "{at}: auth standard_webhooks needs at least one secret"
+                    ));
+                }
+                for secret in &sw.secrets {
+                    if let Err(e) = Secret::parse(secret.value()) {
+                        problems.push(format!(
+                            "{at}: auth standard_webhooks secret `{}`: {e}",
+                            secret.raw()
+                        ));
+                    }
+                }
+                if sw.tolerance.is_zero() {
+                    problems.push(format!(
+                        "{at}: auth standard_webhooks tolerance must be above 0"
+                    ));
+                }
             }
             let empty = |name: &str, value: &EnvString, problems: &mut Vec<String>| {
                 if value.value().is_empty() {
@@ -353,6 +382,14 @@ fn problems(config: &Config, mappings: &MappingSet) -> Vec<String> {
             {
                 problems.push(format!(
                     "{at}: circuit_breaker failures and open_for must be above 0"
+                ));
+            }
+            if let Some(sign) = &dest.sign
+                && let Err(e) = Secret::parse(sign.standard_webhooks.secret.value())
+            {
+                problems.push(format!(
+                    "{at}: sign standard_webhooks secret `{}`: {e}",
+                    sign.standard_webhooks.secret.raw()
                 ));
             }
             if let Some(auth) = &dest.auth
@@ -489,7 +526,8 @@ mod tests {
              routes:\n\
              \x20 - { name: a, path: '/a/{id}', from: vidyo, to: [ { name: d, vendor: vidyo, url: 'http://x/#frag', headers: { X-Bad: \"a\\nb\" } } ] }\n\
              \x20 - { name: b, path: '/b/*rest', from: vidyo, auth: { bearer: \"${EMPTY}\" }, to: [ { name: d, vendor: vidyo, url: 'http://x/' } ] }\n\
-             \x20 - { name: c, path: '/c/:id', from: vidyo, to: [ { name: d, vendor: vidyo, url: 'http://x/', auth: { basic: { username: u, password: \"${EMPTY}\" } } } ] }\n",
+             \x20 - { name: c, path: '/c/:id', from: vidyo, to: [ { name: d, vendor: vidyo, url: 'http://x/', auth: { basic: { username: u, password: \"${EMPTY}\" } } } ] }\n\
+             \x20 - { name: e, path: '/e', from: vidyo, auth: { standard_webhooks: { secrets: [plain] } }, to: [ { name: d, vendor: vidyo, url: 'http://x/', sign: { standard_webhooks: { secret: 'whsec_' } } } ] }\n",
             &|name| (name == "EMPTY").then(String::new),
         )
         .unwrap();
@@ -509,6 +547,8 @@ mod tests {
             "route `a`, destination `d`: the value of header `X-Bad` is not a valid header value",
             "route `b`: auth bearer is empty",
             "route `c`, destination `d`: auth basic password is empty",
+            "route `e`: auth standard_webhooks secret `plain`: a Standard Webhooks secret is `whsec_`",
+            "route `e`, destination `d`: sign standard_webhooks secret `whsec_`: a Standard Webhooks secret",
         ] {
             assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
         }

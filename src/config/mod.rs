@@ -309,6 +309,42 @@ pub struct InboundAuth {
     /// A token in a named header.
     #[serde(default)]
     pub header: Option<HeaderToken>,
+    /// Standard Webhooks signatures (`webhook-id`, `webhook-timestamp`,
+    /// `webhook-signature`; protocols.md §8).
+    #[serde(default)]
+    pub standard_webhooks: Option<StandardWebhooksVerify>,
+}
+
+/// An inbound Standard Webhooks verifier.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StandardWebhooksVerify {
+    /// Secrets (`whsec_` + base64) any of which may have signed; several during a rotation.
+    pub secrets: Vec<EnvString>,
+    /// How far `webhook-timestamp` may be from now, either way. Default `5m`.
+    #[serde(default = "default_signature_tolerance", deserialize_with = "duration")]
+    pub tolerance: Duration,
+}
+
+fn default_signature_tolerance() -> Duration {
+    crate::adapters::standard_webhooks::DEFAULT_TOLERANCE
+}
+
+/// How a destination signs what it sends: exactly one scheme.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Signing {
+    /// Standard Webhooks v1 (HMAC-SHA256): adds `webhook-id` (stable per message, the same on
+    /// every retry), `webhook-timestamp` (this attempt) and `webhook-signature`.
+    pub standard_webhooks: StandardWebhooksSign,
+}
+
+/// The secret a destination signs with.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StandardWebhooksSign {
+    /// `whsec_` + base64 of the key (24–64 random bytes).
+    pub secret: EnvString,
 }
 
 /// HTTP Basic credentials.
@@ -360,6 +396,9 @@ pub struct DestinationConfig {
     /// Pause deliveries to this receiver after consecutive failures. Default: none.
     #[serde(default)]
     pub circuit_breaker: Option<CircuitBreaker>,
+    /// Sign every request (Standard Webhooks). Default: unsigned.
+    #[serde(default)]
+    pub sign: Option<Signing>,
 }
 
 fn default_types() -> Vec<String> {

@@ -14,4 +14,5 @@ mod properties;
 mod reload;
 mod roundtrip;
 mod serve;
+mod signing;
 mod support;

@@ -4,9 +4,10 @@
 
 pub mod classify;
 
+use crate::adapters::standard_webhooks::{self, Secret};
 use crate::adapters::{Attempt, Outbound};
 use crate::config::DestinationConfig;
-use crate::delivery::{BoxFuture, HttpRequest, Message, Request};
+use crate::delivery::{BoxFuture, Message, Request};
 use base64::Engine;
 use classify::{AttemptResult, classify};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
@@ -107,6 +108,8 @@ pub struct HttpOutbound {
     headers: Vec<(HeaderName, HeaderValue)>,
     /// (the URL as stored, the URL as sent), both without userinfo.
     base: (String, String),
+    /// `sign: standard_webhooks` key.
+    signer: Option<Secret>,
 }
 
 impl HttpOutbound {
@@ -125,6 +128,13 @@ impl HttpOutbound {
                 without_userinfo(dest.url.raw()).into_owned(),
                 without_userinfo(dest.url.value()).into_owned(),
             ),
+            signer: match &dest.sign {
+                Some(sign) => Some(
+                    Secret::parse(sign.standard_webhooks.secret.value())
+                        .map_err(|e| format!("destination `{}`: {e}", dest.name))?,
+                ),
+                None => None,
+            },
         })
     }
 
@@ -133,8 +143,11 @@ impl HttpOutbound {
         self.timeout
     }
 
-    /// Sends a request once and returns the receiver's reply (proxy mode passes it through).
-    pub async fn forward(&self, request: &HttpRequest) -> Result<Reply, SendError> {
+    /// Sends a message's request once and returns the receiver's reply (proxy mode passes it
+    /// through). A signing destination adds the Standard Webhooks headers: `webhook-id` from
+    /// the message (the same on every retry), `webhook-timestamp` of this attempt.
+    pub async fn forward(&self, message: &Message) -> Result<Reply, SendError> {
+        let Request::Http(request) = &message.request;
         let method = Method::from_bytes(request.method.as_bytes())
             .map_err(|e| SendError::Other(e.to_string()))?;
         let url = match request.url.strip_prefix(self.base.0.as_str()) {
@@ -147,6 +160,22 @@ impl HttpOutbound {
         }
         for (name, value) in &self.headers {
             builder = builder.header(name, value);
+        }
+        if let Some(secret) = &self.signer {
+            let id = standard_webhooks::message_id(
+                &message.route,
+                &message.destination,
+                &message.event_id,
+            );
+            let timestamp = crate::delivery::now_ms() / 1000;
+            let body = request.body.as_deref().unwrap_or_default();
+            builder = builder
+                .header(
+                    standard_webhooks::WEBHOOK_SIGNATURE,
+                    secret.sign(&id, timestamp, body.as_bytes()),
+                )
+                .header(standard_webhooks::WEBHOOK_ID, id)
+                .header(standard_webhooks::WEBHOOK_TIMESTAMP, timestamp.to_string());
         }
         if let Some(body) = &request.body {
             builder = builder.body(body.clone());
@@ -190,8 +219,7 @@ impl HttpOutbound {
 impl Outbound for HttpOutbound {
     fn send<'a>(&'a self, message: &'a Message) -> BoxFuture<'a, Attempt> {
         Box::pin(async move {
-            let Request::Http(request) = &message.request;
-            match self.forward(request).await {
+            match self.forward(message).await {
                 Ok(reply) => {
                     let (outcome, label) =
                         classify(&AttemptResult::Status(reply.status, &reply.headers));

@@ -130,7 +130,7 @@ async fn receive(
         && !route.verifier.is_shared_token(value.as_bytes())
         && (bytes.trim_ascii().is_empty()
             || !route.verifier.is_token_verifier()
-            || route.verifier.check(&parts.headers).is_err())
+            || route.verifier.check(&parts.headers, &bytes).is_err())
     {
         tracing::info!(route = %route.name, "subscription handshake answered");
         let mut response = (
@@ -161,7 +161,7 @@ async fn receive(
             json!({"status": "connection test accepted"}),
         )
     };
-    let inbound = match route.verifier.verify(&parts.headers, read) {
+    let inbound = match route.verifier.verify(&parts.headers, &bytes, read) {
         Ok(inbound) if route.accept_empty && inbound.is_empty() => return Ok(connection_test()),
         Err(InboundError::Payload(PayloadError::Empty(_))) if route.accept_empty => {
             return Ok(connection_test());

@@ -3,11 +3,13 @@
 //! compared in constant time.
 
 use super::{InboundError, PayloadError, VerifiedInbound};
+use crate::adapters::standard_webhooks::{self, Secret, Signed};
 use crate::config::InboundAuth;
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use base64::Engine;
 use serde_json::Value;
+use std::time::Duration;
 use subtle::ConstantTimeEq;
 
 /// Why a request was refused (answered 401); names the header that was missing or wrong.
@@ -41,6 +43,13 @@ pub enum Verifier {
     Bearer(Vec<u8>),
     /// A token in a named header.
     Header(String, Vec<u8>),
+    /// Standard Webhooks signatures over the body (protocols.md §8).
+    StandardWebhooks {
+        /// Any of these may have signed (rotation).
+        secrets: Vec<Secret>,
+        /// How far `webhook-timestamp` may be from now, either way.
+        tolerance: Duration,
+    },
 }
 
 fn same(a: &[u8], b: &[u8]) -> bool {
@@ -115,6 +124,16 @@ impl Verifier {
                 header.name.to_ascii_lowercase(),
                 header.value.value().as_bytes().to_vec(),
             )
+        } else if let Some(sw) = &auth.standard_webhooks {
+            // Config validation refused secrets that do not parse.
+            Verifier::StandardWebhooks {
+                secrets: sw
+                    .secrets
+                    .iter()
+                    .filter_map(|s| Secret::parse(s.value()).ok())
+                    .collect(),
+                tolerance: sw.tolerance,
+            }
         } else {
             Verifier::Open
         }
@@ -131,8 +150,9 @@ impl Verifier {
         matches!(self, Verifier::VerificationToken { secret, .. } if same(value, secret))
     }
 
-    /// Checks the request's credentials.
-    pub fn check(&self, headers: &HeaderMap) -> Result<(), VerifyError> {
+    /// Checks the request's credentials; signature schemes cover `body`, the exact bytes
+    /// received.
+    pub fn check(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), VerifyError> {
         match self {
             Verifier::Open => Ok(()),
             Verifier::VerificationToken {
@@ -152,6 +172,23 @@ impl Verifier {
             Verifier::Basic(expected) => authorization(headers, "Basic", expected),
             Verifier::Bearer(expected) => authorization(headers, "Bearer", expected),
             Verifier::Header(name, expected) => header_value(headers, name, expected),
+            Verifier::StandardWebhooks { secrets, tolerance } => {
+                let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+                let signed = Signed {
+                    id: text(standard_webhooks::WEBHOOK_ID),
+                    timestamp: text(standard_webhooks::WEBHOOK_TIMESTAMP),
+                    signature: text(standard_webhooks::WEBHOOK_SIGNATURE),
+                };
+                let now = crate::delivery::now_ms() / 1000;
+                standard_webhooks::verify(secrets, signed, body, now, *tolerance).map_err(|e| {
+                    match e {
+                        standard_webhooks::SignatureError::Missing(name) => {
+                            VerifyError::Missing(name.to_string())
+                        }
+                        other => VerifyError::Invalid(other.to_string()),
+                    }
+                })
+            }
         }
     }
 
@@ -160,9 +197,10 @@ impl Verifier {
     pub fn verify(
         &self,
         headers: &HeaderMap,
+        body: &[u8],
         read: impl FnOnce() -> Result<(Value, bool), PayloadError>,
     ) -> Result<VerifiedInbound, InboundError> {
-        self.check(headers).map_err(InboundError::Refused)?;
+        self.check(headers, body).map_err(InboundError::Refused)?;
         let (payload, params) = read().map_err(InboundError::Payload)?;
         Ok(VerifiedInbound { payload, params })
     }
@@ -224,20 +262,20 @@ mod tests {
         );
         assert!(
             token
-                .check(&headers(&[("Verification-Token", "t0k")]))
+                .check(&headers(&[("Verification-Token", "t0k")]), b"")
                 .is_ok()
         );
         assert!(
             token
-                .check(&headers(&[("Validation-Token", "t0k")]))
+                .check(&headers(&[("Validation-Token", "t0k")]), b"")
                 .is_ok()
         );
         assert_eq!(
-            token.check(&headers(&[("Verification-Token", "nope")])),
+            token.check(&headers(&[("Verification-Token", "nope")]), b""),
             Err(VerifyError::Invalid("verification-token".into()))
         );
         assert_eq!(
-            token.check(&headers(&[])),
+            token.check(&headers(&[]), b""),
             Err(VerifyError::Missing(
                 "verification-token or validation-token".into()
             ))
@@ -246,24 +284,24 @@ mod tests {
         let basic = basic_u_p();
         assert!(
             basic
-                .check(&headers(&[("Authorization", "Basic dTpw")]))
+                .check(&headers(&[("Authorization", "Basic dTpw")]), b"")
                 .is_ok()
         );
         assert!(
             basic
-                .check(&headers(&[("Authorization", "Basic dTpx")]))
+                .check(&headers(&[("Authorization", "Basic dTpx")]), b"")
                 .is_err()
         );
 
         let bearer = bearer("b");
         assert!(
             bearer
-                .check(&headers(&[("Authorization", "Bearer b")]))
+                .check(&headers(&[("Authorization", "Bearer b")]), b"")
                 .is_ok()
         );
         assert!(
             bearer
-                .check(&headers(&[("Authorization", "Bearer c")]))
+                .check(&headers(&[("Authorization", "Bearer c")]), b"")
                 .is_err()
         );
 
@@ -277,9 +315,9 @@ mod tests {
             }),
             &[],
         );
-        assert!(header.check(&headers(&[("x-api-key", "k")])).is_ok());
-        assert!(header.check(&headers(&[("x-api-key", "K")])).is_err());
-        assert!(Verifier::Open.check(&headers(&[])).is_ok());
+        assert!(header.check(&headers(&[("x-api-key", "k")]), b"").is_ok());
+        assert!(header.check(&headers(&[("x-api-key", "K")]), b"").is_err());
+        assert!(Verifier::Open.check(&headers(&[]), b"").is_ok());
     }
 
     /// Auth schemes are case-insensitive and whitespace around the credentials is not
@@ -289,29 +327,31 @@ mod tests {
         let bearer = bearer("b0b");
         for value in ["bearer b0b", "BEARER b0b", "Bearer   b0b", " Bearer b0b "] {
             assert!(
-                bearer.check(&headers(&[("Authorization", value)])).is_ok(),
+                bearer
+                    .check(&headers(&[("Authorization", value)]), b"")
+                    .is_ok(),
                 "{value:?}"
             );
         }
         assert!(
             bearer
-                .check(&headers(&[("Authorization", "Bearer B0B")]))
+                .check(&headers(&[("Authorization", "Bearer B0B")]), b"")
                 .is_err()
         );
         assert!(
             bearer
-                .check(&headers(&[("Authorization", "Basic b0b")]))
+                .check(&headers(&[("Authorization", "Basic b0b")]), b"")
                 .is_err()
         );
         assert!(
             bearer
-                .check(&headers(&[("Authorization", "Bearerb0b")]))
+                .check(&headers(&[("Authorization", "Bearerb0b")]), b"")
                 .is_err()
         );
         let basic = basic_u_p();
         assert!(
             basic
-                .check(&headers(&[("Authorization", "BASIC dTpw")]))
+                .check(&headers(&[("Authorization", "BASIC dTpw")]), b"")
                 .is_ok()
         );
         assert_eq!(basic.challenge(), Some("Basic realm=\"callgate\""));
