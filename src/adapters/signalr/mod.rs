@@ -1,0 +1,5 @@
+//! SignalR (ASP.NET Core, JSON hub protocol over WebSockets): the transport Enreach RTE
+//! speaks. `protocol.rs` is the wire format; the client source and the hub destination
+//! build on it.
+
+pub mod protocol;
