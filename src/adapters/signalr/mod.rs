@@ -2,4 +2,5 @@
 //! speaks. `protocol.rs` is the wire format; the client source and the hub destination
 //! build on it.
 
+pub mod endpoint;
 pub mod protocol;
