@@ -146,7 +146,10 @@ pub async fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     }
     for r in &mut config.routes {
         for d in &mut r.to {
-            d.url = EnvString::literal(&format!("http://{receiver_addr}/{}/{}", r.name, d.name));
+            d.url = Some(EnvString::literal(&format!(
+                "http://{receiver_addr}/{}/{}",
+                r.name, d.name
+            )));
         }
     }
     let gateway = Gateway::start(config).await?;

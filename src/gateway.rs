@@ -57,6 +57,7 @@ pub struct Gateway {
     pub reloader: Arc<Reloader>,
     stop: watch::Sender<bool>,
     ready: Arc<AtomicBool>,
+    hubs: Arc<crate::adapters::signalr::hub::Hubs>,
     servers: Vec<JoinHandle<()>>,
     workers: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
@@ -134,6 +135,7 @@ impl Gateway {
                     .as_ref()
                     .map(|t| format!("Bearer {}", t.value())),
                 listen: admin_addr,
+                public: addr,
             }),
             health,
         );
@@ -225,6 +227,7 @@ impl Gateway {
             reloader,
             stop,
             ready,
+            hubs: resources.hubs.clone(),
             servers,
             workers,
             background,
@@ -237,6 +240,8 @@ impl Gateway {
     pub async fn shutdown(self) {
         self.ready.store(false, Ordering::Relaxed);
         let _ = self.stop.send(true);
+        // Hub clients get a Close (allowReconnect) instead of a dropped socket.
+        self.hubs.close_all();
         for server in self.servers {
             let _ = server.await;
         }

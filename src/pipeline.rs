@@ -8,7 +8,7 @@
 //! the lifecycle tracker records only events that were really taken.
 
 use crate::adapters::webhook::VerifiedInbound;
-use crate::delivery::{EventBatch, HttpRequest, Message, NewMessage, Request};
+use crate::delivery::{EventBatch, HttpRequest, HubPush, Message, NewMessage, Request};
 use crate::event::CallEvent;
 use crate::lifecycle::{Lifecycle, Reservation, Verdict};
 use crate::mapping::decode::DecodeError;
@@ -306,34 +306,40 @@ fn encode(mappings: &MappingSet, route: &Route, dest: &Destination, event: &Call
     let Some(encoder) = mappings.vendor(&dest.vendor).and_then(|v| v.encoder()) else {
         return skip(SkipReason::NoTemplate);
     };
-    let message = |request: HttpRequest| Message {
+    let message = |request: Request| Message {
         route: route.name.clone(),
         destination: dest.name.clone(),
         partition: event.ordering_key().to_string(),
         event_id: event.id.clone(),
         event_type: event.event_type.clone(),
-        request: Request::Http(request),
+        request,
     };
     match encoder.render(event) {
         Ok(Some(rendered)) => {
             let out = encoder.outbound(&rendered, &dest.url);
-            Routing::Message(message(HttpRequest {
-                method: out.method,
-                url: out.url,
-                headers: out.headers,
-                body: out.body,
-            }))
+            match &dest.hub {
+                Some(hub) => Routing::Message(message(Request::Hub(HubPush {
+                    hub: hub.path().to_string(),
+                    body: out.body.unwrap_or_default(),
+                }))),
+                None => Routing::Message(message(Request::Http(HttpRequest {
+                    method: out.method,
+                    url: out.url,
+                    headers: out.headers,
+                    body: out.body,
+                }))),
+            }
         }
         Ok(None) => skip(SkipReason::NoTemplate),
         Err(e) => {
             tracing::error!(route = %route.name, destination = %dest.name, error = %e, "cannot encode: dead letter");
             Routing::Failed {
-                message: message(HttpRequest {
+                message: message(Request::Http(HttpRequest {
                     method: "POST".into(),
                     url: dest.url.clone(),
                     headers: vec![("content-type".into(), "application/cloudevents+json".into())],
                     body: serde_json::to_string(event).ok(),
-                }),
+                })),
                 error: e.to_string(),
             }
         }

@@ -20,8 +20,12 @@ pub struct Destination {
     pub key: String,
     /// Receiver vendor id (its mapping renders the messages).
     pub vendor: String,
-    /// Receiver URL.
+    /// Receiver URL (HTTP destinations; empty for hubs).
     pub url: String,
+    /// The SignalR hub, for hub destinations.
+    pub hub: Option<Arc<crate::adapters::signalr::hub::Hub>>,
+    /// How long a deferred message may wait for a receiver before it is dead-lettered.
+    pub undeliverable_after: std::time::Duration,
     /// Type patterns it accepts.
     pub types: Vec<String>,
     /// The transport that delivers its messages.

@@ -8,6 +8,7 @@
 
 use crate::adapters::Outbound;
 use crate::adapters::http_out::{self, HttpOutbound};
+use crate::adapters::signalr::hub::{Hub, Hubs};
 use crate::adapters::webhook::verify::Verifier;
 use crate::config::{self, Ack, Config, DestinationConfig, EnvString, OnTimeout, RouteConfig};
 use crate::delivery::lane::{LaneSettings, Lanes};
@@ -45,6 +46,8 @@ pub struct Resources {
     pub lanes: Arc<Lanes>,
     /// Lifecycle trackers by route name.
     pub lifecycles: Arc<Lifecycles>,
+    /// SignalR hubs by path (their connections outlive a snapshot).
+    pub hubs: Arc<Hubs>,
 }
 
 impl Resources {
@@ -54,6 +57,7 @@ impl Resources {
             http: http_out::shared_client()?,
             lanes: Arc::default(),
             lifecycles: Arc::default(),
+            hubs: Arc::default(),
         })
     }
 
@@ -65,6 +69,7 @@ impl Resources {
             http: CLIENT.get_or_init(reqwest::Client::new).clone(),
             lanes: Arc::default(),
             lifecycles: Arc::default(),
+            hubs: Arc::default(),
         }
     }
 }
@@ -151,7 +156,7 @@ impl Snapshot {
         for r in &config.routes {
             let mut dests = Vec::new();
             for d in &r.to {
-                match destination(r, d, config.delivery.timeout, resources) {
+                match destination(r, d, config.delivery.timeout, resources, &mappings) {
                     Ok(dest) => {
                         let dest = Arc::new(dest);
                         destinations.insert(dest.key.clone(), dest.clone());
@@ -205,7 +210,9 @@ impl Snapshot {
                 to: vec![DestinationConfig {
                     name: "target".into(),
                     vendor: to.into(),
-                    url: EnvString::literal(url),
+                    url: Some(EnvString::literal(url)),
+                    hub: None,
+                    undeliverable_after: Duration::from_secs(600),
                     auth: None,
                     headers: Default::default(),
                     types: vec!["*".into()],
@@ -235,6 +242,15 @@ impl Snapshot {
         &self.routes
     }
 
+    /// The hub serving `path` (its WebSocket endpoint or `/negotiate`), if any.
+    pub fn hub_for_path(&self, path: &str) -> Option<Arc<Hub>> {
+        self.destinations
+            .values()
+            .filter_map(|d| d.hub.as_ref())
+            .find(|hub| Hub::serves(path, hub.path()))
+            .cloned()
+    }
+
     /// The destination with key `route/destination`.
     pub fn destination(&self, key: &str) -> Option<&Arc<Destination>> {
         self.destinations.get(key)
@@ -246,21 +262,55 @@ fn destination(
     d: &DestinationConfig,
     timeout: Duration,
     resources: &Resources,
+    mappings: &MappingSet,
 ) -> Result<Destination, String> {
     let key = format!("{}/{}", route.name, d.name);
-    let http = Arc::new(
-        HttpOutbound::new(resources.http.clone(), timeout, d)
-            .map_err(|e| format!("route `{}`, {e}", route.name))?,
-    );
+    let (url, outbound, http, hub): (String, Arc<dyn Outbound>, _, _) = match (&d.url, &d.hub) {
+        (Some(url), _) => {
+            let http = Arc::new(
+                HttpOutbound::new(resources.http.clone(), timeout, d)
+                    .map_err(|e| format!("route `{}`, {e}", route.name))?,
+            );
+            // Messages are stored with the URL as written, `${NAME}` unresolved and without
+            // userinfo: the HTTP adapter puts the secrets back at send time.
+            let url = http_out::without_userinfo(url.raw()).to_string();
+            (url, http.clone(), Some(http), None)
+        }
+        (None, Some(hub)) => {
+            let secret = d
+                .auth
+                .as_ref()
+                .and_then(|a| a.jwt_secret.as_ref())
+                .map(|s| s.value().as_bytes().to_vec())
+                .unwrap_or_default();
+            let events = mappings
+                .vendor(&d.vendor)
+                .map(|v| v.hub_events.clone())
+                .unwrap_or_default();
+            let hub = resources.hubs.get_or_create(hub, &secret, &events);
+            (
+                String::new(),
+                hub.clone() as Arc<dyn Outbound>,
+                None,
+                Some(hub),
+            )
+        }
+        (None, None) => {
+            return Err(format!(
+                "route `{}`, destination `{}`: needs a url or a hub",
+                route.name, d.name
+            ));
+        }
+    };
     Ok(Destination {
         name: d.name.clone(),
         vendor: d.vendor.clone(),
-        // Messages are stored with the URL as written, `${NAME}` unresolved and without
-        // userinfo: the HTTP adapter puts the secrets back at send time.
-        url: http_out::without_userinfo(d.url.raw()).to_string(),
+        url,
+        hub,
+        undeliverable_after: d.undeliverable_after,
         types: d.types.clone(),
-        outbound: http.clone() as Arc<dyn Outbound>,
-        http: Some(http),
+        outbound,
+        http,
         lane: resources
             .lanes
             .get_or_create(&key, LaneSettings::from_config(d)),

@@ -212,7 +212,15 @@ impl Translator {
             let event = applied.event;
             outcomes.push(match applied.routed.into_iter().next() {
                 Some((_, Routing::Message(message))) => {
-                    let Request::Http(request) = message.request;
+                    let request = match message.request {
+                        Request::Http(request) => request,
+                        Request::Hub(push) => crate::delivery::HttpRequest {
+                            method: "POST".into(),
+                            url: push.hub,
+                            headers: Vec::new(),
+                            body: Some(push.body),
+                        },
+                    };
                     Outcome::Message {
                         request: Box::new(request),
                         event_type: event.event_type,

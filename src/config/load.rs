@@ -116,13 +116,19 @@ fn for_each_env_string(config: &mut Config, f: &mut dyn FnMut(&mut EnvString)) {
             }
         }
         for dest in &mut route.to {
-            f(&mut dest.url);
+            dest.url.iter_mut().for_each(&mut *f);
             dest.headers.values_mut().for_each(&mut *f);
             if let Some(sign) = dest.sign.as_mut() {
                 f(&mut sign.standard_webhooks.secret);
             }
-            if let Some(OutboundAuth { basic, bearer }) = dest.auth.as_mut() {
+            if let Some(OutboundAuth {
+                basic,
+                bearer,
+                jwt_secret,
+            }) = dest.auth.as_mut()
+            {
                 bearer.iter_mut().for_each(&mut *f);
+                jwt_secret.iter_mut().for_each(&mut *f);
                 if let Some(b) = basic {
                     f(&mut b.username);
                     f(&mut b.password);
@@ -215,6 +221,7 @@ fn problems(config: &Config, mappings: &MappingSet) -> Vec<String> {
     }
     let mut names = HashSet::new();
     let mut paths = HashSet::new();
+    let mut hubs = HashSet::new();
     for route in &config.routes {
         let at = format!("route `{}`", route.name);
         if !names.insert(route.name.as_str()) {
@@ -351,7 +358,43 @@ fn problems(config: &Config, mappings: &MappingSet) -> Vec<String> {
                     known(mappings)
                 ));
             }
-            check_url(&at, dest.url.value(), &mut problems);
+            match (&dest.url, &dest.hub) {
+                (Some(url), None) => check_url(&at, url.value(), &mut problems),
+                (None, Some(hub)) => {
+                    if !hub.starts_with('/')
+                        || hub.contains(['{', '}', '?', '#', ':', '*'])
+                        || hub.ends_with('/')
+                    {
+                        problems.push(format!(
+                            "{at}: hub `{hub}` must be a literal path like /rte (no pattern syntax, no trailing /)"
+                        ));
+                    }
+                    if config.routes.iter().any(|r| r.path == *hub)
+                        || ["/healthz", "/readyz"].contains(&hub.as_str())
+                    {
+                        problems.push(format!("{at}: hub `{hub}` is a route's or a reserved path"));
+                    }
+                    if !hubs.insert(hub.as_str()) {
+                        problems.push(format!(
+                            "{at}: hub `{hub}` is served by another destination already"
+                        ));
+                    }
+                    match dest.auth.as_ref().and_then(|a| a.jwt_secret.as_ref()) {
+                        Some(secret) if secret.value().len() < 16 => problems.push(format!(
+                            "{at}: auth jwt_secret (`{}`) must be at least 16 characters",
+                            secret.raw()
+                        )),
+                        Some(_) => {}
+                        None => problems.push(format!(
+                            "{at}: a hub needs auth.jwt_secret (clients connect with HS256 JWTs)"
+                        )),
+                    }
+                }
+                _ => problems.push(format!("{at}: needs exactly one of url, hub")),
+            }
+            if dest.undeliverable_after.is_zero() {
+                problems.push(format!("{at}: undeliverable_after must be above 0"));
+            }
             if dest.types.is_empty() {
                 problems.push(format!(
                     "{at}: `types` is empty, so nothing would be delivered"
@@ -392,10 +435,15 @@ fn problems(config: &Config, mappings: &MappingSet) -> Vec<String> {
                     sign.standard_webhooks.secret.raw()
                 ));
             }
-            if let Some(auth) = &dest.auth
-                && auth.basic.is_some() == auth.bearer.is_some()
-            {
-                problems.push(format!("{at}: auth needs exactly one of basic, bearer"));
+            if let Some(auth) = &dest.auth {
+                if dest.hub.is_some() {
+                    if auth.basic.is_some() || auth.bearer.is_some() {
+                        problems.push(format!("{at}: a hub's auth takes only jwt_secret"));
+                    }
+                } else if auth.basic.is_some() == auth.bearer.is_some() || auth.jwt_secret.is_some()
+                {
+                    problems.push(format!("{at}: auth needs exactly one of basic, bearer"));
+                }
             }
             for (name, value) in &dest.headers {
                 if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
@@ -527,7 +575,8 @@ mod tests {
              \x20 - { name: a, path: '/a/{id}', from: vidyo, to: [ { name: d, vendor: vidyo, url: 'http://x/#frag', headers: { X-Bad: \"a\\nb\" } } ] }\n\
              \x20 - { name: b, path: '/b/*rest', from: vidyo, auth: { bearer: \"${EMPTY}\" }, to: [ { name: d, vendor: vidyo, url: 'http://x/' } ] }\n\
              \x20 - { name: c, path: '/c/:id', from: vidyo, to: [ { name: d, vendor: vidyo, url: 'http://x/', auth: { basic: { username: u, password: \"${EMPTY}\" } } } ] }\n\
-             \x20 - { name: e, path: '/e', from: vidyo, auth: { standard_webhooks: { secrets: [plain] } }, to: [ { name: d, vendor: vidyo, url: 'http://x/', sign: { standard_webhooks: { secret: 'whsec_' } } } ] }\n",
+             \x20 - { name: e, path: '/e', from: vidyo, auth: { standard_webhooks: { secrets: [plain] } }, to: [ { name: d, vendor: vidyo, url: 'http://x/', sign: { standard_webhooks: { secret: 'whsec_' } } } ] }\n\
+             \x20 - { name: h, path: '/h', from: vidyo, to: [ { name: both, vendor: enreach, url: 'http://x/', hub: /rte }, { name: open, vendor: enreach, hub: /e }, { name: short, vendor: enreach, hub: '/x/', auth: { jwt_secret: s } }, { name: twice, vendor: enreach, hub: /x, auth: { jwt_secret: 0123456789abcdef } }, { name: again, vendor: enreach, hub: /x, auth: { jwt_secret: 0123456789abcdef, bearer: b } } ] }\n",
             &|name| (name == "EMPTY").then(String::new),
         )
         .unwrap();
@@ -549,6 +598,13 @@ mod tests {
             "route `c`, destination `d`: auth basic password is empty",
             "route `e`: auth standard_webhooks secret `plain`: a Standard Webhooks secret is `whsec_`",
             "route `e`, destination `d`: sign standard_webhooks secret `whsec_`: a Standard Webhooks secret",
+            "route `h`, destination `both`: needs exactly one of url, hub",
+            "route `h`, destination `open`: hub `/e` is a route's or a reserved path",
+            "route `h`, destination `open`: a hub needs auth.jwt_secret",
+            "route `h`, destination `short`: hub `/x/` must be a literal path",
+            "route `h`, destination `short`: auth jwt_secret (`s`) must be at least 16 characters",
+            "route `h`, destination `again`: hub `/x` is served by another destination already",
+            "route `h`, destination `again`: a hub's auth takes only jwt_secret",
         ] {
             assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
         }

@@ -375,8 +375,18 @@ pub struct DestinationConfig {
     pub name: String,
     /// The receiver's vendor id (its mapping renders the request).
     pub vendor: String,
-    /// The receiver's URL.
-    pub url: EnvString,
+    /// The receiver's URL (HTTP destinations). Exactly one of `url` and `hub`.
+    #[serde(default)]
+    pub url: Option<EnvString>,
+    /// A SignalR hub path on the public listener (e.g. `/rte`): RTE-compatible clients
+    /// connect there and receive this destination's events as `MessageReceived`
+    /// (protocols.md §2). Needs `auth.jwt_secret`.
+    #[serde(default)]
+    pub hub: Option<String>,
+    /// How long a message may wait for someone to deliver it to (a hub with no subscriber
+    /// for its entity and event) before it is dead-lettered. Default `10m`.
+    #[serde(default = "default_undeliverable_after", deserialize_with = "duration")]
+    pub undeliverable_after: Duration,
     /// Outbound credentials. Default: none.
     #[serde(default)]
     pub auth: Option<OutboundAuth>,
@@ -403,6 +413,9 @@ pub struct DestinationConfig {
 
 fn default_types() -> Vec<String> {
     vec!["*".into()]
+}
+fn default_undeliverable_after() -> Duration {
+    Duration::from_secs(600)
 }
 fn default_max_in_flight() -> usize {
     32
@@ -450,6 +463,9 @@ pub struct OutboundAuth {
     /// `Authorization: Bearer`.
     #[serde(default)]
     pub bearer: Option<EnvString>,
+    /// Hub destinations: the HS256 secret that signs the JWTs clients connect with.
+    #[serde(default)]
+    pub jwt_secret: Option<EnvString>,
 }
 
 /// A string that may hold `${NAME}` references to environment variables, resolved at load.

@@ -32,6 +32,18 @@ pub struct HttpRequest {
 pub enum Request {
     /// An HTTP request (`adapters::http_out`).
     Http(HttpRequest),
+    /// A push to a SignalR hub's subscribers (`adapters::signalr::hub`).
+    Hub(HubPush),
+}
+
+/// An event for a hub: sent as `MessageReceived {subscription, data}` to every connection
+/// subscribed to its `EntityId` and `EventType`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HubPush {
+    /// The hub's path (`/rte`).
+    pub hub: String,
+    /// The rendered event (the `data`), JSON text.
+    pub body: String,
 }
 
 impl Request {
@@ -39,6 +51,7 @@ impl Request {
     pub fn body(&self) -> Option<&str> {
         match self {
             Request::Http(h) => h.body.as_deref(),
+            Request::Hub(push) => Some(&push.body),
         }
     }
 

@@ -7,7 +7,7 @@ pub mod message;
 pub mod sqlite;
 pub mod worker;
 
-pub use message::{HttpRequest, Message, Request};
+pub use message::{HttpRequest, HubPush, Message, Request};
 
 use crate::config::{DeliveryConfig, StoreConfig};
 use std::future::Future;

@@ -903,7 +903,9 @@ mod tests {
             }
             assert_eq!(leased.len(), 1, "one call, one head at a time");
             let l = leased.into_iter().next().unwrap();
-            let Request::Http(HttpRequest { body, url, .. }) = &l.message.request;
+            let Request::Http(HttpRequest { body, url, .. }) = &l.message.request else {
+                panic!("an HTTP message was stored");
+            };
             assert_eq!(url, "http://127.0.0.1:9/");
             got.push((l.message.event_id.clone(), body.clone().unwrap()));
             store

@@ -100,7 +100,7 @@ pub async fn attempt(
         lease,
         message,
         attempts,
-        ..
+        created_at,
     } = leased;
     let key = message.destination_key();
     let Some(dest) = snapshot.destination(&key) else {
@@ -149,7 +149,23 @@ pub async fn attempt(
                 ..log
             },
         },
-        AttemptOutcome::Defer { until } => Settlement::Defer { after: until },
+        AttemptOutcome::Defer { until } => {
+            let waited = Duration::from_millis(now_ms().saturating_sub(created_at).max(0) as u64);
+            if waited > dest.undeliverable_after {
+                Settlement::Dead {
+                    log: AttemptLog {
+                        error: Some(format!(
+                            "undeliverable for {} (the destination's undeliverable_after): {}",
+                            humantime::format_duration(Duration::from_secs(waited.as_secs())),
+                            log.error.as_deref().unwrap_or("no receiver")
+                        )),
+                        ..log
+                    },
+                }
+            } else {
+                Settlement::Defer { after: until }
+            }
+        }
     };
     match &settlement {
         Settlement::Ack => {

@@ -29,6 +29,41 @@ pub fn json_escape(text: &str) -> String {
     quoted[1..quoted.len().saturating_sub(1)].to_string()
 }
 
+/// Whether `text` is a GUID in its usual 8-4-4-4-12 hex form (Enreach RTE's `EntityId`).
+pub fn is_guid(text: &str) -> bool {
+    let groups: Vec<&str> = text.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// `{{guid x}}`: `x` lower-cased if it is a GUID; otherwise a name-based GUID derived from
+/// it (RFC 9562 version 8: the first 16 bytes of SHA-256 of `callgate:` + `x`, version and
+/// variant bits set), so that a vendor's numeric user id (a RingCentral extension id) has a
+/// stable GUID where a receiver requires one (RTE `EntityId`).
+pub fn guid_for(text: &str) -> String {
+    if is_guid(text) {
+        return text.to_ascii_lowercase();
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("callgate:{text}").as_bytes());
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&digest[..16]);
+    b[6] = (b[6] & 0x0f) | 0x80;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
 /// Percent-encodes text as UTF-8 for a URL query value.
 pub fn percent_escape(text: &str) -> String {
     utf8_percent_encode(text, QUERY_VALUE).to_string()
@@ -58,6 +93,15 @@ pub fn register(registry: &mut Handlebars<'static>, tables: Arc<HashMap<String, 
         value_helper(|h| Ok(Value::String(param("lower", h, 0)?.render().to_lowercase()))),
     );
     registry.register_helper("time_format", value_helper(time_format));
+    registry.register_helper(
+        "guid",
+        value_helper(|h| {
+            Ok(match present(h, 0) {
+                None => Value::Null,
+                Some(v) => Value::String(guid_for(&v.render())),
+            })
+        }),
+    );
     registry.register_helper(
         "epoch_s",
         value_helper(|h| Ok(rfc3339("epoch_s", h)?.timestamp().into())),
@@ -237,6 +281,21 @@ pub fn referenced_tables(source: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guids_pass_through_and_other_ids_get_a_stable_one() {
+        assert_eq!(
+            guid_for("A1EEB030-FF4B-EA11-AC9C-00155D4FDCF3"),
+            "a1eeb030-ff4b-ea11-ac9c-00155d4fdcf3"
+        );
+        let derived = guid_for("809646016");
+        assert!(is_guid(&derived), "{derived}");
+        assert_eq!(derived, guid_for("809646016"));
+        assert_ne!(derived, guid_for("809646017"));
+        assert_eq!(&derived[14..15], "8", "version 8");
+        assert!(!is_guid("a1eeb030-ff4b-ea11-ac9c-00155d4fdcf"));
+        assert!(!is_guid("g1eeb030-ff4b-ea11-ac9c-00155d4fdcf3"));
+    }
     use crate::mapping::schema::{ScalarKey, TableFile};
     use serde_json::json;
 

@@ -92,6 +92,8 @@ pub struct VendorMapping {
     pub verification_header: Option<String>,
     /// An empty request is a connection test (Vidyo).
     pub accept_empty: bool,
+    /// Event names its SignalR hub offers (`hub_events`, Enreach RTE).
+    pub hub_events: Vec<String>,
     /// Whether a stale `sequence` drops an event (`sequence: monotonic_per_leg`).
     pub drops_stale: bool,
     /// The case files of `cases/`.
@@ -346,6 +348,7 @@ fn load_vendor(folder: &Path, problems: &mut Vec<Problem>) -> Option<VendorMappi
         handshake_header: vendor_file.handshake_header,
         verification_header: vendor_file.verification_header,
         accept_empty: vendor_file.accept_empty,
+        hub_events: vendor_file.hub_events,
         drops_stale: vendor_file.sequence == schema::SequenceKind::MonotonicPerLeg,
         cases,
         decoder,

@@ -40,6 +40,10 @@ pub struct VendorFile {
     /// answered 200 with no event (Vidyo's "Connection test" button). Default false.
     #[serde(default)]
     pub accept_empty: bool,
+    /// The event names a SignalR hub of this vendor offers (`AvailableSubscriptions`; Enreach
+    /// RTE's event reference). Default: none (the vendor has no hub).
+    #[serde(default)]
+    pub hub_events: Vec<String>,
     /// What the vendor's `sequence` promises: `monotonic_per_leg` (it rises per call leg, so
     /// an event at or below the last applied one is stale and dropped: RingCentral
     /// `body.sequence`) or `order_only` (default: it orders, never drops — Vidyo's

@@ -3,7 +3,9 @@
 //! Loopback by default; with `server.admin_token` every request needs
 //! `Authorization: Bearer <token>`.
 
+use crate::adapters::signalr::hub::{Claims, issue_token};
 use crate::delivery::{DeadLetters, QueueError};
+use crate::mapping::helpers::guid_for;
 use crate::problem::Problem;
 use crate::reload::{Reloaded, Reloader, Trigger};
 use crate::telemetry::metrics;
@@ -30,6 +32,8 @@ pub struct Admin {
     pub token: Option<String>,
     /// The admin listener's bound address (the only `Host` it answers without a token).
     pub listen: std::net::SocketAddr,
+    /// The public listener's bound address (hub endpoints in issued tokens).
+    pub public: std::net::SocketAddr,
 }
 
 type AdminState = Arc<Admin>;
@@ -45,6 +49,7 @@ pub fn router(admin: Arc<Admin>, health: Router) -> Router {
         .route("/admin/translate", post(translate))
         .route("/admin/reload", post(reload))
         .route("/admin/mappings", get(mappings))
+        .route("/token/{user}/rte/", get(rte_token))
         .fallback(|request: Request| async move {
             Problem::new(
                 StatusCode::NOT_FOUND,
@@ -276,6 +281,94 @@ async fn reload(State(admin): State<AdminState>) -> Result<Response, Problem> {
             e,
         )),
     }
+}
+
+/// Query of `GET /token/{user}/rte/`.
+#[derive(Deserialize)]
+struct TokenQuery {
+    /// The hub path, when several hub destinations exist.
+    hub: Option<String>,
+    /// Comma-separated entity ids the token allows; default the user id (`me`: any). Ids
+    /// that are not GUIDs become the GUID the mappings' `guid` helper derives from them
+    /// (a RingCentral extension id becomes the `EntityId` its events carry).
+    entities: Option<String>,
+    /// Lifetime, humantime; default 1h.
+    ttl: Option<String>,
+}
+
+/// Issues an RTE-style token for a hub destination, as Enreach's
+/// `GET {api}/token/{userid}/rte/` does: `{"WssEndpoint": …, "Token": …}` (protocols.md
+/// §2.1). Behind the admin token like every admin endpoint.
+async fn rte_token(
+    State(admin): State<AdminState>,
+    Path(user): Path<String>,
+    Query(query): Query<TokenQuery>,
+) -> Response {
+    let snapshot = admin.reloader.snapshots().load_full();
+    let hubs: Vec<_> = snapshot
+        .config
+        .routes
+        .iter()
+        .flat_map(|r| &r.to)
+        .filter_map(|d| Some((d.hub.clone()?, d.auth.as_ref()?.jwt_secret.clone()?)))
+        .filter(|(path, _)| query.hub.as_ref().is_none_or(|h| h == path))
+        .collect();
+    let (path, secret) = match hubs.as_slice() {
+        [one] => one.clone(),
+        [] => {
+            return Problem::new(
+                StatusCode::NOT_FOUND,
+                "no-hub",
+                "No such hub",
+                "no hub destination is configured (or none at ?hub=)",
+            )
+            .into_response();
+        }
+        _ => {
+            return Problem::new(
+                StatusCode::BAD_REQUEST,
+                "which-hub",
+                "Several hubs",
+                "several hub destinations are configured: name one with ?hub=/path",
+            )
+            .into_response();
+        }
+    };
+    let ttl = match query.ttl.as_deref().map(humantime::parse_duration) {
+        None => std::time::Duration::from_secs(3600),
+        Some(Ok(ttl)) => ttl,
+        Some(Err(e)) => {
+            return Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-ttl",
+                "Invalid ttl",
+                format!("ttl: {e}"),
+            )
+            .into_response();
+        }
+    };
+    let entities = match (&query.entities, user.as_str()) {
+        (Some(list), _) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(guid_for)
+            .collect(),
+        (None, "me") => vec!["*".to_string()],
+        (None, id) => vec![guid_for(id)],
+    };
+    let claims = Claims {
+        sub: user,
+        exp: (crate::delivery::now_ms() / 1000) as u64 + ttl.as_secs(),
+        entities,
+    };
+    let token = issue_token(secret.value().as_bytes(), &claims);
+    axum::Json(serde_json::json!({
+        "WssEndpoint": format!("ws://{}{path}", admin.public),
+        "Token": token,
+        "EntityIds": claims.entities,
+    }))
+    .into_response()
 }
 
 async fn mappings(State(admin): State<AdminState>) -> Response {

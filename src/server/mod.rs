@@ -110,6 +110,9 @@ async fn overloaded(error: tower::BoxError) -> Response {
 /// receiver, or get 404.
 async fn dispatch(State(public): State<Arc<Public>>, request: Request) -> Response {
     let snapshot = public.snapshots.load_full();
+    if let Some(hub) = snapshot.hub_for_path(request.uri().path()) {
+        return hub.handle(request).await;
+    }
     if let Some(route) = snapshot.route_for_path(request.uri().path()).cloned() {
         return handler::handle(&public.intake, public.max_body, &snapshot, &route, request).await;
     }

@@ -7,6 +7,7 @@ mod connections;
 mod crash;
 mod flows;
 mod harness;
+mod hub;
 mod integrity;
 mod lanes;
 mod memory;

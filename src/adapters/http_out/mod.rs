@@ -120,13 +120,17 @@ impl HttpOutbound {
         timeout: Duration,
         dest: &DestinationConfig,
     ) -> Result<HttpOutbound, String> {
+        let url = dest
+            .url
+            .as_ref()
+            .ok_or_else(|| format!("destination `{}` has no url", dest.name))?;
         Ok(HttpOutbound {
             http,
             timeout,
             headers: headers_for(dest)?,
             base: (
-                without_userinfo(dest.url.raw()).into_owned(),
-                without_userinfo(dest.url.value()).into_owned(),
+                without_userinfo(url.raw()).into_owned(),
+                without_userinfo(url.value()).into_owned(),
             ),
             signer: match &dest.sign {
                 Some(sign) => Some(
@@ -147,7 +151,9 @@ impl HttpOutbound {
     /// through). A signing destination adds the Standard Webhooks headers: `webhook-id` from
     /// the message (the same on every retry), `webhook-timestamp` of this attempt.
     pub async fn forward(&self, message: &Message) -> Result<Reply, SendError> {
-        let Request::Http(request) = &message.request;
+        let Request::Http(request) = &message.request else {
+            return Err(SendError::Other("not an HTTP message".into()));
+        };
         let method = Method::from_bytes(request.method.as_bytes())
             .map_err(|e| SendError::Other(e.to_string()))?;
         let url = match request.url.strip_prefix(self.base.0.as_str()) {
@@ -272,7 +278,7 @@ fn headers_for(dest: &DestinationConfig) -> Result<Vec<(HeaderName, HeaderValue)
         ));
     }
     if dest.auth.is_none()
-        && let Some((user, password)) = userinfo(dest.url.value())
+        && let Some((user, password)) = dest.url.as_ref().and_then(|u| userinfo(u.value()))
     {
         let mut value = HeaderValue::from_str(&format!(
             "Basic {}",

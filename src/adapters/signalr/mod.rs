@@ -3,4 +3,5 @@
 //! build on it.
 
 pub mod endpoint;
+pub mod hub;
 pub mod protocol;

@@ -1,0 +1,234 @@
+//! The RTE-compatible hub destination against the official SignalR client
+//! (`@microsoft/signalr` 10.0.11 from npm, installed by `.ci/run` under `tests/signalr/`):
+//! a RingCentral webhook POSTed to callgate reaches a subscribed RTE client as
+//! `MessageReceived`; the hub methods answer as the seed describes; bad tokens get 401; a
+//! message nobody is subscribed to waits, then is dead-lettered.
+
+use crate::harness::{client, config_text, gateway, post};
+use crate::support::{fixtures, root};
+use callgate::adapters::signalr::hub::{Claims, issue_token};
+use serde_json::{Value, json};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+
+const SECRET: &str = "hub-secret-for-tests-0123456789";
+const WAIT: Duration = Duration::from_secs(20);
+
+/// `tests/signalr/rte-client.js` under Node, read line by line.
+struct RteClient {
+    _child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl RteClient {
+    fn start(url: &str, token: &str, subscriptions: &Value, expected: usize) -> RteClient {
+        let mut child = Command::new("node")
+            .arg(root().join("tests/signalr/rte-client.js"))
+            .args([
+                url,
+                token,
+                &subscriptions.to_string(),
+                &expected.to_string(),
+            ])
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node runs (install Node.js and `npm ci` in tests/signalr)");
+        let stdout = child.stdout.take().unwrap();
+        RteClient {
+            _child: child,
+            lines: BufReader::new(stdout).lines(),
+        }
+    }
+
+    /// The next output line of `kind` (others are skipped); panics after `WAIT`.
+    async fn next(&mut self, kind: &str) -> Value {
+        let read = async {
+            while let Some(line) = self.lines.next_line().await.unwrap() {
+                let value: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| panic!("client printed non-JSON: {line}"));
+                if value["kind"] == kind {
+                    return value;
+                }
+                assert_ne!(value["kind"], "start-failed", "{value}");
+            }
+            panic!("the client ended before printing {kind}");
+        };
+        tokio::time::timeout(WAIT, read)
+            .await
+            .unwrap_or_else(|_| panic!("no {kind} from the client within {WAIT:?}"))
+    }
+}
+
+fn hub_routes(extra: &str) -> String {
+    format!(
+        "routes:\n  - name: rc\n    path: /hooks/rc\n    from: ringcentral\n    to:\n      - {{ name: rte-clients, vendor: enreach, hub: /rte, auth: {{ jwt_secret: '{SECRET}' }}, types: ['call.*']{extra} }}\n"
+    )
+}
+
+fn flow() -> Vec<String> {
+    fixtures("ringcentral/flows/PSTN-RingCentral-DataStreams", ".json")
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_client_receives_ringcentral_events_through_the_hub() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(&config_text(
+        dir.path(),
+        "",
+        &hub_routes(", undeliverable_after: 1s"),
+    ))
+    .await;
+    // RTE's token endpoint, on the admin listener: the RingCentral extension's entity.
+    let issued: Value = client()
+        .get(format!("http://{}/token/809646016/rte/", gw.admin_addr))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entity = issued["EntityIds"][0].as_str().unwrap().to_string();
+    let endpoint = issued["WssEndpoint"].as_str().unwrap();
+    assert_eq!(endpoint, format!("ws://{}/rte", gw.addr));
+    // Node's official client refuses ws:// URLs (protocols.md §1.7): it negotiates on http.
+    let url = endpoint.replacen("ws://", "http://", 1);
+    let subscriptions = json!([
+        {"EntityId": entity, "EventName": "UserCallInComing"},
+        {"EntityId": "not-a-guid", "EventName": "UserStatus"},
+        {"EntityId": entity, "EventName": "NoSuchEvent"},
+        {"EntityId": "a1eeb030-ff4b-ea11-ac9c-00155d4fdcf3", "EventName": "UserStatus"},
+    ]);
+    let mut rte = RteClient::start(&url, issued["Token"].as_str().unwrap(), &subscriptions, 1);
+    rte.next("connected").await;
+    let available = rte.next("available").await;
+    assert!(
+        available["result"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("UserCallInComing")),
+        "{available}"
+    );
+    let subscribed = rte.next("subscribed").await["result"].clone();
+    let outcome: Vec<(bool, Value)> = subscribed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["subscribed"].as_bool().unwrap(), r["message"].clone()))
+        .collect();
+    assert_eq!(
+        outcome,
+        vec![
+            (true, Value::Null),
+            (false, json!("Invalid EntityId")),
+            (false, json!("Invalid event name")),
+            (false, json!("Unauthorized")),
+        ],
+        "{subscribed}"
+    );
+    assert_eq!(subscribed[0]["eventName"], "usercallincoming");
+
+    let flow = flow();
+    assert_eq!(post(&gw, "/hooks/rc", &flow[4]).await.0, 200);
+    let message = rte.next("message").await["message"].clone();
+    assert_eq!(message["subscription"]["entityId"], entity, "{message}");
+    assert_eq!(message["subscription"]["eventType"], "usercallincoming");
+    assert_eq!(
+        message["data"]["EventType"], "UserCallInComing",
+        "{message}"
+    );
+    assert_eq!(message["data"]["EntityId"], entity);
+
+    let active = rte.next("active").await["result"].clone();
+    assert_eq!(active.as_array().unwrap().len(), 1, "{active}");
+    assert_eq!(active[0]["entityId"], entity);
+    let unsubscribed = rte.next("unsubscribed").await["result"].clone();
+    assert_eq!(unsubscribed[0]["subscribed"], false, "{unsubscribed}");
+    assert_eq!(unsubscribed[0]["message"], Value::Null);
+    assert_eq!(rte.next("active-after").await["result"], json!([]));
+    assert_eq!(rte.next("unsubscribed-all").await["result"], json!(true));
+    rte.next("stopped").await;
+
+    // Nobody subscribed: the next event waits, then is dead-lettered, never dropped.
+    assert_eq!(post(&gw, "/hooks/rc", &flow[5]).await.0, 200);
+    let dead = async {
+        loop {
+            let list: Value = client()
+                .get(format!("http://{}/admin/deliveries", gw.admin_addr))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if list.to_string().contains("undeliverable") {
+                return list;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let list = tokio::time::timeout(WAIT, dead)
+        .await
+        .expect("the unsubscribed event reaches the dead letters");
+    assert!(
+        list.to_string().contains("no connection subscribed"),
+        "{list}"
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_expired_or_missing_tokens_get_401() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(&config_text(dir.path(), "", &hub_routes(""))).await;
+    let url = format!("http://{}/rte", gw.addr);
+    let now = callgate::delivery::now_ms() as u64 / 1000;
+    let claims = |exp| Claims {
+        sub: "u".into(),
+        exp,
+        entities: vec!["*".into()],
+    };
+    let expired = issue_token(SECRET.as_bytes(), &claims(now - 60));
+    let foreign = issue_token(b"someone-else's-secret-0123", &claims(now + 600));
+    for (token, why) in [
+        (expired, "expired"),
+        (foreign, "wrong key"),
+        ("x.y.z".to_string(), "garbage"),
+    ] {
+        let mut rte = RteClient::start(&url, &token, &json!([]), 1);
+        let read = async {
+            while let Some(line) = rte.lines.next_line().await.unwrap() {
+                let value: Value = serde_json::from_str(&line).unwrap();
+                if value["kind"] == "start-failed" || value["kind"] == "connected" {
+                    return value;
+                }
+            }
+            panic!("the client ended silently");
+        };
+        let outcome = tokio::time::timeout(WAIT, read).await.unwrap();
+        assert_eq!(outcome["kind"], "start-failed", "{why}: {outcome}");
+        // The official client wraps the negotiate failure; its text carries the status.
+        assert!(
+            outcome["error"]
+                .as_str()
+                .unwrap()
+                .contains("Status code '401'"),
+            "{why}: {outcome}"
+        );
+    }
+    // Without any token, negotiate and the upgrade both answer 401 problem+json.
+    for request in [
+        client().post(format!("{url}/negotiate?negotiateVersion=1")),
+        client().get(&url),
+    ] {
+        let r = request.send().await.unwrap();
+        assert_eq!(r.status(), 401);
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+    }
+    gw.shutdown().await;
+}
