@@ -232,3 +232,142 @@ async fn bad_expired_or_missing_tokens_get_401() {
     }
     gw.shutdown().await;
 }
+
+/// A raw WebSocket to the hub (skip-negotiation, token in the query), for what the official
+/// client never sends: split records, garbage, oversized records.
+async fn raw_socket(
+    gw: &callgate::gateway::Gateway,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let now = callgate::delivery::now_ms() as u64 / 1000;
+    let token = issue_token(
+        SECRET.as_bytes(),
+        &Claims {
+            sub: "raw".into(),
+            exp: now + 600,
+            entities: vec!["*".into()],
+        },
+    );
+    let (socket, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/rte?access_token={token}", gw.addr))
+            .await
+            .expect("the hub upgrades");
+    socket
+}
+
+/// Reads text frames until one contains `needle`, or the socket closes (`None`).
+async fn read_until(
+    socket: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    needle: &str,
+) -> Option<String> {
+    use futures_util::StreamExt;
+    let read = async {
+        while let Some(Ok(frame)) = socket.next().await {
+            if let tokio_tungstenite::tungstenite::Message::Text(text) = frame {
+                if text.contains(needle) {
+                    return Some(text.to_string());
+                }
+            }
+        }
+        None
+    };
+    tokio::time::timeout(WAIT, read)
+        .await
+        .expect("the hub answers or closes")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hub_survives_split_garbage_and_oversized_records() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message as Frame;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(&config_text(dir.path(), "", &hub_routes(""))).await;
+
+    // Records split across frames and shared within frames.
+    let mut socket = raw_socket(&gw).await;
+    for part in ["{\"protocol\":", "\"json\",\"vers", "ion\":1}\u{1e}"] {
+        socket.send(Frame::Text(part.into())).await.unwrap();
+    }
+    assert_eq!(
+        read_until(&mut socket, "{}").await.as_deref(),
+        Some("{}\u{1e}")
+    );
+    let subscribe = "{\"type\":6}\u{1e}{\"type\":1,\"invocationId\":\"0\",\"target\":\"Subscribe\",\"arguments\":[[{\"EntityId\":\"a1eeb030-ff4b-ea11-ac9c-00155d4fdcf3\",\"EventName\":\"UserStatus\"}]]}\u{1e}{\"type\":1,\"invocationId\":\"1\",\"target\":\"ActiveSubscriptions\",\"arguments\":[]}\u{1e}";
+    for chunk in subscribe.as_bytes().chunks(7) {
+        let text = String::from_utf8_lossy(chunk).to_string();
+        // Chunks never split the separator or a multi-byte character here (ASCII only).
+        socket.send(Frame::Text(text.into())).await.unwrap();
+    }
+    let completion = read_until(&mut socket, "\"invocationId\":\"0\"")
+        .await
+        .unwrap();
+    assert!(completion.contains("\"subscribed\":true"), "{completion}");
+    let active = read_until(&mut socket, "\"invocationId\":\"1\"")
+        .await
+        .unwrap();
+    assert!(active.contains("userstatus"), "{active}");
+    // An unknown method is an error Completion, and the connection stays.
+    socket
+        .send(Frame::Text(
+            "{\"type\":1,\"invocationId\":\"2\",\"target\":\"DropTables\",\"arguments\":[]}\u{1e}"
+                .into(),
+        ))
+        .await
+        .unwrap();
+    let error = read_until(&mut socket, "\"invocationId\":\"2\"")
+        .await
+        .unwrap();
+    assert!(error.contains("Unknown hub method"), "{error}");
+    // A malformed record closes the connection with the reason.
+    socket
+        .send(Frame::Text("{\"type\":1,\"target\":5}\u{1e}".into()))
+        .await
+        .unwrap();
+    let close = read_until(&mut socket, "\"type\":7").await.unwrap();
+    assert!(close.contains("target"), "{close}");
+    assert_eq!(
+        read_until(&mut socket, "never").await,
+        None,
+        "then it closes"
+    );
+
+    // An oversized record (no separator within 32 KiB) is refused the same way.
+    let mut socket = raw_socket(&gw).await;
+    socket
+        .send(Frame::Text(
+            "{\"protocol\":\"json\",\"version\":1}\u{1e}".into(),
+        ))
+        .await
+        .unwrap();
+    read_until(&mut socket, "{}").await.unwrap();
+    socket
+        .send(Frame::Text("x".repeat(40 * 1024).into()))
+        .await
+        .unwrap();
+    let close = read_until(&mut socket, "\"type\":7").await.unwrap();
+    assert!(close.contains("exceeds"), "{close}");
+
+    // A handshake that is not the JSON protocol gets its error, then the socket closes.
+    let mut socket = raw_socket(&gw).await;
+    socket
+        .send(Frame::Text(
+            "{\"protocol\":\"messagepack\",\"version\":1}\u{1e}".into(),
+        ))
+        .await
+        .unwrap();
+    let refused = read_until(&mut socket, "error").await.unwrap();
+    assert!(refused.contains("messagepack"), "{refused}");
+    assert_eq!(read_until(&mut socket, "never").await, None);
+
+    // The hub still serves a well-behaved client afterwards.
+    let mut socket = raw_socket(&gw).await;
+    socket
+        .send(Frame::Text(
+            "{\"protocol\":\"json\",\"version\":1}\u{1e}".into(),
+        ))
+        .await
+        .unwrap();
+    assert!(read_until(&mut socket, "{}").await.is_some());
+    gw.shutdown().await;
+}
