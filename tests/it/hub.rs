@@ -264,10 +264,10 @@ async fn read_until(
     use futures_util::StreamExt;
     let read = async {
         while let Some(Ok(frame)) = socket.next().await {
-            if let tokio_tungstenite::tungstenite::Message::Text(text) = frame {
-                if text.contains(needle) {
-                    return Some(text.to_string());
-                }
+            if let tokio_tungstenite::tungstenite::Message::Text(text) = frame
+                && text.contains(needle)
+            {
+                return Some(text.to_string());
             }
         }
         None
