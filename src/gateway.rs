@@ -3,6 +3,7 @@
 //! (file watch, `SIGHUP`, `POST /admin/reload`). `callgate serve`, `callgate demo` and the
 //! integration tests all start the gateway through here.
 
+use crate::adapters::signalr::client::{self, SourceState};
 use crate::config::{self, Config, ConfigError};
 use crate::delivery::worker::{self, RetryPolicy};
 use crate::delivery::{QueueError, Store, open_store};
@@ -94,16 +95,27 @@ impl Gateway {
             resources.clone(),
             snapshots.clone(),
         ));
-        let health = server::health(store.producer.clone(), ready.clone());
+        let sources: Vec<SourceState> = config
+            .sources
+            .iter()
+            .map(|s| SourceState {
+                name: s.name.clone(),
+                connected: Arc::default(),
+            })
+            .collect();
+        let health = server::health(store.producer.clone(), ready.clone(), sources.clone());
+        // One intake for webhooks and sources: a call's payloads take turns whichever
+        // transport brought them.
+        let intake = Intake {
+            producer: store.producer.clone(),
+            wake: wake.clone(),
+            max_depth: config.delivery.max_queue_depth,
+            turns: Arc::default(),
+        };
         let public = server::public_router(
             Arc::new(Public {
                 snapshots: snapshots.clone(),
-                intake: Intake {
-                    producer: store.producer.clone(),
-                    wake: wake.clone(),
-                    max_depth: config.delivery.max_queue_depth,
-                    turns: Arc::default(),
-                },
+                intake: intake.clone(),
                 http: resources.http.clone(),
                 max_body: config.server.max_body_bytes,
             }),
@@ -181,6 +193,16 @@ impl Gateway {
             }
         };
         let mut background = Vec::new();
+        for (source, state) in config.sources.iter().zip(sources) {
+            background.push(tokio::spawn(client::run(
+                source.clone(),
+                resources.http.clone(),
+                snapshots.clone(),
+                intake.clone(),
+                state,
+                stop_rx.clone(),
+            )));
+        }
         let mut stop_upkeep = stop_rx.clone();
         background.push(tokio::spawn(async move {
             tokio::select! {

@@ -5,10 +5,12 @@
 //! [`SubmitError`] into its own reply.
 
 use crate::adapters::http_out::{Reply, SendError};
+use crate::adapters::webhook::VerifiedInbound;
 use crate::config::{Ack, OnTimeout};
 use crate::delivery::{EventBatch, Producer, QueueError};
-use crate::pipeline::{Accepted, Routing};
+use crate::pipeline::{self, Accepted, PipelineError, Routing};
 use crate::route::Route;
+use crate::snapshot::Snapshot;
 use crate::telemetry::metrics as m;
 use std::sync::Arc;
 use std::time::Duration;
@@ -117,7 +119,34 @@ pub enum SubmitError {
     Unreachable(String),
 }
 
+/// Why [`Intake::ingest`] took nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The payload was not understood (unknown vendor, no decode rule, too many events).
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    /// It could not be stored or forwarded.
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+}
+
 impl Intake {
+    /// One verified payload on `route`, whatever transport brought it: decode, then, in the
+    /// turn of its calls, lifecycle and routing, then the durable enqueue (or the proxy
+    /// forward) and the lifecycle commit.
+    pub async fn ingest(
+        &self,
+        snapshot: &Snapshot,
+        route: &Route,
+        inbound: &VerifiedInbound,
+    ) -> Result<(Accepted, Submitted), IngestError> {
+        let decoded = pipeline::decode(snapshot, route, inbound)?;
+        let _turn = self.turns.take(&route.name, decoded.ordering_keys()).await;
+        let accepted = pipeline::route_events(snapshot, route, decoded);
+        let submitted = self.submit(route, &accepted).await?;
+        Ok((accepted, submitted))
+    }
+
     /// Takes an accepted payload on `route`.
     pub async fn submit(
         &self,

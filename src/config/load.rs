@@ -93,6 +93,18 @@ fn for_each_env_string(config: &mut Config, f: &mut dyn FnMut(&mut EnvString)) {
     if let StoreConfig::Nats { url } = &mut config.store {
         f(url);
     }
+    for source in &mut config.sources {
+        source.token_url.iter_mut().for_each(&mut *f);
+        source.hub_url.iter_mut().for_each(&mut *f);
+        source.token.iter_mut().for_each(&mut *f);
+        if let Some(auth) = source.rest_auth.as_mut() {
+            auth.bearer.iter_mut().for_each(&mut *f);
+            if let Some(b) = auth.basic.as_mut() {
+                f(&mut b.username);
+                f(&mut b.password);
+            }
+        }
+    }
     for route in &mut config.routes {
         if let Some(auth) = route.auth.as_mut() {
             let InboundAuth {
@@ -475,6 +487,46 @@ fn problems(config: &Config, mappings: &MappingSet) -> Vec<String> {
             }
         }
     }
+    let mut sources = HashSet::new();
+    for source in &config.sources {
+        let at = format!("source `{}`", source.name);
+        if !sources.insert(source.name.as_str()) {
+            problems.push(format!("{at}: the name is used twice"));
+        }
+        if !config.routes.iter().any(|r| r.name == source.route) {
+            problems.push(format!("{at}: route `{}` is not configured", source.route));
+        }
+        match (&source.token_url, &source.hub_url, &source.token) {
+            (Some(url), None, None) => check_url(&at, url.value(), &mut problems),
+            (None, Some(hub), Some(token)) => {
+                if let Err(e) = crate::adapters::signalr::endpoint::hub_base(hub.value()) {
+                    problems.push(format!("{at}: {e}"));
+                }
+                if token.value().is_empty() {
+                    problems.push(format!(
+                        "{at}: token is empty (`{}` resolved to nothing)",
+                        token.raw()
+                    ));
+                }
+            }
+            _ => problems.push(format!(
+                "{at}: needs token_url, or hub_url and token (not both)"
+            )),
+        }
+        if source.subscriptions.is_empty() {
+            problems.push(format!(
+                "{at}: subscriptions is empty, so no event would ever arrive"
+            ));
+        }
+        for s in &source.subscriptions {
+            if !crate::mapping::helpers::is_guid(&s.entity_id) {
+                problems.push(format!(
+                    "{at}: entity_id `{}` is not a GUID (RTE would answer Invalid EntityId)",
+                    s.entity_id
+                ));
+            }
+        }
+    }
     problems
 }
 
@@ -576,7 +628,10 @@ mod tests {
              \x20 - { name: b, path: '/b/*rest', from: vidyo, auth: { bearer: \"${EMPTY}\" }, to: [ { name: d, vendor: vidyo, url: 'http://x/' } ] }\n\
              \x20 - { name: c, path: '/c/:id', from: vidyo, to: [ { name: d, vendor: vidyo, url: 'http://x/', auth: { basic: { username: u, password: \"${EMPTY}\" } } } ] }\n\
              \x20 - { name: e, path: '/e', from: vidyo, auth: { standard_webhooks: { secrets: [plain] } }, to: [ { name: d, vendor: vidyo, url: 'http://x/', sign: { standard_webhooks: { secret: 'whsec_' } } } ] }\n\
-             \x20 - { name: h, path: '/h', from: vidyo, to: [ { name: both, vendor: enreach, url: 'http://x/', hub: /rte }, { name: open, vendor: enreach, hub: /e }, { name: short, vendor: enreach, hub: '/x/', auth: { jwt_secret: s } }, { name: twice, vendor: enreach, hub: /x, auth: { jwt_secret: 0123456789abcdef } }, { name: again, vendor: enreach, hub: /x, auth: { jwt_secret: 0123456789abcdef, bearer: b } } ] }\n",
+             \x20 - { name: h, path: '/h', from: vidyo, to: [ { name: both, vendor: enreach, url: 'http://x/', hub: /rte }, { name: open, vendor: enreach, hub: /e }, { name: short, vendor: enreach, hub: '/x/', auth: { jwt_secret: s } }, { name: twice, vendor: enreach, hub: /x, auth: { jwt_secret: 0123456789abcdef } }, { name: again, vendor: enreach, hub: /x, auth: { jwt_secret: 0123456789abcdef, bearer: b } } ] }\n\
+             sources:\n\
+             \x20 - { name: s, kind: signalr, route: nowhere, token_url: 'http://x/t', hub_url: 'wss://h/rte', subscriptions: [ { entity_id: bob, event: UserStatus } ] }\n\
+             \x20 - { name: t, kind: signalr, route: a, hub_url: 'wss://h/rte', token: \"${EMPTY}\", subscriptions: [] }\n",
             &|name| (name == "EMPTY").then(String::new),
         )
         .unwrap();
@@ -605,6 +660,11 @@ mod tests {
             "route `h`, destination `short`: auth jwt_secret (`s`) must be at least 16 characters",
             "route `h`, destination `again`: hub `/x` is served by another destination already",
             "route `h`, destination `again`: a hub's auth takes only jwt_secret",
+            "source `s`: route `nowhere` is not configured",
+            "source `s`: needs token_url, or hub_url and token (not both)",
+            "source `s`: entity_id `bob` is not a GUID",
+            "source `t`: subscriptions is empty",
+            "source `t`: token is empty",
         ] {
             assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
         }

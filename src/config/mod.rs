@@ -35,6 +35,10 @@ pub struct Config {
     /// Inbound routes: a path, a source vendor, and where its events go.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// Connections callgate opens itself to receive events (Enreach RTE's SignalR hub);
+    /// each feeds a route. Default: none.
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
     /// A legacy receiver's base URL: every request no route matches is reverse-proxied there
     /// unchanged (method, path, query, headers, body). Default: none (404).
     #[serde(default)]
@@ -43,6 +47,55 @@ pub struct Config {
     /// `load::parse`; none for a config built in code). Validation problems name it.
     #[serde(skip)]
     pub origin: Option<std::sync::Arc<Origin>>,
+}
+
+/// A source: a connection callgate opens to receive events.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Unique name, used in logs and metrics.
+    pub name: String,
+    /// The protocol: `signalr` (Enreach RTE's hub).
+    pub kind: SourceKind,
+    /// The route whose destinations receive the events (its `from` decodes them).
+    pub route: String,
+    /// RTE's token endpoint, `GET {api}/token/{userid}/rte/` → `{WssEndpoint, Token}`
+    /// (protocols.md §2.1), fetched before every connection. Or `hub_url` + `token`.
+    #[serde(default)]
+    pub token_url: Option<EnvString>,
+    /// Credentials for `token_url` (RTE's REST API: Basic `username:secretkey`).
+    #[serde(default)]
+    pub rest_auth: Option<OutboundAuth>,
+    /// The hub endpoint (`wss://…`, `https://…` or `host/path`), with `token`.
+    #[serde(default)]
+    pub hub_url: Option<EnvString>,
+    /// The bearer token for `hub_url`.
+    #[serde(default)]
+    pub token: Option<EnvString>,
+    /// Also send the token as the `access_token` query parameter (as browsers do).
+    /// Default false: the `Authorization: Bearer` header only.
+    #[serde(default)]
+    pub access_token_in_query: bool,
+    /// What to subscribe to after every (re)connect; RTE keeps none across connections.
+    pub subscriptions: Vec<EntitySubscription>,
+}
+
+/// The protocol of a source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// ASP.NET Core SignalR, JSON hub protocol over WebSockets.
+    Signalr,
+}
+
+/// One RTE `EntitySubscription`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntitySubscription {
+    /// `EntityId`: a user, queue or call-list GUID.
+    pub entity_id: String,
+    /// `EventName`, e.g. `UserCallInComing`.
+    pub event: String,
 }
 
 /// Where a config came from: its file and the lines of its entries.
@@ -62,6 +115,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             delivery: DeliveryConfig::default(),
             routes: Vec::new(),
+            sources: Vec::new(),
             origin: None,
             fallback: None,
         }

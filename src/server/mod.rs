@@ -6,6 +6,7 @@ pub mod admin;
 pub mod fallback;
 pub mod listen;
 
+use crate::adapters::signalr::client::SourceState;
 use crate::adapters::webhook::handler;
 use crate::delivery::Producer;
 use crate::intake::Intake;
@@ -35,7 +36,11 @@ pub struct Public {
 
 /// Health endpoints: `/healthz` (the process answers) and `/readyz` (store open, mappings
 /// loaded, not shutting down).
-pub fn health(producer: Arc<dyn Producer>, ready: Arc<AtomicBool>) -> Router {
+pub fn health(
+    producer: Arc<dyn Producer>,
+    ready: Arc<AtomicBool>,
+    sources: Vec<SourceState>,
+) -> Router {
     Router::new()
         .route(
             "/healthz",
@@ -44,7 +49,7 @@ pub fn health(producer: Arc<dyn Producer>, ready: Arc<AtomicBool>) -> Router {
         .route(
             "/readyz",
             get(move || {
-                let (producer, ready) = (producer.clone(), ready.clone());
+                let (producer, ready, sources) = (producer.clone(), ready.clone(), sources.clone());
                 async move {
                     if !ready.load(Ordering::Relaxed) {
                         return Problem::new(
@@ -55,9 +60,24 @@ pub fn health(producer: Arc<dyn Producer>, ready: Arc<AtomicBool>) -> Router {
                         )
                         .into_response();
                     }
+                    // A source that is down does not stop webhook intake: it is reported,
+                    // and the listener stays ready.
+                    let states: serde_json::Map<String, serde_json::Value> = sources
+                        .iter()
+                        .map(|s| {
+                            let up = s.connected.load(Ordering::Relaxed);
+                            (
+                                s.name.clone(),
+                                (if up { "connected" } else { "down" }).into(),
+                            )
+                        })
+                        .collect();
+                    let degraded = states.values().any(|v| v == "down");
                     axum::Json(serde_json::json!({
-                        "status": "ready", "mappings": "loaded", "store": "open",
+                        "status": if degraded { "degraded" } else { "ready" },
+                        "mappings": "loaded", "store": "open",
                         "waiting": producer.total_depth(),
+                        "sources": states,
                     }))
                     .into_response()
                 }

@@ -35,6 +35,12 @@ pub const RELOADS: &str = "callgate_reloads_total";
 pub const RELOAD_FAILING: &str = "callgate_reload_failing";
 /// The version of the snapshot being served.
 pub const SNAPSHOT_VERSION: &str = "callgate_snapshot_version";
+/// 1 while a source is connected and subscribed, by `source`.
+pub const SOURCE_CONNECTED: &str = "callgate_source_connected";
+/// Reconnects of a source, by `source`.
+pub const SOURCE_RECONNECTS: &str = "callgate_source_reconnects_total";
+/// Subscriptions a hub refused, by `source`.
+pub const SOURCE_SUBSCRIPTION_FAILURES: &str = "callgate_source_subscription_failures_total";
 /// Connections open on a listener, by `listener` (`public`, `admin`).
 pub const CONNECTIONS_OPEN: &str = "callgate_connections_open";
 
@@ -114,4 +120,10 @@ fn describe() {
         "Version of the mappings and routes served"
     );
     metrics::describe_gauge!(CONNECTIONS_OPEN, "Connections open on a listener");
+    metrics::describe_gauge!(
+        SOURCE_CONNECTED,
+        "1 while a source is connected and subscribed"
+    );
+    metrics::describe_counter!(SOURCE_RECONNECTS, "Reconnects of a source");
+    metrics::describe_counter!(SOURCE_SUBSCRIPTION_FAILURES, "Subscriptions a hub refused");
 }

@@ -225,7 +225,7 @@ fn shipped_and_example_configs_check_clean() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("environment variable(s) not set: CALLGATE_ADMIN_TOKEN, RC_VERIFICATION_TOKEN, VIDYO_PASSWORD, VIDYO_USER"),
+        stderr.contains("environment variable(s) not set: CALLGATE_ADMIN_TOKEN, RC_VERIFICATION_TOKEN, RTE_TOKEN, VIDYO_PASSWORD, VIDYO_USER"),
         "{stderr}"
     );
     let out = Command::new(env!("CARGO_BIN_EXE_callgate"))
@@ -234,6 +234,7 @@ fn shipped_and_example_configs_check_clean() {
         .envs([
             ("CALLGATE_ADMIN_TOKEN", "a"),
             ("RC_VERIFICATION_TOKEN", "secret-value-1"),
+            ("RTE_TOKEN", "t"),
             ("VIDYO_PASSWORD", "pw"),
             ("VIDYO_USER", "u"),
         ])

@@ -371,3 +371,85 @@ async fn the_hub_survives_split_garbage_and_oversized_records() {
     assert!(read_until(&mut socket, "{}").await.is_some());
     gw.shutdown().await;
 }
+
+/// Config text for a gateway on fixed ports (so it can be restarted where it was).
+fn fixed_config(dir: &std::path::Path, port: u16, admin: u16, rest: &str) -> String {
+    config_text(dir, "", rest)
+        .replace(
+            "{ listen: 127.0.0.1:0,",
+            &format!("{{ listen: 127.0.0.1:{port},"),
+        )
+        .replace(
+            "admin_listen: 127.0.0.1:0",
+            &format!("admin_listen: 127.0.0.1:{admin}"),
+        )
+}
+
+/// callgate's client source against callgate's hub: instance A serves the hub, instance B
+/// subscribes as an RTE client and delivers to a loopback receiver in Vidyo's shape. A is
+/// restarted mid-stream: B reconnects with a fresh token, resubscribes, and events flow again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_source_follows_a_hub_through_a_restart() {
+    use crate::harness::{Receiver, free_port};
+    let receiver = Receiver::ok().await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (port, admin) = (free_port(), free_port());
+    let text_a = fixed_config(dir_a.path(), port, admin, &hub_routes(""));
+    let entity = callgate::mapping::helpers::guid_for("809646016");
+    let text_b = config_text(
+        dir_b.path(),
+        "",
+        &format!(
+            "routes:\n  - name: rte-in\n    path: /hooks/rte-relay\n    from: enreach\n    to:\n      - {{ name: vidyo, vendor: vidyo, url: '{}' }}\n\
+             sources:\n  - name: rte\n    kind: signalr\n    route: rte-in\n    token_url: 'http://127.0.0.1:{admin}/token/809646016/rte/'\n    subscriptions:\n      - {{ entity_id: '{entity}', event: UserCallInComing }}\n      - {{ entity_id: '{entity}', event: UserCallInUserAllocated }}\n",
+            receiver.url("/vidyo")
+        ),
+    );
+    let a = gateway(&text_a).await;
+    let b = gateway(&text_b).await;
+    let subscribed = |gw: &callgate::gateway::Gateway| {
+        let url = format!("http://{}/readyz", gw.addr);
+        async move {
+            loop {
+                let ready: Value = client()
+                    .get(&url)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                if ready["sources"]["rte"] == "connected" {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, subscribed(&b))
+        .await
+        .expect("B connects and subscribes");
+    let flow = flow();
+    assert_eq!(post(&a, "/hooks/rc", &flow[4]).await.0, 200);
+    let got = receiver.wait_for(1, WAIT).await;
+    assert_eq!(
+        got.len(),
+        1,
+        "the first event crossed A's hub and B's source"
+    );
+
+    // A restarts on the same ports and store; B must notice, reconnect and resubscribe.
+    a.shutdown().await;
+    let a = gateway(&text_a).await;
+    assert_eq!(post(&a, "/hooks/rc", &flow[5]).await.0, 200);
+    let got = receiver.wait_for(2, Duration::from_secs(45)).await;
+    assert_eq!(got.len(), 2, "the event after the restart arrived too");
+    assert_ne!(got[0].body, got[1].body);
+    let metrics = crate::harness::metrics(b.admin_addr).await;
+    assert!(
+        metrics.contains("callgate_source_reconnects_total{source=\"rte\"}"),
+        "{metrics}"
+    );
+    b.shutdown().await;
+    a.shutdown().await;
+}

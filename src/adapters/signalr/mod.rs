@@ -2,6 +2,7 @@
 //! speaks. `protocol.rs` is the wire format; the client source and the hub destination
 //! build on it.
 
+pub mod client;
 pub mod endpoint;
 pub mod hub;
 pub mod protocol;

@@ -5,10 +5,10 @@
 use super::{InboundError, PayloadError, read_payload};
 use crate::adapters::http_out::Reply;
 use crate::delivery::QueueError;
-use crate::intake::{Intake, SubmitError, Submitted};
+use crate::intake::{IngestError, Intake, SubmitError, Submitted};
 use crate::mapping::AUTO;
 use crate::mapping::decode::DecodeError;
-use crate::pipeline::{self, PipelineError};
+use crate::pipeline::PipelineError;
 use crate::problem::Problem;
 use crate::route::Route;
 use crate::snapshot::Snapshot;
@@ -202,35 +202,14 @@ async fn receive(
         }
     };
 
-    let decoded = pipeline::decode(snapshot, route, &inbound).map_err(|e| match e {
-        PipelineError::Detect(e) => Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown-vendor",
-            "Vendor not recognised",
-            e.to_string(),
-        ),
-        PipelineError::Decode(e @ DecodeError::TooManyEvents { .. }) => Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too-many-events",
-            "Too many events in one request",
-            e.to_string(),
-        ),
-        PipelineError::Decode(e) => Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "no-decode-rule",
-            "Payload not understood",
-            e.to_string(),
-        ),
-    })?;
-    let _turn = intake
-        .turns
-        .take(&route.name, decoded.ordering_keys())
-        .await;
-    let accepted = pipeline::route_events(snapshot, route, decoded);
-    let submitted = intake
-        .submit(route, &accepted)
-        .await
-        .map_err(submit_problem)?;
+    let (accepted, submitted) =
+        intake
+            .ingest(snapshot, route, &inbound)
+            .await
+            .map_err(|e| match e {
+                IngestError::Pipeline(e) => pipeline_problem(e),
+                IngestError::Submit(e) => submit_problem(e),
+            })?;
     let mut response = match submitted {
         Submitted::Queued { stored, duplicates } => json_response(
             StatusCode::OK,
@@ -261,6 +240,29 @@ async fn receive(
         response.headers_mut().insert(name, value);
     }
     Ok(response)
+}
+
+fn pipeline_problem(e: PipelineError) -> Problem {
+    match e {
+        PipelineError::Detect(e) => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown-vendor",
+            "Vendor not recognised",
+            e.to_string(),
+        ),
+        PipelineError::Decode(e @ DecodeError::TooManyEvents { .. }) => Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-many-events",
+            "Too many events in one request",
+            e.to_string(),
+        ),
+        PipelineError::Decode(e) => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no-decode-rule",
+            "Payload not understood",
+            e.to_string(),
+        ),
+    }
 }
 
 fn submit_problem(e: SubmitError) -> Problem {

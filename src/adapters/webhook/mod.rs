@@ -27,6 +27,15 @@ impl VerifiedInbound {
         self.params
     }
 
+    /// A payload that arrived on a connection the transport authenticated as a whole rather
+    /// than message by message: the SignalR client source, whose hub accepted its token.
+    pub(crate) fn from_connection(payload: Value) -> VerifiedInbound {
+        VerifiedInbound {
+            payload,
+            params: false,
+        }
+    }
+
     /// Whether the payload is an empty object (no fields, no parameters).
     pub fn is_empty(&self) -> bool {
         self.payload.as_object().is_some_and(|m| m.is_empty())
