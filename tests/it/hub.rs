@@ -453,3 +453,77 @@ async fn a_client_source_follows_a_hub_through_a_restart() {
     b.shutdown().await;
     a.shutdown().await;
 }
+
+/// callgate's client source against a SignalR server it did not write: aiosignalr's aiohttp
+/// server playing RTE (`tests/signalr/rte_hub.py`): token endpoint with Basic auth, bearer
+/// negotiate and upgrade, Subscribe validated as RTE does, MessageReceived pushed, then the
+/// connection dropped — callgate reconnects with a fresh token, resubscribes, and the next
+/// event arrives too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_source_against_an_independent_signalr_server() {
+    use crate::harness::{Receiver, free_port};
+    let port = free_port();
+    let mut hub = Command::new("python3")
+        .arg(root().join("tests/signalr/rte_hub.py"))
+        .arg(port.to_string())
+        .arg(root().join("tests/fixtures/enreach/UserCallInComing.json"))
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 runs (pip install aiosignalr)");
+    let mut lines = BufReader::new(hub.stdout.take().unwrap()).lines();
+    let mut next = async |kind: &str| -> Value {
+        let read = async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                let value: Value = serde_json::from_str(&line).unwrap();
+                if value["kind"] == kind {
+                    return value;
+                }
+            }
+            panic!("the hub ended before {kind}");
+        };
+        tokio::time::timeout(WAIT, read)
+            .await
+            .unwrap_or_else(|_| panic!("no {kind} from the hub"))
+    };
+    next("listening").await;
+
+    let receiver = Receiver::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(&config_text(
+        dir.path(),
+        "",
+        &format!(
+            "routes:\n  - name: rte-in\n    path: /hooks/rte-relay\n    from: enreach\n    to:\n      - {{ name: vidyo, vendor: vidyo, url: '{}' }}\n\
+             sources:\n  - name: rte\n    kind: signalr\n    route: rte-in\n    token_url: 'http://127.0.0.1:{port}/token/me/rte/'\n    rest_auth: {{ basic: {{ username: u, password: p }} }}\n    subscriptions:\n      - {{ entity_id: '00000000-0000-0000-0000-000000000000', event: UserCallInComing }}\n      - {{ entity_id: '00000000-0000-0000-0000-000000000000', event: NoSuchEvent }}\n",
+            receiver.url("/vidyo")
+        ),
+    ))
+    .await;
+
+    let token = next("token").await;
+    assert_eq!(token["authorization"], "Basic dTpw", "{token}");
+    let connected = next("connected").await;
+    assert_eq!(connected["authorization"], "Bearer jwt-1", "{connected}");
+    let subscribed = next("subscribe").await;
+    assert_eq!(subscribed["results"][0]["subscribed"], true, "{subscribed}");
+    assert_eq!(subscribed["results"][1]["message"], "Invalid event name");
+    next("dropped").await;
+    // Reconnect: a fresh token, a new connection, the subscriptions sent again.
+    assert_eq!(next("token").await["n"], 2);
+    assert_eq!(next("connected").await["authorization"], "Bearer jwt-2");
+    next("subscribe").await;
+    next("pushed").await;
+    let got = receiver.wait_for(2, WAIT).await;
+    assert_eq!(
+        got.len(),
+        2,
+        "one event per connection reached the receiver"
+    );
+    let metrics = crate::harness::metrics(gw.admin_addr).await;
+    assert!(
+        metrics.contains("callgate_source_subscription_failures_total{source=\"rte\"} 2"),
+        "one refused subscription per connection: {metrics}"
+    );
+    gw.shutdown().await;
+}

@@ -93,6 +93,16 @@ pub async fn run(
     }
 }
 
+/// The record bytes a frame carries. JSON records belong in text frames, but some servers
+/// (aiosignalr) send them as binary frames: both are read.
+fn payload(frame: &Frame) -> Option<&[u8]> {
+    match frame {
+        Frame::Text(text) => Some(text.as_bytes()),
+        Frame::Binary(bytes) => Some(bytes),
+        _ => None,
+    }
+}
+
 /// What to do after a hub message.
 enum Step {
     Continue,
@@ -161,8 +171,8 @@ impl Session<'_> {
                 .map_err(|_| "no handshake response".to_string())?
                 .ok_or("closed during the handshake")?
                 .map_err(|e| format!("handshake: {e}"))?;
-            if let Frame::Text(text) = frame {
-                records.extend(framer.push(text.as_bytes()).map_err(|e| e.to_string())?);
+            if let Some(bytes) = payload(&frame) {
+                records.extend(framer.push(bytes).map_err(|e| e.to_string())?);
             }
         }
         let response = HandshakeResponse::parse(&records.pop_front().unwrap_or_default())
@@ -213,12 +223,13 @@ impl Session<'_> {
                         Err(_) => return Ok("Server timeout elapsed without receiving a message from the server.".into()),
                         Ok(None) => return Ok("the hub closed the connection".into()),
                         Ok(Some(Err(e))) => return Ok(format!("WebSocket error: {e}")),
-                        Ok(Some(Ok(Frame::Text(text)))) => match framer.push(text.as_bytes()) {
-                            Ok(more) => records.extend(more),
-                            Err(e) => return Ok(format!("from the hub: {e}")),
-                        },
                         Ok(Some(Ok(Frame::Close(_)))) => return Ok("the hub closed the WebSocket".into()),
-                        Ok(Some(Ok(_))) => {}
+                        Ok(Some(Ok(frame))) => if let Some(bytes) = payload(&frame) {
+                            match framer.push(bytes) {
+                                Ok(more) => records.extend(more),
+                                Err(e) => return Ok(format!("from the hub: {e}")),
+                            }
+                        },
                     }
                 }
                 _ = tokio::time::sleep_until(last_sent + KEEP_ALIVE) => {
