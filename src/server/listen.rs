@@ -45,7 +45,12 @@ async fn head_limits(
 ) -> axum::response::Response {
     use axum::http::StatusCode;
     use axum::response::IntoResponse;
-    let uri = request.uri().to_string().len();
+    // The request target as sent (origin form: path and query; absolute form: the whole URI).
+    let uri = request.uri();
+    let uri = match (uri.scheme(), uri.path_and_query()) {
+        (None, Some(target)) => target.as_str().len(),
+        _ => uri.to_string().len(),
+    };
     if uri > MAX_URI_BYTES {
         return Problem::new(
             StatusCode::URI_TOO_LONG,

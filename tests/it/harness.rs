@@ -207,6 +207,18 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+/// GETs `url` and parses the reply as JSON (panics on any failure).
+pub async fn get_json(url: &str) -> serde_json::Value {
+    client()
+        .get(url)
+        .send()
+        .await
+        .expect("reachable")
+        .json()
+        .await
+        .expect("a JSON reply")
+}
+
 /// POSTs a JSON body to the gateway; returns status and body.
 pub async fn post(gw: &Gateway, path: &str, body: &str) -> (u16, String) {
     let r = client()

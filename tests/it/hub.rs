@@ -4,7 +4,7 @@
 //! `MessageReceived`; the hub methods answer as the seed describes; bad tokens get 401; a
 //! message nobody is subscribed to waits, then is dead-lettered.
 
-use crate::harness::{client, config_text, gateway, post};
+use crate::harness::{client, config_text, gateway, get_json, post};
 use crate::support::{fixtures, root};
 use callgate::adapters::signalr::hub::{Claims, issue_token};
 use serde_json::{Value, json};
@@ -85,14 +85,7 @@ async fn the_official_client_receives_ringcentral_events_through_the_hub() {
     ))
     .await;
     // RTE's token endpoint, on the admin listener: the RingCentral extension's entity.
-    let issued: Value = client()
-        .get(format!("http://{}/token/809646016/rte/", gw.admin_addr))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let issued = get_json(&format!("http://{}/token/809646016/rte/", gw.admin_addr)).await;
     let entity = issued["EntityIds"][0].as_str().unwrap().to_string();
     let endpoint = issued["WssEndpoint"].as_str().unwrap();
     assert_eq!(endpoint, format!("ws://{}/rte", gw.addr));
@@ -158,14 +151,7 @@ async fn the_official_client_receives_ringcentral_events_through_the_hub() {
     assert_eq!(post(&gw, "/hooks/rc", &flow[5]).await.0, 200);
     let dead = async {
         loop {
-            let list: Value = client()
-                .get(format!("http://{}/admin/deliveries", gw.admin_addr))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let list = get_json(&format!("http://{}/admin/deliveries", gw.admin_addr)).await;
             if list.to_string().contains("undeliverable") {
                 return list;
             }
@@ -411,14 +397,7 @@ async fn a_client_source_follows_a_hub_through_a_restart() {
         let url = format!("http://{}/readyz", gw.addr);
         async move {
             loop {
-                let ready: Value = client()
-                    .get(&url)
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
+                let ready = get_json(&url).await;
                 if ready["sources"]["rte"] == "connected" {
                     return;
                 }
@@ -525,5 +504,63 @@ async fn a_client_source_against_an_independent_signalr_server() {
         metrics.contains("callgate_source_subscription_failures_total{source=\"rte\"} 2"),
         "one refused subscription per connection: {metrics}"
     );
+    gw.shutdown().await;
+}
+
+/// The admin token endpoint refuses what it cannot honour with problem+json: a ttl that is
+/// not a duration, a hub that does not exist, a gateway without hubs, and several hubs
+/// without `?hub=`. Hostile path and entity text only ends up inside the signed claims.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_endpoint_refuses_what_it_cannot_honour() {
+    let dir = tempfile::tempdir().unwrap();
+    let two_hubs = hub_routes("").replace(
+        "types: ['call.*'] }\n",
+        &format!(
+            "types: ['call.*'] }}\n      - {{ name: second, vendor: enreach, hub: /rte2, auth: {{ jwt_secret: '{SECRET}' }} }}\n"
+        ),
+    );
+    let gw = gateway(&config_text(dir.path(), "", &two_hubs)).await;
+    let admin = gw.admin_addr;
+    for (query, status, why) in [
+        ("", 400, "several hub destinations"),
+        ("?hub=/nowhere", 404, "no hub destination"),
+        ("?hub=/rte&ttl=forever", 400, "ttl"),
+        ("?hub=/rte&ttl=99999999999999999999y", 400, "ttl"),
+    ] {
+        let r = client()
+            .get(format!("http://{admin}/token/809646016/rte/{query}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status, "{query}");
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+        let problem: Value = r.json().await.unwrap();
+        assert!(
+            problem["detail"].as_str().unwrap().contains(why),
+            "{query}: {problem}"
+        );
+    }
+    // Junk in the user and entities is hashed into GUIDs inside the claims, never trusted.
+    let issued = get_json(&format!(
+        "http://{admin}/token/%22%3E%3Cscript%3E/rte/?hub=/rte2&entities=,,%20,x%00y"
+    ))
+    .await;
+    let entities = issued["EntityIds"].as_array().unwrap();
+    assert_eq!(entities.len(), 1, "{issued}");
+    assert!(
+        callgate::mapping::helpers::is_guid(entities[0].as_str().unwrap()),
+        "{issued}"
+    );
+    assert_eq!(issued["WssEndpoint"], format!("ws://{}/rte2", gw.addr));
+    gw.shutdown().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(&config_text(dir.path(), "", "")).await;
+    let r = client()
+        .get(format!("http://{}/token/me/rte/", gw.admin_addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
     gw.shutdown().await;
 }

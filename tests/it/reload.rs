@@ -47,14 +47,7 @@ fn replace_file(path: &Path, text: &str) {
 }
 
 async fn admin_json(admin: u16, path: &str) -> Value {
-    client()
-        .get(format!("http://127.0.0.1:{admin}{path}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    crate::harness::get_json(&format!("http://127.0.0.1:{admin}{path}")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

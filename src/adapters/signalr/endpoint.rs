@@ -6,6 +6,16 @@ use reqwest::Url;
 use serde_json::Value;
 use std::time::Duration;
 
+/// The member `name` of a JSON object, its key matched in any case: RTE's keys arrive in
+/// PascalCase, camelCase or upper case (protocols.md §2.1, §2.5).
+pub fn member<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
+    value
+        .as_object()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+}
+
 /// What `GET {api}/token/{userid}/rte/` answers: `{"WssEndpoint": …, "Token": …}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RteToken {
@@ -21,13 +31,12 @@ impl RteToken {
     pub fn parse(body: &[u8]) -> Result<RteToken, String> {
         let value: Value = serde_json::from_slice(body)
             .map_err(|e| format!("the RTE token response is not JSON: {e}"))?;
-        let Value::Object(map) = value else {
+        if !value.is_object() {
             return Err("the RTE token response is not a JSON object".into());
-        };
+        }
         let field = |name: &str| {
-            map.iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .and_then(|(_, v)| v.as_str())
+            member(&value, name)
+                .and_then(Value::as_str)
                 .filter(|s| !s.trim().is_empty())
         };
         let endpoint = field("WssEndpoint").ok_or("the RTE token response has no WssEndpoint")?;

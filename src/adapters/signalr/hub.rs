@@ -6,6 +6,7 @@
 //! entity and event. Clients authenticate with HS256 JWTs whose `entities` claim lists the
 //! entity ids they may subscribe to (`*`: any).
 
+use super::endpoint::member;
 use super::protocol::{
     DEFAULT_MAX_RECORD, Framer, HandshakeRequest, HandshakeResponse, HubMessage, Negotiated,
 };
@@ -457,9 +458,8 @@ impl Hub {
                     .iter()
                     .map(|item| {
                         let field = |name: &str| {
-                            item.as_object()
-                                .and_then(|o| o.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
-                                .and_then(|(_, v)| v.as_str())
+                            member(item, name)
+                                .and_then(Value::as_str)
                                 .unwrap_or_default()
                                 .to_string()
                         };
@@ -511,9 +511,8 @@ impl Hub {
 /// allEntities`).
 fn subscription_json(connection: &str, entity: &str, event: &str, data: Option<&Value>) -> Value {
     let from_data = |name: &str| {
-        data.and_then(|d| d.as_object())
-            .and_then(|o| o.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
-            .map(|(_, v)| v.clone())
+        data.and_then(|d| member(d, name))
+            .cloned()
             .unwrap_or(Value::Null)
     };
     json!({
@@ -572,9 +571,8 @@ impl Outbound for Hub {
                 Err(e) => return dead(format!("the rendered event is not JSON: {e}")),
             };
             let field = |name: &str| {
-                data.as_object()
-                    .and_then(|o| o.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
-                    .and_then(|(_, v)| v.as_str())
+                member(&data, name)
+                    .and_then(Value::as_str)
                     .map(str::to_ascii_lowercase)
             };
             let (Some(entity), Some(event)) = (field("EntityId"), field("EventType")) else {

@@ -4,6 +4,7 @@
 //! records are refused with an error, never a panic; unknown message types and fields are
 //! ignored (servers add fields over time).
 
+use crate::mapping::decode::kind;
 use serde_json::{Map, Value, json};
 
 /// The ASCII record separator that ends every JSON record, handshake included.
@@ -111,17 +112,6 @@ fn object(record: &[u8]) -> Result<Map<String, Value>, ProtocolError> {
             kind(&other)
         ))),
         Err(e) => Err(ProtocolError::NotJson(e.to_string())),
-    }
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 
