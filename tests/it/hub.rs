@@ -564,3 +564,73 @@ async fn the_token_endpoint_refuses_what_it_cannot_honour() {
     assert_eq!(r.status(), 404);
     gw.shutdown().await;
 }
+
+/// A whole call through A's hub and B's source: every event B subscribed to (incoming,
+/// allocated, connected, hold, disconnected) reaches B's receiver, in order. The resume
+/// (`UserCallInHoldEnd`), which B did not subscribe to, is skipped, not held in front of
+/// the hang-up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_call_crosses_a_hub_and_a_source_in_order() {
+    use crate::harness::{Receiver, free_port};
+    let receiver = Receiver::ok().await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (port, admin) = (free_port(), free_port());
+    let a = gateway(&fixed_config(dir_a.path(), port, admin, &hub_routes(""))).await;
+    let entity = callgate::mapping::helpers::guid_for("809646016");
+    let events = [
+        "UserCallInComing",
+        "UserCallInUserAllocated",
+        "UserCallInUserConnected",
+        "UserCallInHoldStart",
+        "UserCallInDisconnected",
+    ];
+    let subscriptions: String = events
+        .iter()
+        .map(|e| format!("      - {{ entity_id: '{entity}', event: {e} }}\n"))
+        .collect();
+    let b = gateway(&config_text(
+        dir_b.path(),
+        "",
+        &format!(
+            "routes:\n  - name: rte-in\n    path: /hooks/rte-relay\n    from: enreach\n    to:\n      - {{ name: rte-copy, vendor: enreach, url: '{}' }}\n\
+             sources:\n  - name: rte\n    kind: signalr\n    route: rte-in\n    token_url: 'http://127.0.0.1:{admin}/token/809646016/rte/'\n    subscriptions:\n{subscriptions}",
+            receiver.url("/rte")
+        ),
+    ))
+    .await;
+    let url = format!("http://{}/readyz", b.addr);
+    tokio::time::timeout(WAIT, async {
+        while get_json(&url).await["sources"]["rte"] != "connected" {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("B connects and subscribes");
+    for notification in flow() {
+        assert_eq!(post(&a, "/hooks/rc", &notification).await.0, 200);
+    }
+    let got = receiver.wait_for(5, WAIT).await;
+    let types: Vec<String> = got
+        .iter()
+        // Same vendor out as in: B passes RTE's `{subscription, data}` envelope through.
+        .map(|r| serde_json::from_str::<Value>(&r.body).unwrap()["data"]["EventType"].to_string())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "\"UserCallInComing\"",
+            "\"UserCallInUserAllocated\"",
+            "\"UserCallInUserConnected\"",
+            "\"UserCallInHoldStart\"",
+            "\"UserCallInDisconnected\"",
+        ],
+        "{got:?}"
+    );
+    let metrics = crate::harness::metrics(a.admin_addr).await;
+    assert!(
+        metrics.contains("outcome=\"skipped_not_subscribed\"} 1"),
+        "{metrics}"
+    );
+    b.shutdown().await;
+    a.shutdown().await;
+}

@@ -550,8 +550,10 @@ fn method_not_allowed(allow: &'static str) -> Response {
 impl Outbound for Hub {
     /// Writes the message as `MessageReceived` to every connection subscribed to its
     /// `EntityId` and `EventType` (read from the rendered event); delivered once every one
-    /// of them has it written. No subscriber: deferred (the worker dead-letters it after
-    /// the destination's `undeliverable_after`).
+    /// of them has it written. Connections following the entity but none this event: done
+    /// (skipped, as RTE would not send it). Nobody following the entity (e.g. its client is
+    /// reconnecting): deferred, and the worker dead-letters it after the destination's
+    /// `undeliverable_after`.
     fn send<'a>(&'a self, message: &'a Message) -> BoxFuture<'a, Attempt> {
         Box::pin(async move {
             let dead = |reason: String| Attempt {
@@ -578,19 +580,32 @@ impl Outbound for Hub {
             let (Some(entity), Some(event)) = (field("EntityId"), field("EventType")) else {
                 return dead("the rendered event has no EntityId or EventType".into());
             };
+            let key = (entity.clone(), event.clone());
+            let mut entity_watched = false;
             let subscribers: Vec<Arc<Connection>> = self
                 .connections
                 .lock()
                 .expect("hub lock")
                 .values()
                 .filter(|c| {
-                    c.subscriptions
-                        .lock()
-                        .expect("subscriptions lock")
-                        .contains(&(entity.clone(), event.clone()))
+                    let subscriptions = c.subscriptions.lock().expect("subscriptions lock");
+                    entity_watched |= subscriptions.iter().any(|(e, _)| *e == entity);
+                    subscriptions.contains(&key)
                 })
                 .cloned()
                 .collect();
+            if subscribers.is_empty() && entity_watched {
+                // Clients follow this entity but chose other events: RTE would not send this
+                // one either. Waiting would hold the call's later events behind it.
+                tracing::debug!(hub = %self.path, %entity, %event, "no subscriber wants this event: skipped");
+                return Attempt {
+                    outcome: AttemptOutcome::Delivered,
+                    label: "skipped_not_subscribed",
+                    status: None,
+                    error: None,
+                    excerpt: None,
+                };
+            }
             if subscribers.is_empty() {
                 return Attempt {
                     outcome: AttemptOutcome::Defer {
