@@ -422,3 +422,35 @@ fn cloudevents_round_trip_keeps_null_members() {
     let expected: serde_json::Value = serde_json::from_str(input).unwrap();
     assert_eq!(got, expected);
 }
+
+/// The README's first command: the RingCentral flow reaches the Vidyo receiver and, through
+/// the RTE hub, the SignalR client app, whose events arrive complete and in call order.
+#[test]
+fn the_demo_shows_vidyo_and_rte_deliveries() {
+    let out = callgate(&["demo"], None);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    let vidyo = stdout.lines().filter(|l| l.starts_with("← ")).count();
+    assert_eq!(vidyo, 6, "{stdout}");
+    let rte: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("⇐ "))
+        .map(|l| l.split_whitespace().next().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        rte,
+        [
+            "UserCallInComing",
+            "UserCallInUserAllocated",
+            "UserCallInUserConnected",
+            "UserCallInHoldStart",
+            "UserCallInHoldEnd",
+            "UserCallInDisconnected"
+        ],
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("6 deliveries to Vidyo, 6 RTE events over SignalR"),
+        "{stdout}"
+    );
+}
