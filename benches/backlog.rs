@@ -117,6 +117,7 @@ async fn run(backlog: bool) -> (Duration, Duration) {
         &DeliveryConfig::default(),
         false,
     )
+    .await
     .unwrap();
     if backlog {
         for chunk in 0..(BACKLOG / 1000) {

@@ -81,8 +81,9 @@ impl Gateway {
         let config = Arc::new(config);
         let resources = Resources::new().map_err(StartError::Client)?;
         let snapshot = Snapshot::load(config.clone(), &resources, 1)?;
-        let store =
-            open_store(&config.store, &config.delivery, false).map_err(StartError::Store)?;
+        let store = open_store(&config.store, &config.delivery, false)
+            .await
+            .map_err(StartError::Store)?;
         let snapshots = Arc::new(ArcSwap::from_pointee(snapshot));
         let wake = Arc::new(Notify::new());
         let ready = Arc::new(AtomicBool::new(false));

@@ -90,7 +90,7 @@ fn for_each_env_string(config: &mut Config, f: &mut dyn FnMut(&mut EnvString)) {
     if let Some(fallback) = config.fallback.as_mut() {
         f(fallback);
     }
-    if let StoreConfig::Nats { url } = &mut config.store {
+    if let StoreConfig::Nats { url, .. } = &mut config.store {
         f(url);
     }
     for source in &mut config.sources {
@@ -222,11 +222,32 @@ fn problems(config: &Config, mappings: &MappingSet) -> Vec<String> {
     if config.delivery.workers == 0 {
         problems.push("delivery.workers must be above 0".into());
     }
-    if let StoreConfig::Nats { .. } = config.store {
-        problems.push(
-            "store.kind nats: the NATS JetStream backend is not in this build yet; use sqlite"
-                .into(),
-        );
+    if let StoreConfig::Nats {
+        url,
+        stream,
+        replicas,
+        partitions,
+    } = &config.store
+    {
+        if url.value().trim().is_empty() {
+            problems.push("store.url is empty".into());
+        }
+        if stream.is_empty()
+            || stream.len() > 32
+            || !stream
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            problems.push(format!(
+                "store.stream `{stream}` must be 1–32 characters of A–Z, a–z, 0–9, `_` or `-`"
+            ));
+        }
+        if !(1..=5).contains(replicas) {
+            problems.push(format!("store.replicas {replicas} must be 1 to 5"));
+        }
+        if !(1..=1024).contains(partitions) {
+            problems.push(format!("store.partitions {partitions} must be 1 to 1024"));
+        }
     }
     if let Some(fallback) = &config.fallback {
         check_url("fallback", fallback.value(), &mut problems);

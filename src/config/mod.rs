@@ -224,11 +224,36 @@ pub enum StoreConfig {
         #[serde(default = "default_store_path")]
         path: PathBuf,
     },
-    /// NATS JetStream, shared by several callgate instances.
+    /// NATS JetStream, shared by several callgate instances (README "Scaling out on NATS").
     Nats {
-        /// Server URL, e.g. `nats://127.0.0.1:4222`.
+        /// Server URL, e.g. `nats://127.0.0.1:4222` (several: comma-separated).
         url: EnvString,
+        /// The work-queue stream's name (A–Z, 0–9, `_`, `-`); the dead letters live in
+        /// `<stream>_DLQ`, the event dedupe keys in the stream `<stream>_dedupe`.
+        /// Default `CALLGATE`.
+        #[serde(default = "default_stream")]
+        stream: String,
+        /// Stream replicas (1, or an odd number up to 5 on a cluster). Default 1.
+        #[serde(default = "default_replicas")]
+        replicas: usize,
+        /// Ordering partitions per destination: a destination's calls are hashed into this
+        /// many lines, each delivered in order, one message at a time, by whichever instance
+        /// holds it. Default 16.
+        #[serde(default = "default_partitions")]
+        partitions: u32,
     },
+}
+
+fn default_stream() -> String {
+    "CALLGATE".into()
+}
+
+fn default_replicas() -> usize {
+    1
+}
+
+fn default_partitions() -> u32 {
+    16
 }
 
 impl Default for StoreConfig {

@@ -2,6 +2,7 @@
 //! (intake's atomic, deduplicated enqueue), [`Consumer`] (lease → opaque [`Lease`] → settle)
 //! and [`DeadLetters`] — the stored [`Message`], the SQLite backend, lanes and the workers.
 
+pub mod jetstream;
 pub mod lane;
 pub mod message;
 pub mod sqlite;
@@ -236,6 +237,21 @@ pub struct Store {
 }
 
 impl Store {
+    /// A store from its halves (usually one object) and what closes it.
+    pub fn new(
+        producer: Arc<dyn Producer>,
+        consumer: Arc<dyn Consumer>,
+        dead_letters: Arc<dyn DeadLetters>,
+        close: impl Fn() + Send + Sync + 'static,
+    ) -> Store {
+        Store {
+            producer,
+            consumer,
+            dead_letters,
+            closer: Arc::new(close),
+        }
+    }
+
     /// Closes the store after the commands already sent (waits for them).
     pub fn close(&self) {
         (self.closer)()
@@ -243,8 +259,9 @@ impl Store {
 }
 
 /// Opens the store the configuration names. `admin`: open beside a running gateway (for
-/// `callgate dlq`), leaving leases alone.
-pub fn open_store(
+/// `callgate dlq`), leaving leases alone. Errors: the SQLite file cannot be opened, or the
+/// NATS server cannot be reached or refuses the stream.
+pub async fn open_store(
     store: &StoreConfig,
     delivery: &DeliveryConfig,
     admin: bool,
@@ -257,16 +274,29 @@ pub fn open_store(
                 sqlite::SqliteQueue::open(path, delivery.dedupe_window, delivery.max_queue_depth)?
             });
             let closer = q.clone();
-            Ok(Store {
-                producer: q.clone(),
-                consumer: q.clone(),
-                dead_letters: q,
-                closer: Arc::new(move || closer.close()),
-            })
+            Ok(Store::new(q.clone(), q.clone(), q, move || closer.close()))
         }
-        StoreConfig::Nats { .. } => Err(QueueError::Store(
-            "store.kind nats: the NATS JetStream backend is not in this build yet".into(),
-        )),
+        StoreConfig::Nats {
+            url,
+            stream,
+            replicas,
+            partitions,
+        } => {
+            let q = jetstream::JetStreamQueue::open(jetstream::JetStreamConfig {
+                url: url.value().to_string(),
+                stream: stream.clone(),
+                replicas: *replicas,
+                partitions: *partitions,
+                // Long enough for one attempt (bounded by delivery.timeout) and its
+                // settlement; an instance silent for longer is taken to be dead.
+                ack_wait: (delivery.timeout * 2).max(Duration::from_secs(2)),
+                dedupe_window: delivery.dedupe_window,
+                max_queue_depth: delivery.max_queue_depth,
+            })
+            .await?;
+            let closer = q.clone();
+            Ok(Store::new(q.clone(), q.clone(), q, move || closer.close()))
+        }
     }
 }
 
@@ -471,10 +501,13 @@ pub(crate) mod suite {
         assert_eq!(ids(&c.lease(10).await.unwrap()), ["e2"]);
     }
 
-    /// A message leased when the process died is offered again; dedupe keys persist.
-    pub async fn leases_and_dedupe_survive_a_restart(open: impl Fn() -> Store) {
+    /// A message leased when the process died is offered again (at once by SQLite, once
+    /// its `ack_wait` has passed by JetStream); dedupe keys persist.
+    pub async fn leases_and_dedupe_survive_a_restart<F: Future<Output = Store>>(
+        open: impl Fn() -> F,
+    ) {
         {
-            let s = open();
+            let s = open().await;
             s.producer
                 .enqueue(vec![batch("k1", vec![message("a", 1)])])
                 .await
@@ -482,13 +515,18 @@ pub(crate) mod suite {
             assert_eq!(s.consumer.lease(10).await.unwrap().len(), 1);
             s.close(); // closed while leased: as if the process died mid-attempt
         }
-        let s = open();
+        let s = open().await;
         assert_eq!(s.producer.depth("r", "d"), 1);
-        assert_eq!(
-            s.consumer.lease(10).await.unwrap().len(),
-            1,
-            "the lease was recovered"
-        );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let recovered = loop {
+            let leased = s.consumer.lease(10).await.unwrap();
+            if !leased.is_empty() || tokio::time::Instant::now() > deadline {
+                break leased;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(recovered.len(), 1, "the lease was recovered");
+        assert_eq!(recovered[0].message.event_id, "e1");
         let dup = s
             .producer
             .enqueue(vec![batch("k1", vec![message("a", 1)])])

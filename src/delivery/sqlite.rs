@@ -830,17 +830,20 @@ fn replay(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{DeliveryConfig, StoreConfig};
-    use crate::delivery::{HttpRequest, Store, open_store, suite};
+    use crate::config::DeliveryConfig;
+    use crate::delivery::{HttpRequest, Store, suite};
 
     fn open(path: &Path) -> Store {
-        open_store(
-            &StoreConfig::Sqlite {
-                path: path.to_path_buf(),
-            },
-            &DeliveryConfig::default(),
-            false,
+        SqliteQueue::open(
+            path,
+            DeliveryConfig::default().dedupe_window,
+            DeliveryConfig::default().max_queue_depth,
         )
+        .map(|q| {
+            let q = std::sync::Arc::new(q);
+            let closer = q.clone();
+            Store::new(q.clone(), q.clone(), q, move || closer.close())
+        })
         .unwrap()
     }
 
@@ -852,7 +855,7 @@ mod tests {
             match run {
                 0 => suite::order_dedupe_and_dead_letters(&open(&path)).await,
                 1 => suite::deferral_keeps_order_and_budget(&open(&path)).await,
-                _ => suite::leases_and_dedupe_survive_a_restart(|| open(&path)).await,
+                _ => suite::leases_and_dedupe_survive_a_restart(|| async { open(&path) }).await,
             }
         }
     }

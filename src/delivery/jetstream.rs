@@ -1,0 +1,907 @@
+//! The NATS JetStream store: the queue traits on a JetStream work-queue stream, so that
+//! several callgate instances share one durable queue with SQLite's guarantees.
+//!
+//! Layout (all names derive from `store.stream`, default `CALLGATE`):
+//! - stream `CALLGATE` (work-queue retention, file storage), subjects
+//!   `callgate.CALLGATE.q.<line>.<partition>`: `<line>` is 16 hex digits of SHA-256 over
+//!   `route/destination`, `<partition>` the call's partition key hashed into
+//!   `store.partitions` buckets;
+//! - one durable pull consumer per (destination, partition bucket), filtered on its subject,
+//!   with `max_ack_pending: 1`: one message of a bucket is out at a time, whichever instance
+//!   holds it, so a call's messages are delivered in order; an instance that dies leaves its
+//!   message unacknowledged and JetStream offers it again after `ack_wait`;
+//! - retries and deferrals are NAKs with a delay: the message stays the bucket's pending one,
+//!   so nothing behind it overtakes it;
+//! - `Nats-Msg-Id` (route, destination, event id) makes a re-sent event's messages
+//!   duplicates within the stream's 2-minute window, and the stream `CALLGATE_dedupe`
+//!   (one message per key, max age `delivery.dedupe_window`) remembers event keys beyond it;
+//! - dead letters go to the stream `CALLGATE_DLQ`; their id is its sequence number.
+//!
+//! What this store cannot keep exactly across instances, it keeps per instance: the attempt
+//! log and the deferral count of a message live with the instance that holds it (a takeover
+//! starts them again from JetStream's delivery count), and depth counters are the last
+//! consumer info (refreshed every 2 s) plus this instance's own changes since.
+
+use super::{
+    AttemptLog, BoxFuture, Consumer, DeadLetter, DeadLetters, Enqueued, EventBatch, Lease, Leased,
+    Message, Producer, QueueError, Request, Settlement, now_ms,
+};
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, AckKind, consumer, stream};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+/// How long JetStream remembers a `Nats-Msg-Id` (its default).
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// How often the depth counters are read back from the server.
+const REFRESH: Duration = Duration::from_secs(2);
+/// How long one request to the server may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What `store: {kind: nats}` configures.
+#[derive(Debug, Clone)]
+pub struct JetStreamConfig {
+    /// Server URL(s), comma-separated.
+    pub url: String,
+    /// The stream's name.
+    pub stream: String,
+    /// Stream and bucket replicas.
+    pub replicas: usize,
+    /// Partition buckets per destination.
+    pub partitions: u32,
+    /// How long a delivered message may stay unacknowledged before another instance gets
+    /// it.
+    pub ack_wait: Duration,
+    /// How long an event's dedupe key is remembered.
+    pub dedupe_window: Duration,
+    /// Most messages waiting per destination.
+    pub max_queue_depth: u64,
+}
+
+/// A message as stored in the queue stream: the v2 record of its request, and what the
+/// worker needs to route it.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    route: String,
+    destination: String,
+    partition: String,
+    event_id: String,
+    event_type: String,
+    request: String,
+}
+
+impl Stored {
+    fn of(m: &Message) -> Stored {
+        Stored {
+            route: m.route.clone(),
+            destination: m.destination.clone(),
+            partition: m.partition.clone(),
+            event_id: m.event_id.clone(),
+            event_type: m.event_type.clone(),
+            request: m.request.to_record(),
+        }
+    }
+
+    fn message(self) -> Result<Message, String> {
+        Ok(Message {
+            route: self.route,
+            destination: self.destination,
+            partition: self.partition,
+            event_id: self.event_id,
+            event_type: self.event_type,
+            request: Request::from_record(&self.request)?,
+        })
+    }
+}
+
+/// A dead letter as stored in the DLQ stream.
+#[derive(Serialize, Deserialize)]
+struct StoredDead {
+    message: Stored,
+    attempts: u32,
+    created_at: i64,
+    dead_at: i64,
+    attempt_log: Vec<StoredAttempt>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredAttempt {
+    at: i64,
+    status: Option<u16>,
+    error: Option<String>,
+    excerpt: Option<String>,
+}
+
+impl From<&AttemptLog> for StoredAttempt {
+    fn from(a: &AttemptLog) -> Self {
+        StoredAttempt {
+            at: a.at,
+            status: a.status,
+            error: a.error.clone(),
+            excerpt: a.excerpt.clone(),
+        }
+    }
+}
+
+impl From<StoredAttempt> for AttemptLog {
+    fn from(a: StoredAttempt) -> Self {
+        AttemptLog {
+            at: a.at,
+            status: a.status,
+            error: a.error,
+            excerpt: a.excerpt,
+        }
+    }
+}
+
+/// One (destination, partition bucket) line and its consumer.
+struct Line {
+    /// `route/destination`.
+    destination: String,
+    consumer: consumer::Consumer<consumer::pull::Config>,
+}
+
+/// A message leased by this instance.
+struct Held {
+    message: jetstream::Message,
+    line: String,
+    sequence: u64,
+}
+
+/// What this instance knows of a message beyond JetStream's delivery count.
+#[derive(Default)]
+struct History {
+    log: Vec<AttemptLog>,
+    deferrals: u32,
+}
+
+/// The JetStream queue. Cheap to share (`Arc`); a background task keeps its depth counters.
+pub struct JetStreamQueue {
+    js: jetstream::Context,
+    queue: stream::Stream,
+    dlq: stream::Stream,
+    dedupe: stream::Stream,
+    config: JetStreamConfig,
+    /// Lines by consumer name.
+    lines: Mutex<HashMap<String, Arc<Line>>>,
+    held: Mutex<HashMap<i64, Held>>,
+    next_lease: AtomicI64,
+    history: Mutex<HashMap<u64, History>>,
+    /// Messages waiting per line (consumer name).
+    depths: Mutex<HashMap<String, u64>>,
+    closed: AtomicBool,
+}
+
+fn store_error(e: impl std::fmt::Display) -> QueueError {
+    QueueError::Store(format!("NATS: {e}"))
+}
+
+fn hex16(text: &str) -> String {
+    sha2::Sha256::digest(text.as_bytes())[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl JetStreamQueue {
+    /// Connects, and creates the stream, the DLQ stream and the dedupe bucket if they do not
+    /// exist. Errors: the server cannot be reached, or refuses the configuration.
+    pub async fn open(config: JetStreamConfig) -> Result<Arc<JetStreamQueue>, QueueError> {
+        let client = async_nats::ConnectOptions::new()
+            .connection_timeout(REQUEST_TIMEOUT)
+            .request_timeout(Some(REQUEST_TIMEOUT))
+            .name("callgate")
+            .connect(config.url.as_str())
+            .await
+            .map_err(|e| QueueError::Store(format!("cannot connect to NATS: {e}")))?;
+        let js = jetstream::new(client);
+        let name = &config.stream;
+        let prefix = format!("callgate.{name}");
+        let queue = js
+            .get_or_create_stream(stream::Config {
+                name: name.clone(),
+                description: Some("callgate delivery queue".into()),
+                subjects: vec![format!("{prefix}.q.>")],
+                retention: stream::RetentionPolicy::WorkQueue,
+                storage: stream::StorageType::File,
+                num_replicas: config.replicas,
+                duplicate_window: DUPLICATE_WINDOW,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| QueueError::Store(format!("NATS stream {name}: {e}")))?;
+        let dlq_name = format!("{name}_DLQ");
+        let dlq = js
+            .get_or_create_stream(stream::Config {
+                name: dlq_name.clone(),
+                description: Some("callgate dead letters".into()),
+                subjects: vec![format!("{prefix}.dlq")],
+                storage: stream::StorageType::File,
+                num_replicas: config.replicas,
+                duplicate_window: DUPLICATE_WINDOW,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| QueueError::Store(format!("NATS stream {dlq_name}: {e}")))?;
+        // Event keys: one message per key subject, expiring after the dedupe window (what a
+        // key-value bucket is, without the client's KV layer, whose stream-info parsing
+        // fails on nats-server 2.9).
+        let dedupe_name = format!("{name}_dedupe");
+        let dedupe = js
+            .get_or_create_stream(stream::Config {
+                name: dedupe_name.clone(),
+                description: Some("callgate event dedupe keys".into()),
+                subjects: vec![format!("{prefix}.seen.>")],
+                storage: stream::StorageType::File,
+                num_replicas: config.replicas,
+                max_messages_per_subject: 1,
+                max_age: config.dedupe_window,
+                duplicate_window: DUPLICATE_WINDOW.min(config.dedupe_window),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| QueueError::Store(format!("NATS stream {dedupe_name}: {e}")))?;
+        let queue = Arc::new(JetStreamQueue {
+            js,
+            queue,
+            dlq,
+            dedupe,
+            config,
+            lines: Mutex::default(),
+            held: Mutex::default(),
+            next_lease: AtomicI64::new(1),
+            history: Mutex::default(),
+            depths: Mutex::default(),
+            closed: AtomicBool::new(false),
+        });
+        queue.refresh().await?;
+        let weak = Arc::downgrade(&queue);
+        tokio::spawn(keep_counters(weak));
+        Ok(queue)
+    }
+
+    /// Stops taking work; messages still leased are offered again after `ack_wait`.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+    }
+
+    fn check_open(&self) -> Result<(), QueueError> {
+        if self.closed.load(Ordering::Relaxed) {
+            Err(QueueError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn bucket(&self, partition: &str) -> u32 {
+        let digest = sha2::Sha256::digest(partition.as_bytes());
+        u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % self.config.partitions
+    }
+
+    /// The consumer name and subject of a message's line.
+    fn line_of(&self, route: &str, destination: &str, partition: &str) -> (String, String) {
+        let line = hex16(&format!("{route}/{destination}"));
+        let bucket = self.bucket(partition);
+        (
+            format!("{}-{line}-{bucket}", self.config.stream),
+            format!("callgate.{}.q.{line}.{bucket}", self.config.stream),
+        )
+    }
+
+    /// Creates the line's consumer if this instance has not seen it yet.
+    async fn ensure_line(
+        &self,
+        name: &str,
+        subject: &str,
+        destination: &str,
+    ) -> Result<(), QueueError> {
+        if self.lines.lock().expect("lines lock").contains_key(name) {
+            return Ok(());
+        }
+        let consumer = self
+            .queue
+            .get_or_create_consumer(
+                name,
+                consumer::pull::Config {
+                    durable_name: Some(name.to_string()),
+                    description: Some(destination.to_string()),
+                    filter_subject: subject.to_string(),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait: self.config.ack_wait,
+                    max_deliver: -1,
+                    max_ack_pending: 1,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(store_error)?;
+        self.lines.lock().expect("lines lock").insert(
+            name.to_string(),
+            Arc::new(Line {
+                destination: destination.to_string(),
+                consumer,
+            }),
+        );
+        Ok(())
+    }
+
+    /// Reads every line's consumer from the server (lines other instances created too) and
+    /// its waiting count.
+    async fn refresh(&self) -> Result<(), QueueError> {
+        let mut consumers = self.queue.consumers();
+        let mut depths = HashMap::new();
+        let mut found = Vec::new();
+        while let Some(info) = consumers.next().await {
+            let info = info.map_err(store_error)?;
+            let Some(destination) = info.config.description.clone() else {
+                continue;
+            };
+            depths.insert(
+                info.name.clone(),
+                info.num_pending + info.num_ack_pending as u64,
+            );
+            found.push((info.name, destination));
+        }
+        for (name, destination) in found {
+            if self.lines.lock().expect("lines lock").contains_key(&name) {
+                continue;
+            }
+            if let Ok(consumer) = self
+                .queue
+                .get_consumer::<consumer::pull::Config>(&name)
+                .await
+            {
+                self.lines.lock().expect("lines lock").insert(
+                    name,
+                    Arc::new(Line {
+                        destination,
+                        consumer,
+                    }),
+                );
+            }
+        }
+        *self.depths.lock().expect("depths lock") = depths;
+        Ok(())
+    }
+
+    fn adjust(&self, line: &str, delta: i64) {
+        let mut depths = self.depths.lock().expect("depths lock");
+        let depth = depths.entry(line.to_string()).or_default();
+        *depth = depth.saturating_add_signed(delta);
+    }
+
+    fn destination_depth(&self, destination: &str) -> u64 {
+        let lines = self.lines.lock().expect("lines lock");
+        let depths = self.depths.lock().expect("depths lock");
+        lines
+            .iter()
+            .filter(|(_, line)| line.destination == destination)
+            .map(|(name, _)| depths.get(name).copied().unwrap_or(0))
+            .sum()
+    }
+
+    async fn publish(
+        &self,
+        subject: String,
+        message_id: String,
+        payload: Vec<u8>,
+    ) -> Result<jetstream::context::PublishAckFuture, QueueError> {
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", message_id.as_str());
+        self.js
+            .publish_with_headers(subject, headers, payload.into())
+            .await
+            .map_err(store_error)
+    }
+
+    async fn publish_dead(&self, dead: &StoredDead, message_id: String) -> Result<(), QueueError> {
+        let payload = serde_json::to_vec(dead).map_err(store_error)?;
+        self.publish(
+            format!("callgate.{}.dlq", self.config.stream),
+            message_id,
+            payload,
+        )
+        .await?
+        .await
+        .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn dead_letter(&self, sequence: u64) -> Result<DeadLetter, QueueError> {
+        let raw = self
+            .dlq
+            .get_raw_message(sequence)
+            .await
+            .map_err(|e| match e.kind() {
+                stream::RawMessageErrorKind::NoMessageFound => {
+                    QueueError::NotFound(sequence as i64)
+                }
+                _ => store_error(e),
+            })?;
+        let stored: StoredDead = serde_json::from_slice(&raw.payload)
+            .map_err(|e| QueueError::Store(format!("dead letter {sequence} is unreadable: {e}")))?;
+        Ok(DeadLetter {
+            id: sequence as i64,
+            message: stored.message.message().map_err(QueueError::Store)?,
+            attempts: stored.attempts,
+            created_at: stored.created_at,
+            dead_at: stored.dead_at,
+            attempt_log: stored.attempt_log.into_iter().map(Into::into).collect(),
+        })
+    }
+
+    /// Dead-letter sequences present, oldest first.
+    async fn dead_sequences(&self) -> Result<std::ops::Range<u64>, QueueError> {
+        let mut dlq = self.dlq.clone();
+        let state = dlq.info().await.map_err(store_error)?.state.clone();
+        if state.messages == 0 {
+            return Ok(0..0);
+        }
+        Ok(state.first_sequence..state.last_sequence + 1)
+    }
+
+    async fn enqueue_batches(&self, events: Vec<EventBatch>) -> Result<Enqueued, QueueError> {
+        self.check_open()?;
+        let mut out = Enqueued::default();
+        for batch in events {
+            let key = hex16(&batch.dedupe_key) + &hex16(&format!("~{}", batch.dedupe_key));
+            let seen = format!("callgate.{}.seen.{key}", self.config.stream);
+            match self.dedupe.get_last_raw_message_by_subject(&seen).await {
+                Ok(_) => {
+                    out.duplicates += 1;
+                    continue;
+                }
+                Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {}
+                Err(e) => return Err(store_error(e)),
+            }
+            let mut acks = Vec::new();
+            for new in &batch.messages {
+                let m = &new.message;
+                let message_id = hex16(&format!(
+                    "{}\u{1f}{}\u{1f}{}",
+                    m.route, m.destination, m.event_id
+                ));
+                if let Some(failure) = &new.failure {
+                    let now = now_ms();
+                    let dead = StoredDead {
+                        message: Stored::of(m),
+                        attempts: 0,
+                        created_at: now,
+                        dead_at: now,
+                        attempt_log: vec![StoredAttempt {
+                            at: now,
+                            status: None,
+                            error: Some(failure.clone()),
+                            excerpt: None,
+                        }],
+                    };
+                    self.publish_dead(&dead, format!("dead-{message_id}"))
+                        .await?;
+                    out.stored += 1;
+                    continue;
+                }
+                let (line, subject) = self.line_of(&m.route, &m.destination, &m.partition);
+                let destination = m.destination_key();
+                self.ensure_line(&line, &subject, &destination).await?;
+                let depth = self.destination_depth(&destination);
+                if depth >= self.config.max_queue_depth {
+                    return Err(QueueError::Full {
+                        destination,
+                        depth,
+                        max: self.config.max_queue_depth,
+                    });
+                }
+                let payload = serde_json::to_vec(&Stored::of(m)).map_err(store_error)?;
+                acks.push((line, self.publish(subject, message_id, payload).await?));
+            }
+            // Acknowledged only once JetStream has stored every message of the event; a
+            // retry after a partial failure is deduplicated by `Nats-Msg-Id`.
+            for (line, ack) in acks {
+                let ack = ack.await.map_err(store_error)?;
+                if !ack.duplicate {
+                    self.adjust(&line, 1);
+                }
+                out.stored += 1;
+            }
+            self.publish(seen.clone(), seen, now_ms().to_string().into_bytes())
+                .await?
+                .await
+                .map_err(store_error)?;
+        }
+        Ok(out)
+    }
+
+    async fn lease_due(&self, max: usize) -> Result<Vec<Leased>, QueueError> {
+        self.check_open()?;
+        let busy: Vec<String> = self
+            .held
+            .lock()
+            .expect("held lock")
+            .values()
+            .map(|h| h.line.clone())
+            .collect();
+        let candidates: Vec<(String, Arc<Line>)> = self
+            .lines
+            .lock()
+            .expect("lines lock")
+            .iter()
+            .filter(|(name, _)| !busy.contains(name))
+            .map(|(name, line)| (name.clone(), line.clone()))
+            .collect();
+        // Never fetch more than `max`: a fetched message is pending until settled.
+        let mut candidates = candidates;
+        if candidates.len() > max {
+            use rand::seq::SliceRandom as _;
+            candidates.shuffle(&mut rand::rng());
+            candidates.truncate(max);
+        }
+        let fetches = candidates.into_iter().map(|(name, line)| async move {
+            let batch = line.consumer.fetch().max_messages(1).messages().await;
+            let mut batch = match batch {
+                Ok(batch) => batch,
+                Err(e) => return Err(store_error(e)),
+            };
+            match tokio::time::timeout(REQUEST_TIMEOUT, batch.next()).await {
+                Ok(Some(Ok(message))) => Ok(Some((name, message))),
+                Ok(Some(Err(e))) => Err(store_error(e)),
+                Ok(None) | Err(_) => Ok(None),
+            }
+        });
+        let mut leased = Vec::new();
+        for fetched in futures_util::future::join_all(fetches).await {
+            let Some((line, message)) = fetched? else {
+                continue;
+            };
+            let info = message.info().map_err(store_error)?;
+            let (sequence, delivered, published) = (
+                info.stream_sequence,
+                info.delivered,
+                info.published.unix_timestamp_nanos() / 1_000_000,
+            );
+            let decoded = serde_json::from_slice::<Stored>(&message.payload)
+                .map_err(|e| e.to_string())
+                .and_then(Stored::message);
+            let decoded = match decoded {
+                Ok(decoded) => decoded,
+                Err(error) => {
+                    // Not written by callgate: it can never be delivered.
+                    tracing::error!(stream = %self.config.stream, sequence, %error, "unreadable message in the queue stream: terminated");
+                    let _ = message.ack_with(AckKind::Term).await;
+                    continue;
+                }
+            };
+            let deferrals = self
+                .history
+                .lock()
+                .expect("history lock")
+                .get(&sequence)
+                .map_or(0, |h| h.deferrals);
+            let id = self.next_lease.fetch_add(1, Ordering::Relaxed);
+            leased.push((
+                sequence,
+                Leased {
+                    lease: Lease { id },
+                    message: decoded,
+                    attempts: u32::try_from(delivered - 1)
+                        .unwrap_or(0)
+                        .saturating_sub(deferrals),
+                    created_at: published as i64,
+                },
+            ));
+            self.held.lock().expect("held lock").insert(
+                id,
+                Held {
+                    message,
+                    line,
+                    sequence,
+                },
+            );
+        }
+        // Oldest first, as stored.
+        leased.sort_by_key(|(sequence, _)| *sequence);
+        Ok(leased.into_iter().map(|(_, l)| l).collect())
+    }
+
+    async fn settle_held(&self, lease: Lease, settlement: Settlement) -> Result<(), QueueError> {
+        let held = self
+            .held
+            .lock()
+            .expect("held lock")
+            .remove(&lease.id)
+            .ok_or_else(|| QueueError::Store(format!("no lease {}", lease.id)))?;
+        let nak = |after: Duration| AckKind::Nak((!after.is_zero()).then_some(after));
+        match settlement {
+            Settlement::Ack => {
+                held.message.double_ack().await.map_err(store_error)?;
+                self.history
+                    .lock()
+                    .expect("history lock")
+                    .remove(&held.sequence);
+                self.adjust(&held.line, -1);
+            }
+            Settlement::Retry { after, log } => {
+                self.history
+                    .lock()
+                    .expect("history lock")
+                    .entry(held.sequence)
+                    .or_default()
+                    .log
+                    .push(log);
+                held.message
+                    .ack_with(nak(after))
+                    .await
+                    .map_err(store_error)?;
+            }
+            Settlement::Defer { after } => {
+                self.history
+                    .lock()
+                    .expect("history lock")
+                    .entry(held.sequence)
+                    .or_default()
+                    .deferrals += 1;
+                held.message
+                    .ack_with(nak(after))
+                    .await
+                    .map_err(store_error)?;
+            }
+            Settlement::Dead { log } => {
+                let info = held.message.info().map_err(store_error)?;
+                let (delivered, published) = (
+                    info.delivered,
+                    info.published.unix_timestamp_nanos() / 1_000_000,
+                );
+                let mut history = self
+                    .history
+                    .lock()
+                    .expect("history lock")
+                    .remove(&held.sequence)
+                    .unwrap_or_default();
+                history.log.push(log);
+                let stored: Stored = serde_json::from_slice(&held.message.payload)
+                    .map_err(|e| QueueError::Store(e.to_string()))?;
+                let dead = StoredDead {
+                    message: stored,
+                    attempts: u32::try_from(delivered)
+                        .unwrap_or(1)
+                        .saturating_sub(history.deferrals),
+                    created_at: published as i64,
+                    dead_at: now_ms(),
+                    attempt_log: history.log.iter().map(Into::into).collect(),
+                };
+                self.publish_dead(&dead, format!("{}-{}", self.config.stream, held.sequence))
+                    .await?;
+                held.message.double_ack().await.map_err(store_error)?;
+                self.adjust(&held.line, -1);
+            }
+        }
+        Ok(())
+    }
+
+    async fn replay_dead(&self, id: Option<i64>) -> Result<usize, QueueError> {
+        let sequences: Vec<u64> = match id {
+            Some(id) => vec![u64::try_from(id).map_err(|_| QueueError::NotFound(id))?],
+            None => self.dead_sequences().await?.collect(),
+        };
+        let mut replayed = 0;
+        for sequence in sequences {
+            let dead = match self.dead_letter(sequence).await {
+                Ok(dead) => dead,
+                Err(QueueError::NotFound(_)) if id.is_none() => continue,
+                Err(e) => return Err(e),
+            };
+            let m = &dead.message;
+            let (line, subject) = self.line_of(&m.route, &m.destination, &m.partition);
+            self.ensure_line(&line, &subject, &m.destination_key())
+                .await?;
+            let payload = serde_json::to_vec(&Stored::of(m)).map_err(store_error)?;
+            let ack = self
+                .publish(
+                    subject,
+                    format!("replay-{}-{sequence}", self.config.stream),
+                    payload,
+                )
+                .await?
+                .await
+                .map_err(store_error)?;
+            if !ack.duplicate {
+                self.adjust(&line, 1);
+            }
+            self.dlq
+                .delete_message(sequence)
+                .await
+                .map_err(store_error)?;
+            replayed += 1;
+        }
+        Ok(replayed)
+    }
+}
+
+/// Reads the depth counters back from the server every [`REFRESH`] while the queue lives.
+async fn keep_counters(queue: Weak<JetStreamQueue>) {
+    loop {
+        tokio::time::sleep(REFRESH).await;
+        let Some(queue) = queue.upgrade() else {
+            return;
+        };
+        if queue.closed.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Err(error) = queue.refresh().await {
+            tracing::warn!(%error, "cannot read the queue's depth from NATS");
+        }
+    }
+}
+
+impl Producer for JetStreamQueue {
+    fn enqueue(&self, events: Vec<EventBatch>) -> BoxFuture<'_, Result<Enqueued, QueueError>> {
+        Box::pin(self.enqueue_batches(events))
+    }
+
+    fn depth(&self, route: &str, destination: &str) -> u64 {
+        self.destination_depth(&format!("{route}/{destination}"))
+    }
+
+    fn total_depth(&self) -> u64 {
+        self.depths.lock().expect("depths lock").values().sum()
+    }
+
+    fn is_waiting(&self, route: &str, destination: &str, partition: &str) -> bool {
+        let (line, _) = self.line_of(route, destination, partition);
+        self.depths
+            .lock()
+            .expect("depths lock")
+            .get(&line)
+            .is_some_and(|d| *d > 0)
+    }
+}
+
+impl Consumer for JetStreamQueue {
+    fn lease(&self, max: usize) -> BoxFuture<'_, Result<Vec<Leased>, QueueError>> {
+        Box::pin(self.lease_due(max))
+    }
+
+    fn settle(
+        &self,
+        lease: Lease,
+        settlement: Settlement,
+    ) -> BoxFuture<'_, Result<(), QueueError>> {
+        Box::pin(self.settle_held(lease, settlement))
+    }
+}
+
+impl DeadLetters for JetStreamQueue {
+    fn list(&self, limit: usize) -> BoxFuture<'_, Result<Vec<DeadLetter>, QueueError>> {
+        Box::pin(async move {
+            let mut out = Vec::new();
+            for sequence in self.dead_sequences().await? {
+                if out.len() >= limit {
+                    break;
+                }
+                match self.dead_letter(sequence).await {
+                    Ok(dead) => out.push(dead),
+                    Err(QueueError::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn show(&self, id: i64) -> BoxFuture<'_, Result<DeadLetter, QueueError>> {
+        Box::pin(async move {
+            let sequence = u64::try_from(id).map_err(|_| QueueError::NotFound(id))?;
+            self.dead_letter(sequence).await
+        })
+    }
+
+    fn replay(&self, id: Option<i64>) -> BoxFuture<'_, Result<usize, QueueError>> {
+        Box::pin(self.replay_dead(id))
+    }
+
+    fn purge(&self) -> BoxFuture<'_, Result<usize, QueueError>> {
+        Box::pin(async move {
+            let purged = self.dlq.purge().await.map_err(store_error)?;
+            Ok(purged.purged as usize)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::{Store, suite};
+
+    /// A `nats-server` with JetStream on a free loopback port and a scratch folder; killed
+    /// on drop. Needs Debian's `nats-server` (installed by `.ci/run`).
+    pub(crate) struct NatsServer {
+        child: std::process::Child,
+        pub url: String,
+        _dir: tempfile::TempDir,
+    }
+
+    impl NatsServer {
+        pub async fn start() -> NatsServer {
+            let dir = tempfile::tempdir().unwrap();
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let child = std::process::Command::new("nats-server")
+                .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+                .arg(dir.path())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("nats-server runs (apt install nats-server)");
+            let url = format!("nats://127.0.0.1:{port}");
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            while async_nats::connect(url.as_str()).await.is_err() {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "nats-server did not start"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            NatsServer {
+                child,
+                url,
+                _dir: dir,
+            }
+        }
+    }
+
+    impl Drop for NatsServer {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    async fn open(url: &str, stream: &str) -> Store {
+        let q = JetStreamQueue::open(JetStreamConfig {
+            url: url.into(),
+            stream: stream.into(),
+            replicas: 1,
+            partitions: 64,
+            ack_wait: Duration::from_secs(2),
+            dedupe_window: Duration::from_secs(3600),
+            max_queue_depth: 1000,
+        })
+        .await
+        .unwrap();
+        let closer = q.clone();
+        Store::new(q.clone(), q.clone(), q, move || closer.close())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn passes_the_queue_suite() {
+        let nats = NatsServer::start().await;
+        let q = JetStreamQueue::open(JetStreamConfig {
+            url: nats.url.clone(),
+            stream: "PROBE".into(),
+            replicas: 1,
+            partitions: 64,
+            ack_wait: Duration::from_secs(2),
+            dedupe_window: Duration::from_secs(3600),
+            max_queue_depth: 1000,
+        })
+        .await
+        .unwrap();
+        // The suite's partitions a, b and z must fall into different buckets.
+        let buckets = ["a", "b", "z"].map(|p| q.bucket(p));
+        assert!(
+            buckets[0] != buckets[1] && buckets[1] != buckets[2] && buckets[0] != buckets[2],
+            "{buckets:?}"
+        );
+        q.close();
+        suite::order_dedupe_and_dead_letters(&open(&nats.url, "SUITE1").await).await;
+        suite::deferral_keeps_order_and_budget(&open(&nats.url, "SUITE2").await).await;
+        suite::leases_and_dedupe_survive_a_restart(|| open(&nats.url, "SUITE3")).await;
+    }
+}
