@@ -14,6 +14,7 @@ mod memory;
 mod properties;
 mod reload;
 mod roundtrip;
+mod scale;
 mod serve;
 mod signing;
 mod support;
