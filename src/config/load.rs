@@ -692,6 +692,34 @@ mod tests {
     }
 
     #[test]
+    fn a_nats_store_is_checked_before_anything_connects() {
+        let mappings =
+            MappingSet::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings")).unwrap();
+        let config = parse(
+            Path::new("test.yaml"),
+            "store: { kind: nats, url: \"${EMPTY}\", stream: 'bad.name', replicas: 7, partitions: 0 }\n",
+            &|name| (name == "EMPTY").then(String::new),
+        )
+        .unwrap();
+        let all = validate(&config, &mappings).join("\n");
+        for expected in [
+            "store.url is empty",
+            "store.stream `bad.name` must be 1–32 characters",
+            "store.replicas 7 must be 1 to 5",
+            "store.partitions 0 must be 1 to 1024",
+        ] {
+            assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+        }
+        let good = parse(
+            Path::new("test.yaml"),
+            "store: { kind: nats, url: 'nats://127.0.0.1:4222' }\n",
+            &|_| None,
+        )
+        .unwrap();
+        assert!(validate(&good, &mappings).is_empty());
+    }
+
+    #[test]
     fn a_port_out_of_range_says_so() {
         let err = parse_text("server: { listen: 127.0.0.1:99999 }\n")
             .unwrap_err()
