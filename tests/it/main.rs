@@ -5,6 +5,7 @@ mod cases;
 mod cli;
 mod connections;
 mod crash;
+mod deploy;
 mod flows;
 mod harness;
 mod hub;
