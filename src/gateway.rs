@@ -6,8 +6,9 @@
 use crate::adapters::signalr::client::{self, SourceState};
 use crate::config::{self, Config, ConfigError};
 use crate::delivery::worker::{self, RetryPolicy};
-use crate::delivery::{QueueError, Store, open_store};
+use crate::delivery::{QueueError, SharedTable, Store, open_store};
 use crate::intake::Intake;
+use crate::lifecycle::{LegState, LegUpdate, Lifecycles};
 use crate::reload::{Reloader, Trigger, WatchGuard};
 use crate::server::{self, Public, admin};
 use crate::snapshot::{BuildError, Resources, Snapshot};
@@ -84,6 +85,11 @@ impl Gateway {
         let store = open_store(&config.store, &config.delivery, false)
             .await
             .map_err(StartError::Store)?;
+        if let Some(table) = store.shared.clone() {
+            share_lifecycles(&resources.lifecycles, table)
+                .await
+                .map_err(StartError::Store)?;
+        }
         let snapshots = Arc::new(ArcSwap::from_pointee(snapshot));
         let wake = Arc::new(Notify::new());
         let ready = Arc::new(AtomicBool::new(false));
@@ -278,4 +284,56 @@ impl Gateway {
             .ok();
         tracing::info!("callgate stopped; undelivered messages stay in the store");
     }
+}
+
+/// Scale-out: every committed leg state goes to the store's shared table, and every
+/// instance's (this one's included) comes back into the trackers, so a stale event is
+/// dropped whichever instance receives it. Keys: `legs.<route, hex>.<leg hash>`; values:
+/// `{"route", "seq", "state"}`.
+async fn share_lifecycles(
+    lifecycles: &Arc<Lifecycles>,
+    table: Arc<dyn SharedTable>,
+) -> Result<(), QueueError> {
+    let Some(mut commits) = lifecycles.share() else {
+        return Ok(());
+    };
+    let mut incoming = table.watch().await?;
+    tokio::spawn(async move {
+        while let Some(update) = commits.recv().await {
+            let route: String = update.route.bytes().map(|b| format!("{b:02x}")).collect();
+            let value = serde_json::json!({
+                "route": &*update.route,
+                "seq": update.state.last_sequence,
+                "state": update.state.last_state,
+            });
+            table.put(
+                format!("legs.{route}.{:032x}", update.leg),
+                value.to_string().into_bytes(),
+            );
+        }
+    });
+    let lifecycles = lifecycles.clone();
+    tokio::spawn(async move {
+        while let Some((key, value)) = incoming.recv().await {
+            let leg = key
+                .rsplit('.')
+                .next()
+                .and_then(|hash| u128::from_str_radix(hash, 16).ok());
+            #[derive(serde::Deserialize)]
+            struct Shared {
+                route: String,
+                #[serde(flatten)]
+                state: LegState,
+            }
+            match (leg, serde_json::from_slice::<Shared>(&value)) {
+                (Some(leg), Ok(shared)) => lifecycles.merge(LegUpdate {
+                    route: Arc::from(shared.route.as_str()),
+                    leg,
+                    state: shared.state,
+                }),
+                _ => tracing::warn!(%key, "unreadable shared leg state: ignored"),
+            }
+        }
+    });
+    Ok(())
 }

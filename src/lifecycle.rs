@@ -13,7 +13,12 @@ use crate::event::{CallEvent, CallState};
 use moka::ops::compute::Op;
 use moka::sync::Cache;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Where committed leg states go when the gateway shares them (set once).
+type Outbox = Arc<OnceLock<mpsc::UnboundedSender<LegUpdate>>>;
 
 /// What the tracker decided about an event.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,10 +41,40 @@ pub enum Verdict {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct LegState {
-    last_sequence: Option<u64>,
-    last_state: Option<CallState>,
+/// What the tracker keeps of a leg: the last applied vendor sequence and call state.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LegState {
+    /// The highest sequence applied (vendors with a per-leg sequence).
+    #[serde(rename = "seq")]
+    pub last_sequence: Option<u64>,
+    /// The call state after the last applied event.
+    #[serde(rename = "state")]
+    pub last_state: Option<CallState>,
+}
+
+impl LegState {
+    /// Whether this state may replace `current`: a higher sequence, or, for vendors
+    /// without sequences, the later write.
+    fn supersedes(&self, current: &LegState) -> bool {
+        match (self.last_sequence, current.last_sequence) {
+            (Some(new), Some(old)) => new > old,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => true,
+        }
+    }
+}
+
+/// A leg's state after an event was committed, as shared with the other instances of a
+/// scaled-out gateway (`Lifecycles::share`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LegUpdate {
+    /// The route whose tracker it belongs to.
+    pub route: Arc<str>,
+    /// The leg's 128-bit key hash.
+    pub leg: u128,
+    /// Its state.
+    pub state: LegState,
 }
 
 /// Sizing of the tracker.
@@ -81,6 +116,8 @@ fn key128(parts: &[&str]) -> u128 {
 pub struct Lifecycle {
     seen: Cache<u128, ()>,
     legs: Cache<u128, LegState>,
+    route: Arc<str>,
+    outbox: Outbox,
 }
 
 impl std::fmt::Debug for Lifecycle {
@@ -110,7 +147,25 @@ impl Lifecycle {
                 .max_capacity(limits.max_legs)
                 .time_to_idle(limits.idle)
                 .build(),
+            route: Arc::from(""),
+            outbox: Outbox::default(),
         }
+    }
+
+    /// Takes a leg state learnt from another instance, unless this tracker already has a
+    /// newer one.
+    pub fn merge(&self, leg: u128, state: LegState) {
+        self.legs
+            .entry(leg)
+            .and_compute_with(|current| match current {
+                Some(current) if !state.supersedes(current.value()) => Op::Nop,
+                _ => Op::Put(state),
+            });
+    }
+
+    /// The state kept for a leg key ([`Lifecycle::leg_key`]), if any.
+    pub fn leg_state(&self, leg_key: &str) -> Option<LegState> {
+        self.legs.get(&key128(&[leg_key]))
     }
 
     /// The leg an event belongs to: vendor, call id and leg id for call events; vendor and
@@ -228,9 +283,19 @@ impl std::fmt::Debug for Reservation {
 }
 
 impl Reservation {
-    /// Keeps the reservation: the event was durably stored or delivered.
+    /// Keeps the reservation: the event was durably stored or delivered. When the gateway
+    /// shares leg states, the leg's new state is sent to the other instances.
     pub fn commit(&self) {
-        self.committed.store(true, Ordering::Release);
+        if self.committed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(outbox) = self.lifecycle.outbox.get() {
+            let _ = outbox.send(LegUpdate {
+                route: self.lifecycle.route.clone(),
+                leg: self.leg,
+                state: self.placed,
+            });
+        }
     }
 }
 
@@ -258,17 +323,37 @@ impl Drop for Reservation {
 /// Every route's tracker, by route name; outlives reloads, so rebuilding a route keeps what
 /// its calls have seen.
 #[derive(Default)]
-pub struct Lifecycles(std::sync::Mutex<std::collections::HashMap<String, Lifecycle>>);
+pub struct Lifecycles {
+    by_route: std::sync::Mutex<std::collections::HashMap<String, Lifecycle>>,
+    outbox: Outbox,
+}
 
 impl Lifecycles {
     /// The tracker of route `name` (created on first use; a handle on shared state).
     pub fn get_or_create(&self, name: &str) -> Lifecycle {
-        self.0
+        self.by_route
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(name.to_string())
-            .or_default()
+            .or_insert_with(|| Lifecycle {
+                route: Arc::from(name),
+                outbox: self.outbox.clone(),
+                ..Lifecycle::default()
+            })
             .clone()
+    }
+
+    /// From now on every committed leg state is also sent to the returned receiver (for
+    /// the other instances of a scaled-out gateway). `None` if already shared.
+    pub fn share(&self) -> Option<mpsc::UnboundedReceiver<LegUpdate>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.outbox.set(tx).ok().map(|()| rx)
+    }
+
+    /// Applies a leg state learnt from another instance.
+    pub fn merge(&self, update: LegUpdate) {
+        self.get_or_create(&update.route)
+            .merge(update.leg, update.state);
     }
 }
 

@@ -15,7 +15,9 @@
 //! - `Nats-Msg-Id` (route, destination, event id) makes a re-sent event's messages
 //!   duplicates within the stream's 2-minute window, and the stream `CALLGATE_dedupe`
 //!   (one message per key, max age `delivery.dedupe_window`) remembers event keys beyond it;
-//! - dead letters go to the stream `CALLGATE_DLQ`; their id is its sequence number.
+//! - dead letters go to the stream `CALLGATE_DLQ`; their id is its sequence number;
+//! - the [`SharedTable`] (lifecycle leg states) is the stream `CALLGATE_shared`, one message
+//!   per key, kept 2 hours: each instance writes its commits and follows everyone's.
 //!
 //! What this store cannot keep exactly across instances, it keeps per instance: the attempt
 //! log and the deferral count of a message live with the instance that holds it (a takeover
@@ -24,7 +26,7 @@
 
 use super::{
     AttemptLog, BoxFuture, Consumer, DeadLetter, DeadLetters, Enqueued, EventBatch, Lease, Leased,
-    Message, Producer, QueueError, Request, Settlement, now_ms,
+    Message, Producer, QueueError, Request, Settlement, SharedEntries, SharedTable, now_ms,
 };
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind, consumer, stream};
@@ -35,11 +37,14 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
+use tokio::sync::mpsc;
 
 /// How long JetStream remembers a `Nats-Msg-Id` (its default).
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 /// How often the depth counters are read back from the server.
 const REFRESH: Duration = Duration::from_secs(2);
+/// How long a shared key is kept after its last write (the lifecycle trackers' idle time).
+const SHARED_MAX_AGE: Duration = Duration::from_secs(2 * 3600);
 /// How long one request to the server may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -166,6 +171,8 @@ pub struct JetStreamQueue {
     queue: stream::Stream,
     dlq: stream::Stream,
     dedupe: stream::Stream,
+    shared: stream::Stream,
+    shared_puts: mpsc::UnboundedSender<(String, Vec<u8>)>,
     config: JetStreamConfig,
     /// Lines by consumer name.
     lines: Mutex<HashMap<String, Arc<Line>>>,
@@ -246,11 +253,38 @@ impl JetStreamQueue {
             })
             .await
             .map_err(|e| QueueError::Store(format!("NATS stream {dedupe_name}: {e}")))?;
+        let shared_name = format!("{name}_shared");
+        let shared = js
+            .get_or_create_stream(stream::Config {
+                name: shared_name.clone(),
+                description: Some("callgate state shared by instances".into()),
+                subjects: vec![format!("{prefix}.shared.>")],
+                storage: stream::StorageType::File,
+                num_replicas: config.replicas,
+                max_messages_per_subject: 1,
+                max_age: SHARED_MAX_AGE,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| QueueError::Store(format!("NATS stream {shared_name}: {e}")))?;
+        // One task publishes shared puts, so they reach the stream in the order made.
+        let (shared_puts, mut puts) = mpsc::unbounded_channel::<(String, Vec<u8>)>();
+        let (publisher, shared_prefix) = (js.clone(), format!("{prefix}.shared."));
+        tokio::spawn(async move {
+            while let Some((key, value)) = puts.recv().await {
+                let subject = format!("{shared_prefix}{key}");
+                if let Err(error) = publisher.publish(subject, value.into()).await {
+                    tracing::warn!(%error, "cannot share state through NATS");
+                }
+            }
+        });
         let queue = Arc::new(JetStreamQueue {
             js,
             queue,
             dlq,
             dedupe,
+            shared,
+            shared_puts,
             config,
             lines: Mutex::default(),
             held: Mutex::default(),
@@ -734,6 +768,48 @@ async fn keep_counters(queue: Weak<JetStreamQueue>) {
         if let Err(error) = queue.refresh().await {
             tracing::warn!(%error, "cannot read the queue's depth from NATS");
         }
+    }
+}
+
+impl SharedTable for JetStreamQueue {
+    fn put(&self, key: String, value: Vec<u8>) {
+        let _ = self.shared_puts.send((key, value));
+    }
+
+    fn watch(&self) -> BoxFuture<'_, Result<SharedEntries, QueueError>> {
+        Box::pin(async move {
+            let prefix = format!("callgate.{}.shared.", self.config.stream);
+            let consumer = self
+                .shared
+                .create_consumer(consumer::pull::OrderedConfig {
+                    filter_subject: format!("{prefix}>"),
+                    deliver_policy: consumer::DeliverPolicy::LastPerSubject,
+                    ..Default::default()
+                })
+                .await
+                .map_err(store_error)?;
+            let mut messages = consumer.messages().await.map_err(store_error)?;
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(async move {
+                while let Some(message) = messages.next().await {
+                    match message {
+                        Ok(message) => {
+                            let key = message
+                                .subject
+                                .as_str()
+                                .strip_prefix(&prefix)
+                                .unwrap_or_default()
+                                .to_string();
+                            if tx.send((key, message.payload.to_vec())).is_err() {
+                                return;
+                            }
+                        }
+                        Err(error) => tracing::warn!(%error, "following shared state from NATS"),
+                    }
+                }
+            });
+            Ok(rx)
+        })
     }
 }
 

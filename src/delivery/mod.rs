@@ -224,7 +224,20 @@ pub trait DeadLetters: Send + Sync {
     fn purge(&self) -> BoxFuture<'_, Result<usize, QueueError>>;
 }
 
-/// An open store: its three halves and a way to close it.
+/// Keys and values as a [`SharedTable`] reports them.
+pub type SharedEntries = tokio::sync::mpsc::UnboundedReceiver<(String, Vec<u8>)>;
+
+/// A small key → value table replicated to every instance sharing a store: the lifecycle
+/// trackers' leg states, so that stale events are dropped whichever instance receives them.
+/// Keys are dot-separated tokens of `A–Z a–z 0–9 _ -`.
+pub trait SharedTable: Send + Sync {
+    /// Stores `value` under `key` for every instance; in order, without waiting.
+    fn put(&self, key: String, value: Vec<u8>);
+    /// Every key's latest value, then each change made by any instance (its own included).
+    fn watch(&self) -> BoxFuture<'_, Result<SharedEntries, QueueError>>;
+}
+
+/// An open store: its three halves, what it shares between instances, a way to close it.
 #[derive(Clone)]
 pub struct Store {
     /// Intake's half.
@@ -233,6 +246,9 @@ pub struct Store {
     pub consumer: Arc<dyn Consumer>,
     /// The dead letters.
     pub dead_letters: Arc<dyn DeadLetters>,
+    /// State shared with the other instances on the same store (NATS); `None` for a store
+    /// only one instance uses (SQLite).
+    pub shared: Option<Arc<dyn SharedTable>>,
     closer: Arc<dyn Fn() + Send + Sync>,
 }
 
@@ -248,6 +264,7 @@ impl Store {
             producer,
             consumer,
             dead_letters,
+            shared: None,
             closer: Arc::new(close),
         }
     }
@@ -295,7 +312,9 @@ pub async fn open_store(
             })
             .await?;
             let closer = q.clone();
-            Ok(Store::new(q.clone(), q.clone(), q, move || closer.close()))
+            let mut store = Store::new(q.clone(), q.clone(), q.clone(), move || closer.close());
+            store.shared = Some(q);
+            Ok(store)
         }
     }
 }

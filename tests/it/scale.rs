@@ -300,3 +300,66 @@ async fn a_nats_restart_mid_load_loses_nothing_acknowledged() {
         );
     }
 }
+
+/// The lifecycle trackers' leg states are shared: once instance A has applied sequence 5 of
+/// a call leg, a stale sequence 3 of that leg sent to instance B is dropped there too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_event_is_dropped_whichever_instance_receives_it() {
+    let nats = NatsServer::start().await;
+    let receiver = Receiver::ok().await;
+    let config = |dir: &Path| {
+        crate::harness::config_text(
+            dir,
+            "",
+            &format!(
+                "routes:\n  - {{ name: rc, path: /rc, from: ringcentral, to: [ {{ name: ce, vendor: cloudevents, url: '{}' }} ] }}\n",
+                receiver.url("/events")
+            ),
+        )
+        .replace(
+            &format!("store: {{ kind: sqlite, path: {} }}", dir.join("callgate.db").display()),
+            &format!("store: {{ kind: nats, url: '{}', stream: LEGS }}", nats.url()),
+        )
+    };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let text_a = config(dir_a.path());
+    assert!(text_a.contains("kind: nats"), "{text_a}");
+    let a = crate::harness::gateway(&text_a).await;
+    let b = crate::harness::gateway(&config(dir_b.path())).await;
+
+    let template = template();
+    let (_, fifth) = notification(&template, 9, 4);
+    let (status, answer) = crate::harness::post(&a, "/rc", &fifth).await;
+    assert_eq!(status, 200, "{answer}");
+    // B learns the leg's state through NATS.
+    let leg = format!(
+        "ringcentral|scale-call-9|{}",
+        template["body"]["parties"][0]["id"].as_str().unwrap()
+    );
+    let learnt = async {
+        loop {
+            let state = b
+                .snapshots
+                .load()
+                .route("rc")
+                .unwrap()
+                .lifecycle
+                .leg_state(&leg);
+            if state.is_some_and(|s| s.last_sequence == Some(5)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), learnt)
+        .await
+        .expect("B learns A's leg state");
+    let (_, third) = notification(&template, 9, 2);
+    let (status, answer) = crate::harness::post(&b, "/rc", &third).await;
+    assert_eq!(status, 200, "{answer}");
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(answer["dropped"], 1, "{answer}");
+    assert_eq!(answer["stored"], 0, "{answer}");
+    b.shutdown().await;
+    a.shutdown().await;
+}
