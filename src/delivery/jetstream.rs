@@ -156,6 +156,9 @@ struct Held {
     message: jetstream::Message,
     line: String,
     sequence: u64,
+    /// After `ack_wait` from here JetStream offers the message again (to anyone): the line
+    /// is no longer this instance's, settled or not.
+    since: tokio::time::Instant,
 }
 
 /// What this instance knows of a message beyond JetStream's delivery count.
@@ -552,11 +555,13 @@ impl JetStreamQueue {
 
     async fn lease_due(&self, max: usize) -> Result<Vec<Leased>, QueueError> {
         self.check_open()?;
+        let expired = tokio::time::Instant::now() - self.config.ack_wait;
         let busy: Vec<String> = self
             .held
             .lock()
             .expect("held lock")
             .values()
+            .filter(|h| h.since > expired)
             .map(|h| h.line.clone())
             .collect();
         let candidates: Vec<(String, Arc<Line>)> = self
@@ -575,23 +580,37 @@ impl JetStreamQueue {
             candidates.truncate(max);
         }
         let fetches = candidates.into_iter().map(|(name, line)| async move {
-            let batch = line.consumer.fetch().max_messages(1).messages().await;
-            let mut batch = match batch {
-                Ok(batch) => batch,
-                Err(e) => return Err(store_error(e)),
+            let fetch = async {
+                let mut batch = line.consumer.fetch().max_messages(1).messages().await?;
+                batch.next().await.transpose().map_err(Into::into)
             };
-            match tokio::time::timeout(REQUEST_TIMEOUT, batch.next()).await {
-                Ok(Some(Ok(message))) => Ok(Some((name, message))),
-                Ok(Some(Err(e))) => Err(store_error(e)),
-                Ok(None) | Err(_) => Ok(None),
+            let fetched: Result<Option<jetstream::Message>, async_nats::Error> =
+                match tokio::time::timeout(REQUEST_TIMEOUT, fetch).await {
+                    Ok(fetched) => fetched,
+                    Err(_) => Ok(None),
+                };
+            match fetched {
+                Ok(Some(message)) => Ok(Some((name, message))),
+                Ok(None) => Ok(None),
+                Err(e) => Err(store_error(e)),
             }
         });
         let mut leased = Vec::new();
+        let mut failure = None;
         for fetched in futures_util::future::join_all(fetches).await {
-            let Some((line, message)) = fetched? else {
+            // One line's failure must not drop what the others fetched: those are pending
+            // now, and would wait for `ack_wait` before anyone got them again.
+            let (line, message) = match fetched {
+                Ok(Some(fetched)) => fetched,
+                Ok(None) => continue,
+                Err(e) => {
+                    failure = Some(e);
+                    continue;
+                }
+            };
+            let Ok(info) = message.info() else {
                 continue;
             };
-            let info = message.info().map_err(store_error)?;
             let (sequence, delivered, published) = (
                 info.stream_sequence,
                 info.delivered,
@@ -633,8 +652,14 @@ impl JetStreamQueue {
                     message,
                     line,
                     sequence,
+                    since: tokio::time::Instant::now(),
                 },
             );
+        }
+        if leased.is_empty()
+            && let Some(failure) = failure
+        {
+            return Err(failure);
         }
         // Oldest first, as stored.
         leased.sort_by_key(|(sequence, _)| *sequence);
