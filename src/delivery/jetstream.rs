@@ -582,7 +582,7 @@ impl JetStreamQueue {
         let fetches = candidates.into_iter().map(|(name, line)| async move {
             let fetch = async {
                 let mut batch = line.consumer.fetch().max_messages(1).messages().await?;
-                batch.next().await.transpose().map_err(Into::into)
+                batch.next().await.transpose()
             };
             let fetched: Result<Option<jetstream::Message>, async_nats::Error> =
                 match tokio::time::timeout(REQUEST_TIMEOUT, fetch).await {
