@@ -363,3 +363,65 @@ async fn a_stale_event_is_dropped_whichever_instance_receives_it() {
     b.shutdown().await;
     a.shutdown().await;
 }
+
+/// Dead letters on the NATS store through `callgate dlq`, beside a running instance: a 400
+/// from the receiver puts the event in `<stream>_DLQ`; `dlq list` shows it; `dlq replay`
+/// puts it back and the instance delivers it once the receiver accepts; `dlq purge` empties.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_on_nats_through_the_dlq_command() {
+    let nats = NatsServer::start().await;
+    let (receiver, release) = Receiver::refusing(400).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (config, port) = instance_config(dir.path(), "a", &nats.url(), &receiver.url("/events"));
+    let _a = Serve::start(&config);
+    wait_ready(port).await;
+    let dlq = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_callgate"))
+            .args(["dlq", "--config"])
+            .arg(&config)
+            .args(args)
+            .current_dir(root())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let (_, body) = notification(&template(), 3, 0);
+    let reply = client()
+        .post(format!("http://127.0.0.1:{port}/rc"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let listed = loop {
+        let listed = dlq(&["list"]);
+        if listed.contains("c3-0") || Instant::now() > deadline {
+            break listed;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        listed.contains("rc/ce") && listed.contains("HTTP 400"),
+        "{listed}"
+    );
+    let id = listed.split('\t').next().unwrap().trim().to_string();
+    assert!(dlq(&["show", &id]).contains("c3-0"));
+
+    release.release();
+    dlq(&["replay", &id]);
+    let got = receiver.wait_for(1, Duration::from_secs(30)).await;
+    assert_eq!(got.len(), 1, "the replayed event is delivered");
+    assert_eq!(got[0].json()["id"], "c3-0");
+    assert!(
+        !dlq(&["list"]).contains("c3-0"),
+        "replayed: gone from the dead letters"
+    );
+    dlq(&["purge"]);
+}
