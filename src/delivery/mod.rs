@@ -92,7 +92,7 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// The message's store id, for logs.
+    /// The message's row id (SQLite) or this instance's lease number (NATS), for logs.
     pub fn id(&self) -> i64 {
         self.id
     }
