@@ -373,6 +373,7 @@ impl JetStreamQueue {
         let mut consumers = self.queue.consumers();
         let mut depths = HashMap::new();
         let mut found = Vec::new();
+        let mut blocked = Vec::new();
         while let Some(info) = consumers.next().await {
             let info = info.map_err(store_error)?;
             let Some(destination) = info.config.description.clone() else {
@@ -382,7 +383,30 @@ impl JetStreamQueue {
                 info.name.clone(),
                 info.num_pending + info.num_ack_pending as u64,
             );
+            // More pending than the consumer allows can only be nats-server's own state after
+            // a hard restart (fixed in 2.9.22 and 2.10, nats-server#4427; Debian bookworm
+            // ships 2.9.10): the consumer would never deliver again.
+            if info.num_ack_pending as i64 > info.config.max_ack_pending {
+                blocked.push((
+                    info.name.clone(),
+                    info.config.filter_subject.clone(),
+                    destination.clone(),
+                    info.num_ack_pending,
+                ));
+            }
             found.push((info.name, destination));
+        }
+        for (name, subject, destination, pending) in blocked {
+            // Recreated, it starts from the stream's first message of its subject: a work
+            // queue keeps only unacknowledged messages, so the line resumes in order, at
+            // worst delivering its last message again.
+            tracing::warn!(consumer = %name, ack_pending = pending, "consumer blocked by more pending acknowledgements than it allows (nats-server after a hard restart): recreating it");
+            self.lines.lock().expect("lines lock").remove(&name);
+            if let Err(error) = self.queue.delete_consumer(&name).await {
+                tracing::warn!(consumer = %name, %error, "cannot delete the blocked consumer");
+                continue;
+            }
+            self.ensure_line(&name, &subject, &destination).await?;
         }
         for (name, destination) in found {
             if self.lines.lock().expect("lines lock").contains_key(&name) {
@@ -564,12 +588,23 @@ impl JetStreamQueue {
             .filter(|h| h.since > expired)
             .map(|h| h.line.clone())
             .collect();
+        // Only buckets with something waiting: the server's count (refreshed every 2 s, so
+        // another instance's enqueue is seen by then) plus this instance's own enqueues. An
+        // idle gateway sends no fetch at all.
+        let waiting: Vec<String> = self
+            .depths
+            .lock()
+            .expect("depths lock")
+            .iter()
+            .filter(|(_, depth)| **depth > 0)
+            .map(|(name, _)| name.clone())
+            .collect();
         let candidates: Vec<(String, Arc<Line>)> = self
             .lines
             .lock()
             .expect("lines lock")
             .iter()
-            .filter(|(name, _)| !busy.contains(name))
+            .filter(|(name, _)| !busy.contains(name) && waiting.contains(name))
             .map(|(name, line)| (name.clone(), line.clone()))
             .collect();
         // Never fetch more than `max`: a fetched message is pending until settled.
