@@ -45,6 +45,8 @@ const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 const REFRESH: Duration = Duration::from_secs(2);
 /// How long a shared key is kept after its last write (the lifecycle trackers' idle time).
 const SHARED_MAX_AGE: Duration = Duration::from_secs(2 * 3600);
+/// How long the server keeps a pull that it cannot answer at once.
+const FETCH_EXPIRES: Duration = Duration::from_millis(200);
 /// How long one request to the server may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -148,6 +150,8 @@ impl From<StoredAttempt> for AttemptLog {
 struct Line {
     /// `route/destination`.
     destination: String,
+    /// Its subject (the consumer's filter).
+    subject: String,
     consumer: consumer::Consumer<consumer::pull::Config>,
 }
 
@@ -180,6 +184,8 @@ pub struct JetStreamQueue {
     /// Lines by consumer name.
     lines: Mutex<HashMap<String, Arc<Line>>>,
     held: Mutex<HashMap<i64, Held>>,
+    /// Buckets this instance NAKed, until their message is due again: not polled till then.
+    resting: Mutex<HashMap<String, tokio::time::Instant>>,
     next_lease: AtomicI64,
     history: Mutex<HashMap<u64, History>>,
     /// Messages waiting per line (consumer name).
@@ -291,6 +297,7 @@ impl JetStreamQueue {
             config,
             lines: Mutex::default(),
             held: Mutex::default(),
+            resting: Mutex::default(),
             next_lease: AtomicI64::new(1),
             history: Mutex::default(),
             depths: Mutex::default(),
@@ -361,6 +368,7 @@ impl JetStreamQueue {
             name.to_string(),
             Arc::new(Line {
                 destination: destination.to_string(),
+                subject: subject.to_string(),
                 consumer,
             }),
         );
@@ -396,6 +404,22 @@ impl JetStreamQueue {
             }
             found.push((info.name, destination));
         }
+        // Lines this instance knows that the server lost (a consumer created just before a
+        // hard restart may not have been written): recreated, or their messages would wait
+        // forever.
+        let lost: Vec<(String, String, String)> = self
+            .lines
+            .lock()
+            .expect("lines lock")
+            .iter()
+            .filter(|(name, _)| !found.iter().any(|(f, _)| f == *name))
+            .map(|(name, line)| (name.clone(), line.subject.clone(), line.destination.clone()))
+            .collect();
+        for (name, subject, destination) in lost {
+            tracing::warn!(consumer = %name, "consumer missing on the NATS server: recreating it");
+            self.lines.lock().expect("lines lock").remove(&name);
+            self.ensure_line(&name, &subject, &destination).await?;
+        }
         for (name, subject, destination, pending) in blocked {
             // Recreated, it starts from the stream's first message of its subject: a work
             // queue keeps only unacknowledged messages, so the line resumes in order, at
@@ -420,6 +444,7 @@ impl JetStreamQueue {
                 self.lines.lock().expect("lines lock").insert(
                     name,
                     Arc::new(Line {
+                        subject: consumer.cached_info().config.filter_subject.clone(),
                         destination,
                         consumer,
                     }),
@@ -599,12 +624,20 @@ impl JetStreamQueue {
             .filter(|(_, depth)| **depth > 0)
             .map(|(name, _)| name.clone())
             .collect();
+        let now = tokio::time::Instant::now();
+        let resting: Vec<String> = {
+            let mut resting = self.resting.lock().expect("resting lock");
+            resting.retain(|_, until| *until > now);
+            resting.keys().cloned().collect()
+        };
         let candidates: Vec<(String, Arc<Line>)> = self
             .lines
             .lock()
             .expect("lines lock")
             .iter()
-            .filter(|(name, _)| !busy.contains(name) && waiting.contains(name))
+            .filter(|(name, _)| {
+                !busy.contains(name) && waiting.contains(name) && !resting.contains(name)
+            })
             .map(|(name, line)| (name.clone(), line.clone()))
             .collect();
         // Never fetch more than `max`: a fetched message is pending until settled.
@@ -616,7 +649,16 @@ impl JetStreamQueue {
         }
         let fetches = candidates.into_iter().map(|(name, line)| async move {
             let fetch = async {
-                let mut batch = line.consumer.fetch().max_messages(1).messages().await?;
+                // `expires`: a pull the server cannot answer at once (the bucket's message is
+                // out) must not outlive this wait, or the server would later hand a message to
+                // a request nobody reads any more.
+                let mut batch = line
+                    .consumer
+                    .fetch()
+                    .max_messages(1)
+                    .expires(FETCH_EXPIRES)
+                    .messages()
+                    .await?;
                 batch.next().await.transpose()
             };
             let fetched: Result<Option<jetstream::Message>, async_nats::Error> =
@@ -708,7 +750,15 @@ impl JetStreamQueue {
             .expect("held lock")
             .remove(&lease.id)
             .ok_or_else(|| QueueError::Store(format!("no lease {}", lease.id)))?;
-        let nak = |after: Duration| AckKind::Nak((!after.is_zero()).then_some(after));
+        let nak = |after: Duration| {
+            if !after.is_zero() {
+                self.resting
+                    .lock()
+                    .expect("resting lock")
+                    .insert(held.line.clone(), tokio::time::Instant::now() + after);
+            }
+            AckKind::Nak((!after.is_zero()).then_some(after))
+        };
         match settlement {
             Settlement::Ack => {
                 held.message.double_ack().await.map_err(store_error)?;
