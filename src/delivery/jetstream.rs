@@ -218,64 +218,70 @@ impl JetStreamQueue {
         let js = jetstream::new(client);
         let name = &config.stream;
         let prefix = format!("callgate.{name}");
-        let queue = js
-            .get_or_create_stream(stream::Config {
-                name: name.clone(),
-                description: Some("callgate delivery queue".into()),
-                subjects: vec![format!("{prefix}.q.>")],
+        // Every stream: file storage, the configured replicas, named `<stream><suffix>`.
+        let create = |suffix: &str, description: &str, subject: String, extra: stream::Config| {
+            let js = js.clone();
+            let (stream_name, description) = (format!("{name}{suffix}"), description.to_string());
+            async move {
+                js.get_or_create_stream(stream::Config {
+                    name: stream_name.clone(),
+                    description: Some(description),
+                    subjects: vec![subject],
+                    storage: stream::StorageType::File,
+                    num_replicas: config.replicas,
+                    ..extra
+                })
+                .await
+                .map_err(|e| QueueError::Store(format!("NATS stream {stream_name}: {e}")))
+            }
+        };
+        let queue = create(
+            "",
+            "callgate delivery queue",
+            format!("{prefix}.q.>"),
+            stream::Config {
                 retention: stream::RetentionPolicy::WorkQueue,
-                storage: stream::StorageType::File,
-                num_replicas: config.replicas,
                 duplicate_window: DUPLICATE_WINDOW,
                 ..Default::default()
-            })
-            .await
-            .map_err(|e| QueueError::Store(format!("NATS stream {name}: {e}")))?;
-        let dlq_name = format!("{name}_DLQ");
-        let dlq = js
-            .get_or_create_stream(stream::Config {
-                name: dlq_name.clone(),
-                description: Some("callgate dead letters".into()),
-                subjects: vec![format!("{prefix}.dlq")],
-                storage: stream::StorageType::File,
-                num_replicas: config.replicas,
+            },
+        )
+        .await?;
+        let dlq = create(
+            "_DLQ",
+            "callgate dead letters",
+            format!("{prefix}.dlq"),
+            stream::Config {
                 duplicate_window: DUPLICATE_WINDOW,
                 ..Default::default()
-            })
-            .await
-            .map_err(|e| QueueError::Store(format!("NATS stream {dlq_name}: {e}")))?;
+            },
+        )
+        .await?;
         // Event keys: one message per key subject, expiring after the dedupe window (what a
         // key-value bucket is, without the client's KV layer, whose stream-info parsing
         // fails on nats-server 2.9).
-        let dedupe_name = format!("{name}_dedupe");
-        let dedupe = js
-            .get_or_create_stream(stream::Config {
-                name: dedupe_name.clone(),
-                description: Some("callgate event dedupe keys".into()),
-                subjects: vec![format!("{prefix}.seen.>")],
-                storage: stream::StorageType::File,
-                num_replicas: config.replicas,
+        let dedupe = create(
+            "_dedupe",
+            "callgate event dedupe keys",
+            format!("{prefix}.seen.>"),
+            stream::Config {
                 max_messages_per_subject: 1,
                 max_age: config.dedupe_window,
                 duplicate_window: DUPLICATE_WINDOW.min(config.dedupe_window),
                 ..Default::default()
-            })
-            .await
-            .map_err(|e| QueueError::Store(format!("NATS stream {dedupe_name}: {e}")))?;
-        let shared_name = format!("{name}_shared");
-        let shared = js
-            .get_or_create_stream(stream::Config {
-                name: shared_name.clone(),
-                description: Some("callgate state shared by instances".into()),
-                subjects: vec![format!("{prefix}.shared.>")],
-                storage: stream::StorageType::File,
-                num_replicas: config.replicas,
+            },
+        )
+        .await?;
+        let shared = create(
+            "_shared",
+            "callgate state shared by instances",
+            format!("{prefix}.shared.>"),
+            stream::Config {
                 max_messages_per_subject: 1,
                 max_age: SHARED_MAX_AGE,
                 ..Default::default()
-            })
-            .await
-            .map_err(|e| QueueError::Store(format!("NATS stream {shared_name}: {e}")))?;
+            },
+        )
+        .await?;
         // One task publishes shared puts, so they reach the stream in the order made.
         let (shared_puts, mut puts) = mpsc::unbounded_channel::<(String, Vec<u8>)>();
         let (publisher, shared_prefix) = (js.clone(), format!("{prefix}.shared."));
