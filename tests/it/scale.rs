@@ -78,6 +78,30 @@ fn arrivals(receiver: &Receiver) -> (HashMap<usize, Vec<usize>>, usize) {
     (calls, duplicates)
 }
 
+/// Waits (at most 120 s) until `acked` distinct events have arrived; returns the arrivals per
+/// call, the duplicates, and how many acknowledged events are still missing.
+async fn settle(receiver: &Receiver, acked: usize) -> (HashMap<usize, Vec<usize>>, usize, usize) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (calls, duplicates) = arrivals(receiver);
+        let delivered: usize = calls.values().map(Vec::len).sum();
+        if delivered >= acked || Instant::now() > deadline {
+            return (calls, duplicates, acked - delivered.min(acked));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Every call's events arrived in the order they were sent.
+fn assert_call_order(calls: &HashMap<usize, Vec<usize>>) {
+    for (call, order) in calls {
+        assert!(
+            order.windows(2).all(|w| w[0] < w[1]),
+            "call {call} arrived out of order: {order:?}"
+        );
+    }
+}
+
 /// The queue stream's consumers as the server sees them, for a failure message.
 async fn consumer_states(url: &str, stream: &str) -> String {
     use futures_util::StreamExt;
@@ -175,27 +199,14 @@ async fn two_instances_one_killed_lose_nothing_and_keep_call_order() {
         "every event acknowledged once"
     );
 
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let (calls, duplicates, missing) = loop {
-        let (calls, duplicates) = arrivals(&receiver);
-        let delivered: usize = calls.values().map(Vec::len).sum();
-        if delivered >= acked.len() || Instant::now() > deadline {
-            break (calls, duplicates, acked.len() - delivered.min(acked.len()));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let (calls, duplicates, missing) = settle(&receiver, acked.len()).await;
     println!(
         "nats kill test: {} events over {CALLS} calls, A killed after {killed_at} acknowledged; {} distinct delivered, {duplicates} duplicates, {missing} lost",
         acked.len(),
         calls.values().map(Vec::len).sum::<usize>(),
     );
     assert_eq!(missing, 0, "acknowledged events were lost");
-    for (call, order) in &calls {
-        assert!(
-            order.windows(2).all(|w| w[0] < w[1]),
-            "call {call} arrived out of order: {order:?}"
-        );
-    }
+    assert_call_order(&calls);
     drop(b);
 }
 
@@ -310,15 +321,7 @@ async fn a_nats_restart_mid_load_loses_nothing_acknowledged() {
         "only 503 while NATS is away: {refused:?}"
     );
 
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let (calls, duplicates, missing) = loop {
-        let (calls, duplicates) = arrivals(&receiver);
-        let delivered: usize = calls.values().map(Vec::len).sum();
-        if delivered >= acked.len() || Instant::now() > deadline {
-            break (calls, duplicates, acked.len() - delivered.min(acked.len()));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let (calls, duplicates, missing) = settle(&receiver, acked.len()).await;
     println!(
         "nats restart test: {} events, refused while away: {refused:?}; {duplicates} duplicates, {missing} lost",
         acked.len()
@@ -329,12 +332,7 @@ async fn a_nats_restart_mid_load_loses_nothing_acknowledged() {
             consumer_states(&nats.url(), "SCALE").await
         );
     }
-    for (call, order) in &calls {
-        assert!(
-            order.windows(2).all(|w| w[0] < w[1]),
-            "call {call} arrived out of order: {order:?}"
-        );
-    }
+    assert_call_order(&calls);
 }
 
 /// The lifecycle trackers' leg states are shared: once instance A has applied sequence 5 of
