@@ -119,26 +119,83 @@ fn evaluate(
 }
 
 fn load_input(translator: &Translator, file: &Path, input: Value) -> Result<Vec<Payload>, String> {
+    let text = input_text(file, &input, translator.reads_parameters())?;
+    translator.read(&text).map_err(|e| e.to_string())
+}
+
+/// The payload text of one case `input` entry, as `callgate translate` reads it: a file
+/// path relative to the case file gives that file's text; an inline map for a parameter
+/// vendor (`params`) gives its query string; any other inline value gives its JSON.
+pub fn input_text(file: &Path, input: &Value, params: bool) -> Result<String, String> {
     match input {
         Value::String(rel) => {
-            let path = file.parent().unwrap_or(Path::new(".")).join(&rel);
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| format!("input {}: {e}", path.display()))?;
-            translator.read(&text).map_err(|e| e.to_string())
+            let path = file.parent().unwrap_or(Path::new(".")).join(rel);
+            std::fs::read_to_string(&path).map_err(|e| format!("input {}: {e}", path.display()))
         }
-        // An inline map for a parameter vendor is its parameters, written as a query string.
-        Value::Object(params) if translator.reads_parameters() => {
+        Value::Object(map) if params => {
             let mut query = form_urlencoded::Serializer::new(String::new());
-            for (name, value) in &params {
+            for (name, value) in map {
                 match value {
                     Value::String(s) => query.append_pair(name, s),
                     other => query.append_pair(name, &other.to_string()),
                 };
             }
-            translator.read(&query.finish()).map_err(|e| e.to_string())
+            Ok(query.finish())
         }
-        inline => translator
-            .read(&inline.to_string())
-            .map_err(|e| e.to_string()),
+        inline => Ok(serde_json::to_string_pretty(inline).unwrap_or_default()),
     }
+}
+
+/// A case as the playground offers it: the input text to paste, and the vendors.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Fixture {
+    /// The case file, under the mappings folder.
+    pub file: String,
+    /// The case's name.
+    pub name: String,
+    /// Source vendor id (or `auto`).
+    pub from: String,
+    /// Target vendor id.
+    pub to: String,
+    /// The input, every entry of a list one after another (one per line for parameters).
+    pub payload: String,
+}
+
+/// Every case of every vendor as a [`Fixture`]; cases that cannot be read are left out.
+pub fn fixtures(mappings: &MappingSet) -> Vec<Fixture> {
+    let mut out = Vec::new();
+    for vendor in mappings.vendors() {
+        for file in &vendor.cases {
+            let mut problems = Vec::new();
+            let Some(case) = read_yaml::<CaseFile>(file, &mut problems) else {
+                continue;
+            };
+            let params = mappings
+                .vendor(&case.from)
+                .is_some_and(|v| v.payload == crate::mapping::schema::PayloadKind::Params);
+            let entries = match &case.input {
+                Value::Array(items) => items.clone(),
+                single => vec![single.clone()],
+            };
+            let Ok(texts) = entries
+                .iter()
+                .map(|e| input_text(file, e, params).map(|t| t.trim().to_string()))
+                .collect::<Result<Vec<_>, _>>()
+            else {
+                continue;
+            };
+            let stem = file
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            out.push(Fixture {
+                file: file.display().to_string(),
+                name: case.name.unwrap_or(stem),
+                from: case.from,
+                to: case.to,
+                payload: texts.join("\n"),
+            });
+        }
+    }
+    out
 }

@@ -60,6 +60,7 @@ pub struct Gateway {
     stop: watch::Sender<bool>,
     ready: Arc<AtomicBool>,
     hubs: Arc<crate::adapters::signalr::hub::Hubs>,
+    tail: crate::telemetry::tail::Tail,
     servers: Vec<JoinHandle<()>>,
     workers: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
@@ -81,6 +82,7 @@ impl Gateway {
     async fn start_with(config: Config, path: Option<PathBuf>) -> Result<Gateway, StartError> {
         let config = Arc::new(config);
         let resources = Resources::new().map_err(StartError::Client)?;
+        resources.tail.set_bodies(config.server.tail_bodies);
         let snapshot = Snapshot::load(config.clone(), &resources, 1)?;
         let store = open_store(&config.store, &config.delivery, false)
             .await
@@ -118,6 +120,7 @@ impl Gateway {
             wake: wake.clone(),
             max_depth: config.delivery.max_queue_depth,
             turns: Arc::default(),
+            tail: resources.tail.clone(),
         };
         let public = server::public_router(
             Arc::new(Public {
@@ -155,6 +158,7 @@ impl Gateway {
                     .map(|t| format!("Bearer {}", t.value())),
                 listen: admin_addr,
                 public: addr,
+                tail: resources.tail.clone(),
             }),
             health,
         );
@@ -188,6 +192,7 @@ impl Gateway {
             },
             config.delivery.workers,
             wake,
+            resources.tail.clone(),
             stop_rx.clone(),
         ));
 
@@ -257,6 +262,7 @@ impl Gateway {
             stop,
             ready,
             hubs: resources.hubs.clone(),
+            tail: resources.tail.clone(),
             servers,
             workers,
             background,
@@ -271,6 +277,7 @@ impl Gateway {
         let _ = self.stop.send(true);
         // Hub clients get a Close (allowReconnect) instead of a dropped socket.
         self.hubs.close_all();
+        self.tail.close();
         for server in self.servers {
             let _ = server.await;
         }

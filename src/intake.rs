@@ -8,10 +8,11 @@ use crate::adapters::http_out::{Reply, SendError};
 use crate::adapters::webhook::VerifiedInbound;
 use crate::config::{Ack, OnTimeout};
 use crate::delivery::{EventBatch, Producer, QueueError};
-use crate::pipeline::{self, Accepted, PipelineError, Routing};
+use crate::pipeline::{self, Accepted, Fate, PipelineError, Routing};
 use crate::route::Route;
 use crate::snapshot::Snapshot;
 use crate::telemetry::metrics as m;
+use crate::telemetry::tail::{DestinationFate, Entry, Tail};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -27,6 +28,8 @@ pub struct Intake {
     pub max_depth: u64,
     /// One call's payloads take turns from lifecycle to commit.
     pub turns: Arc<Turns>,
+    /// The live tail: every accepted or dropped event, and every proxy forward.
+    pub tail: Tail,
 }
 
 /// How many locks the calls share (a call waits only for payloads of calls that hash alike).
@@ -154,13 +157,70 @@ impl Intake {
         accepted: &Accepted,
     ) -> Result<Submitted, SubmitError> {
         let submitted = match route.ack {
-            Ack::Queued => self.enqueue(route, accepted.batches()).await?,
-            Ack::Proxy => self.proxy(route, accepted).await?,
+            Ack::Queued => {
+                let queued = self.enqueue(route, accepted.batches()).await?;
+                self.publish(route, accepted, "queued");
+                queued
+            }
+            Ack::Proxy => {
+                // Before the forward, so that the tail shows the event before its outcome.
+                self.publish(route, accepted, "forwarded");
+                self.proxy(route, accepted).await?
+            }
         };
         if !matches!(submitted, Submitted::Refused(_)) {
             accepted.commit();
         }
         Ok(submitted)
+    }
+
+    /// Tells the tail what became of each event of an accepted payload: `status` for each
+    /// destination that got a message.
+    fn publish(&self, route: &Route, accepted: &Accepted, status: &'static str) {
+        for fate in &accepted.fates {
+            let entry = match fate {
+                Fate::Applied(applied) => Entry::Event {
+                    route: route.name.clone(),
+                    vendor: accepted.vendor.clone(),
+                    event_id: applied.event.id.clone(),
+                    event_type: applied.event.event_type.clone(),
+                    call: applied.event.ordering_key().to_string(),
+                    destinations: applied
+                        .routed
+                        .iter()
+                        .map(|(name, routing)| {
+                            let (status, reason, body) = match routing {
+                                Routing::Message(m) => (status, None, m.request.body()),
+                                Routing::Skipped(why) => {
+                                    ("skipped", Some(why.label().to_string()), None)
+                                }
+                                Routing::Failed { error, .. } => {
+                                    ("dead", Some(error.clone()), None)
+                                }
+                            };
+                            DestinationFate {
+                                destination: name.clone(),
+                                status,
+                                reason,
+                                body: body.and_then(|b| self.tail.body(b)),
+                            }
+                        })
+                        .collect(),
+                },
+                Fate::Dropped(verdict) => {
+                    let event = verdict.event();
+                    Entry::Dropped {
+                        route: route.name.clone(),
+                        vendor: accepted.vendor.clone(),
+                        event_id: event.id.clone(),
+                        event_type: event.event_type.clone(),
+                        call: event.ordering_key().to_string(),
+                        reason: verdict.reason(),
+                    }
+                }
+            };
+            self.tail.publish(entry);
+        }
     }
 
     async fn enqueue(
@@ -253,7 +313,32 @@ impl Intake {
                     self.enqueue(route, live[index..].to_vec()).await?;
                     return Ok(Submitted::QueuedBehind);
                 }
-                match http.forward(message).await {
+                let forwarded = http.forward(message).await;
+                let (outcome, status, reason) = match &forwarded {
+                    Ok(reply) if reply.status.is_success() => {
+                        ("delivered", Some(reply.status.as_u16()), None)
+                    }
+                    Ok(reply) => (
+                        "refused",
+                        Some(reply.status.as_u16()),
+                        Some("passed back to the sender".to_string()),
+                    ),
+                    Err(e) => ("failed", None, Some(e.to_string())),
+                };
+                self.tail.publish(Entry::Delivery {
+                    route: route.name.clone(),
+                    destination: name.clone(),
+                    delivery_id: 0,
+                    event_id: message.event_id.clone(),
+                    event_type: message.event_type.clone(),
+                    call: message.partition.clone(),
+                    outcome,
+                    attempt: 1,
+                    status,
+                    reason,
+                    next_attempt: None,
+                });
+                match forwarded {
                     Ok(reply) if reply.status.is_success() => last = Some(reply),
                     Ok(reply) => return Ok(Submitted::Refused(reply)),
                     Err(SendError::Timeout(after)) if route.on_timeout == OnTimeout::Queue => {

@@ -9,6 +9,7 @@ pub mod cases;
 pub mod config;
 pub mod delivery;
 pub mod event;
+pub mod explain;
 pub mod gateway;
 pub mod intake;
 pub mod lifecycle;

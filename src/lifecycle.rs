@@ -27,8 +27,8 @@ pub enum Verdict {
     Apply(Box<CallEvent>),
     /// The same vendor event id was seen within the window.
     Duplicate {
-        /// The duplicate's id.
-        id: String,
+        /// The dropped event.
+        event: Box<CallEvent>,
     },
     /// The vendor sequence is at or below the last applied one for this leg.
     Stale {
@@ -38,7 +38,45 @@ pub enum Verdict {
         last: u64,
         /// The sequence of the dropped event.
         got: u64,
+        /// The dropped event.
+        event: Box<CallEvent>,
     },
+}
+
+impl Verdict {
+    /// The event judged.
+    pub fn event(&self) -> &CallEvent {
+        match self {
+            Verdict::Apply(event) | Verdict::Duplicate { event } | Verdict::Stale { event, .. } => {
+                event
+            }
+        }
+    }
+
+    /// `apply`, `duplicate` or `stale`: the metric label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Verdict::Apply(_) => "apply",
+            Verdict::Duplicate { .. } => "duplicate",
+            Verdict::Stale { .. } => "stale",
+        }
+    }
+
+    /// Why, in words, for logs, the tail and the playground.
+    pub fn reason(&self) -> String {
+        match self {
+            Verdict::Apply(_) => "applied".into(),
+            Verdict::Duplicate { event } => {
+                format!(
+                    "duplicate: event {} was already seen within the window",
+                    event.id
+                )
+            }
+            Verdict::Stale { leg, last, got, .. } => {
+                format!("stale: leg {leg} sequence {got} is at or below the last applied {last}")
+            }
+        }
+    }
 }
 
 /// What the tracker keeps of a leg: the last applied vendor sequence and call state.
@@ -245,8 +283,21 @@ impl Lifecycle {
             Op::Put(placed)
         });
         match judged {
-            Judged::Duplicate => (Verdict::Duplicate { id: event.id }, None),
-            Judged::Stale(last, got) => (Verdict::Stale { leg, last, got }, None),
+            Judged::Duplicate => (
+                Verdict::Duplicate {
+                    event: Box::new(event),
+                },
+                None,
+            ),
+            Judged::Stale(last, got) => (
+                Verdict::Stale {
+                    leg,
+                    last,
+                    got,
+                    event: Box::new(event),
+                },
+                None,
+            ),
             Judged::Applied(previous, placed) => (
                 Verdict::Apply(Box::new(event)),
                 Some(Reservation {
@@ -412,9 +463,10 @@ mod tests {
             applied_type(lc.observe(event("1", "call.alerting", 5))),
             "call.alerting"
         );
-        assert_eq!(
-            lc.observe(event("1", "call.alerting", 5)),
-            Verdict::Duplicate { id: "1".into() }
+        let again = lc.observe(event("1", "call.alerting", 5));
+        assert!(
+            matches!(&again, Verdict::Duplicate { event } if event.id == "1"),
+            "{again:?}"
         );
         assert!(matches!(
             lc.observe(event("2", "call.initiated", 4)),

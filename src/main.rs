@@ -1,7 +1,9 @@
 //! The `callgate` command line: parses arguments and calls the library; nothing else.
 #![forbid(unsafe_code)]
 
-mod demo;
+mod cli;
+
+use cli::demo;
 
 use anyhow::Context as _;
 use callgate::cases;
@@ -110,6 +112,42 @@ enum Command {
     /// Run every mappings/*/cases/*.yaml, print what differs for each failure and a closing
     /// line `N passed, N failed`. Exit 1 if any failed.
     Test(MappingsArg),
+    /// Follow what flows through a running gateway: every event accepted on a route (with
+    /// what each destination got), every delivery outcome (delivered, retrying with the next
+    /// attempt's time, dead, skipped and why), every reload. One line per record, coloured on
+    /// a terminal; `--json` prints the records. Connects to the admin listener named in the
+    /// config (or --admin) with its admin token; reconnects after a drop. Bodies appear only
+    /// with `server.tail_bodies: true` (and only with --json).
+    Tail {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Admin listener base URL (default: http:// + the config's server.admin_listen).
+        #[arg(long, value_name = "URL")]
+        admin: Option<String>,
+        /// Admin token (default: the config's server.admin_token).
+        #[arg(
+            long,
+            value_name = "TOKEN",
+            env = "CALLGATE_ADMIN_TOKEN",
+            hide_env_values = true
+        )]
+        token: Option<String>,
+        /// Only this route.
+        #[arg(long, value_name = "ROUTE")]
+        route: Option<String>,
+        /// Only this destination.
+        #[arg(long, value_name = "NAME")]
+        destination: Option<String>,
+        /// Only this canonical type, exact or a prefix ending in `*` (`call.*`).
+        #[arg(long = "type", value_name = "TYPE")]
+        event_type: Option<String>,
+        /// Only this call (the event's partitionkey: call id, or user id for presence).
+        #[arg(long, value_name = "ID")]
+        call: Option<String>,
+        /// Print each record's JSON instead of a line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Inspect and replay dead letters (messages that will not be retried) in the store the
     /// configuration names. Safe beside a running gateway.
     Dlq {
@@ -162,6 +200,27 @@ fn main() -> ExitCode {
         Command::Test(m) => test(&m.mappings),
         Command::Serve(c) => runtime().and_then(|rt| rt.block_on(serve(&c.config))),
         Command::Demo(c) => runtime().and_then(|rt| rt.block_on(demo::run(&c.config))),
+        Command::Tail {
+            config,
+            admin,
+            token,
+            route,
+            destination,
+            event_type,
+            call,
+            json,
+        } => tail_args(
+            &config.config,
+            admin,
+            token,
+            route,
+            destination,
+            event_type,
+            call,
+            json,
+        )
+        .and_then(|args| runtime().and_then(|rt| rt.block_on(cli::tail::run(args))))
+        .map(|()| ExitCode::SUCCESS),
         Command::Dlq { config, action } => {
             runtime().and_then(|rt| rt.block_on(dlq(&config.config, action)))
         }
@@ -173,6 +232,60 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Where `tail` connects: `--admin` and `--token`, else the config's admin listener
+/// (an unspecified address means loopback) and token.
+#[allow(clippy::too_many_arguments)]
+fn tail_args(
+    config_path: &Path,
+    admin: Option<String>,
+    token: Option<String>,
+    route: Option<String>,
+    destination: Option<String>,
+    event_type: Option<String>,
+    call: Option<String>,
+    json: bool,
+) -> anyhow::Result<cli::tail::TailArgs> {
+    let config = match (&admin, &token) {
+        (Some(_), Some(_)) => None,
+        _ if admin.is_some() && !config_path.exists() => None,
+        _ => Some(config::load(config_path)?),
+    };
+    let admin = match (admin, &config) {
+        (Some(url), _) => url,
+        (None, Some(c)) => {
+            let mut addr = c.server.admin_listen;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("http://{addr}")
+        }
+        (None, None) => {
+            anyhow::bail!("give --admin URL or a --config that names the admin listener")
+        }
+    };
+    let token = token.or_else(|| {
+        config
+            .as_ref()
+            .and_then(|c| c.server.admin_token.as_ref())
+            .map(|t| t.value().to_string())
+    });
+    let filters = [
+        ("route", route),
+        ("destination", destination),
+        ("type", event_type),
+        ("call", call),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| Some((name, value?)))
+    .collect();
+    Ok(cli::tail::TailArgs {
+        admin,
+        authorization: token.map(|t| format!("Bearer {t}")),
+        filters,
+        json,
+    })
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -325,7 +438,7 @@ fn translate(
                         "callgate: skipped event {id}: {to} has no template for type {event_type}"
                     );
                 }
-                Outcome::Dropped(verdict) => eprintln!("callgate: dropped: {verdict:?}"),
+                Outcome::Dropped(verdict) => eprintln!("callgate: dropped: {}", verdict.reason()),
                 Outcome::Message { .. } => {}
             }
             if let Some(line) = outcome.output_line() {

@@ -64,6 +64,8 @@ pub enum Routing {
         message: Message,
         /// The mapping error, naming the template and the event.
         error: String,
+        /// The template file and line at fault, when known.
+        at: Option<crate::mapping::Location>,
     },
 }
 
@@ -159,7 +161,7 @@ impl Accepted {
                             message: m.clone(),
                             failure: None,
                         }),
-                        Routing::Failed { message, error } => Some(NewMessage {
+                        Routing::Failed { message, error, .. } => Some(NewMessage {
                             message: message.clone(),
                             failure: Some(error.clone()),
                         }),
@@ -274,13 +276,9 @@ pub fn route_events(snapshot: &Snapshot, route: &Route, decoded: Decoded) -> Acc
                 })));
             }
             (verdict, _) => {
-                let reason = match verdict {
-                    Verdict::Stale { .. } => "stale",
-                    _ => "duplicate",
-                };
-                metrics::counter!(m::DROPPED, "route" => route.name.clone(), "reason" => reason)
+                metrics::counter!(m::DROPPED, "route" => route.name.clone(), "reason" => verdict.label())
                     .increment(1);
-                tracing::info!(route = %route.name, ?verdict, "event dropped");
+                tracing::info!(route = %route.name, event_id = %verdict.event().id, reason = %verdict.reason(), "event dropped");
                 fates.push(Fate::Dropped(verdict));
             }
         }
@@ -340,6 +338,7 @@ fn encode(mappings: &MappingSet, route: &Route, dest: &Destination, event: &Call
                     headers: vec![("content-type".into(), "application/cloudevents+json".into())],
                     body: serde_json::to_string(event).ok(),
                 })),
+                at: mappings.locate_template(&e),
                 error: e.to_string(),
             }
         }

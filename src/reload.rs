@@ -10,6 +10,7 @@
 use crate::config::{self, Config};
 use crate::snapshot::{Resources, Snapshot, is_mapping_file};
 use crate::telemetry::metrics as m;
+use crate::telemetry::tail::Entry;
 use arc_swap::ArcSwap;
 use notify_debouncer_full::notify::{EventKind, RecommendedWatcher, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
@@ -109,6 +110,24 @@ impl Reloader {
         let result = tokio::task::spawn_blocking(move || this.rebuild())
             .await
             .unwrap_or_else(|e| Err(format!("the reload task failed: {e}")));
+        let (outcome, version, detail) = match &result {
+            Ok(Reloaded::Swapped { version }) => {
+                ("reloaded", *version, trigger.label().to_string())
+            }
+            Ok(Reloaded::Unchanged { version }) => {
+                ("unchanged", *version, trigger.label().to_string())
+            }
+            Err(e) => (
+                "rejected",
+                self.snapshots.load().version,
+                format!("{}: {e}", trigger.label()),
+            ),
+        };
+        self.resources.tail.publish(Entry::Reload {
+            outcome,
+            version,
+            detail,
+        });
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
         status.last_trigger = Some(trigger);
         match &result {

@@ -16,6 +16,7 @@ use crate::lifecycle::Lifecycles;
 use crate::mapping::schema::PayloadKind;
 use crate::mapping::{AUTO, MappingSet, Problems};
 use crate::route::{Destination, Route, token_headers};
+use crate::telemetry::tail::Tail;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::Path;
@@ -48,6 +49,8 @@ pub struct Resources {
     pub lifecycles: Arc<Lifecycles>,
     /// SignalR hubs by path (their connections outlive a snapshot).
     pub hubs: Arc<Hubs>,
+    /// The live tail.
+    pub tail: Tail,
 }
 
 impl Resources {
@@ -58,6 +61,7 @@ impl Resources {
             lanes: Arc::default(),
             lifecycles: Arc::default(),
             hubs: Arc::default(),
+            tail: Tail::default(),
         })
     }
 
@@ -70,6 +74,7 @@ impl Resources {
             lanes: Arc::default(),
             lifecycles: Arc::default(),
             hubs: Arc::default(),
+            tail: Tail::default(),
         }
     }
 }

@@ -147,6 +147,12 @@ impl Translator {
         })
     }
 
+    /// The one-route snapshot and its route, for callers that run the pipeline's stages
+    /// themselves (`explain`).
+    pub(crate) fn parts(&self) -> (&Snapshot, &Arc<Route>) {
+        (&self.snapshot, &self.route)
+    }
+
     /// Whether the source vendor sends URL or form parameters (Oracle ISR).
     pub fn reads_parameters(&self) -> bool {
         self.params_vendor

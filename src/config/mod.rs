@@ -167,6 +167,10 @@ pub struct ServerConfig {
     /// ones, or more than 100 fields, get 431 problem+json. Default 32768.
     #[serde(default = "default_max_header_bytes")]
     pub max_header_bytes: usize,
+    /// Whether the live tail (`/admin/tail`, `callgate tail`) shows rendered bodies. Off by
+    /// default: bodies may hold personal data (names, numbers). Never URLs or headers.
+    #[serde(default)]
+    pub tail_bodies: bool,
 }
 
 impl Default for ServerConfig {
@@ -175,6 +179,7 @@ impl Default for ServerConfig {
             listen: default_listen(),
             admin_listen: default_admin_listen(),
             admin_token: None,
+            tail_bodies: false,
             max_body_bytes: default_max_body(),
             request_timeout: default_request_timeout(),
             max_concurrent_requests: default_max_concurrent(),

@@ -11,6 +11,7 @@ use super::{AttemptLog, Consumer, Leased, Settlement, Store, now_ms};
 use crate::adapters::AttemptOutcome;
 use crate::snapshot::Snapshot;
 use crate::telemetry::metrics as m;
+use crate::telemetry::tail::{Entry, Tail, rfc3339_in};
 use arc_swap::ArcSwap;
 use rand::Rng;
 use std::sync::Arc;
@@ -49,6 +50,7 @@ pub async fn run(
     policy: RetryPolicy,
     workers: usize,
     wake: Arc<Notify>,
+    tail: Tail,
     mut stop: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(workers));
@@ -66,9 +68,9 @@ pub async fn run(
                         };
                         let consumer = store.consumer.clone();
                         let snapshot = snapshots.load_full();
-                        let (policy, wake) = (policy.clone(), wake.clone());
+                        let (policy, wake, tail) = (policy.clone(), wake.clone(), tail.clone());
                         tokio::spawn(async move {
-                            attempt(consumer.as_ref(), &snapshot, &policy, leased).await;
+                            attempt(consumer.as_ref(), &snapshot, &policy, &tail, leased).await;
                             drop(permit);
                             // The call's next message may be due now.
                             wake.notify_one();
@@ -94,6 +96,7 @@ pub async fn attempt(
     consumer: &dyn Consumer,
     snapshot: &Snapshot,
     policy: &RetryPolicy,
+    tail: &Tail,
     leased: Leased,
 ) {
     let Leased {
@@ -111,6 +114,19 @@ pub async fn attempt(
             error: Some(format!("destination `{key}` is no longer configured")),
             excerpt: None,
         };
+        tail.publish(Entry::Delivery {
+            route: message.route.clone(),
+            destination: message.destination.clone(),
+            delivery_id: lease.id(),
+            event_id: message.event_id.clone(),
+            event_type: message.event_type.clone(),
+            call: message.partition.clone(),
+            outcome: "dead",
+            attempt: attempts + 1,
+            status: None,
+            reason: log.error.clone(),
+            next_attempt: None,
+        });
         settle(consumer, lease.id(), lease, Settlement::Dead { log }).await;
         return;
     };
@@ -183,6 +199,33 @@ pub async fn attempt(
             )
         }
         Settlement::Defer { .. } => {}
+    }
+    let (outcome, next_attempt) = match &settlement {
+        Settlement::Ack if result.label.starts_with("skipped") => ("skipped", None),
+        Settlement::Ack => ("delivered", None),
+        Settlement::Retry { after, .. } => ("retrying", Some(rfc3339_in(*after))),
+        Settlement::Dead { .. } => ("dead", None),
+        Settlement::Defer { .. } => ("", None),
+    };
+    if !outcome.is_empty() {
+        let reason = match &settlement {
+            Settlement::Retry { log, .. } | Settlement::Dead { log } => log.error.clone(),
+            _ if outcome == "skipped" => Some(result.label.to_string()),
+            _ => None,
+        };
+        tail.publish(Entry::Delivery {
+            route: message.route.clone(),
+            destination: message.destination.clone(),
+            delivery_id: lease.id(),
+            event_id: message.event_id.clone(),
+            event_type: message.event_type.clone(),
+            call: message.partition.clone(),
+            outcome,
+            attempt: attempts + 1,
+            status: result.status,
+            reason,
+            next_attempt,
+        });
     }
     settle(consumer, lease.id(), lease, settlement).await;
 }

@@ -76,6 +76,32 @@ pub enum DecodeError {
     },
 }
 
+impl DecodeError {
+    /// The vendor whose mapping gave the error (`None` for `auto` detection).
+    pub fn vendor(&self) -> Option<&str> {
+        match self {
+            DecodeError::NoRule { vendor, .. }
+            | DecodeError::EmptyEach { vendor, .. }
+            | DecodeError::NoType { vendor, .. }
+            | DecodeError::Canonical { vendor, .. }
+            | DecodeError::Shape { vendor, .. }
+            | DecodeError::TooManyEvents { vendor, .. } => Some(vendor),
+            DecodeError::Detect(_) => None,
+        }
+    }
+
+    /// The decode rule at fault, when one rule is.
+    pub fn rule(&self) -> Option<&str> {
+        match self {
+            DecodeError::EmptyEach { rule, .. }
+            | DecodeError::NoType { rule, .. }
+            | DecodeError::Canonical { rule, .. }
+            | DecodeError::TooManyEvents { rule, .. } => Some(rule),
+            _ => None,
+        }
+    }
+}
+
 /// A compiled `decode.yaml`.
 #[derive(Debug)]
 pub struct Decoder {
@@ -90,6 +116,8 @@ pub struct Decoder {
 #[derive(Debug)]
 pub struct Rule {
     pub(crate) name: String,
+    /// Line of the rule's `when` in `decode.yaml` (what error reports point at).
+    pub(crate) line: Option<u64>,
     pub(crate) when: Vec<CompiledPath>,
     pub(crate) each: Option<CompiledPath>,
     pub(crate) lets: Vec<ValueExpr>,

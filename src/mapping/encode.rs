@@ -24,6 +24,8 @@ pub enum EncodeError {
         template: String,
         /// CloudEvents id of the event.
         event_id: String,
+        /// Line in the template where rendering stopped, when Handlebars knows it.
+        line: Option<usize>,
         /// What Handlebars said.
         message: String,
     },
@@ -47,6 +49,25 @@ pub enum EncodeError {
         /// serde's message.
         message: String,
     },
+}
+
+impl EncodeError {
+    /// The template at fault — vendor id, template file relative to the vendor's folder,
+    /// and line when known — for an error of one template.
+    pub fn template(&self) -> Option<(&str, &str, Option<usize>)> {
+        match self {
+            EncodeError::Render {
+                vendor,
+                template,
+                line,
+                ..
+            } => Some((vendor, template, *line)),
+            EncodeError::InvalidJson {
+                vendor, template, ..
+            } => Some((vendor, template, None)),
+            EncodeError::Serialise { .. } => None,
+        }
+    }
 }
 
 /// How a template's output is carried.
@@ -147,6 +168,12 @@ impl Encoder {
         self.template_for(event_type).is_some()
     }
 
+    /// The template file (relative to the vendor's folder; `canonical` for the built-in
+    /// encoder) that renders this canonical type, if any.
+    pub fn template_file(&self, event_type: &str) -> Option<&str> {
+        self.template_for(event_type).map(|t| t.file.as_str())
+    }
+
     fn template_for(&self, event_type: &str) -> Option<&EncodeTemplate> {
         self.templates
             .iter()
@@ -217,6 +244,7 @@ impl Encoder {
             vendor: self.vendor.clone(),
             template: template.file.clone(),
             event_id: event.id.clone(),
+            line: e.line_no,
             message: e.to_string(),
         }
     }

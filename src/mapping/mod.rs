@@ -50,6 +50,24 @@ impl fmt::Display for Problem {
     }
 }
 
+/// A place in a mapping file: what error reports point at.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Location {
+    /// The file, under the mappings folder.
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<u64>,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{line}", self.file.display()),
+            None => write!(f, "{}", self.file.display()),
+        }
+    }
+}
+
 /// Every problem found in a mappings folder; loading fails if there is any.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub struct Problems(pub Vec<Problem>);
@@ -124,6 +142,15 @@ pub struct MappingSet {
 impl MappingSet {
     /// Loads and validates every vendor folder under `dir`. Returns every problem found.
     pub fn load(dir: &Path) -> Result<MappingSet, Problems> {
+        Self::load_edited(dir, &Edits::new())
+    }
+
+    /// Loads `dir` as [`MappingSet::load`] does, reading the files named in `edits` from
+    /// there instead of from disk: what the playground (`POST /admin/translate`) tries
+    /// before anyone saves. Problems name the files as they are on disk, with the lines of
+    /// the edited text. Refuses an edit of a file that is not in the folder.
+    pub fn load_edited(dir: &Path, edits: &Edits) -> Result<MappingSet, Problems> {
+        let files = Files::new(dir, edits)?;
         let mut problems = Vec::new();
         let entries = match std::fs::read_dir(dir) {
             Ok(entries) => entries,
@@ -150,7 +177,7 @@ impl MappingSet {
         }
         let mut vendors = BTreeMap::new();
         for folder in folders {
-            if let Some(vendor) = load_vendor(&folder, &mut problems) {
+            if let Some(vendor) = load_vendor(&files, &folder, &mut problems) {
                 vendors.insert(vendor.id.clone(), vendor);
             }
         }
@@ -260,6 +287,32 @@ impl MappingSet {
         Ok(events)
     }
 
+    /// Where a decode error points: the vendor's `decode.yaml` and, for an error of one rule,
+    /// the line of that rule's `when`. `None` for errors of no vendor file (`auto`, unknown
+    /// vendor, CloudEvents input).
+    pub fn locate(&self, error: &DecodeError) -> Option<Location> {
+        let vendor = self.vendors.get(error.vendor()?)?;
+        let decoder = vendor.decoder.as_ref()?;
+        let line = error
+            .rule()
+            .and_then(|name| decoder.rules.iter().find(|r| r.name == name))
+            .and_then(|r| r.line);
+        Some(Location {
+            file: self.root.join(&vendor.id).join("decode.yaml"),
+            line,
+        })
+    }
+
+    /// Where an encode error points: the template file and, when Handlebars knows it, the
+    /// line where rendering stopped.
+    pub fn locate_template(&self, error: &EncodeError) -> Option<Location> {
+        let (vendor, template, line) = error.template()?;
+        Some(Location {
+            file: self.root.join(vendor).join(template),
+            line: line.map(|l| l as u64),
+        })
+    }
+
     /// Renders an event for `vendor`; `Ok(None)` when the vendor has no template for its type.
     pub fn encode(&self, vendor: &str, event: &CallEvent) -> Result<Option<Rendered>, EncodeError> {
         match self.vendors.get(vendor).and_then(|v| v.encoder.as_ref()) {
@@ -269,9 +322,9 @@ impl MappingSet {
     }
 }
 
-fn load_vendor(folder: &Path, problems: &mut Vec<Problem>) -> Option<VendorMapping> {
+fn load_vendor(files: &Files, folder: &Path, problems: &mut Vec<Problem>) -> Option<VendorMapping> {
     let folder_name = folder.file_name()?.to_string_lossy().into_owned();
-    let vendor_file: VendorFile = read_yaml(&folder.join("vendor.yaml"), problems)?;
+    let vendor_file: VendorFile = files.read_yaml(&folder.join("vendor.yaml"), problems)?;
     let start = problems.len();
     check_vendor_name(
         &folder.join("vendor.yaml"),
@@ -284,7 +337,7 @@ fn load_vendor(folder: &Path, problems: &mut Vec<Problem>) -> Option<VendorMappi
     let mut tables = HashMap::new();
     let mut table_files = TablesFile::default();
     if tables_path.is_file()
-        && let Some(file) = read_yaml::<TablesFile>(&tables_path, problems)
+        && let Some(file) = files.read_yaml::<TablesFile>(&tables_path, problems)
     {
         table_files = file;
     }
@@ -296,7 +349,7 @@ fn load_vendor(folder: &Path, problems: &mut Vec<Problem>) -> Option<VendorMappi
     let decode_path = folder.join("decode.yaml");
     if vendor_file.payload != PayloadKind::Canonical
         && decode_path.is_file()
-        && let Some(file) = read_yaml::<DecodeFile>(&decode_path, problems)
+        && let Some(file) = files.read_yaml::<DecodeFile>(&decode_path, problems)
     {
         check_vendor_name(&decode_path, &file.vendor, &folder_name, problems);
         let lowercase = vendor_file.keys == KeyMatching::CaseInsensitive;
@@ -316,10 +369,11 @@ fn load_vendor(folder: &Path, problems: &mut Vec<Problem>) -> Option<VendorMappi
     if vendor_file.payload == PayloadKind::Canonical {
         encoder = Some(Encoder::canonical(&folder_name));
     } else if encode_path.is_file()
-        && let Some(file) = read_yaml::<EncodeFile>(&encode_path, problems)
+        && let Some(file) = files.read_yaml::<EncodeFile>(&encode_path, problems)
     {
         check_vendor_name(&encode_path, &file.vendor, &folder_name, problems);
         encoder = Some(compile_encoder(
+            files,
             folder,
             &encode_path,
             file,
@@ -379,7 +433,16 @@ pub fn read_yaml<T: DeserializeOwned>(path: &Path, problems: &mut Vec<Problem>) 
             return None;
         }
     };
-    match serde_saphyr::from_str(&text) {
+    parse_yaml(path, &text, problems)
+}
+
+/// Parses YAML text read from `path` into `T`, recording a problem on failure.
+fn parse_yaml<T: DeserializeOwned>(
+    path: &Path,
+    text: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<T> {
+    match serde_saphyr::from_str(text) {
         Ok(v) => Some(v),
         Err(e) => {
             problems.push(Problem {
@@ -389,6 +452,67 @@ pub fn read_yaml<T: DeserializeOwned>(path: &Path, problems: &mut Vec<Problem>) 
             });
             None
         }
+    }
+}
+
+/// Mapping file edits: path relative to the mappings folder (`vidyo/templates/x.hbs`) →
+/// the text to use in place of the file's.
+pub type Edits = BTreeMap<PathBuf, String>;
+
+/// Where the loader reads files: the folder on disk, with [`Edits`] laid over it.
+struct Files<'a> {
+    edits: BTreeMap<PathBuf, &'a str>,
+}
+
+impl<'a> Files<'a> {
+    /// Keys `edits` by the paths the loader will ask for; an edit must name a file that
+    /// exists under `root` (no `..`, no absolute path, nothing new).
+    fn new(root: &Path, edits: &'a Edits) -> Result<Self, Problems> {
+        let mut keyed = BTreeMap::new();
+        for (rel, text) in edits {
+            let plain = rel
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
+            let path = root.join(rel);
+            if !plain || !path.is_file() {
+                return Err(Problems(vec![Problem {
+                    file: path,
+                    line: None,
+                    message: format!(
+                        "edit of `{}`: not a file of the mappings folder (only existing files can be edited)",
+                        rel.display()
+                    ),
+                }]));
+            }
+            keyed.insert(path, text.as_str());
+        }
+        Ok(Files { edits: keyed })
+    }
+
+    fn read(&self, path: &Path) -> std::io::Result<String> {
+        match self.edits.get(path) {
+            Some(text) => Ok((*text).to_string()),
+            None => std::fs::read_to_string(path),
+        }
+    }
+
+    fn read_yaml<T: DeserializeOwned>(
+        &self,
+        path: &Path,
+        problems: &mut Vec<Problem>,
+    ) -> Option<T> {
+        let text = match self.read(path) {
+            Ok(t) => t,
+            Err(e) => {
+                problems.push(Problem {
+                    file: path.to_path_buf(),
+                    line: None,
+                    message: format!("cannot read: {e}"),
+                });
+                return None;
+            }
+        };
+        parse_yaml(path, &text, problems)
     }
 }
 
@@ -542,8 +666,10 @@ fn compile_rule(
             keeps.push((name.clone(), expr));
         }
     }
+    let line = rule.when.referenced.line();
     Rule {
         name: rule.name.clone(),
+        line: (line > 0).then_some(line),
         when,
         each,
         lets,
@@ -588,6 +714,7 @@ fn check_table_values(target: &str, expr: &value::ValueExpr) -> Option<String> {
 }
 
 fn compile_encoder(
+    files: &Files,
     folder: &Path,
     file: &Path,
     encode: EncodeFile,
@@ -613,7 +740,7 @@ fn compile_encoder(
             }
         };
         let path = folder.join(&rel);
-        let source = match std::fs::read_to_string(&path) {
+        let source = match files.read(&path) {
             Ok(s) => s,
             Err(e) => {
                 problems.push(Problem {

@@ -1,15 +1,18 @@
 //! The admin listener: `/metrics` (Prometheus), `/healthz`, `/readyz`, the dead letters
-//! (`/admin/deliveries…`), `/admin/reload`, `/admin/mappings` and `/admin/translate`.
+//! (`/admin/deliveries…`), `/admin/reload`, `/admin/mappings`, the mapping playground
+//! (`/admin/playground`, `/admin/translate`: `playground/`) and the live tail
+//! (`/admin/tail`: `tail.rs`).
 //! Loopback by default; with `server.admin_token` every request needs
 //! `Authorization: Bearer <token>`.
 
+use super::playground;
 use crate::adapters::signalr::hub::{Claims, issue_token};
 use crate::delivery::{DeadLetters, QueueError};
 use crate::mapping::helpers::guid_for;
 use crate::problem::Problem;
 use crate::reload::{Reloaded, Reloader, Trigger};
 use crate::telemetry::metrics;
-use crate::translate::Translator;
+use crate::telemetry::tail::Tail;
 use axum::Router;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, Request, State};
@@ -34,6 +37,8 @@ pub struct Admin {
     pub listen: std::net::SocketAddr,
     /// The public listener's bound address (hub endpoints in issued tokens).
     pub public: std::net::SocketAddr,
+    /// The live tail (`/admin/tail`).
+    pub tail: Tail,
 }
 
 type AdminState = Arc<Admin>;
@@ -46,10 +51,14 @@ pub fn router(admin: Arc<Admin>, health: Router) -> Router {
         .route("/admin/deliveries/replay", post(replay_all))
         .route("/admin/deliveries/{id}", get(show))
         .route("/admin/deliveries/{id}/replay", post(replay_one))
-        .route("/admin/translate", post(translate))
         .route("/admin/reload", post(reload))
         .route("/admin/mappings", get(mappings))
         .route("/token/{user}/rte/", get(rte_token))
+        .merge(playground::api().with_state(admin.reloader.clone()))
+        .route(
+            "/admin/tail",
+            get(super::tail::tail).with_state(admin.tail.clone()),
+        )
         .fallback(|request: Request| async move {
             Problem::new(
                 StatusCode::NOT_FOUND,
@@ -66,6 +75,7 @@ pub fn router(admin: Arc<Admin>, health: Router) -> Router {
         .layer(middleware::from_fn_with_state(admin.clone(), same_origin))
         .with_state(admin)
         .merge(health)
+        .merge(playground::assets())
 }
 
 /// Refuses what a web page on the same host could make a browser send: without a token,
@@ -230,40 +240,6 @@ async fn replay_all(State(admin): State<AdminState>) -> Result<Response, Problem
 async fn purge(State(admin): State<AdminState>) -> Result<Response, Problem> {
     let n = admin.dead_letters.purge().await.map_err(store_problem)?;
     Ok(axum::Json(json!({ "purged": n })).into_response())
-}
-
-#[derive(Deserialize)]
-struct TranslateQuery {
-    from: String,
-    to: String,
-}
-
-async fn translate(
-    State(admin): State<AdminState>,
-    Query(q): Query<TranslateQuery>,
-    body: String,
-) -> Result<Response, Problem> {
-    let bad = |e: String| {
-        Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "translate-failed",
-            "Translation failed",
-            e,
-        )
-    };
-    let mappings = admin.reloader.snapshots().load().mappings.clone();
-    let translator = Translator::new(mappings, &q.from, &q.to, "http://receiver.invalid/")
-        .map_err(|e| bad(e.to_string()))?;
-    let mut out = Vec::new();
-    for payload in translator.read(&body).map_err(|e| bad(e.to_string()))? {
-        for outcome in translator
-            .translate(&payload)
-            .map_err(|e| bad(e.to_string()))?
-        {
-            out.extend(outcome.output_line());
-        }
-    }
-    Ok(axum::Json(json!({ "outputs": out })).into_response())
 }
 
 async fn reload(State(admin): State<AdminState>) -> Result<Response, Problem> {

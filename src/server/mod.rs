@@ -5,6 +5,8 @@
 pub mod admin;
 pub mod fallback;
 pub mod listen;
+pub mod playground;
+pub mod tail;
 
 use crate::adapters::signalr::client::SourceState;
 use crate::adapters::webhook::handler;

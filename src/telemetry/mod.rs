@@ -1,6 +1,7 @@
 //! Telemetry: tracing initialisation and the metrics registry.
 
 pub mod metrics;
+pub mod tail;
 
 /// Initialises tracing to stderr: `CALLGATE_LOG` sets the filter (default `info` for
 /// servers, `warn` for one-shot commands), `CALLGATE_LOG_FORMAT=json` switches to JSON lines.

@@ -425,3 +425,80 @@ impl Drop for NatsServer {
         self.kill();
     }
 }
+
+/// A Server-Sent Events subscription (`/admin/tail`), read record by record.
+pub struct SseReader {
+    body: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    buffer: String,
+}
+
+impl SseReader {
+    /// Subscribes to `url`; panics unless the reply is 200 `text/event-stream`.
+    pub async fn open(url: &str, last_event_id: Option<u64>) -> SseReader {
+        let mut request = client().get(url);
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id.to_string());
+        }
+        let response = request.send().await.expect("admin listener reachable");
+        assert_eq!(response.status(), 200, "{url}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/event-stream",
+            "{url}"
+        );
+        SseReader {
+            body: Box::pin(response.bytes_stream()),
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event's `data` as JSON, with its `event` name checked against `kind`;
+    /// `None` when nothing arrives within `limit`.
+    pub async fn next(&mut self, limit: Duration) -> Option<serde_json::Value> {
+        use futures_util::StreamExt;
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut kind = "";
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        kind = v.trim();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if data.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                let record: serde_json::Value = serde_json::from_str(&data).expect("JSON data");
+                assert_eq!(record["kind"], kind, "event name = record kind");
+                return Some(record);
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.body.next())
+                .await
+                .ok()??;
+            self.buffer
+                .push_str(std::str::from_utf8(&chunk.expect("stream")).expect("UTF-8"));
+        }
+    }
+
+    /// Records until `done` says the list is complete, or panics after `limit` with what came.
+    pub async fn until(
+        &mut self,
+        limit: Duration,
+        mut done: impl FnMut(&[serde_json::Value]) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut got = Vec::new();
+        while !done(&got) {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next(left).await {
+                Some(record) => got.push(record),
+                None => panic!("the tail stopped short after {limit:?}: {got:#?}"),
+            }
+        }
+        got
+    }
+}

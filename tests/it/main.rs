@@ -19,3 +19,4 @@ mod scale;
 mod serve;
 mod signing;
 mod support;
+mod tail;

@@ -23,67 +23,67 @@ const FLOW: &[(&str, &str)] = &[
     (
         "PSTN-RingCentral-DataStreams-01.json",
         include_str!(
-            "../tests/fixtures/ringcentral/flows/PSTN-RingCentral-DataStreams/PSTN-RingCentral-DataStreams-01.json"
+            "../../tests/fixtures/ringcentral/flows/PSTN-RingCentral-DataStreams/PSTN-RingCentral-DataStreams-01.json"
         ),
     ),
     (
         "PSTN-RingCentral-DataStreams-02.json",
         include_str!(
-            "../tests/fixtures/ringcentral/flows/PSTN-RingCentral-DataStreams/PSTN-RingCentral-DataStreams-02.json"
+            "../../tests/fixtures/ringcentral/flows/PSTN-RingCentral-DataStreams/PSTN-RingCentral-DataStreams-02.json"
         ),
     ),
     (
         "PSTN-RingCentral-DataStreams-03.json",
         include_str!(
-            "../tests/fixtures/ringcentral/flows/PSTN-RingCentral-DataStreams/PSTN-RingCentral-DataStreams-03.json"
+            "../../tests/fixtures/ringcentral/flows/PSTN-RingCentral-DataStreams/PSTN-RingCentral-DataStreams-03.json"
         ),
     ),
     (
         "PSTN-RingCentral-DataStreams-04.json",
         include_str!(
-            "../tests/fixtures/ringcentral/flows/PSTN-RingCentral-DataStreams/PSTN-RingCentral-DataStreams-04.json"
+            "../../tests/fixtures/ringcentral/flows/PSTN-RingCentral-DataStreams/PSTN-RingCentral-DataStreams-04.json"
         ),
     ),
     (
         "PSTN-RingCentral-DataStreams-05.json",
         include_str!(
-            "../tests/fixtures/ringcentral/flows/PSTN-RingCentral-DataStreams/PSTN-RingCentral-DataStreams-05.json"
+            "../../tests/fixtures/ringcentral/flows/PSTN-RingCentral-DataStreams/PSTN-RingCentral-DataStreams-05.json"
         ),
     ),
     (
         "PSTN-RingCentral-DataStreams-06.json",
         include_str!(
-            "../tests/fixtures/ringcentral/flows/PSTN-RingCentral-DataStreams/PSTN-RingCentral-DataStreams-06.json"
+            "../../tests/fixtures/ringcentral/flows/PSTN-RingCentral-DataStreams/PSTN-RingCentral-DataStreams-06.json"
         ),
     ),
     (
         "PSTN-RingCentral-DataStreams-07.json",
         include_str!(
-            "../tests/fixtures/ringcentral/flows/PSTN-RingCentral-DataStreams/PSTN-RingCentral-DataStreams-07.json"
+            "../../tests/fixtures/ringcentral/flows/PSTN-RingCentral-DataStreams/PSTN-RingCentral-DataStreams-07.json"
         ),
     ),
     (
         "PSTN-RingCentral-DataStreams-08.json",
         include_str!(
-            "../tests/fixtures/ringcentral/flows/PSTN-RingCentral-DataStreams/PSTN-RingCentral-DataStreams-08.json"
+            "../../tests/fixtures/ringcentral/flows/PSTN-RingCentral-DataStreams/PSTN-RingCentral-DataStreams-08.json"
         ),
     ),
     (
         "PSTN-RingCentral-DataStreams-09.json",
         include_str!(
-            "../tests/fixtures/ringcentral/flows/PSTN-RingCentral-DataStreams/PSTN-RingCentral-DataStreams-09.json"
+            "../../tests/fixtures/ringcentral/flows/PSTN-RingCentral-DataStreams/PSTN-RingCentral-DataStreams-09.json"
         ),
     ),
     (
         "PSTN-RingCentral-DataStreams-10.json",
         include_str!(
-            "../tests/fixtures/ringcentral/flows/PSTN-RingCentral-DataStreams/PSTN-RingCentral-DataStreams-10.json"
+            "../../tests/fixtures/ringcentral/flows/PSTN-RingCentral-DataStreams/PSTN-RingCentral-DataStreams-10.json"
         ),
     ),
     (
         "PSTN-RingCentral-DataStreams-11.json",
         include_str!(
-            "../tests/fixtures/ringcentral/flows/PSTN-RingCentral-DataStreams/PSTN-RingCentral-DataStreams-11.json"
+            "../../tests/fixtures/ringcentral/flows/PSTN-RingCentral-DataStreams/PSTN-RingCentral-DataStreams-11.json"
         ),
     ),
 ];

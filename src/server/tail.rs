@@ -1,0 +1,101 @@
+//! `GET /admin/tail`: the live tail as Server-Sent Events. Each record is one event — `event:`
+//! its kind (`event`, `dropped`, `delivery`, `reload`, `lagged`), `id:` its sequence number,
+//! `data:` its JSON (`telemetry/tail.rs`). A subscriber first gets the kept records that pass
+//! its filters (after `Last-Event-ID` when it reconnects), then each new one.
+
+use crate::problem::Problem;
+use crate::telemetry::tail::{Entry, Filter, Record, Tail};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::stream::{self, StreamExt};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, watch};
+
+/// Query: `route`, `destination`, `type` (exact or `call.*`), `call`; unknown names are
+/// refused (400), so a typo does not silently show everything.
+pub async fn tail(
+    State(tail): State<Tail>,
+    filter: Result<Query<Filter>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, Problem> {
+    let Query(filter) = filter.map_err(|e| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-filter",
+            "Invalid tail filter",
+            format!(
+                "{} (filters: route, destination, type, call)",
+                e.body_text()
+            ),
+        )
+    })?;
+    let after = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    let (backlog, receiver) = tail.subscribe(&filter, after);
+    let last = backlog.last().map_or(after, |r| r.seq);
+    let live = stream::unfold(
+        Live {
+            receiver,
+            filter,
+            last,
+            closed: tail.closed(),
+        },
+        |mut live| async move {
+            let record = live.next().await?;
+            Some((record, live))
+        },
+    );
+    let events = stream::iter(backlog).chain(live).map(sse_event);
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// A subscriber's live half: what comes after its backlog, until the gateway stops.
+struct Live {
+    receiver: broadcast::Receiver<Arc<Record>>,
+    filter: Filter,
+    /// The last record of the backlog: records up to it were sent already.
+    last: u64,
+    closed: watch::Receiver<bool>,
+}
+
+impl Live {
+    async fn next(&mut self) -> Option<Arc<Record>> {
+        loop {
+            let next = tokio::select! {
+                next = self.receiver.recv() => next,
+                _ = self.closed.wait_for(|c| *c) => return None,
+            };
+            match next {
+                Ok(record) if record.seq <= self.last || !self.filter.matches(&record) => {}
+                Ok(record) => return Some(record),
+                Err(RecvError::Lagged(missed)) => {
+                    return Some(Arc::new(Record {
+                        seq: self.last,
+                        time: crate::telemetry::tail::rfc3339_now(),
+                        entry: Entry::Lagged { missed },
+                    }));
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+fn sse_event(record: Arc<Record>) -> Result<Event, Infallible> {
+    let data = serde_json::to_string(record.as_ref()).unwrap_or_else(|_| "{}".into());
+    let event = Event::default().event(record.entry.kind()).data(data);
+    Ok(match record.entry {
+        // A lag notice repeats the last id the subscriber got: resuming there is right.
+        Entry::Lagged { .. } => event,
+        _ => event.id(record.seq.to_string()),
+    })
+}
