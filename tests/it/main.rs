@@ -12,6 +12,7 @@ mod hub;
 mod integrity;
 mod lanes;
 mod memory;
+mod playground;
 mod properties;
 mod reload;
 mod roundtrip;

@@ -290,7 +290,7 @@ function tailText(r) {
 
 function tailLine(r) {
   const list = $("tail");
-  const cls = r.kind === "delivery" ? r.outcome : r.kind;
+  const cls = "t-" + (r.kind === "delivery" ? r.outcome : r.kind);
   list.prepend(el("li", { class: cls, "data-testid": "tail-line" },
     el("time", { text: (r.time || "").slice(11, 23) }), el("span", { text: tailText(r) })));
   while (list.children.length > 200) list.lastChild.remove();
