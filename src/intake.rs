@@ -16,6 +16,7 @@ use crate::telemetry::tail::{DestinationFate, Entry, Tail};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
+use tracing::Instrument as _;
 
 /// What intake needs: the store's producer half and the workers' wake-up.
 #[derive(Clone)]
@@ -143,11 +144,28 @@ impl Intake {
         route: &Route,
         inbound: &VerifiedInbound,
     ) -> Result<(Accepted, Submitted), IngestError> {
-        let decoded = pipeline::decode(snapshot, route, inbound)?;
-        let _turn = self.turns.take(&route.name, decoded.ordering_keys()).await;
-        let accepted = pipeline::route_events(snapshot, route, decoded);
-        let submitted = self.submit(route, &accepted).await?;
-        Ok((accepted, submitted))
+        // One span per inbound payload; its events' ids link it to their delivery spans.
+        let span = tracing::info_span!(
+            "request",
+            route = %route.name,
+            vendor = tracing::field::Empty,
+            event_ids = tracing::field::Empty,
+        );
+        async {
+            let decoded = pipeline::decode(snapshot, route, inbound)?;
+            let span = tracing::Span::current();
+            span.record("vendor", decoded.vendor.as_str());
+            if !span.is_disabled() {
+                let ids: Vec<&str> = decoded.events.iter().map(|e| e.id.as_str()).collect();
+                span.record("event_ids", ids.join(",").as_str());
+            }
+            let _turn = self.turns.take(&route.name, decoded.ordering_keys()).await;
+            let accepted = pipeline::route_events(snapshot, route, decoded);
+            let submitted = self.submit(route, &accepted).await?;
+            Ok((accepted, submitted))
+        }
+        .instrument(span)
+        .await
     }
 
     /// Takes an accepted payload on `route`.
@@ -309,7 +327,7 @@ impl Intake {
                     .producer
                     .is_waiting(&route.name, name, &message.partition)
                 {
-                    tracing::info!(route = %route.name, partition = %message.partition, "the call has messages waiting: queued behind them");
+                    tracing::info!(event_id = %message.event_id, call_id = %message.partition, "the call has messages waiting: queued behind them");
                     self.enqueue(route, live[index..].to_vec()).await?;
                     return Ok(Submitted::QueuedBehind);
                 }
@@ -342,7 +360,7 @@ impl Intake {
                     Ok(reply) if reply.status.is_success() => last = Some(reply),
                     Ok(reply) => return Ok(Submitted::Refused(reply)),
                     Err(SendError::Timeout(after)) if route.on_timeout == OnTimeout::Queue => {
-                        tracing::warn!(route = %route.name, ?after, "proxy forward timed out: queued instead");
+                        tracing::warn!(event_id = %message.event_id, call_id = %message.partition, ?after, "proxy forward timed out: queued instead");
                         self.enqueue(route, live[index..].to_vec()).await?;
                         return Ok(Submitted::QueuedAfterTimeout);
                     }

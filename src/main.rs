@@ -187,7 +187,7 @@ enum DlqAction {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let server = matches!(cli.command, Command::Serve(_) | Command::Demo(_));
-    callgate::telemetry::init_tracing(if server { "info" } else { "warn" });
+    let _tracing = callgate::telemetry::init_tracing(if server { "info" } else { "warn" });
     let result = match cli.command {
         Command::Translate {
             from,

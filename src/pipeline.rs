@@ -278,7 +278,7 @@ pub fn route_events(snapshot: &Snapshot, route: &Route, decoded: Decoded) -> Acc
             (verdict, _) => {
                 metrics::counter!(m::DROPPED, "route" => route.name.clone(), "reason" => verdict.label())
                     .increment(1);
-                tracing::info!(route = %route.name, event_id = %verdict.event().id, reason = %verdict.reason(), "event dropped");
+                tracing::info!(route = %route.name, event_id = %verdict.event().id, call_id = %verdict.event().ordering_key(), reason = %verdict.reason(), "event dropped");
                 fates.push(Fate::Dropped(verdict));
             }
         }
@@ -295,7 +295,7 @@ fn encode(mappings: &MappingSet, route: &Route, dest: &Destination, event: &Call
     let skip = |why: SkipReason| {
         metrics::counter!(m::SKIPPED, "route" => route.name.clone(), "destination" => dest.name.clone(), "type" => m::type_label(&event.event_type, &route.from))
             .increment(1);
-        tracing::debug!(route = %route.name, destination = %dest.name, event = %event.id, r#type = %event.event_type, why = why.label(), "skipped");
+        tracing::debug!(route = %route.name, destination = %dest.name, event_id = %event.id, call_id = %event.ordering_key(), r#type = %event.event_type, why = why.label(), "skipped");
         Routing::Skipped(why)
     };
     if !dest.accepts(&event.event_type) {
@@ -330,7 +330,7 @@ fn encode(mappings: &MappingSet, route: &Route, dest: &Destination, event: &Call
         }
         Ok(None) => skip(SkipReason::NoTemplate),
         Err(e) => {
-            tracing::error!(route = %route.name, destination = %dest.name, error = %e, "cannot encode: dead letter");
+            tracing::error!(route = %route.name, destination = %dest.name, event_id = %event.id, call_id = %event.ordering_key(), error = %e, "cannot encode: dead letter");
             Routing::Failed {
                 message: message(Request::Http(HttpRequest {
                     method: "POST".into(),

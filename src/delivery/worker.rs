@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 /// How often the dispatcher looks for due messages when nothing wakes it.
 const POLL: Duration = Duration::from_millis(100);
@@ -91,8 +92,30 @@ pub async fn run(
     let _ = slots.acquire_many(workers as u32).await;
 }
 
-/// One leased message: lane, send, settle.
+/// One leased message: lane, send, settle; in a `delivery` span naming the route,
+/// destination, delivery id, event id, call id and attempt.
 pub async fn attempt(
+    consumer: &dyn Consumer,
+    snapshot: &Snapshot,
+    policy: &RetryPolicy,
+    tail: &Tail,
+    leased: Leased,
+) {
+    let span = tracing::info_span!(
+        "delivery",
+        route = %leased.message.route,
+        destination = %leased.message.destination,
+        delivery_id = leased.lease.id(),
+        event_id = %leased.message.event_id,
+        call_id = %leased.message.partition,
+        attempt = leased.attempts + 1,
+    );
+    attempt_in_span(consumer, snapshot, policy, tail, leased)
+        .instrument(span)
+        .await
+}
+
+async fn attempt_in_span(
     consumer: &dyn Consumer,
     snapshot: &Snapshot,
     policy: &RetryPolicy,
@@ -107,7 +130,7 @@ pub async fn attempt(
     } = leased;
     let key = message.destination_key();
     let Some(dest) = snapshot.destination(&key) else {
-        tracing::warn!(destination = %key, event = %message.event_id, "destination no longer configured: dead letter");
+        tracing::warn!("destination no longer configured: dead letter");
         let log = AttemptLog {
             at: now_ms(),
             status: None,
@@ -135,7 +158,7 @@ pub async fn attempt(
         Admission::Defer(after, reason) => {
             metrics::counter!(m::DEFERRED, "destination" => key.clone(), "reason" => reason.label())
                 .increment(1);
-            tracing::debug!(destination = %key, event = %message.event_id, ?after, reason = reason.label(), "deferred by the lane");
+            tracing::debug!(?after, reason = reason.label(), "deferred by the lane");
             settle(consumer, lease.id(), lease, Settlement::Defer { after }).await;
             return;
         }
@@ -185,17 +208,15 @@ pub async fn attempt(
     };
     match &settlement {
         Settlement::Ack => {
-            tracing::debug!(id = lease.id(), destination = %key, event = %message.event_id, "delivered")
+            tracing::debug!(status = ?result.status, "delivered")
         }
         Settlement::Retry { after, log } => tracing::info!(
-            id = lease.id(), destination = %key, event = %message.event_id, status = ?log.status,
-            error = ?log.error, retry_in_ms = after.as_millis() as u64, "delivery failed, will retry"
+            status = ?log.status, error = ?log.error, retry_in_ms = after.as_millis() as u64, "delivery failed, will retry"
         ),
         Settlement::Dead { log } => {
             metrics::counter!(m::DEAD_LETTERS, "destination" => key.clone()).increment(1);
             tracing::warn!(
-                id = lease.id(), destination = %key, event = %message.event_id, status = ?log.status,
-                error = ?log.error, attempts = attempts + 1, "delivery failed for good: dead letter"
+                status = ?log.status, error = ?log.error, "delivery failed for good: dead letter"
             )
         }
         Settlement::Defer { .. } => {}

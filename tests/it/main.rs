@@ -12,6 +12,8 @@ mod hub;
 mod integrity;
 mod lanes;
 mod memory;
+#[cfg(feature = "otel")]
+mod otel;
 mod playground;
 mod properties;
 mod reload;

@@ -57,7 +57,10 @@ async fn the_playground_in_a_real_browser() {
         page["status"].as_str().unwrap().starts_with("snapshot v1"),
         "{page}"
     );
-    assert!(page["fixtures"].as_u64().unwrap() > 100, "every mapping case is offered");
+    assert!(
+        page["fixtures"].as_u64().unwrap() > 100,
+        "every mapping case is offered"
+    );
     assert_eq!(page["types"], json!(["call.alerting"]), "{page}");
     assert_eq!(page["verdicts"], json!(["apply"]), "{page}");
     assert_eq!(page["errors_before"], 0, "{page}");
@@ -102,9 +105,16 @@ async fn the_playground_in_a_real_browser() {
     );
     assert_eq!(page["console_errors"], json!([]), "{page}");
 
-    for shot in ["playground.png", "playground-error.png", "playground-tail.png"] {
+    for shot in [
+        "playground.png",
+        "playground-error.png",
+        "playground-tail.png",
+    ] {
         let png = std::fs::read(shots.join(shot)).unwrap();
-        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 20_000, "{shot}");
+        assert!(
+            png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 20_000,
+            "{shot}"
+        );
     }
     gw.shutdown().await;
 }
@@ -250,7 +260,10 @@ async fn translate_reports_every_stage_and_refuses_hostile_requests() {
         .send()
         .await
         .unwrap();
-    let csp = r.headers()["content-security-policy"].to_str().unwrap().to_string();
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
     assert!(!r.text().await.unwrap().contains("<script>"));
     gw.shutdown().await;

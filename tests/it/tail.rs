@@ -293,3 +293,112 @@ async fn callgate_tail_prints_the_flow() {
     );
     gw.shutdown().await;
 }
+
+/// Logs of `serve` into a pipe are JSON lines, and the lines of an event's path carry its
+/// route, vendor, event id, call id and (for attempts) delivery id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_into_a_pipe_are_json_lines_naming_the_event_path() {
+    let (receiver, _release) = Receiver::refusing(503).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (port, admin) = (crate::harness::free_port(), crate::harness::free_port());
+    let routes = format!(
+        "  - name: rc\n    path: /hooks/rc\n    from: auto\n    to:\n      - {{ name: vidyo, vendor: vidyo, url: '{}', types: ['call.*'] }}\n",
+        receiver.url("/vidyo")
+    );
+    let config = crate::harness::write_serve_config(
+        dir.path(),
+        (port, admin),
+        "",
+        &crate::support::root().join("mappings"),
+        "timeout: 2s, retry: [0s, 50ms]",
+        &routes,
+    );
+    let mut serve = std::process::Command::new(env!("CARGO_BIN_EXE_callgate"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("CALLGATE_LOG", "info")
+        .env_remove("CALLGATE_LOG_FORMAT")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = serve.stderr.take().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    crate::harness::wait_ready(port).await;
+    let notification = &flow()[5];
+    for _ in 0..2 {
+        let r = client()
+            .post(format!("http://127.0.0.1:{port}/hooks/rc"))
+            .header("content-type", "application/json")
+            .body(notification.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    // Two attempts (503, then dead), and the redelivery dropped or deduplicated.
+    let mut logged: Vec<Value> = Vec::new();
+    while !logged
+        .iter()
+        .any(|l| l["fields"]["message"] == "delivery failed for good: dead letter")
+    {
+        let line = lines
+            .recv_timeout(WAIT)
+            .unwrap_or_else(|_| panic!("serve logged only: {logged:#?}"));
+        logged.push(
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}")),
+        );
+    }
+    let _ = serve.kill();
+    let _ = serve.wait();
+    let event_id = serde_json::from_str::<Value>(notification).unwrap()["uuid"].clone();
+    for message in [
+        "delivery failed, will retry",
+        "delivery failed for good: dead letter",
+    ] {
+        let line = logged
+            .iter()
+            .find(|l| l["fields"]["message"] == message)
+            .unwrap_or_else(|| panic!("no `{message}` in {logged:#?}"));
+        let span = &line["span"];
+        assert_eq!(span["name"], "delivery", "{line}");
+        assert_eq!(span["route"], "rc", "{line}");
+        assert_eq!(span["destination"], "vidyo", "{line}");
+        assert_eq!(span["event_id"], event_id, "{line}");
+        assert!(
+            span["call_id"].as_str().unwrap().starts_with("s-"),
+            "{line}"
+        );
+        assert!(span["delivery_id"].as_u64().unwrap() > 0, "{line}");
+        assert_eq!(line["fields"]["status"], "Some(503)", "{line}");
+    }
+    // The redelivery, dropped inside the request span (vendor detected from `auto`).
+    let dropped = logged
+        .iter()
+        .find(|l| l["fields"]["message"] == "event dropped")
+        .unwrap_or_else(|| panic!("no dropped line in {logged:#?}"));
+    assert_eq!(dropped["span"]["name"], "request", "{dropped}");
+    assert_eq!(dropped["span"]["route"], "rc", "{dropped}");
+    assert_eq!(dropped["span"]["vendor"], "ringcentral", "{dropped}");
+    assert_eq!(dropped["span"]["event_ids"], event_id, "{dropped}");
+    assert_eq!(dropped["fields"]["event_id"], event_id, "{dropped}");
+    assert!(
+        dropped["fields"]["call_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("s-")
+    );
+    assert!(
+        logged
+            .iter()
+            .all(|l| l["timestamp"].is_string() && l["level"].is_string())
+    );
+}
