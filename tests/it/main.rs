@@ -12,8 +12,6 @@ mod hub;
 mod integrity;
 mod lanes;
 mod memory;
-#[cfg(feature = "otel")]
-mod otel;
 mod playground;
 mod properties;
 mod reload;

@@ -1,10 +1,19 @@
-//! The `otel` feature (`cargo test --features otel --test it otel`, run by `.ci/run`): spans
+//! The `otel` feature (`cargo test --features otel --test otel`, run by `.ci/run`): spans
 //! reach an OTLP/HTTP collector — here a loopback receiver that keeps what it is sent — one
 //! `request` span per inbound payload and one `delivery` span per attempt, both carrying the
 //! event id.
 
-use crate::harness::{Receiver, client, free_port, wait_ready, write_serve_config};
-use crate::support::{fixtures, root};
+// Its own test binary, so that building it with the feature does not rebuild the big `it`
+// binary; it borrows that binary's harness.
+#![allow(dead_code)]
+
+#[path = "it/harness.rs"]
+mod harness;
+#[path = "it/support.rs"]
+mod support;
+
+use harness::{Receiver, client, free_port, wait_ready, write_serve_config};
+use support::{fixtures, root};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
