@@ -13,8 +13,8 @@ mod harness;
 mod support;
 
 use harness::{Receiver, client, free_port, wait_ready, write_serve_config};
-use support::{fixtures, root};
 use std::time::Duration;
+use support::{fixtures, root};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_reach_an_otlp_collector_linked_by_event_id() {
