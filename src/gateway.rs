@@ -3,6 +3,8 @@
 //! (file watch, `SIGHUP`, `POST /admin/reload`). `callgate serve`, `callgate demo` and the
 //! integration tests all start the gateway through here.
 
+use crate::adapters::ringcentral::keeper::{Keeper, KeeperSettings};
+use crate::adapters::ringcentral::platform::{Credentials, Platform};
 use crate::adapters::signalr::client::{self, SourceState};
 use crate::config::{self, Config, ConfigError};
 use crate::delivery::worker::{self, RetryPolicy};
@@ -83,6 +85,44 @@ impl Gateway {
         let config = Arc::new(config);
         let resources = Resources::new().map_err(StartError::Client)?;
         resources.tail.set_bodies(config.server.tail_bodies);
+        // Keepers are registered before the first snapshot, whose routes take their pokes;
+        // they start once the listeners serve (RingCentral validates the address).
+        let keepers: Vec<Keeper> = config
+            .routes
+            .iter()
+            .filter_map(|route| {
+                let rc = route.ringcentral.as_ref()?;
+                let platform = Arc::new(Platform::new(
+                    resources.http.clone(),
+                    Credentials {
+                        server: rc.server.clone(),
+                        client_id: rc.client_id.value().to_string(),
+                        client_secret: rc.client_secret.value().to_string(),
+                        jwt: rc.jwt.value().to_string(),
+                    },
+                ));
+                let keeper = Keeper::new(
+                    platform,
+                    KeeperSettings {
+                        route: route.name.clone(),
+                        address: rc.address.clone(),
+                        event_filters: rc.event_filters.clone(),
+                        verification_token: route
+                            .auth
+                            .as_ref()
+                            .and_then(|a| a.verification_token.as_ref())
+                            .map(|t| t.value().to_string()),
+                        expires_in: rc.expires_in,
+                        renew_before: rc.renew_before.unwrap_or(rc.expires_in / 2),
+                        check_every: rc.check_every,
+                    },
+                );
+                resources
+                    .keepers
+                    .add(&route.name, keeper.poke(), keeper.status());
+                Some(keeper)
+            })
+            .collect();
         let snapshot = Snapshot::load(config.clone(), &resources, 1)?;
         let store = open_store(&config.store, &config.delivery, false)
             .await
@@ -159,6 +199,7 @@ impl Gateway {
                 listen: admin_addr,
                 public: addr,
                 tail: resources.tail.clone(),
+                keepers: resources.keepers.clone(),
             }),
             health,
         );
@@ -214,6 +255,9 @@ impl Gateway {
                 state,
                 stop_rx.clone(),
             )));
+        }
+        for keeper in keepers {
+            background.push(tokio::spawn(keeper.run(stop_rx.clone())));
         }
         let mut stop_upkeep = stop_rx.clone();
         background.push(tokio::spawn(async move {

@@ -84,6 +84,9 @@ pub struct Route {
     /// routes may well receive the same vendor event (two subscriptions) and each must
     /// deliver it.
     pub lifecycle: Lifecycle,
+    /// Pokes this route's RingCentral subscription keeper (a renewal reminder arrived), when
+    /// it has one.
+    pub keeper: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl std::fmt::Debug for Route {

@@ -51,6 +51,45 @@ pub struct Resources {
     pub hubs: Arc<Hubs>,
     /// The live tail.
     pub tail: Tail,
+    /// RingCentral subscription keepers by route (they outlive snapshots).
+    pub keepers: Arc<Keepers>,
+}
+
+/// A keeper's status, shared between the keeper and whoever shows it.
+type SharedStatus = Arc<std::sync::Mutex<crate::adapters::ringcentral::keeper::KeeperStatus>>;
+
+/// The RingCentral subscription keepers' handles, by route name.
+#[derive(Default)]
+pub struct Keepers(std::sync::Mutex<Vec<(String, Arc<tokio::sync::Notify>, SharedStatus)>>);
+
+impl Keepers {
+    /// Registers a route's keeper.
+    pub fn add(&self, route: &str, poke: Arc<tokio::sync::Notify>, status: SharedStatus) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((route.to_string(), poke, status));
+    }
+
+    /// The poke of `route`'s keeper.
+    pub fn poke(&self, route: &str) -> Option<Arc<tokio::sync::Notify>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|(name, ..)| name == route)
+            .map(|(_, poke, _)| poke.clone())
+    }
+
+    /// Every keeper's status, in registration order.
+    pub fn statuses(&self) -> Vec<crate::adapters::ringcentral::keeper::KeeperStatus> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(_, _, status)| status.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .collect()
+    }
 }
 
 impl Resources {
@@ -62,6 +101,7 @@ impl Resources {
             lifecycles: Arc::default(),
             hubs: Arc::default(),
             tail: Tail::default(),
+            keepers: Arc::default(),
         })
     }
 
@@ -75,6 +115,7 @@ impl Resources {
             lifecycles: Arc::default(),
             hubs: Arc::default(),
             tail: Tail::default(),
+            keepers: Arc::default(),
         }
     }
 }
@@ -212,6 +253,7 @@ impl Snapshot {
                 auth: None,
                 ack: Ack::Queued,
                 on_timeout: OnTimeout::Fail,
+                ringcentral: None,
                 to: vec![DestinationConfig {
                     name: "target".into(),
                     vendor: to.into(),
@@ -352,6 +394,7 @@ fn route(
         fidelity,
         max_events,
         lifecycle: resources.lifecycles.get_or_create(&r.name),
+        keeper: resources.keepers.poke(&r.name),
     }
 }
 

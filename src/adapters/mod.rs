@@ -5,6 +5,7 @@
 //! [`AttemptOutcome`], so the workers never see a status code or a socket error.
 
 pub mod http_out;
+pub mod ringcentral;
 pub mod signalr;
 pub mod standard_webhooks;
 pub mod webhook;

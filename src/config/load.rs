@@ -127,6 +127,11 @@ fn for_each_env_string(config: &mut Config, f: &mut dyn FnMut(&mut EnvString)) {
                 f(&mut h.value);
             }
         }
+        if let Some(rc) = route.ringcentral.as_mut() {
+            f(&mut rc.client_id);
+            f(&mut rc.client_secret);
+            f(&mut rc.jwt);
+        }
         for dest in &mut route.to {
             dest.url.iter_mut().for_each(&mut *f);
             dest.headers.values_mut().for_each(&mut *f);
@@ -284,6 +289,9 @@ fn problems(config: &Config, mappings: &MappingSet) -> Vec<String> {
                 "{at}: path `{}` is used by another route",
                 route.path
             ));
+        }
+        if let Some(rc) = &route.ringcentral {
+            check_keeper(&at, route, rc, &mut problems);
         }
         if route.from != AUTO && !mappings.vendor(&route.from).is_some_and(|v| v.can_decode()) {
             problems.push(format!(
@@ -574,6 +582,67 @@ fn check_url(at: &str, url: &str, problems: &mut Vec<String>) {
             u.scheme()
         )),
         Err(e) => problems.push(format!("{at}: url `{url}` is not a URL: {e}")),
+    }
+}
+
+/// `routes[].ringcentral`: what RingCentral would refuse, or what could not work.
+fn check_keeper(
+    at: &str,
+    route: &super::RouteConfig,
+    rc: &super::RingCentralKeeperConfig,
+    problems: &mut Vec<String>,
+) {
+    let at = format!("{at}: ringcentral");
+    if route.from != "ringcentral" {
+        problems.push(format!(
+            "{at}: the route must be `from: ringcentral` (it receives what the subscription sends)"
+        ));
+    }
+    if route
+        .auth
+        .as_ref()
+        .and_then(|a| a.verification_token.as_ref())
+        .is_none()
+    {
+        problems.push(format!(
+            "{at}: the route needs `auth: {{verification_token: …}}` (sent as the subscription's verificationToken)"
+        ));
+    }
+    check_url(&format!("{at}.server"), &rc.server, problems);
+    check_url(&format!("{at}.address"), &rc.address, problems);
+    for (name, value) in [
+        ("client_id", &rc.client_id),
+        ("client_secret", &rc.client_secret),
+        ("jwt", &rc.jwt),
+    ] {
+        if value.value().is_empty() {
+            problems.push(format!(
+                "{at}.{name} is empty (`{}` resolved to nothing)",
+                value.raw()
+            ));
+        }
+    }
+    if rc.event_filters.is_empty() {
+        problems.push(format!("{at}.event_filters is empty"));
+    }
+    for filter in &rc.event_filters {
+        if !filter.starts_with("/restapi/") {
+            problems.push(format!(
+                "{at}.event_filters: `{filter}` is not a RingCentral event filter (they start with /restapi/)"
+            ));
+        }
+    }
+    let expires = rc.expires_in.as_secs();
+    if !(60..=315_360_000).contains(&expires) {
+        problems.push(format!(
+            "{at}.expires_in: {expires} s is out of range (1 minute to 3650 days)"
+        ));
+    }
+    if rc.renew_before.is_some_and(|r| r >= rc.expires_in) {
+        problems.push(format!("{at}.renew_before must be shorter than expires_in"));
+    }
+    if rc.check_every.is_zero() {
+        problems.push(format!("{at}.check_every must be more than 0"));
     }
 }
 

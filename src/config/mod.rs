@@ -353,6 +353,50 @@ pub struct RouteConfig {
     /// The destinations.
     #[serde(default)]
     pub to: Vec<DestinationConfig>,
+    /// Keep this route's RingCentral webhook subscription (create, renew, recreate when
+    /// blacklisted). Restart-only: a reload does not start or stop keepers.
+    #[serde(default)]
+    pub ringcentral: Option<RingCentralKeeperConfig>,
+}
+
+/// `routes[].ringcentral`: the subscription keeper (ringcentral-platform.md A.1–A.6). The
+/// route must be `from: ringcentral` with `auth.verification_token`, which becomes the
+/// subscription's `verificationToken`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RingCentralKeeperConfig {
+    /// Platform base URL. Default `https://platform.ringcentral.com`.
+    #[serde(default = "default_rc_server")]
+    pub server: String,
+    /// The app's client id.
+    pub client_id: EnvString,
+    /// The app's client secret.
+    pub client_secret: EnvString,
+    /// The JWT credential (JWT bearer grant; one session, then refresh tokens).
+    pub jwt: EnvString,
+    /// This route's public HTTPS URL, where RingCentral posts (`deliveryMode.address`).
+    pub address: String,
+    /// Event filters, e.g. `/restapi/v1.0/account/~/telephony/sessions`.
+    pub event_filters: Vec<String>,
+    /// `expiresIn`, always sent. Default 7d; at most 3650d (RingCentral's webhook maximum).
+    #[serde(default = "default_rc_expires_in", deserialize_with = "duration")]
+    pub expires_in: Duration,
+    /// Renew when less than this is left. Default: half of `expires_in`.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub renew_before: Option<Duration>,
+    /// Look at the subscription (status, filters, expiry) at least this often. Default 15m.
+    #[serde(default = "default_rc_check_every", deserialize_with = "duration")]
+    pub check_every: Duration,
+}
+
+fn default_rc_server() -> String {
+    "https://platform.ringcentral.com".into()
+}
+fn default_rc_expires_in() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
+}
+fn default_rc_check_every() -> Duration {
+    Duration::from_secs(15 * 60)
 }
 
 /// Acknowledgement mode of a route.
@@ -669,6 +713,10 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         }
     };
     parse_duration(&text).map_err(de::Error::custom)
+}
+
+fn optional_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
 }
 
 fn durations<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {

@@ -39,6 +39,8 @@ pub struct Admin {
     pub public: std::net::SocketAddr,
     /// The live tail (`/admin/tail`).
     pub tail: Tail,
+    /// RingCentral subscription keepers (`/admin/ringcentral`).
+    pub keepers: Arc<crate::snapshot::Keepers>,
 }
 
 type AdminState = Arc<Admin>;
@@ -53,6 +55,7 @@ pub fn router(admin: Arc<Admin>, health: Router) -> Router {
         .route("/admin/deliveries/{id}/replay", post(replay_one))
         .route("/admin/reload", post(reload))
         .route("/admin/mappings", get(mappings))
+        .route("/admin/ringcentral", get(ringcentral))
         .route("/token/{user}/rte/", get(rte_token))
         .merge(playground::api().with_state(admin.reloader.clone()))
         .route(
@@ -345,6 +348,11 @@ async fn rte_token(
         "EntityIds": claims.entities,
     }))
     .into_response()
+}
+
+/// `GET /admin/ringcentral`: each subscription keeper's state (`{"subscriptions": [...]}`).
+async fn ringcentral(State(admin): State<AdminState>) -> Response {
+    axum::Json(json!({ "subscriptions": admin.keepers.statuses() })).into_response()
 }
 
 async fn mappings(State(admin): State<AdminState>) -> Response {

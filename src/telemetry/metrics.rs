@@ -29,6 +29,14 @@ pub const DEFERRED: &str = "callgate_deliveries_deferred_total";
 pub const BREAKER_STATE: &str = "callgate_breaker_state";
 /// Times a destination's breaker opened, by `destination`.
 pub const BREAKER_OPENED: &str = "callgate_breaker_opened_total";
+/// 1 while the RingCentral subscription keeper of `route` holds an active subscription.
+pub const RC_SUBSCRIPTION_ACTIVE: &str = "callgate_ringcentral_subscription_active";
+/// Seconds until the kept subscription of `route` expires, as of the keeper's last look.
+pub const RC_SUBSCRIPTION_EXPIRES: &str = "callgate_ringcentral_subscription_expires_seconds";
+/// Subscription renewals, by `route`.
+pub const RC_SUBSCRIPTION_RENEWALS: &str = "callgate_ringcentral_subscription_renewals_total";
+/// Keeper failures, by `route` and `reason` (`rate_limited`, `auth`, `refused`, `unavailable`).
+pub const RC_SUBSCRIPTION_FAILURES: &str = "callgate_ringcentral_subscription_failures_total";
 /// Reloads by `result` (`ok`, `rejected`, `unchanged`).
 pub const RELOADS: &str = "callgate_reloads_total";
 /// 1 when the last reload attempt was rejected (its error is in `/admin/mappings`), else 0.

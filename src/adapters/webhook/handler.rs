@@ -202,6 +202,16 @@ async fn receive(
         }
     };
 
+    if let Some(keeper) = &route.keeper
+        && crate::adapters::ringcentral::keeper::is_renewal_reminder(inbound.payload())
+    {
+        tracing::info!(route = %route.name, "subscription renewal reminder: the keeper looks now");
+        keeper.notify_one();
+        return Ok(json_response(
+            StatusCode::OK,
+            json!({"status": "renewal reminder taken by the subscription keeper"}),
+        ));
+    }
     let (accepted, submitted) =
         intake
             .ingest(snapshot, route, &inbound)

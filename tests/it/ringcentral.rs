@@ -1,0 +1,211 @@
+//! The RingCentral subscription keeper against the fake platform (`rc_platform.rs`): it
+//! creates one subscription once the route serves, renews before expiry on one OAuth
+//! session kept alive by refresh tokens, adopts its subscription after a restart instead of
+//! creating a second, recreates a blacklisted one when a renewal reminder pokes it, and
+//! sends nothing while a 429's penalty runs.
+
+use crate::harness::{Receiver, client, free_port, gateway};
+use crate::rc_platform::{ACCOUNT, CLIENT_ID, CLIENT_SECRET, FakePlatform, JWT};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Config for one RingCentral route with a keeper, listening on `port`.
+fn config(
+    dir: &std::path::Path,
+    port: u16,
+    platform: &FakePlatform,
+    receiver: &Receiver,
+) -> String {
+    format!(
+        "server: {{ listen: 127.0.0.1:{port}, admin_listen: 127.0.0.1:0 }}\n\
+         mappings: {mappings}\n\
+         store: {{ kind: sqlite, path: {db} }}\n\
+         delivery: {{ timeout: 2s, retry: [0s, 50ms] }}\n\
+         routes:\n  - name: rc\n    path: /hooks/rc\n    from: ringcentral\n\
+         \x20   auth: {{ verification_token: vt-1 }}\n\
+         \x20   ringcentral:\n      server: '{server}'\n      client_id: {CLIENT_ID}\n      client_secret: {CLIENT_SECRET}\n      jwt: {JWT}\n\
+         \x20     address: 'http://127.0.0.1:{port}/hooks/rc'\n\
+         \x20     event_filters: ['/restapi/v1.0/account/~/telephony/sessions', '/restapi/v1.0/account/~/extension/~/forbidden']\n\
+         \x20     expires_in: 1h\n      renew_before: 3s\n      check_every: 1m\n\
+         \x20   to:\n      - {{ name: vidyo, vendor: vidyo, url: '{url}', types: ['call.*'] }}\n",
+        mappings = crate::support::root().join("mappings").display(),
+        db = dir.join("callgate.db").display(),
+        server = platform.url(),
+        url = receiver.url("/vidyo"),
+    )
+}
+
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn status(admin: std::net::SocketAddr) -> Value {
+    client()
+        .get(format!("http://{admin}/admin/ringcentral"))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["subscriptions"][0]
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keeper_creates_once_renews_on_time_and_adopts_after_a_restart() {
+    let platform = FakePlatform::start(Duration::from_secs(6)).await;
+    let receiver = Receiver::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let text = config(dir.path(), port, &platform, &receiver);
+    let gw = gateway(&text).await;
+
+    // Created once, with the configured filters, token and an explicit expiresIn; the
+    // address passed RingCentral's Validation-Token check, so the route was serving.
+    wait_until("a renewal", || platform.with(|s| s.renewals >= 2)).await;
+    let (subs, creations, jwt_grants, refreshes) = platform.with(|s| {
+        (
+            s.subscriptions.clone(),
+            s.creations,
+            s.jwt_grants,
+            s.refreshes,
+        )
+    });
+    assert_eq!(creations, 1);
+    assert_eq!(subs.len(), 1);
+    let sub = &subs[0];
+    assert_eq!(sub["deliveryMode"]["verificationToken"], "vt-1");
+    assert_eq!(
+        sub["eventFilters"][0],
+        format!("/restapi/v1.0/account/{ACCOUNT}/telephony/sessions")
+    );
+    // Renewed before it expired, every time, on one session kept alive by refreshes.
+    assert_eq!(platform.with(|s| s.late_renewals), 0);
+    assert_eq!(jwt_grants, 1, "one login");
+    assert!(
+        refreshes >= 1,
+        "then refresh tokens (access tokens live 2 s here)"
+    );
+    // The refused filter is reported.
+    let state = status(gw.admin_addr).await;
+    assert_eq!(state["state"], "active", "{state}");
+    assert_eq!(state["subscription_id"], sub["id"]);
+    assert_eq!(
+        state["disabled_filters"][0]["filter"],
+        format!("/restapi/v1.0/account/{ACCOUNT}/extension/{ACCOUNT}/forbidden"),
+        "{state}"
+    );
+    let metrics = crate::harness::metrics(gw.admin_addr).await;
+    assert!(
+        metrics.contains("callgate_ringcentral_subscription_active{route=\"rc\"} 1"),
+        "{metrics}"
+    );
+    gw.shutdown().await;
+
+    // A restart adopts the live subscription: no second one.
+    let gw = gateway(&text).await;
+    let renewals = platform.with(|s| s.renewals);
+    wait_until("a renewal after the restart", || {
+        platform.with(|s| s.renewals > renewals)
+    })
+    .await;
+    assert_eq!(
+        platform.with(|s| (s.creations, s.subscriptions.len())),
+        (1, 1)
+    );
+    assert_eq!(platform.with(|s| s.late_renewals), 0);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blacklisted_subscription_is_recreated_when_a_reminder_arrives() {
+    let platform = FakePlatform::start(Duration::from_secs(3600)).await;
+    let receiver = Receiver::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let gw = gateway(&config(dir.path(), port, &platform, &receiver)).await;
+    wait_until("the subscription", || platform.with(|s| s.creations == 1)).await;
+    let first = platform.with(|s| s.subscriptions[0]["id"].as_str().unwrap().to_string());
+    platform.blacklist(&first);
+
+    // RingCentral's renewal reminder: taken by the keeper, answered 200, not translated.
+    let reminder = serde_json::json!({
+        "uuid": "r-1", "event": "/restapi/v1.0/subscription/~?threshold=86400&interval=3600",
+        "timestamp": "2026-12-02T10:00:00.000Z", "subscriptionId": first, "ownerId": ACCOUNT,
+        "body": {"expiresIn": 80000}
+    });
+    let r = client()
+        .post(format!("http://127.0.0.1:{port}/hooks/rc"))
+        .header("verification-token", "vt-1")
+        .json(&reminder)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    wait_until("the recreation", || platform.with(|s| s.creations == 2)).await;
+    let subs = platform.with(|s| s.subscriptions.clone());
+    assert_eq!(subs.len(), 1, "the blacklisted one was deleted: {subs:#?}");
+    assert_ne!(subs[0]["id"], first.as_str());
+    assert_eq!(subs[0]["status"], "Active");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let state = status(gw.admin_addr).await;
+        if state["subscription_id"] == subs[0]["id"] && state["state"] == "active" {
+            assert_eq!(state["recreated"], 1, "{state}");
+            assert_eq!(state["created"], 2, "{state}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{state}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        receiver.all().is_empty(),
+        "the reminder reached no destination"
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_sent_while_a_rate_limit_penalty_runs() {
+    let platform = FakePlatform::start(Duration::from_secs(3600)).await;
+    // The first two requests (the login, then its retry) get 429 with Retry-After: 2.
+    platform.with(|s| s.rate_limit_next = 2);
+    let receiver = Receiver::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let gw = gateway(&config(dir.path(), port, &platform, &receiver)).await;
+    wait_until("the subscription", || platform.with(|s| s.creations == 1)).await;
+    let seen = platform.with(|s| s.seen.clone());
+    let limited: Vec<_> = seen.iter().filter(|r| r.status == 429).collect();
+    assert_eq!(limited.len(), 2, "{seen:#?}");
+    assert!(
+        limited
+            .iter()
+            .all(|r| r.method == "POST" && r.path == "/restapi/oauth/token"),
+        "the login was what got limited: {seen:#?}"
+    );
+    // After each 429, the next request waited out the 2 s penalty.
+    for pair in seen.windows(2) {
+        if pair[0].status == 429 {
+            let gap = pair[1].at - pair[0].at;
+            assert!(
+                gap >= Duration::from_secs(2),
+                "{gap:?} after a 429: {seen:#?}"
+            );
+        }
+    }
+    let metrics = crate::harness::metrics(gw.admin_addr).await;
+    assert!(
+        metrics.contains(
+            "callgate_ringcentral_subscription_failures_total{route=\"rc\",reason=\"rate_limited\"}"
+        ),
+        "{metrics}"
+    );
+    gw.shutdown().await;
+}
