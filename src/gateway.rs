@@ -152,7 +152,12 @@ impl Gateway {
                 connected: Arc::default(),
             })
             .collect();
-        let health = server::health(store.producer.clone(), ready.clone(), sources.clone());
+        let health = server::health(
+            store.producer.clone(),
+            ready.clone(),
+            sources.clone(),
+            resources.keepers.clone(),
+        );
         // One intake for webhooks and sources: a call's payloads take turns whichever
         // transport brought them.
         let intake = Intake {

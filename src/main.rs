@@ -120,18 +120,7 @@ enum Command {
     /// with `server.tail_bodies: true` (and only with --json).
     Tail {
         #[command(flatten)]
-        config: ConfigArg,
-        /// Admin listener base URL (default: http:// + the config's server.admin_listen).
-        #[arg(long, value_name = "URL")]
-        admin: Option<String>,
-        /// Admin token (default: the config's server.admin_token).
-        #[arg(
-            long,
-            value_name = "TOKEN",
-            env = "CALLGATE_ADMIN_TOKEN",
-            hide_env_values = true
-        )]
-        token: Option<String>,
+        admin: AdminArgs,
         /// Only this route.
         #[arg(long, value_name = "ROUTE")]
         route: Option<String>,
@@ -148,6 +137,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The RingCentral subscription keepers of a running gateway.
+    Ringcentral {
+        #[command(subcommand)]
+        action: RingcentralAction,
+    },
     /// Inspect and replay dead letters (messages that will not be retried) in the store the
     /// configuration names. Safe beside a running gateway.
     Dlq {
@@ -155,6 +149,35 @@ enum Command {
         config: ConfigArg,
         #[command(subcommand)]
         action: DlqAction,
+    },
+}
+
+/// Where a client command finds the admin listener.
+#[derive(Args)]
+struct AdminArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Admin listener base URL (default: http:// + the config's server.admin_listen).
+    #[arg(long, value_name = "URL")]
+    admin: Option<String>,
+    /// Admin token (default: the config's server.admin_token).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "CALLGATE_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum RingcentralAction {
+    /// One line per route with a subscription keeper: state, subscription id, expiry, next
+    /// check, counts, refused filters and the last error. Exit 1 unless every keeper is
+    /// active.
+    Status {
+        #[command(flatten)]
+        admin: AdminArgs,
     },
 }
 
@@ -201,26 +224,37 @@ fn main() -> ExitCode {
         Command::Serve(c) => runtime().and_then(|rt| rt.block_on(serve(&c.config))),
         Command::Demo(c) => runtime().and_then(|rt| rt.block_on(demo::run(&c.config))),
         Command::Tail {
-            config,
             admin,
-            token,
             route,
             destination,
             event_type,
             call,
             json,
-        } => tail_args(
-            &config.config,
-            admin,
-            token,
-            route,
-            destination,
-            event_type,
-            call,
-            json,
-        )
-        .and_then(|args| runtime().and_then(|rt| rt.block_on(cli::tail::run(args))))
-        .map(|()| ExitCode::SUCCESS),
+        } => admin_endpoint(admin)
+            .and_then(|(admin, authorization)| {
+                let filters = [
+                    ("route", route),
+                    ("destination", destination),
+                    ("type", event_type),
+                    ("call", call),
+                ]
+                .into_iter()
+                .filter_map(|(name, value)| Some((name, value?)))
+                .collect();
+                let args = cli::tail::TailArgs {
+                    admin,
+                    authorization,
+                    filters,
+                    json,
+                };
+                runtime().and_then(|rt| rt.block_on(cli::tail::run(args)))
+            })
+            .map(|()| ExitCode::SUCCESS),
+        Command::Ringcentral {
+            action: RingcentralAction::Status { admin },
+        } => admin_endpoint(admin).and_then(|(admin, authorization)| {
+            runtime().and_then(|rt| rt.block_on(cli::ringcentral::status(&admin, authorization)))
+        }),
         Command::Dlq { config, action } => {
             runtime().and_then(|rt| rt.block_on(dlq(&config.config, action)))
         }
@@ -234,23 +268,21 @@ fn main() -> ExitCode {
     }
 }
 
-/// Where `tail` connects: `--admin` and `--token`, else the config's admin listener
-/// (an unspecified address means loopback) and token.
-#[allow(clippy::too_many_arguments)]
-fn tail_args(
-    config_path: &Path,
-    admin: Option<String>,
-    token: Option<String>,
-    route: Option<String>,
-    destination: Option<String>,
-    event_type: Option<String>,
-    call: Option<String>,
-    json: bool,
-) -> anyhow::Result<cli::tail::TailArgs> {
+/// The admin listener a client command talks to: `--admin` and `--token`, else the
+/// config's admin listener (an unspecified address means loopback) and admin token.
+/// Returns the base URL and the `Authorization` value.
+fn admin_endpoint(args: AdminArgs) -> anyhow::Result<(String, Option<String>)> {
+    let AdminArgs {
+        config: ConfigArg {
+            config: config_path,
+        },
+        admin,
+        token,
+    } = args;
     let config = match (&admin, &token) {
         (Some(_), Some(_)) => None,
         _ if admin.is_some() && !config_path.exists() => None,
-        _ => Some(config::load(config_path)?),
+        _ => Some(config::load(&config_path)?),
     };
     let admin = match (admin, &config) {
         (Some(url), _) => url,
@@ -271,21 +303,7 @@ fn tail_args(
             .and_then(|c| c.server.admin_token.as_ref())
             .map(|t| t.value().to_string())
     });
-    let filters = [
-        ("route", route),
-        ("destination", destination),
-        ("type", event_type),
-        ("call", call),
-    ]
-    .into_iter()
-    .filter_map(|(name, value)| Some((name, value?)))
-    .collect();
-    Ok(cli::tail::TailArgs {
-        admin,
-        authorization: token.map(|t| format!("Bearer {t}")),
-        filters,
-        json,
-    })
+    Ok((admin, token.map(|t| format!("Bearer {t}"))))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -1,4 +1,5 @@
-//! Subcommands with more than a few lines of their own: `demo` and `tail`.
+//! Subcommands with more than a few lines of their own: `demo`, `tail`, `ringcentral`.
 
 pub mod demo;
+pub mod ringcentral;
 pub mod tail;

@@ -718,6 +718,7 @@ mod tests {
              \x20 - { name: b, path: '/b/*rest', from: vidyo, auth: { bearer: \"${EMPTY}\" }, to: [ { name: d, vendor: vidyo, url: 'http://x/' } ] }\n\
              \x20 - { name: c, path: '/c/:id', from: vidyo, to: [ { name: d, vendor: vidyo, url: 'http://x/', auth: { basic: { username: u, password: \"${EMPTY}\" } } } ] }\n\
              \x20 - { name: e, path: '/e', from: vidyo, auth: { standard_webhooks: { secrets: [plain] } }, to: [ { name: d, vendor: vidyo, url: 'http://x/', sign: { standard_webhooks: { secret: 'whsec_' } } } ] }\n\
+             \x20 - { name: k, path: '/k', from: vidyo, ringcentral: { client_id: c, client_secret: \"${EMPTY}\", jwt: j, address: 'gw.example.com/k', event_filters: [telephony], expires_in: 20s, renew_before: 1h }, to: [] }\n\
              \x20 - { name: h, path: '/h', from: vidyo, to: [ { name: both, vendor: enreach, url: 'http://x/', hub: /rte }, { name: open, vendor: enreach, hub: /e }, { name: short, vendor: enreach, hub: '/x/', auth: { jwt_secret: s } }, { name: twice, vendor: enreach, hub: /x, auth: { jwt_secret: 0123456789abcdef } }, { name: again, vendor: enreach, hub: /x, auth: { jwt_secret: 0123456789abcdef, bearer: b } } ] }\n\
              sources:\n\
              \x20 - { name: s, kind: signalr, route: nowhere, token_url: 'http://x/t', hub_url: 'wss://h/rte', subscriptions: [ { entity_id: bob, event: UserStatus } ] }\n\
@@ -735,6 +736,13 @@ mod tests {
             "delivery.max_queue_depth must be above 0",
             "server.admin_token is empty",
             "route `a`: path `/a/{id}` is not a literal path",
+            "route `k`: ringcentral: the route must be `from: ringcentral`",
+            "route `k`: ringcentral: the route needs `auth: {verification_token: …}`",
+            "route `k`: ringcentral.address: url `gw.example.com/k` is not a URL",
+            "route `k`: ringcentral.client_secret is empty",
+            "route `k`: ringcentral.event_filters: `telephony` is not a RingCentral event filter",
+            "route `k`: ringcentral.expires_in: 20 s is out of range",
+            "route `k`: ringcentral.renew_before must be shorter than expires_in",
             "route `b`: path `/b/*rest` is not a literal path",
             "route `c`: path `/c/:id` is not a literal path",
             "route `a`, destination `d`: url `http://x/#frag` has a #fragment",

@@ -42,6 +42,7 @@ pub fn health(
     producer: Arc<dyn Producer>,
     ready: Arc<AtomicBool>,
     sources: Vec<SourceState>,
+    keepers: Arc<crate::snapshot::Keepers>,
 ) -> Router {
     Router::new()
         .route(
@@ -51,7 +52,12 @@ pub fn health(
         .route(
             "/readyz",
             get(move || {
-                let (producer, ready, sources) = (producer.clone(), ready.clone(), sources.clone());
+                let (producer, ready, sources, keepers) = (
+                    producer.clone(),
+                    ready.clone(),
+                    sources.clone(),
+                    keepers.clone(),
+                );
                 async move {
                     if !ready.load(Ordering::Relaxed) {
                         return Problem::new(
@@ -74,12 +80,21 @@ pub fn health(
                             )
                         })
                         .collect();
-                    let degraded = states.values().any(|v| v == "down");
+                    // A subscription keeper that is not active is reported too: the route
+                    // still takes webhooks, but RingCentral may stop sending them.
+                    let subscriptions: serde_json::Map<String, serde_json::Value> = keepers
+                        .statuses()
+                        .into_iter()
+                        .map(|k| (k.route, k.state.into()))
+                        .collect();
+                    let degraded = states.values().any(|v| v == "down")
+                        || subscriptions.values().any(|v| v != "active");
                     axum::Json(serde_json::json!({
                         "status": if degraded { "degraded" } else { "ready" },
                         "mappings": "loaded", "store": "open",
                         "waiting": producer.total_depth(),
                         "sources": states,
+                        "ringcentral_subscriptions": subscriptions,
                     }))
                     .into_response()
                 }

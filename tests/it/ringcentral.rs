@@ -106,6 +106,44 @@ async fn the_keeper_creates_once_renews_on_time_and_adopts_after_a_restart() {
         metrics.contains("callgate_ringcentral_subscription_active{route=\"rc\"} 1"),
         "{metrics}"
     );
+    let ready: Value = client()
+        .get(format!("http://127.0.0.1:{port}/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        ready["ringcentral_subscriptions"]["rc"], "active",
+        "{ready}"
+    );
+    // `callgate ringcentral status` shows the same.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_callgate"))
+        .args([
+            "ringcentral",
+            "status",
+            "--config",
+            "/nonexistent.yaml",
+            "--admin",
+        ])
+        .arg(format!("http://{}", gw.admin_addr))
+        .output()
+        .await
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{printed}");
+    assert!(
+        printed.starts_with(&format!(
+            "rc\tactive\tsubscription {}",
+            sub["id"].as_str().unwrap()
+        )),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("refused filter /restapi/v1.0/account/"),
+        "{printed}"
+    );
     gw.shutdown().await;
 
     // A restart adopts the live subscription: no second one.
