@@ -5,7 +5,9 @@
 
 use crate::adapters::ringcentral::keeper::{Keeper, KeeperSettings};
 use crate::adapters::ringcentral::platform::{Credentials, Platform};
+use crate::adapters::ringcentral::websocket::WebSocketSource;
 use crate::adapters::signalr::client::{self, SourceState};
+use crate::config::SourceKind;
 use crate::config::{self, Config, ConfigError};
 use crate::delivery::worker::{self, RetryPolicy};
 use crate::delivery::{QueueError, SharedTable, Store, open_store};
@@ -252,14 +254,38 @@ impl Gateway {
         };
         let mut background = Vec::new();
         for (source, state) in config.sources.iter().zip(sources) {
-            background.push(tokio::spawn(client::run(
-                source.clone(),
-                resources.http.clone(),
-                snapshots.clone(),
-                intake.clone(),
-                state,
-                stop_rx.clone(),
-            )));
+            let task = match (source.kind, &source.ringcentral) {
+                (SourceKind::RingcentralWebsocket, Some(rc)) => {
+                    let platform = Arc::new(Platform::new(
+                        resources.http.clone(),
+                        Credentials {
+                            server: rc.server.clone(),
+                            client_id: rc.client_id.value().to_string(),
+                            client_secret: rc.client_secret.value().to_string(),
+                            jwt: rc.jwt.value().to_string(),
+                        },
+                    ));
+                    let ws = WebSocketSource {
+                        name: source.name.clone(),
+                        route: source.route.clone(),
+                        event_filters: source.event_filters.clone(),
+                        platform,
+                        snapshots: snapshots.clone(),
+                        intake: intake.clone(),
+                        state,
+                    };
+                    tokio::spawn(ws.run(stop_rx.clone()))
+                }
+                _ => tokio::spawn(client::run(
+                    source.clone(),
+                    resources.http.clone(),
+                    snapshots.clone(),
+                    intake.clone(),
+                    state,
+                    stop_rx.clone(),
+                )),
+            };
+            background.push(task);
         }
         for keeper in keepers {
             background.push(tokio::spawn(keeper.run(stop_rx.clone())));

@@ -168,6 +168,41 @@ impl Intake {
         .await
     }
 
+    /// One event from a source's authenticated connection (SignalR, RingCentral WebSocket):
+    /// ingested on the current snapshot's `route` like a webhook. Such transports have no
+    /// acknowledgement, so a full or unavailable store holds the caller (backpressure on the
+    /// connection) until the event is taken; an event the route cannot understand is
+    /// logged and dropped.
+    pub async fn ingest_from_connection(
+        &self,
+        snapshots: &arc_swap::ArcSwap<Snapshot>,
+        source: &str,
+        route: &str,
+        payload: serde_json::Value,
+    ) {
+        let inbound = VerifiedInbound::from_connection(payload);
+        let mut wait = Duration::from_millis(100);
+        loop {
+            let snapshot = snapshots.load_full();
+            let Some(route) = snapshot.route(route).cloned() else {
+                tracing::error!(source, route, "the source's route is gone: event dropped");
+                return;
+            };
+            match self.ingest(&snapshot, &route, &inbound).await {
+                Ok(_) => return,
+                Err(IngestError::Pipeline(error)) => {
+                    tracing::warn!(source, %error, "event not understood: dropped");
+                    return;
+                }
+                Err(IngestError::Submit(error)) => {
+                    tracing::warn!(source, %error, retry_in = ?wait, "cannot store the event yet");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
     /// Takes an accepted payload on `route`.
     pub async fn submit(
         &self,

@@ -97,6 +97,11 @@ fn for_each_env_string(config: &mut Config, f: &mut dyn FnMut(&mut EnvString)) {
         source.token_url.iter_mut().for_each(&mut *f);
         source.hub_url.iter_mut().for_each(&mut *f);
         source.token.iter_mut().for_each(&mut *f);
+        if let Some(rc) = source.ringcentral.as_mut() {
+            f(&mut rc.client_id);
+            f(&mut rc.client_secret);
+            f(&mut rc.jwt);
+        }
         if let Some(auth) = source.rest_auth.as_mut() {
             auth.bearer.iter_mut().for_each(&mut *f);
             if let Some(b) = auth.basic.as_mut() {
@@ -525,6 +530,10 @@ fn problems(config: &Config, mappings: &MappingSet) -> Vec<String> {
         if !config.routes.iter().any(|r| r.name == source.route) {
             problems.push(format!("{at}: route `{}` is not configured", source.route));
         }
+        if source.kind == super::SourceKind::RingcentralWebsocket {
+            check_websocket_source(&at, config, source, &mut problems);
+            continue;
+        }
         match (&source.token_url, &source.hub_url, &source.token) {
             (Some(url), None, None) => check_url(&at, url.value(), &mut problems),
             (None, Some(hub), Some(token)) => {
@@ -643,6 +652,62 @@ fn check_keeper(
     }
     if rc.check_every.is_zero() {
         problems.push(format!("{at}.check_every must be more than 0"));
+    }
+}
+
+/// A `ringcentral-websocket` source: credentials, filters, a RingCentral route.
+fn check_websocket_source(
+    at: &str,
+    config: &super::Config,
+    source: &super::SourceConfig,
+    problems: &mut Vec<String>,
+) {
+    let Some(rc) = &source.ringcentral else {
+        problems.push(format!(
+            "{at}: a ringcentral-websocket source needs `ringcentral: {{client_id, client_secret, jwt}}`"
+        ));
+        return;
+    };
+    check_url(&format!("{at}: ringcentral.server"), &rc.server, problems);
+    for (name, value) in [
+        ("client_id", &rc.client_id),
+        ("client_secret", &rc.client_secret),
+        ("jwt", &rc.jwt),
+    ] {
+        if value.value().is_empty() {
+            problems.push(format!(
+                "{at}: ringcentral.{name} is empty (`{}` resolved to nothing)",
+                value.raw()
+            ));
+        }
+    }
+    if source.event_filters.is_empty() {
+        problems.push(format!(
+            "{at}: event_filters is empty, so no event would ever arrive"
+        ));
+    }
+    for filter in &source.event_filters {
+        if !filter.starts_with("/restapi/") {
+            problems.push(format!(
+                "{at}: event_filters: `{filter}` is not a RingCentral event filter (they start with /restapi/)"
+            ));
+        }
+    }
+    if config
+        .routes
+        .iter()
+        .find(|r| r.name == source.route)
+        .is_some_and(|r| r.from != "ringcentral")
+    {
+        problems.push(format!(
+            "{at}: route `{}` must be `from: ringcentral` (WebSocket events are RingCentral payloads)",
+            source.route
+        ));
+    }
+    if !source.subscriptions.is_empty() || source.token_url.is_some() || source.hub_url.is_some() {
+        problems.push(format!(
+            "{at}: subscriptions, token_url and hub_url are for signalr sources"
+        ));
     }
 }
 

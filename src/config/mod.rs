@@ -77,7 +77,31 @@ pub struct SourceConfig {
     #[serde(default)]
     pub access_token_in_query: bool,
     /// What to subscribe to after every (re)connect; RTE keeps none across connections.
+    /// (`signalr` only.)
+    #[serde(default)]
     pub subscriptions: Vec<EntitySubscription>,
+    /// RingCentral app credentials (`ringcentral-websocket` only).
+    #[serde(default)]
+    pub ringcentral: Option<RingCentralAccount>,
+    /// RingCentral event filters, all in the one subscription a socket holds
+    /// (`ringcentral-websocket` only).
+    #[serde(default)]
+    pub event_filters: Vec<String>,
+}
+
+/// RingCentral app credentials for the JWT flow (ringcentral-platform.md A.2).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RingCentralAccount {
+    /// Platform base URL. Default `https://platform.ringcentral.com`.
+    #[serde(default = "default_rc_server")]
+    pub server: String,
+    /// The app's client id.
+    pub client_id: EnvString,
+    /// The app's client secret.
+    pub client_secret: EnvString,
+    /// The JWT credential.
+    pub jwt: EnvString,
 }
 
 /// The protocol of a source.
@@ -86,6 +110,10 @@ pub struct SourceConfig {
 pub enum SourceKind {
     /// ASP.NET Core SignalR, JSON hub protocol over WebSockets.
     Signalr,
+    /// RingCentral's WebSocket notifications (`wstoken`, one subscription per socket,
+    /// session recovery): for sites without a public HTTPS endpoint.
+    #[serde(rename = "ringcentral-websocket")]
+    RingcentralWebsocket,
 }
 
 /// One RTE `EntitySubscription`.

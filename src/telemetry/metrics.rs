@@ -49,6 +49,11 @@ pub const SOURCE_CONNECTED: &str = "callgate_source_connected";
 pub const SOURCE_RECONNECTS: &str = "callgate_source_reconnects_total";
 /// Subscriptions a hub refused, by `source`.
 pub const SOURCE_SUBSCRIPTION_FAILURES: &str = "callgate_source_subscription_failures_total";
+/// Times a source reconnected without recovering its session, so that events sent while it
+/// was away may be lost, by `source` (RingCentral WebSocket).
+pub const SOURCE_GAPS: &str = "callgate_source_possible_gaps_total";
+/// Replayed notifications dropped because their `uuid` was already taken, by `source`.
+pub const SOURCE_REPLAYS_DROPPED: &str = "callgate_source_replays_dropped_total";
 /// Connections open on a listener, by `listener` (`public`, `admin`).
 pub const CONNECTIONS_OPEN: &str = "callgate_connections_open";
 
@@ -134,4 +139,28 @@ fn describe() {
     );
     metrics::describe_counter!(SOURCE_RECONNECTS, "Reconnects of a source");
     metrics::describe_counter!(SOURCE_SUBSCRIPTION_FAILURES, "Subscriptions a hub refused");
+    metrics::describe_counter!(
+        SOURCE_GAPS,
+        "Reconnects without session recovery: events sent meanwhile may be lost"
+    );
+    metrics::describe_counter!(
+        SOURCE_REPLAYS_DROPPED,
+        "Replayed notifications dropped as already taken"
+    );
+    metrics::describe_counter!(
+        RC_SUBSCRIPTION_RENEWALS,
+        "RingCentral subscription renewals"
+    );
+    metrics::describe_counter!(
+        RC_SUBSCRIPTION_FAILURES,
+        "RingCentral subscription keeper failures"
+    );
+    metrics::describe_gauge!(
+        RC_SUBSCRIPTION_ACTIVE,
+        "1 while the RingCentral subscription keeper holds an active subscription"
+    );
+    metrics::describe_gauge!(
+        RC_SUBSCRIPTION_EXPIRES,
+        "Seconds until the kept RingCentral subscription expires"
+    );
 }

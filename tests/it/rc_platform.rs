@@ -51,6 +51,36 @@ pub struct PlatformState {
     pub renewals: usize,
     pub creations: usize,
     next_id: usize,
+    pub ws: WsState,
+}
+
+/// The WebSocket gateway's side (B.1–B.6).
+#[derive(Default)]
+pub struct WsState {
+    /// `ws_access_token`s issued and not used yet (single use).
+    pub tokens: Vec<String>,
+    /// The session's `wsc` token; replaced when a session cannot be recovered.
+    pub session: String,
+    pub sequence: u64,
+    pub connections: usize,
+    pub recovered: usize,
+    pub recovery_failed: usize,
+    /// Subscriptions made over sockets.
+    pub subscriptions: usize,
+    /// The next recovery attempt fails (`recoveryState: Failed`).
+    pub fail_recovery: bool,
+    /// Notifications published while no socket was open: replayed on recovery.
+    pub missed: Vec<Value>,
+    /// The last notification sent, replayed again on recovery (a duplicate to drop).
+    pub last_sent: Option<Value>,
+    /// The open socket's control, when one is open and subscribed.
+    pub live: Option<tokio::sync::mpsc::UnboundedSender<WsCommand>>,
+}
+
+/// What a test makes the open socket do.
+pub enum WsCommand {
+    Notify(Value),
+    Drop,
 }
 
 #[derive(Clone)]
@@ -75,6 +105,8 @@ impl FakePlatform {
                 get(read).put(update).delete(delete),
             )
             .route("/restapi/v1.0/subscription/{id}/renew", post(renew))
+            .route("/restapi/oauth/wstoken", post(wstoken))
+            .route("/ws", get(websocket))
             .layer(axum::middleware::from_fn_with_state(state.clone(), gate))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -89,6 +121,25 @@ impl FakePlatform {
 
     pub fn with<T>(&self, f: impl FnOnce(&mut PlatformState) -> T) -> T {
         f(&mut self.state.lock().unwrap())
+    }
+
+    /// Sends a notification on the open socket, or keeps it for a recovery.
+    pub fn publish(&self, notification: Value) {
+        self.with(|s| match &s.ws.live {
+            Some(live) => {
+                let _ = live.send(WsCommand::Notify(notification));
+            }
+            None => s.ws.missed.push(notification),
+        })
+    }
+
+    /// Drops the open socket without a close frame, as a network change does.
+    pub fn drop_socket(&self) {
+        self.with(|s| {
+            if let Some(live) = s.ws.live.take() {
+                let _ = live.send(WsCommand::Drop);
+            }
+        })
     }
 
     /// Marks a subscription `Blacklisted` as RingCentral does after failed deliveries.
@@ -141,7 +192,7 @@ async fn gate(
         r.headers_mut()
             .insert("retry-after", after.to_string().parse().unwrap());
         r
-    } else if !path.starts_with("/restapi/oauth/") {
+    } else if !path.starts_with("/restapi/oauth/") && path != "/ws" {
         let token = request
             .headers()
             .get("authorization")
@@ -369,4 +420,154 @@ async fn delete(
         return problem(StatusCode::NOT_FOUND, "CMN-102", "not found");
     }
     StatusCode::NO_CONTENT.into_response()
+}
+
+async fn wstoken(State(state): State<Arc<Mutex<PlatformState>>>, headers: HeaderMap) -> Response {
+    let mut s = state.lock().unwrap();
+    let bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if bearer.is_none() || s.access_tokens.last().map(String::as_str) != bearer {
+        return problem(StatusCode::UNAUTHORIZED, "OAU-140", "Invalid token");
+    }
+    let token = format!("ws-{}", s.ws.tokens.len() + s.ws.connections + 1);
+    s.ws.tokens.push(token.clone());
+    let host = headers
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    axum::Json(
+        json!({"ws_access_token": token, "uri": format!("ws://{host}/ws"), "expires_in": 30}),
+    )
+    .into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct WsQuery {
+    access_token: String,
+    wsc: Option<String>,
+}
+
+async fn websocket(
+    State(state): State<Arc<Mutex<PlatformState>>>,
+    axum::extract::Query(query): axum::extract::Query<WsQuery>,
+    upgrade: axum::extract::ws::WebSocketUpgrade,
+) -> Response {
+    {
+        let mut s = state.lock().unwrap();
+        let Some(at) = s.ws.tokens.iter().position(|t| *t == query.access_token) else {
+            return problem(StatusCode::UNAUTHORIZED, "OAU-140", "Invalid ws token");
+        };
+        s.ws.tokens.remove(at);
+        s.ws.connections += 1;
+    }
+    upgrade.on_upgrade(move |socket| ws_session(socket, state, query.wsc))
+}
+
+fn header(s: &mut PlatformState, kind: &str, message_id: &str) -> Value {
+    s.ws.sequence += 1;
+    json!({"type": kind, "messageId": message_id, "status": 200,
+           "wsc": {"token": s.ws.session, "sequence": s.ws.sequence},
+           "headers": {"RCRequestId": message_id}})
+}
+
+async fn ws_session(
+    mut socket: axum::extract::ws::WebSocket,
+    state: Arc<Mutex<PlatformState>>,
+    wsc: Option<String>,
+) {
+    use axum::extract::ws::Message;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<WsCommand>();
+    let (details, replay) = {
+        let mut s = state.lock().unwrap();
+        if s.ws.session.is_empty() {
+            s.ws.session = "wsc-session-1".into();
+        }
+        let mut body = json!({"creationTime": "2026-12-02T10:00:00.000+0000", "maxConnectionsPerSession": 50,
+            "recoveryBufferSize": 100, "recoveryTimeout": 180, "idleTimeout": 1800,
+            "absoluteTimeout": 86400, "maxActiveRequests": 10});
+        let mut replay = Vec::new();
+        match wsc {
+            Some(token) if token == s.ws.session && !s.ws.fail_recovery => {
+                body["recoveryState"] = json!("Successful");
+                s.ws.recovered += 1;
+                replay.extend(s.ws.last_sent.clone());
+                replay.append(&mut s.ws.missed);
+                s.ws.live = Some(tx.clone());
+            }
+            Some(_) => {
+                body["recoveryState"] = json!("Failed");
+                body["recoveryErrorCode"] = json!("WSG-1005");
+                s.ws.recovery_failed += 1;
+                s.ws.fail_recovery = false;
+                s.ws.missed.clear(); // lost
+                s.ws.session = format!("wsc-session-{}", s.ws.connections);
+            }
+            None => {
+                s.ws.missed.clear();
+                s.ws.session = format!("wsc-session-{}", s.ws.connections);
+            }
+        }
+        let mut h = header(&mut s, "ConnectionDetails", "cd-1");
+        h.as_object_mut().unwrap().remove("messageId");
+        (json!([h, body]), replay)
+    };
+    if socket
+        .send(Message::text(details.to_string()))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    for notification in replay {
+        let _ = tx.send(WsCommand::Notify(notification));
+    }
+    loop {
+        tokio::select! {
+            incoming = socket.recv() => {
+                let Some(Ok(Message::Text(text))) = incoming else { break };
+                let Ok(Value::Array(parts)) = serde_json::from_str::<Value>(&text) else { continue };
+                let head = &parts[0];
+                let id = head["messageId"].as_str().unwrap_or("").to_string();
+                let reply = {
+                    let mut s = state.lock().unwrap();
+                    match head["type"].as_str() {
+                        Some("ClientRequest") if head["path"] == "/restapi/v1.0/subscription/" => {
+                            s.ws.subscriptions += 1;
+                            s.ws.live = Some(tx.clone());
+                            let filters = parts[1]["eventFilters"].clone();
+                            Some(json!([header(&mut s, "ClientRequest", &id),
+                                {"id": format!("ws-sub-{}", s.ws.subscriptions), "status": "Active",
+                                 "eventFilters": filters, "deliveryMode": {"transportType": "WebSocket"}}]))
+                        }
+                        Some("Heartbeat") => Some(json!([header(&mut s, "Heartbeat", &id)])),
+                        _ => None,
+                    }
+                };
+                if let Some(reply) = reply
+                    && socket.send(Message::text(reply.to_string())).await.is_err()
+                {
+                    break;
+                }
+            }
+            command = rx.recv() => match command {
+                Some(WsCommand::Notify(body)) => {
+                    let frame = {
+                        let mut s = state.lock().unwrap();
+                        s.ws.last_sent = Some(body.clone());
+                        let id = body["uuid"].as_str().unwrap_or("").to_string();
+                        json!([header(&mut s, "ServerNotification", &id), body])
+                    };
+                    if socket.send(Message::text(frame.to_string())).await.is_err() {
+                        break;
+                    }
+                }
+                Some(WsCommand::Drop) | None => return, // dropped: no close frame
+            },
+        }
+    }
+    let mut s = state.lock().unwrap();
+    s.ws.live = None;
 }

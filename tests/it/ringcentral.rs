@@ -14,6 +14,7 @@ const WAIT: Duration = Duration::from_secs(30);
 /// Config for one RingCentral route with a keeper, listening on `port`.
 fn config(
     dir: &std::path::Path,
+    route: &str,
     port: u16,
     platform: &FakePlatform,
     receiver: &Receiver,
@@ -23,7 +24,7 @@ fn config(
          mappings: {mappings}\n\
          store: {{ kind: sqlite, path: {db} }}\n\
          delivery: {{ timeout: 2s, retry: [0s, 50ms] }}\n\
-         routes:\n  - name: rc\n    path: /hooks/rc\n    from: ringcentral\n\
+         routes:\n  - name: {route}\n    path: /hooks/rc\n    from: ringcentral\n\
          \x20   auth: {{ verification_token: vt-1 }}\n\
          \x20   ringcentral:\n      server: '{server}'\n      client_id: {CLIENT_ID}\n      client_secret: {CLIENT_SECRET}\n      jwt: {JWT}\n\
          \x20     address: 'http://127.0.0.1:{port}/hooks/rc'\n\
@@ -63,7 +64,7 @@ async fn the_keeper_creates_once_renews_on_time_and_adopts_after_a_restart() {
     let receiver = Receiver::ok().await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let text = config(dir.path(), port, &platform, &receiver);
+    let text = config(dir.path(), "rc-kept", port, &platform, &receiver);
     let gw = gateway(&text).await;
 
     // Created once, with the configured filters, token and an explicit expiresIn; the
@@ -103,7 +104,7 @@ async fn the_keeper_creates_once_renews_on_time_and_adopts_after_a_restart() {
     );
     let metrics = crate::harness::metrics(gw.admin_addr).await;
     assert!(
-        metrics.contains("callgate_ringcentral_subscription_active{route=\"rc\"} 1"),
+        metrics.contains("callgate_ringcentral_subscription_active{route=\"rc-kept\"} 1"),
         "{metrics}"
     );
     let ready: Value = client()
@@ -115,7 +116,7 @@ async fn the_keeper_creates_once_renews_on_time_and_adopts_after_a_restart() {
         .await
         .unwrap();
     assert_eq!(
-        ready["ringcentral_subscriptions"]["rc"], "active",
+        ready["ringcentral_subscriptions"]["rc-kept"], "active",
         "{ready}"
     );
     // `callgate ringcentral status` shows the same.
@@ -135,7 +136,7 @@ async fn the_keeper_creates_once_renews_on_time_and_adopts_after_a_restart() {
     assert!(out.status.success(), "{printed}");
     assert!(
         printed.starts_with(&format!(
-            "rc\tactive\tsubscription {}",
+            "rc-kept\tactive\tsubscription {}",
             sub["id"].as_str().unwrap()
         )),
         "{printed}"
@@ -167,7 +168,14 @@ async fn a_blacklisted_subscription_is_recreated_when_a_reminder_arrives() {
     let receiver = Receiver::ok().await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let gw = gateway(&config(dir.path(), port, &platform, &receiver)).await;
+    let gw = gateway(&config(
+        dir.path(),
+        "rc-blacklisted",
+        port,
+        &platform,
+        &receiver,
+    ))
+    .await;
     wait_until("the subscription", || platform.with(|s| s.creations == 1)).await;
     let first = platform.with(|s| s.subscriptions[0]["id"].as_str().unwrap().to_string());
     platform.blacklist(&first);
@@ -217,7 +225,14 @@ async fn nothing_is_sent_while_a_rate_limit_penalty_runs() {
     let receiver = Receiver::ok().await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let gw = gateway(&config(dir.path(), port, &platform, &receiver)).await;
+    let gw = gateway(&config(
+        dir.path(),
+        "rc-limited",
+        port,
+        &platform,
+        &receiver,
+    ))
+    .await;
     wait_until("the subscription", || platform.with(|s| s.creations == 1)).await;
     let seen = platform.with(|s| s.seen.clone());
     let limited: Vec<_> = seen.iter().filter(|r| r.status == 429).collect();
@@ -241,8 +256,139 @@ async fn nothing_is_sent_while_a_rate_limit_penalty_runs() {
     let metrics = crate::harness::metrics(gw.admin_addr).await;
     assert!(
         metrics.contains(
-            "callgate_ringcentral_subscription_failures_total{route=\"rc\",reason=\"rate_limited\"}"
+            "callgate_ringcentral_subscription_failures_total{route=\"rc-limited\",reason=\"rate_limited\"}"
         ),
+        "{metrics}"
+    );
+    gw.shutdown().await;
+}
+
+/// A gateway whose RingCentral route is fed by a `ringcentral-websocket` source.
+async fn websocket_gateway(
+    dir: &std::path::Path,
+    source: &str,
+    platform: &FakePlatform,
+    receiver: &Receiver,
+) -> callgate::Gateway {
+    let text = format!(
+        "server: {{ listen: 127.0.0.1:0, admin_listen: 127.0.0.1:0 }}\n\
+         mappings: {mappings}\n\
+         store: {{ kind: sqlite, path: {db} }}\n\
+         delivery: {{ timeout: 2s, retry: [0s, 50ms] }}\n\
+         routes:\n  - name: rc\n    path: /hooks/rc\n    from: ringcentral\n\
+         \x20   to:\n      - {{ name: vidyo, vendor: vidyo, url: '{url}', types: ['call.*'] }}\n\
+         sources:\n  - name: {source}\n    kind: ringcentral-websocket\n    route: rc\n\
+         \x20   ringcentral: {{ server: '{server}', client_id: {CLIENT_ID}, client_secret: {CLIENT_SECRET}, jwt: {JWT} }}\n\
+         \x20   event_filters: ['/restapi/v1.0/account/~/extension/~/telephony/sessions']\n",
+        mappings = crate::support::root().join("mappings").display(),
+        db = dir.join("callgate.db").display(),
+        server = platform.url(),
+        url = receiver.url("/vidyo"),
+    );
+    gateway(&text).await
+}
+
+fn flow() -> Vec<Value> {
+    crate::support::fixtures("ringcentral/flows/PSTN-RingCentral-DataStreams", ".json")
+        .iter()
+        .map(|f| serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap())
+        .collect()
+}
+
+/// The Vidyo `sequenceNum`s the receiver got, in arrival order.
+fn sequences(receiver: &Receiver) -> Vec<u64> {
+    receiver
+        .accepted()
+        .iter()
+        .map(|r| r.json()["sequenceNum"].as_u64().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_events_arrive_exactly_once_across_a_recovered_drop() {
+    let platform = FakePlatform::start(Duration::from_secs(3600)).await;
+    let receiver = Receiver::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = websocket_gateway(dir.path(), "ws-recovered", &platform, &receiver).await;
+    wait_until("the socket subscription", || {
+        platform.with(|s| s.ws.live.is_some())
+    })
+    .await;
+    let flow = flow();
+    for n in flow.iter().take(5) {
+        platform.publish(n.clone());
+    }
+    // The network drops; three notifications happen meanwhile; the session recovers.
+    platform.drop_socket();
+    for n in &flow[5..8] {
+        platform.publish(n.clone());
+    }
+    wait_until("the recovery", || platform.with(|s| s.ws.recovered == 1)).await;
+    for n in &flow[8..] {
+        platform.publish(n.clone());
+    }
+    // The whole call, in order, once: what the webhook path delivers for the same flow.
+    let got = receiver.wait_for(6, WAIT).await;
+    assert_eq!(got.len(), 6);
+    crate::harness::drained(&gw).await;
+    assert_eq!(sequences(&receiver), [6, 7, 8, 9, 10, 11]);
+    let (subscriptions, jwt_grants) = platform.with(|s| (s.ws.subscriptions, s.jwt_grants));
+    assert_eq!(
+        subscriptions, 1,
+        "a recovered session keeps its subscription"
+    );
+    assert_eq!(jwt_grants, 1, "recovery needs the same OAuth session");
+    let metrics = crate::harness::metrics(gw.admin_addr).await;
+    assert!(
+        metrics.contains("callgate_source_replays_dropped_total{source=\"ws-recovered\"} 1"),
+        "the replayed duplicate was dropped by uuid: {metrics}"
+    );
+    assert!(
+        !metrics.contains("callgate_source_possible_gaps_total{source=\"ws-recovered\"}"),
+        "{metrics}"
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unrecovered_drop_resubscribes_and_reports_the_gap() {
+    let platform = FakePlatform::start(Duration::from_secs(3600)).await;
+    let receiver = Receiver::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = websocket_gateway(dir.path(), "ws-gap", &platform, &receiver).await;
+    wait_until("the socket subscription", || {
+        platform.with(|s| s.ws.live.is_some())
+    })
+    .await;
+    let flow = flow();
+    for n in flow.iter().take(6) {
+        platform.publish(n.clone());
+    }
+    receiver.wait_for(1, WAIT).await;
+    // The session cannot be recovered: what happened meanwhile is lost.
+    platform.with(|s| s.ws.fail_recovery = true);
+    platform.drop_socket();
+    platform.publish(flow[6].clone());
+    wait_until("the new subscription", || {
+        platform.with(|s| s.ws.subscriptions == 2 && s.ws.live.is_some())
+    })
+    .await;
+    for n in &flow[7..] {
+        platform.publish(n.clone());
+    }
+    // Everything but the lost notification's delivery, in order.
+    let lost = flow[6]["body"]["sequence"].as_u64().unwrap();
+    let expected: Vec<u64> = [6, 7, 8, 9, 10, 11]
+        .into_iter()
+        .filter(|s| *s != lost)
+        .collect();
+    receiver.wait_for(expected.len(), WAIT).await;
+    crate::harness::drained(&gw).await;
+    assert_eq!(sequences(&receiver), expected);
+    assert_eq!(platform.with(|s| s.ws.recovery_failed), 1);
+    let metrics = crate::harness::metrics(gw.admin_addr).await;
+    assert!(
+        metrics.contains("callgate_source_possible_gaps_total{source=\"ws-gap\"} 1"),
         "{metrics}"
     );
     gw.shutdown().await;

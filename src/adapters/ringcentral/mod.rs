@@ -4,3 +4,4 @@
 
 pub mod keeper;
 pub mod platform;
+pub mod websocket;

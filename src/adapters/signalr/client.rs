@@ -8,9 +8,8 @@
 
 use super::endpoint::{RteToken, hub_base, negotiate_url, reconnect_delay, websocket_url};
 use super::protocol::{Framer, HandshakeRequest, HandshakeResponse, HubMessage, Negotiated};
-use crate::adapters::webhook::VerifiedInbound;
 use crate::config::{OutboundAuth, SourceConfig};
-use crate::intake::{IngestError, Intake};
+use crate::intake::Intake;
 use crate::snapshot::Snapshot;
 use crate::telemetry::metrics as m;
 use arc_swap::ArcSwap;
@@ -389,30 +388,15 @@ impl Session<'_> {
         tracing::info!(source = %name, subscribed = ok, refused = results.len() - ok, "source subscribed");
     }
 
-    /// Feeds one `MessageReceived` argument to the route, as a webhook would be. RTE has no
-    /// acknowledgements: an event is accepted once it is durably enqueued, and a full or
-    /// unavailable store holds the connection (backpressure) until it takes the event.
+    /// Feeds one `MessageReceived` argument to the route, as a webhook would be.
     async fn ingest(&self, payload: Value) {
-        let inbound = VerifiedInbound::from_connection(payload);
-        let mut wait = Duration::from_millis(100);
-        loop {
-            let snapshot = self.snapshots.load_full();
-            let Some(route) = snapshot.route(&self.source.route).cloned() else {
-                tracing::error!(source = %self.source.name, route = %self.source.route, "the source's route is gone: event dropped");
-                return;
-            };
-            match self.intake.ingest(&snapshot, &route, &inbound).await {
-                Ok(_) => return,
-                Err(IngestError::Pipeline(error)) => {
-                    tracing::warn!(source = %self.source.name, %error, "event not understood: dropped");
-                    return;
-                }
-                Err(IngestError::Submit(error)) => {
-                    tracing::warn!(source = %self.source.name, %error, retry_in = ?wait, "cannot store the event yet");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
+        self.intake
+            .ingest_from_connection(
+                self.snapshots,
+                &self.source.name,
+                &self.source.route,
+                payload,
+            )
+            .await;
     }
 }
