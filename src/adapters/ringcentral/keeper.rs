@@ -16,6 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
+/// How soon the keeper looks again after creating a subscription.
+const AFTER_CREATE: Duration = Duration::from_secs(10);
+
 /// What the keeper keeps.
 #[derive(Debug, Clone)]
 pub struct KeeperSettings {
@@ -178,8 +181,12 @@ impl Keeper {
             }
             self.delete(id).await?;
         }
+        let mut created = false;
         let subscription = match keep.map(|i| mine[i]) {
-            None => self.create().await?,
+            None => {
+                created = true;
+                self.create().await?
+            }
             Some(current) if !self.same_filters(current) => {
                 let id = current["id"].as_str().unwrap_or_default();
                 tracing::info!(route = %self.settings.route, subscription = id, "event filters changed: updating");
@@ -229,9 +236,14 @@ impl Keeper {
             s.expires_at = subscription["expirationTime"].as_str().map(str::to_string);
         });
         let until_renewal = remaining.saturating_sub(self.settings.renew_before);
-        Ok(until_renewal
-            .min(self.settings.check_every)
-            .max(Duration::from_secs(1)))
+        // After a create, look again soon: another instance may have created one at the same
+        // moment, and the next look keeps the newest and deletes the other.
+        let soon = if created {
+            AFTER_CREATE
+        } else {
+            self.settings.check_every
+        };
+        Ok(until_renewal.min(soon).max(Duration::from_secs(1)))
     }
 
     async fn create(&self) -> Result<Value, PlatformError> {
