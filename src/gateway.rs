@@ -87,6 +87,14 @@ impl Gateway {
         let config = Arc::new(config);
         let resources = Resources::new().map_err(StartError::Client)?;
         resources.tail.set_bodies(config.server.tail_bodies);
+        let store = open_store(&config.store, &config.delivery, false)
+            .await
+            .map_err(StartError::Store)?;
+        if let Some(table) = store.shared.clone() {
+            share_lifecycles(&resources.lifecycles, table)
+                .await
+                .map_err(StartError::Store)?;
+        }
         // Keepers are registered before the first snapshot, whose routes take their pokes;
         // they start once the listeners serve (RingCentral validates the address).
         let keepers: Vec<Keeper> = config
@@ -118,6 +126,7 @@ impl Gateway {
                         renew_before: rc.renew_before.unwrap_or(rc.expires_in / 2),
                         check_every: rc.check_every,
                     },
+                    store.settings.clone(),
                 );
                 resources
                     .keepers
@@ -126,14 +135,6 @@ impl Gateway {
             })
             .collect();
         let snapshot = Snapshot::load(config.clone(), &resources, 1)?;
-        let store = open_store(&config.store, &config.delivery, false)
-            .await
-            .map_err(StartError::Store)?;
-        if let Some(table) = store.shared.clone() {
-            share_lifecycles(&resources.lifecycles, table)
-                .await
-                .map_err(StartError::Store)?;
-        }
         let snapshots = Arc::new(ArcSwap::from_pointee(snapshot));
         let wake = Arc::new(Notify::new());
         let ready = Arc::new(AtomicBool::new(false));

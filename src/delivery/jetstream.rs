@@ -17,7 +17,9 @@
 //!   (one message per key, max age `delivery.dedupe_window`) remembers event keys beyond it;
 //! - dead letters go to the stream `CALLGATE_DLQ`; their id is its sequence number;
 //! - the [`SharedTable`] (lifecycle leg states) is the stream `CALLGATE_shared`, one message
-//!   per key, kept 2 hours: each instance writes its commits and follows everyone's.
+//!   per key, kept 2 hours: each instance writes its commits and follows everyone's;
+//! - [`Settings`](super::Settings) are the stream `CALLGATE_settings`, one message per key,
+//!   kept until replaced.
 //!
 //! What this store cannot keep exactly across instances, it keeps per instance: the attempt
 //! log and the deferral count of a message live with the instance that holds it (a takeover
@@ -179,6 +181,7 @@ pub struct JetStreamQueue {
     dlq: stream::Stream,
     dedupe: stream::Stream,
     shared: stream::Stream,
+    settings: stream::Stream,
     shared_puts: mpsc::UnboundedSender<(String, Vec<u8>)>,
     config: JetStreamConfig,
     /// Lines by consumer name.
@@ -282,6 +285,17 @@ impl JetStreamQueue {
             },
         )
         .await?;
+        // Settings: one message per key subject, kept until replaced.
+        let settings = create(
+            "_settings",
+            "callgate durable settings",
+            format!("{prefix}.settings.>"),
+            stream::Config {
+                max_messages_per_subject: 1,
+                ..Default::default()
+            },
+        )
+        .await?;
         // One task publishes shared puts, so they reach the stream in the order made.
         let (shared_puts, mut puts) = mpsc::unbounded_channel::<(String, Vec<u8>)>();
         let (publisher, shared_prefix) = (js.clone(), format!("{prefix}.shared."));
@@ -299,6 +313,7 @@ impl JetStreamQueue {
             dlq,
             dedupe,
             shared,
+            settings,
             shared_puts,
             config,
             lines: Mutex::default(),
@@ -887,6 +902,39 @@ async fn keep_counters(queue: Weak<JetStreamQueue>) {
     }
 }
 
+/// Settings are messages of the stream `<stream>_settings` under
+/// `callgate.<stream>.settings.<key>`, one kept per subject: the last one is the value.
+impl super::Settings for JetStreamQueue {
+    fn get(&self, key: &str) -> BoxFuture<'_, Result<Option<String>, QueueError>> {
+        let subject = format!("callgate.{}.settings.{key}", self.config.stream);
+        Box::pin(async move {
+            match self.settings.get_last_raw_message_by_subject(&subject).await {
+                Ok(message) => Ok(Some(String::from_utf8_lossy(&message.payload).into_owned())),
+                Err(e)
+                    if e.kind()
+                        == async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound =>
+                {
+                    Ok(None)
+                }
+                Err(e) => Err(store_error(e)),
+            }
+        })
+    }
+    fn set(&self, key: &str, value: &str) -> BoxFuture<'_, Result<(), QueueError>> {
+        let subject = format!("callgate.{}.settings.{key}", self.config.stream);
+        let value = value.to_string();
+        Box::pin(async move {
+            self.js
+                .publish(subject, value.into_bytes().into())
+                .await
+                .map_err(store_error)?
+                .await
+                .map_err(store_error)?;
+            Ok(())
+        })
+    }
+}
+
 impl SharedTable for JetStreamQueue {
     fn put(&self, key: String, value: Vec<u8>) {
         let _ = self.shared_puts.send((key, value));
@@ -1068,7 +1116,9 @@ mod tests {
         .await
         .unwrap();
         let closer = q.clone();
-        Store::new(q.clone(), q.clone(), q, move || closer.close())
+        let mut store = Store::new(q.clone(), q.clone(), q.clone(), move || closer.close());
+        store.settings = Some(q);
+        store
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

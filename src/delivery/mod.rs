@@ -237,6 +237,16 @@ pub trait SharedTable: Send + Sync {
     fn watch(&self) -> BoxFuture<'_, Result<SharedEntries, QueueError>>;
 }
 
+/// Small durable values that outlive a restart and are the same for every instance sharing
+/// the store: the RingCentral keeper's subscription ids. Keys are dot-separated tokens of
+/// `A–Z a–z 0–9 _ -`; values are short text.
+pub trait Settings: Send + Sync {
+    /// The value last set under `key`.
+    fn get(&self, key: &str) -> BoxFuture<'_, Result<Option<String>, QueueError>>;
+    /// Sets `key` durably (returns once stored).
+    fn set(&self, key: &str, value: &str) -> BoxFuture<'_, Result<(), QueueError>>;
+}
+
 /// An open store: its three halves, what it shares between instances, a way to close it.
 #[derive(Clone)]
 pub struct Store {
@@ -249,6 +259,8 @@ pub struct Store {
     /// State shared with the other instances on the same store (NATS); `None` for a store
     /// only one instance uses (SQLite).
     pub shared: Option<Arc<dyn SharedTable>>,
+    /// Durable settings (`None` for a store opened only to read dead letters).
+    pub settings: Option<Arc<dyn Settings>>,
     closer: Arc<dyn Fn() + Send + Sync>,
 }
 
@@ -265,6 +277,7 @@ impl Store {
             consumer,
             dead_letters,
             shared: None,
+            settings: None,
             closer: Arc::new(close),
         }
     }
@@ -291,7 +304,9 @@ pub async fn open_store(
                 sqlite::SqliteQueue::open(path, delivery.dedupe_window, delivery.max_queue_depth)?
             });
             let closer = q.clone();
-            Ok(Store::new(q.clone(), q.clone(), q, move || closer.close()))
+            let mut store = Store::new(q.clone(), q.clone(), q.clone(), move || closer.close());
+            store.settings = Some(q);
+            Ok(store)
         }
         StoreConfig::Nats {
             url,
@@ -313,7 +328,8 @@ pub async fn open_store(
             .await?;
             let closer = q.clone();
             let mut store = Store::new(q.clone(), q.clone(), q.clone(), move || closer.close());
-            store.shared = Some(q);
+            store.shared = Some(q.clone());
+            store.settings = Some(q);
             Ok(store)
         }
     }
@@ -532,9 +548,32 @@ pub(crate) mod suite {
                 .await
                 .unwrap();
             assert_eq!(s.consumer.lease(10).await.unwrap().len(), 1);
+            let settings = s.settings.as_ref().expect("a store with settings");
+            assert_eq!(
+                settings.get("ringcentral.rc.subscription").await.unwrap(),
+                None
+            );
+            settings
+                .set("ringcentral.rc.subscription", "sub-1")
+                .await
+                .unwrap();
+            settings
+                .set("ringcentral.rc.subscription", "sub-2")
+                .await
+                .unwrap();
+            settings
+                .set("ringcentral.other.subscription", "x")
+                .await
+                .unwrap();
             s.close(); // closed while leased: as if the process died mid-attempt
         }
         let s = open().await;
+        let settings = s.settings.as_ref().expect("a store with settings");
+        assert_eq!(
+            settings.get("ringcentral.rc.subscription").await.unwrap(),
+            Some("sub-2".into()),
+            "the last value set survives the restart"
+        );
         assert_eq!(s.producer.depth("r", "d"), 1);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         let recovered = loop {

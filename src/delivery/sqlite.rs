@@ -45,6 +45,8 @@ enum Command {
     ),
     Replay(Option<i64>, oneshot::Sender<Result<usize, QueueError>>),
     Purge(oneshot::Sender<Result<usize, QueueError>>),
+    GetSetting(String, oneshot::Sender<Result<Option<String>, QueueError>>),
+    SetSetting(String, String, oneshot::Sender<Result<(), QueueError>>),
 }
 
 /// A change of a line's live-message count, applied to [`Depths`] after the commit:
@@ -366,6 +368,17 @@ impl Consumer for SqliteQueue {
     }
 }
 
+impl super::Settings for SqliteQueue {
+    fn get(&self, key: &str) -> BoxFuture<'_, Result<Option<String>, QueueError>> {
+        let key = key.to_string();
+        self.send(|tx| Command::GetSetting(key, tx))
+    }
+    fn set(&self, key: &str, value: &str) -> BoxFuture<'_, Result<(), QueueError>> {
+        let (key, value) = (key.to_string(), value.to_string());
+        self.send(|tx| Command::SetSetting(key, value, tx))
+    }
+}
+
 impl DeadLetters for SqliteQueue {
     fn list(&self, limit: usize) -> BoxFuture<'_, Result<Vec<DeadLetter>, QueueError>> {
         self.send(|tx| Command::DeadLetters(None, limit, tx))
@@ -509,6 +522,31 @@ fn run(
         }
         Command::Replay(id, reply) => {
             let value = isolated(tx, deltas, |c, d| replay(c, id, now, d));
+            defer(replies, reply, value);
+        }
+        Command::GetSetting(key, reply) => {
+            let value = tx
+                .query_row(
+                    "SELECT value FROM meta WHERE key = ?1",
+                    [format!("setting.{key}")],
+                    |r| r.get::<_, String>(0),
+                )
+                .map(Some)
+                .or_else(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                    e => Err(QueueError::from(e)),
+                });
+            defer(replies, reply, value);
+        }
+        Command::SetSetting(key, value, reply) => {
+            let value = isolated(tx, deltas, |c, _| {
+                c.execute(
+                    "INSERT INTO meta(key, value) VALUES (?1, ?2)
+                     ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    [format!("setting.{key}"), value],
+                )?;
+                Ok(())
+            });
             defer(replies, reply, value);
         }
         Command::Purge(reply) => {
@@ -842,7 +880,9 @@ mod tests {
         .map(|q| {
             let q = std::sync::Arc::new(q);
             let closer = q.clone();
-            Store::new(q.clone(), q.clone(), q, move || closer.close())
+            let mut store = Store::new(q.clone(), q.clone(), q.clone(), move || closer.close());
+            store.settings = Some(q);
+            store
         })
         .unwrap()
     }

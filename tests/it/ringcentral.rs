@@ -393,3 +393,47 @@ async fn an_unrecovered_drop_resubscribes_and_reports_the_gap() {
     );
     gw.shutdown().await;
 }
+
+/// The route moved (a new public address): the subscription at the old address, remembered
+/// in the store, is deleted, so RingCentral does not go on posting there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_route_leaves_no_subscription_at_its_old_address() {
+    let platform = FakePlatform::start(Duration::from_secs(3600)).await;
+    let receiver = Receiver::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let old_port = free_port();
+    let gw = gateway(&config(
+        dir.path(),
+        "rc-moved",
+        old_port,
+        &platform,
+        &receiver,
+    ))
+    .await;
+    wait_until("the first subscription", || {
+        platform.with(|s| s.creations == 1)
+    })
+    .await;
+    gw.shutdown().await;
+
+    let new_port = free_port();
+    let gw = gateway(&config(
+        dir.path(),
+        "rc-moved",
+        new_port,
+        &platform,
+        &receiver,
+    ))
+    .await;
+    wait_until("the subscription at the new address", || {
+        platform.with(|s| s.creations == 2 && s.subscriptions.len() == 1)
+    })
+    .await;
+    let subs = platform.with(|s| s.subscriptions.clone());
+    assert_eq!(
+        subs[0]["deliveryMode"]["address"],
+        format!("http://127.0.0.1:{new_port}/hooks/rc"),
+        "{subs:#?}"
+    );
+    gw.shutdown().await;
+}

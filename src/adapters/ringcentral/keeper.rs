@@ -5,13 +5,16 @@
 //! `Blacklisted` one is deleted and recreated, its reason logged), put the filters back when
 //! they drifted, renew when `renew_before` of its life is left. Failures back off (a 429 for
 //! its `Retry-After`). The subscription is found by its address, so a restart, or another
-//! instance, adopts it instead of creating a second one.
+//! instance, adopts it instead of creating a second one; its id is remembered in the store,
+//! so that one left at an old address is deleted when the route's address changes.
 
 use super::platform::{Group, Platform, PlatformError};
+use crate::delivery::Settings;
 use crate::telemetry::metrics as m;
 use reqwest::Method;
 use serde::Serialize;
 use serde_json::{Value, json};
+use sha2::Digest as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
@@ -68,13 +71,21 @@ pub struct KeeperStatus {
 pub struct Keeper {
     platform: Arc<Platform>,
     settings: KeeperSettings,
+    /// The store's durable settings: the id of the subscription this route holds, so that
+    /// one left at an old address (the route's address changed) is deleted too.
+    memory: Option<Arc<dyn Settings>>,
     status: Arc<Mutex<KeeperStatus>>,
     poke: Arc<Notify>,
 }
 
 impl Keeper {
-    /// A keeper; nothing is sent before [`Keeper::run`].
-    pub fn new(platform: Arc<Platform>, settings: KeeperSettings) -> Keeper {
+    /// A keeper; nothing is sent before [`Keeper::run`]. `memory` (the store's settings)
+    /// remembers the subscription id across restarts and instances.
+    pub fn new(
+        platform: Arc<Platform>,
+        settings: KeeperSettings,
+        memory: Option<Arc<dyn Settings>>,
+    ) -> Keeper {
         let status = KeeperStatus {
             route: settings.route.clone(),
             state: "starting",
@@ -83,6 +94,7 @@ impl Keeper {
         Keeper {
             platform,
             settings,
+            memory,
             status: Arc::new(Mutex::new(status)),
             poke: Arc::default(),
         }
@@ -134,8 +146,37 @@ impl Keeper {
         }
     }
 
+    /// The settings key of this route's subscription id.
+    fn memory_key(&self) -> String {
+        let hash = sha2::Sha256::digest(self.settings.route.as_bytes());
+        let hex: String = hash[..8].iter().map(|b| format!("{b:02x}")).collect();
+        format!("ringcentral.{hex}.subscription")
+    }
+
+    /// The subscription id remembered for this route (a store failure is logged: the list
+    /// by address still finds the subscription).
+    async fn remembered(&self) -> Option<String> {
+        let memory = self.memory.as_ref()?;
+        match memory.get(&self.memory_key()).await {
+            Ok(id) => id,
+            Err(error) => {
+                tracing::warn!(route = %self.settings.route, %error, "cannot read the remembered subscription id");
+                None
+            }
+        }
+    }
+
+    async fn remember(&self, id: &str) {
+        if let Some(memory) = &self.memory
+            && let Err(error) = memory.set(&self.memory_key(), id).await
+        {
+            tracing::warn!(route = %self.settings.route, %error, "cannot remember the subscription id");
+        }
+    }
+
     /// One look: returns how long until the next.
     pub async fn reconcile(&self) -> Result<Duration, PlatformError> {
+        let remembered = self.remembered().await;
         let list = self
             .platform
             .call(
@@ -181,6 +222,19 @@ impl Keeper {
             }
             self.delete(id).await?;
         }
+        // The route's own subscription at another address (the address changed): delete it,
+        // or RingCentral would go on posting to the old address.
+        if let Some(old) = &remembered
+            && !mine.iter().any(|s| s["id"] == old.as_str())
+            && list["records"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|s| s["id"] == old.as_str())
+        {
+            tracing::warn!(route = %self.settings.route, subscription = %old, "the route's address changed: deleting its subscription at the old address");
+            self.delete(old).await?;
+        }
         let mut created = false;
         let subscription = match keep.map(|i| mine[i]) {
             None => {
@@ -225,6 +279,11 @@ impl Keeper {
             }
             Some(current) => current.clone(),
         };
+        if let Some(id) = subscription["id"].as_str()
+            && remembered.as_deref() != Some(id)
+        {
+            self.remember(id).await;
+        }
         let remaining = left(&subscription);
         metrics::gauge!(m::RC_SUBSCRIPTION_EXPIRES, "route" => self.settings.route.clone())
             .set(remaining.as_secs_f64());
