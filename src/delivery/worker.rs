@@ -208,15 +208,20 @@ async fn attempt_in_span(
     };
     match &settlement {
         Settlement::Ack => {
-            tracing::debug!(status = ?result.status, "delivered")
+            tracing::debug!(status = result.status, "delivered")
         }
         Settlement::Retry { after, log } => tracing::info!(
-            status = ?log.status, error = ?log.error, retry_in_ms = after.as_millis() as u64, "delivery failed, will retry"
+            status = log.status,
+            error = log.error.as_deref(),
+            retry_in_ms = after.as_millis() as u64,
+            "delivery failed, will retry"
         ),
         Settlement::Dead { log } => {
             metrics::counter!(m::DEAD_LETTERS, "destination" => key.clone()).increment(1);
             tracing::warn!(
-                status = ?log.status, error = ?log.error, "delivery failed for good: dead letter"
+                status = log.status,
+                error = log.error.as_deref(),
+                "delivery failed for good: dead letter"
             )
         }
         Settlement::Defer { .. } => {}
