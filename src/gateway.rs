@@ -102,17 +102,12 @@ impl Gateway {
             .iter()
             .filter_map(|route| {
                 let rc = route.ringcentral.as_ref()?;
-                let platform = Arc::new(Platform::new(
-                    resources.http.clone(),
-                    Credentials {
-                        server: rc.server.clone(),
-                        client_id: rc.client_id.value().to_string(),
-                        client_secret: rc.client_secret.value().to_string(),
-                        jwt: rc.jwt.value().to_string(),
-                    },
-                ));
                 let keeper = Keeper::new(
-                    platform,
+                    platform(
+                        &resources.http,
+                        &rc.server,
+                        [&rc.client_id, &rc.client_secret, &rc.jwt],
+                    ),
                     KeeperSettings {
                         route: route.name.clone(),
                         address: rc.address.clone(),
@@ -257,20 +252,15 @@ impl Gateway {
         for (source, state) in config.sources.iter().zip(sources) {
             let task = match (source.kind, &source.ringcentral) {
                 (SourceKind::RingcentralWebsocket, Some(rc)) => {
-                    let platform = Arc::new(Platform::new(
-                        resources.http.clone(),
-                        Credentials {
-                            server: rc.server.clone(),
-                            client_id: rc.client_id.value().to_string(),
-                            client_secret: rc.client_secret.value().to_string(),
-                            jwt: rc.jwt.value().to_string(),
-                        },
-                    ));
                     let ws = WebSocketSource {
                         name: source.name.clone(),
                         route: source.route.clone(),
                         event_filters: source.event_filters.clone(),
-                        platform,
+                        platform: platform(
+                            &resources.http,
+                            &rc.server,
+                            [&rc.client_id, &rc.client_secret, &rc.jwt],
+                        ),
                         snapshots: snapshots.clone(),
                         intake: intake.clone(),
                         state,
@@ -367,6 +357,24 @@ impl Gateway {
             .ok();
         tracing::info!("callgate stopped; undelivered messages stay in the store");
     }
+}
+
+/// A RingCentral platform client (its own OAuth session) for `server` with the app's
+/// client id, client secret and JWT.
+fn platform(
+    http: &reqwest::Client,
+    server: &str,
+    [client_id, client_secret, jwt]: [&crate::config::EnvString; 3],
+) -> Arc<Platform> {
+    Arc::new(Platform::new(
+        http.clone(),
+        Credentials {
+            server: server.to_string(),
+            client_id: client_id.value().to_string(),
+            client_secret: client_secret.value().to_string(),
+            jwt: jwt.value().to_string(),
+        },
+    ))
 }
 
 /// Scale-out: every committed leg state goes to the store's shared table, and every

@@ -617,30 +617,14 @@ fn check_keeper(
             "{at}: the route needs `auth: {{verification_token: …}}` (sent as the subscription's verificationToken)"
         ));
     }
-    check_url(&format!("{at}.server"), &rc.server, problems);
     check_url(&format!("{at}.address"), &rc.address, problems);
-    for (name, value) in [
-        ("client_id", &rc.client_id),
-        ("client_secret", &rc.client_secret),
-        ("jwt", &rc.jwt),
-    ] {
-        if value.value().is_empty() {
-            problems.push(format!(
-                "{at}.{name} is empty (`{}` resolved to nothing)",
-                value.raw()
-            ));
-        }
-    }
-    if rc.event_filters.is_empty() {
-        problems.push(format!("{at}.event_filters is empty"));
-    }
-    for filter in &rc.event_filters {
-        if !filter.starts_with("/restapi/") {
-            problems.push(format!(
-                "{at}.event_filters: `{filter}` is not a RingCentral event filter (they start with /restapi/)"
-            ));
-        }
-    }
+    check_ringcentral(
+        &format!("{at}."),
+        &rc.server,
+        [&rc.client_id, &rc.client_secret, &rc.jwt],
+        (&format!("{at}.event_filters"), &rc.event_filters),
+        problems,
+    );
     let expires = rc.expires_in.as_secs();
     if !(60..=315_360_000).contains(&expires) {
         problems.push(format!(
@@ -652,6 +636,42 @@ fn check_keeper(
     }
     if rc.check_every.is_zero() {
         problems.push(format!("{at}.check_every must be more than 0"));
+    }
+}
+
+/// RingCentral credentials (`server`, then client id, client secret and JWT, each named
+/// after `at`) and event filters (named `filters_at`): what the platform would refuse.
+fn check_ringcentral(
+    at: &str,
+    server: &str,
+    [client_id, client_secret, jwt]: [&super::EnvString; 3],
+    (filters_at, filters): (&str, &[String]),
+    problems: &mut Vec<String>,
+) {
+    check_url(&format!("{at}server"), server, problems);
+    for (name, value) in [
+        ("client_id", client_id),
+        ("client_secret", client_secret),
+        ("jwt", jwt),
+    ] {
+        if value.value().is_empty() {
+            problems.push(format!(
+                "{at}{name} is empty (`{}` resolved to nothing)",
+                value.raw()
+            ));
+        }
+    }
+    if filters.is_empty() {
+        problems.push(format!(
+            "{filters_at} is empty, so no event would ever arrive"
+        ));
+    }
+    for filter in filters {
+        if !filter.starts_with("/restapi/") {
+            problems.push(format!(
+                "{filters_at}: `{filter}` is not a RingCentral event filter (they start with /restapi/)"
+            ));
+        }
     }
 }
 
@@ -668,31 +688,13 @@ fn check_websocket_source(
         ));
         return;
     };
-    check_url(&format!("{at}: ringcentral.server"), &rc.server, problems);
-    for (name, value) in [
-        ("client_id", &rc.client_id),
-        ("client_secret", &rc.client_secret),
-        ("jwt", &rc.jwt),
-    ] {
-        if value.value().is_empty() {
-            problems.push(format!(
-                "{at}: ringcentral.{name} is empty (`{}` resolved to nothing)",
-                value.raw()
-            ));
-        }
-    }
-    if source.event_filters.is_empty() {
-        problems.push(format!(
-            "{at}: event_filters is empty, so no event would ever arrive"
-        ));
-    }
-    for filter in &source.event_filters {
-        if !filter.starts_with("/restapi/") {
-            problems.push(format!(
-                "{at}: event_filters: `{filter}` is not a RingCentral event filter (they start with /restapi/)"
-            ));
-        }
-    }
+    check_ringcentral(
+        &format!("{at}: ringcentral."),
+        &rc.server,
+        [&rc.client_id, &rc.client_secret, &rc.jwt],
+        (&format!("{at}: event_filters"), &source.event_filters),
+        problems,
+    );
     if config
         .routes
         .iter()
