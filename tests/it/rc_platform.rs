@@ -510,8 +510,11 @@ async fn ws_session(
                 s.ws.session = format!("wsc-session-{}", s.ws.connections);
             }
         }
-        let mut h = header(&mut s, "ConnectionDetails", "cd-1");
-        h.as_object_mut().unwrap().remove("messageId");
+        let h = header(
+            &mut s,
+            "ConnectionDetails",
+            "156eec30-0000-0000-0000-005056bf7145",
+        );
         (json!([h, body]), replay)
     };
     if socket
