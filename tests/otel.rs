@@ -12,7 +12,7 @@ mod harness;
 #[path = "it/support.rs"]
 mod support;
 
-use harness::{Receiver, client, free_port, wait_ready, write_serve_config};
+use harness::{Receiver, free_port, wait_ready, write_serve_config};
 use std::time::Duration;
 use support::{fixtures, root};
 
@@ -48,14 +48,9 @@ async fn spans_reach_an_otlp_collector_linked_by_event_id() {
         &fixtures("ringcentral/flows/PSTN-RingCentral-DataStreams", ".json")[5],
     )
     .unwrap();
-    let r = client()
-        .post(format!("http://127.0.0.1:{port}/hooks/rc"))
-        .header("content-type", "application/json")
-        .body(notification.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let (status, reply) =
+        harness::post_json(&format!("http://127.0.0.1:{port}/hooks/rc"), &notification).await;
+    assert_eq!(status, 200, "{reply}");
     assert_eq!(receiver.wait_for(1, Duration::from_secs(20)).await.len(), 1);
     // SIGTERM: the exporter flushes what is left on the way out.
     let status = std::process::Command::new("kill")

@@ -28,7 +28,7 @@
 
 use super::{
     AttemptLog, BoxFuture, Consumer, DeadLetter, DeadLetters, Enqueued, EventBatch, Lease, Leased,
-    Message, Producer, QueueError, Request, Settlement, SharedEntries, SharedTable, now_ms,
+    Message, Producer, QueueError, Request, Settlement, SharedEntries, SharedTable, hex16, now_ms,
 };
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind, consumer, stream};
@@ -198,13 +198,6 @@ pub struct JetStreamQueue {
 
 fn store_error(e: impl std::fmt::Display) -> QueueError {
     QueueError::Store(format!("NATS: {e}"))
-}
-
-fn hex16(text: &str) -> String {
-    sha2::Sha256::digest(text.as_bytes())[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 impl JetStreamQueue {

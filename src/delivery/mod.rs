@@ -237,6 +237,17 @@ pub trait SharedTable: Send + Sync {
     fn watch(&self) -> BoxFuture<'_, Result<SharedEntries, QueueError>>;
 }
 
+/// A key token for any text (a route or destination name, an event id): the hex of the
+/// first 8 bytes of its SHA-256, 16 characters of `0–9 a–f`, as subjects and setting keys
+/// need.
+pub fn hex16(text: &str) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(text.as_bytes())[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Small durable values that outlive a restart and are the same for every instance sharing
 /// the store: the RingCentral keeper's subscription ids. Keys are dot-separated tokens of
 /// `A–Z a–z 0–9 _ -`; values are short text.

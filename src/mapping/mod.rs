@@ -422,18 +422,7 @@ fn check_vendor_name(file: &Path, named: &str, folder: &str, problems: &mut Vec<
 
 /// Reads a YAML file into `T`, recording a problem (with serde-saphyr's line) on failure.
 pub fn read_yaml<T: DeserializeOwned>(path: &Path, problems: &mut Vec<Problem>) -> Option<T> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) => {
-            problems.push(Problem {
-                file: path.to_path_buf(),
-                line: None,
-                message: format!("cannot read: {e}"),
-            });
-            return None;
-        }
-    };
-    parse_yaml(path, &text, problems)
+    Files::default().read_yaml(path, problems)
 }
 
 /// Parses YAML text read from `path` into `T`, recording a problem on failure.
@@ -459,7 +448,9 @@ fn parse_yaml<T: DeserializeOwned>(
 /// the text to use in place of the file's.
 pub type Edits = BTreeMap<PathBuf, String>;
 
-/// Where the loader reads files: the folder on disk, with [`Edits`] laid over it.
+/// Where the loader reads files: the folder on disk, with [`Edits`] laid over it (none by
+/// default).
+#[derive(Default)]
 struct Files<'a> {
     edits: BTreeMap<PathBuf, &'a str>,
 }

@@ -221,8 +221,13 @@ pub async fn get_json(url: &str) -> serde_json::Value {
 
 /// POSTs a JSON body to the gateway; returns status and body.
 pub async fn post(gw: &Gateway, path: &str, body: &str) -> (u16, String) {
+    post_json(&format!("http://{}{}", gw.addr, path), body).await
+}
+
+/// POSTs a JSON body to `url` (a `serve` process, say); returns status and body.
+pub async fn post_json(url: &str, body: &str) -> (u16, String) {
     let r = client()
-        .post(format!("http://{}{}", gw.addr, path))
+        .post(url)
         .header("content-type", "application/json")
         .body(body.to_string())
         .send()

@@ -47,14 +47,7 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 }
 
 async fn status(admin: std::net::SocketAddr) -> Value {
-    client()
-        .get(format!("http://{admin}/admin/ringcentral"))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap()["subscriptions"][0]
+    crate::harness::get_json(&format!("http://{admin}/admin/ringcentral")).await["subscriptions"][0]
         .clone()
 }
 
@@ -107,14 +100,7 @@ async fn the_keeper_creates_once_renews_on_time_and_adopts_after_a_restart() {
         metrics.contains("callgate_ringcentral_subscription_active{route=\"rc-kept\"} 1"),
         "{metrics}"
     );
-    let ready: Value = client()
-        .get(format!("http://127.0.0.1:{port}/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = crate::harness::get_json(&format!("http://127.0.0.1:{port}/readyz")).await;
     assert_eq!(
         ready["ringcentral_subscriptions"]["rc-kept"], "active",
         "{ready}"

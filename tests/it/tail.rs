@@ -338,14 +338,10 @@ async fn logs_into_a_pipe_are_json_lines_naming_the_event_path() {
     crate::harness::wait_ready(port).await;
     let notification = &flow()[5];
     for _ in 0..2 {
-        let r = client()
-            .post(format!("http://127.0.0.1:{port}/hooks/rc"))
-            .header("content-type", "application/json")
-            .body(notification.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        let (status, reply) =
+            crate::harness::post_json(&format!("http://127.0.0.1:{port}/hooks/rc"), notification)
+                .await;
+        assert_eq!(status, 200, "{reply}");
     }
     // Two attempts (503, then dead), and the redelivery dropped or deduplicated.
     let mut logged: Vec<Value> = Vec::new();

@@ -14,7 +14,6 @@ use crate::telemetry::metrics as m;
 use reqwest::Method;
 use serde::Serialize;
 use serde_json::{Value, json};
-use sha2::Digest as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
@@ -148,9 +147,10 @@ impl Keeper {
 
     /// The settings key of this route's subscription id.
     fn memory_key(&self) -> String {
-        let hash = sha2::Sha256::digest(self.settings.route.as_bytes());
-        let hex: String = hash[..8].iter().map(|b| format!("{b:02x}")).collect();
-        format!("ringcentral.{hex}.subscription")
+        format!(
+            "ringcentral.{}.subscription",
+            crate::delivery::hex16(&self.settings.route)
+        )
     }
 
     /// The subscription id remembered for this route (a store failure is logged: the list
