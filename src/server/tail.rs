@@ -99,3 +99,57 @@ fn sse_event(record: Arc<Record>) -> Result<Event, Infallible> {
         _ => event.id(record.seq.to_string()),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::tail::RECENT_PER_ROUTE;
+
+    fn reload(version: u64) -> Entry {
+        Entry::Reload {
+            outcome: "unchanged",
+            version,
+            detail: "test".into(),
+        }
+    }
+
+    /// A subscriber that does not read while the gateway publishes more than the channel
+    /// holds is told how many it missed, then follows again: memory stays bounded by the
+    /// channel, whatever the subscriber does.
+    #[tokio::test]
+    async fn a_slow_subscriber_is_told_what_it_missed_and_goes_on() {
+        let tail = Tail::default();
+        let (backlog, receiver) = tail.subscribe(&Filter::default(), 0);
+        assert!(backlog.is_empty());
+        let mut live = Live {
+            receiver,
+            filter: Filter::default(),
+            last: 0,
+            closed: tail.closed(),
+        };
+        let flood = 3000;
+        for n in 0..flood {
+            tail.publish(reload(n));
+        }
+        let first = live.next().await.unwrap();
+        let Entry::Lagged { missed } = first.entry else {
+            panic!("expected a lag notice, got {first:?}")
+        };
+        assert!(missed > 0 && missed < flood, "{missed}");
+        let next = live.next().await.unwrap();
+        assert_eq!(
+            next.seq,
+            missed + 1,
+            "it resumes right after what it missed"
+        );
+        // The ring keeps only the last records for late subscribers.
+        assert!(tail.subscribe(&Filter::default(), 0).0.len() <= RECENT_PER_ROUTE);
+        tail.close();
+        // Closed: the stream ends even with records waiting.
+        let mut drained = 0;
+        while live.next().await.is_some() {
+            drained += 1;
+            assert!(drained <= flood);
+        }
+    }
+}

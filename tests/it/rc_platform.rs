@@ -80,6 +80,8 @@ pub struct WsState {
 /// What a test makes the open socket do.
 pub enum WsCommand {
     Notify(Value),
+    /// A text frame as it is, whatever it holds.
+    Raw(String),
     Drop,
 }
 
@@ -130,6 +132,15 @@ impl FakePlatform {
                 let _ = live.send(WsCommand::Notify(notification));
             }
             None => s.ws.missed.push(notification),
+        })
+    }
+
+    /// Sends a text frame as it is on the open socket.
+    pub fn send_raw(&self, text: String) {
+        self.with(|s| {
+            if let Some(live) = &s.ws.live {
+                let _ = live.send(WsCommand::Raw(text));
+            }
         })
     }
 
@@ -564,6 +575,11 @@ async fn ws_session(
                         json!([header(&mut s, "ServerNotification", &id), body])
                     };
                     if socket.send(Message::text(frame.to_string())).await.is_err() {
+                        break;
+                    }
+                }
+                Some(WsCommand::Raw(text)) => {
+                    if socket.send(Message::text(text)).await.is_err() {
                         break;
                     }
                 }

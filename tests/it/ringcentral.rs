@@ -423,3 +423,53 @@ async fn a_moved_route_leaves_no_subscription_at_its_old_address() {
     );
     gw.shutdown().await;
 }
+
+/// Frames a broken or hostile server could send: not JSON, not `[header, body]`, a
+/// notification without a body, one over the 1 MiB frame limit. None is ingested or stops
+/// the source; the oversized one drops the connection, which recovers, and the call
+/// arrives whole and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_websocket_frames_neither_stop_the_source_nor_lose_the_call() {
+    let platform = FakePlatform::start(Duration::from_secs(3600)).await;
+    let receiver = Receiver::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = websocket_gateway(dir.path(), "ws-hostile", &platform, &receiver).await;
+    wait_until("the socket subscription", || {
+        platform.with(|s| s.ws.live.is_some())
+    })
+    .await;
+    let flow = flow();
+    for n in flow.iter().take(5) {
+        platform.publish(n.clone());
+    }
+    for garbage in [
+        "not json".to_string(),
+        "[]".into(),
+        "[1, 2]".into(),
+        "{\"type\": \"ServerNotification\"}".into(),
+        "[{\"type\": \"ServerNotification\", \"messageId\": \"x\"}]".into(),
+        "[{\"type\": \"ServerNotification\"}, {\"uuid\": 7, \"body\": []}]".into(),
+        "[{\"type\": \"Error\"".into(),
+        "\u{0}\u{1}--Boundary".into(),
+    ] {
+        platform.send_raw(garbage);
+    }
+    // Over the frame limit: the connection drops and recovers.
+    platform.send_raw(format!(
+        "[{{\"type\": \"Heartbeat\", \"pad\": \"{}\"}}]",
+        "x".repeat(2 << 20)
+    ));
+    wait_until("the recovery", || platform.with(|s| s.ws.recovered == 1)).await;
+    for n in &flow[5..] {
+        platform.publish(n.clone());
+    }
+    let got = receiver.wait_for(6, WAIT).await;
+    assert_eq!(got.len(), 6);
+    crate::harness::drained(&gw).await;
+    assert_eq!(sequences(&receiver), [6, 7, 8, 9, 10, 11]);
+    assert!(
+        receiver.all().iter().all(|r| r.path == "/vidyo"),
+        "nothing but the call reached the receiver"
+    );
+    gw.shutdown().await;
+}
