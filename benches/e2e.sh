@@ -1,26 +1,51 @@
 #!/usr/bin/env bash
-# End-to-end load test on loopback: a receiver, callgate, and oha at concurrency 32 for
-# 20,000 requests, once in proxy mode and once in queued mode. Prints req/s, p50/p99
-# latency, CPU µs per event (utime+stime of the callgate process, from /proc) and peak RSS
-# (VmHWM). Each request is a distinct Oracle ISR notification (random call id in the URL),
-# so the lifecycle tracker and the dedupe window do not short-cut any of them.
-# `bash benches/e2e.sh nats` also starts nats-server (JetStream, scratch folder) and a second
-# callgate on the NATS store, and runs the queued mode against it right after SQLite's,
-# printing the throughput ratio (the target: NATS ≥ 70% of SQLite with one instance).
-# Not run by CI: `bash benches/e2e.sh [nats]` (installs oha with cargo if it is missing).
+# End-to-end load on loopback, side by side in one invocation. Not run by CI.
+#
+#   bash benches/e2e.sh [rounds]      # proxy and queued, `rounds` (default 3) of each
+#   bash benches/e2e.sh nats          # also the queued mode on NATS JetStream
+#
+# Side by side, each pinned to core 0 (taskset) while wrk (one thread, concurrency $C) and
+# the loopback receiver share core 1:
+#   baseline  benches/baseline.rs: hyper server + client, typed serde RingCentral → Vidyo
+#   proxy     callgate, route `ack: proxy` RingCentral → Vidyo (synchronous forward)
+# Then the queued mode as deployed, on the whole machine (nothing pinned): a second callgate
+# whose route has `ack: queued` (SQLite store, then delivery), and with `nats` a third on
+# NATS JetStream.
+#   queued       callgate, RingCentral → Vidyo, SQLite
+#   nats-queued  the same on NATS JetStream
+# Every request is a distinct RingCentral telephony-session notification (benches/e2e/
+# ringcentral.lua). Rounds alternate the peers, so a noisy neighbour hits both alike. Per run:
+# req/s, p50/p99 (wrk), CPU µs per event (utime+stime of the peer from /proc over the run),
+# RSS at idle (before the first run) and peak (VmHWM). For queued: the backlog left when the
+# load stops, the end-to-end rate until it is drained, and the store's commands per commit.
+# The summary gives medians over the rounds and callgate / baseline ratios.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-N=${N:-20000}
+ROUNDS=3
+NATS=""
+for arg in "$@"; do
+  case $arg in
+    nats) NATS=1 ;;
+    [0-9]*) ROUNDS=$arg ;;
+    *) echo "usage: bash benches/e2e.sh [rounds] [nats]" >&2; exit 2 ;;
+  esac
+done
 C=${C:-32}
-command -v oha >/dev/null || cargo install oha --locked
-cargo build --release --quiet --bin callgate --example receiver
+SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
+command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
+cargo build --release --quiet --bin callgate --example receiver --example baseline
 
 work=$(mktemp -d)
-cleanup() { kill "${gw_pid:-}" "${nats_gw_pid:-}" "${nats_pid:-}" "${rx_pid:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
+wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
 
-./target/release/examples/receiver 127.0.0.1:18081 & rx_pid=$!
+taskset -c 1 ./target/release/examples/receiver 127.0.0.1:18081 & pids+=($!)
+wait_port 18081
+
+taskset -c 0 ./target/release/examples/baseline 127.0.0.1:18090 http://127.0.0.1:18081/vidyo & baseline_pid=$!; pids+=($baseline_pid)
 
 cat > "$work/callgate.yaml" <<YAML
 server: { listen: 127.0.0.1:18080, admin_listen: 127.0.0.1:19090 }
@@ -28,64 +53,117 @@ mappings: $PWD/mappings
 store: { kind: sqlite, path: $work/callgate.db }
 delivery: { retry: [0s, 1s, 5s], timeout: 5s }
 routes:
-  - { name: proxy, path: /proxy/isr, from: oracle-isr, ack: proxy, to: [ { name: ce, vendor: cloudevents, url: "http://127.0.0.1:18081/events" } ] }
-  - { name: queued, path: /queued/isr, from: oracle-isr, ack: queued, to: [ { name: ce, vendor: cloudevents, url: "http://127.0.0.1:18081/events" } ] }
+  - { name: proxy, path: /proxy/rc, from: ringcentral, ack: proxy, to: [ { name: vidyo, vendor: vidyo, url: "http://127.0.0.1:18081/vidyo" } ] }
+  - { name: queued, path: /queued/rc, from: ringcentral, ack: queued, to: [ { name: vidyo, vendor: vidyo, url: "http://127.0.0.1:18081/vidyo" } ] }
 YAML
-CALLGATE_LOG=warn ./target/release/callgate serve --config "$work/callgate.yaml" & gw_pid=$!
-for _ in $(seq 100); do curl -fs http://127.0.0.1:18080/readyz >/dev/null && break; sleep 0.1; done
+CALLGATE_LOG=warn taskset -c 0 ./target/release/callgate serve --config "$work/callgate.yaml" & gw_pid=$!; pids+=($gw_pid)
+sed -e "s|127.0.0.1:18080|127.0.0.1:18083|; s|127.0.0.1:19090|127.0.0.1:19093|; s|callgate.db|queued.db|" \
+    "$work/callgate.yaml" > "$work/callgate-queued.yaml"
+CALLGATE_LOG=warn ./target/release/callgate serve --config "$work/callgate-queued.yaml" & queued_pid=$!; pids+=($queued_pid)
+wait_port 18090; wait_port 18080; wait_port 18083
 
-ticks=$(getconf CLK_TCK)
-cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-depth() { curl -fs "http://127.0.0.1:$1/metrics" | awk '/^callgate_queue_depth /{print $2}'; }
-
-# run <label> <mode> <port> <admin port> <pid>
-run() {
-  local label=$1 mode=$2 port=$3 admin=$4 pid=$5
-  local before after start end
-  before=$(cpu "$pid"); start=$(date +%s.%N)
-  oha -n "$N" -c "$C" --no-tui --output-format json -m GET \
-    --rand-regex-url "http://127.0.0.1:$port/$mode/isr\?event=RECORDING_STARTED_EVENT&ISR_UCID=[a-z0-9]{20}&TMP_RECORDING_ID=[0-9]{9}" \
-    > "$work/$label.json"
-  if [ "$mode" = queued ]; then
-    # Sustained: until every queued message has been delivered.
-    for _ in $(seq 600); do [ "$(depth "$admin")" = "0" ] && break; sleep 0.1; done
-  fi
-  end=$(date +%s.%N); after=$(cpu "$pid")
-  python3 - "$work/$label.json" "$label" "$before" "$after" "$ticks" "$N" "$start" "$end" <<'PY' | tee -a "$work/results"
-import json, sys
-path, label, before, after, ticks, n, start, end = sys.argv[1:]
-r = json.load(open(path))
-s = r["summary"]; p = r["latencyPercentiles"]
-codes = r.get("statusCodeDistribution", {})
-cpu_us = (float(after) - float(before)) / float(ticks) * 1e6 / int(n)
-print(f"{label:13s} req/s {s['requestsPerSec']:9.0f}  p50 {p['p50']*1000:6.2f} ms  p99 {p['p99']*1000:6.2f} ms  "
-      f"cpu {cpu_us:6.1f} µs/event  end-to-end {int(n)/(float(end)-float(start)):8.0f} events/s  statuses {codes}")
-PY
-}
-
-run proxy proxy 18080 19090 "$gw_pid"
-run queued queued 18080 19090 "$gw_pid"
-echo "peak RSS $(awk '/VmHWM/{print $2, $3}' /proc/$gw_pid/status)"
-
-if [ "${1:-}" = nats ]; then
+if [ -n "$NATS" ]; then
   mkdir -p "$work/nats"
-  nats-server -a 127.0.0.1 -p 14222 -js -sd "$work/nats" >/dev/null 2>&1 & nats_pid=$!
-  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/14222) 2>/dev/null && break; sleep 0.1; done
+  nats-server -a 127.0.0.1 -p 14222 -js -sd "$work/nats" >/dev/null 2>&1 & pids+=($!)
+  wait_port 14222
   sed -e "s|store: .*|store: { kind: nats, url: 'nats://127.0.0.1:14222', stream: BENCH }|" \
       -e "s|127.0.0.1:18080|127.0.0.1:18082|; s|127.0.0.1:19090|127.0.0.1:19092|" \
       "$work/callgate.yaml" > "$work/callgate-nats.yaml"
-  CALLGATE_LOG=warn ./target/release/callgate serve --config "$work/callgate-nats.yaml" & nats_gw_pid=$!
-  for _ in $(seq 100); do curl -fs http://127.0.0.1:18082/readyz >/dev/null && break; sleep 0.1; done
-  run nats-queued queued 18082 19092 "$nats_gw_pid"
-  # Side by side in one invocation: SQLite queued again, then the ratio.
-  run queued-again queued 18080 19090 "$gw_pid"
-  python3 - "$work/results" <<'PY'
-import re, sys
-rates = {}
-for line in open(sys.argv[1]):
-    label = line.split()[0]
-    rates[label] = float(re.search(r"end-to-end +([0-9.]+)", line).group(1))
-sqlite = (rates["queued"] + rates["queued-again"]) / 2
-print(f"NATS / SQLite queued end-to-end throughput: {rates['nats-queued'] / sqlite:.2f}")
-PY
+  CALLGATE_LOG=warn ./target/release/callgate serve --config "$work/callgate-nats.yaml" & nats_gw_pid=$!; pids+=($nats_gw_pid)
+  wait_port 18082
 fi
+
+ticks=$(getconf CLK_TCK)
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+kib() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
+metric() { curl -fs "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m {s += $2} END {print s + 0}'; }
+
+echo "idle RSS: baseline $(kib $baseline_pid VmRSS) KiB, callgate $(kib $gw_pid VmRSS) KiB" | tee "$work/idle"
+idle_baseline=$(kib $baseline_pid VmRSS); idle_callgate=$(kib $gw_pid VmRSS)
+
+# load <url> <seconds> [cores]: wrk (on core 1 unless told), its JSON line on stdout.
+load() {
+  RUN_ID="r$RANDOM$RANDOM" taskset -c "${3:-1}" wrk -t1 -c"$C" -d"$2s" -s benches/e2e/ringcentral.lua "$1" | tail -n 1
+}
+
+# run <label> <url> <pid> [admin port]: one measured run, appended to $work/runs as JSON.
+run() {
+  local label=$1 url=$2 pid=$3 admin=${4:-}
+  local before after start end wrk_json backlog=0 commits=0 commands=0
+  if [ -n "$admin" ]; then commits=$(metric "$admin" callgate_store_commits_total); commands=$(metric "$admin" callgate_store_commit_commands_total); fi
+  before=$(cpu "$pid"); start=$(date +%s.%N)
+  # A queued peer runs on the whole machine, and so does its load.
+  wrk_json=$(load "$url" "$SECONDS_PER_RUN" "$([ -n "$admin" ] && echo 0,1 || echo 1)")
+  if [ -n "$admin" ]; then
+    backlog=$(metric "$admin" callgate_queue_depth)
+    # Sustained: the run ends when every queued message has been delivered.
+    for _ in $(seq 1200); do [ "$(metric "$admin" callgate_queue_depth)" = "0" ] && break; sleep 0.05; done
+    commits=$(( $(metric "$admin" callgate_store_commits_total) - commits ))
+    commands=$(( $(metric "$admin" callgate_store_commit_commands_total) - commands ))
+  fi
+  end=$(date +%s.%N); after=$(cpu "$pid")
+  python3 - "$label" "$wrk_json" "$before" "$after" "$ticks" "$start" "$end" "$backlog" "$commits" "$commands" "$(kib "$pid" VmHWM)" <<'PY' | tee -a "$work/runs"
+import json, sys
+label, wrk, before, after, ticks, start, end, backlog, commits, commands, hwm = sys.argv[1:]
+w = json.loads(wrk)
+n = w["requests"]
+row = {
+    "peer": label,
+    "rps": n / (w["duration_us"] / 1e6),
+    "p50_ms": w["p50_us"] / 1000, "p99_ms": w["p99_us"] / 1000,
+    "cpu_us": (float(after) - float(before)) / float(ticks) * 1e6 / max(n, 1),
+    "failed": w["errors"] + w["non_2xx"],
+    "peak_rss_kib": int(hwm),
+    "end_to_end": n / (float(end) - float(start)),
+    "backlog": int(float(backlog)),
+    "per_commit": int(commands) / int(commits) if int(commits) else 0,
+}
+print(json.dumps(row))
+PY
+}
+
+echo "warm-up"
+load http://127.0.0.1:18090/ 2 >/dev/null
+load http://127.0.0.1:18080/proxy/rc 2 >/dev/null
+load http://127.0.0.1:18083/queued/rc 2 0,1 >/dev/null
+for _ in $(seq 1200); do [ "$(metric 19093 callgate_queue_depth)" = "0" ] && break; sleep 0.05; done
+
+for round in $(seq "$ROUNDS"); do
+  echo "round $round of $ROUNDS"
+  run baseline http://127.0.0.1:18090/ "$baseline_pid"
+  run proxy http://127.0.0.1:18080/proxy/rc "$gw_pid"
+  run queued http://127.0.0.1:18083/queued/rc "$queued_pid" 19093
+  if [ -n "$NATS" ]; then run nats-queued http://127.0.0.1:18082/queued/rc "$nats_gw_pid" 19092; fi
+done
+
+python3 - "$work/runs" "$idle_baseline" "$idle_callgate" "$ROUNDS" "$C" <<'PY'
+import json, statistics, sys
+path, idle_b, idle_c, rounds, c = sys.argv[1:]
+runs = [json.loads(l) for l in open(path)]
+peers = []
+for r in runs:
+    if r["peer"] not in peers:
+        peers.append(r["peer"])
+med = {p: {k: statistics.median(r[k] for r in runs if r["peer"] == p)
+           for k in ("rps", "p50_ms", "p99_ms", "cpu_us", "failed", "peak_rss_kib", "end_to_end", "backlog", "per_commit")}
+       for p in peers}
+print(f"\nmedians of {rounds} runs, concurrency {c}, RingCentral → Vidyo, distinct notifications")
+print("| peer | CPU per event | req/s | p50 | p99 | peak RSS | failed |")
+print("|---|---|---|---|---|---|---|")
+for p in peers:
+    m = med[p]
+    print(f"| {p} | {m['cpu_us']:.1f} µs | {m['rps']:,.0f} | {m['p50_ms']:.2f} ms | {m['p99_ms']:.2f} ms | "
+          f"{m['peak_rss_kib'] / 1024:.1f} MiB | {m['failed']:.0f} |")
+b = med["baseline"]
+print("\nratios to baseline (target for proxy: CPU ≤ 2.0×, p99 ≤ 1.5×)")
+for p in [p for p in peers[1:] if "queued" not in p]:
+    m = med[p]
+    print(f"  {p:12s} CPU {m['cpu_us'] / b['cpu_us']:.2f}×  req/s {m['rps'] / b['rps']:.2f}×  "
+          f"p50 {m['p50_ms'] / b['p50_ms']:.2f}×  p99 {m['p99_ms'] / b['p99_ms']:.2f}×")
+print(f"\nidle RSS: baseline {int(idle_b) / 1024:.1f} MiB, callgate {int(idle_c) / 1024:.1f} MiB (target ≤ 24 MiB; under load ≤ 48 MiB)")
+for p in peers:
+    if "queued" in p:
+        m = med[p]
+        print(f"{p} (whole machine): {m['rps']:,.0f} events/s acked, p99 ack {m['p99_ms']:.2f} ms, backlog at end of load {m['backlog']:.0f}, "
+              f"end-to-end {m['end_to_end']:,.0f} events/s until drained, {m['per_commit']:.1f} store commands per commit")
+PY

@@ -314,36 +314,45 @@ impl Intake {
     }
 
     async fn proxy(&self, route: &Route, accepted: &Accepted) -> Result<Submitted, SubmitError> {
-        let batches = accepted.batches();
         // A message whose template failed is dead-lettered with its error, as on a queued
         // route: never skipped silently. (Its own dedupe key: the event may still be queued
         // whole later, after a timeout.)
-        let failed: Vec<EventBatch> = batches
-            .iter()
-            .map(|b| EventBatch {
-                dedupe_key: format!("{}|render-failed", b.dedupe_key),
-                messages: b
-                    .messages
-                    .iter()
-                    .filter(|m| m.failure.is_some())
-                    .cloned()
-                    .collect(),
-            })
-            .filter(|b| !b.messages.is_empty())
-            .collect();
-        if !failed.is_empty() {
+        let any_failed = accepted
+            .applied()
+            .flat_map(|a| &a.routed)
+            .any(|(_, r)| matches!(r, Routing::Failed { .. }));
+        if any_failed {
+            let failed: Vec<EventBatch> = accepted
+                .batches()
+                .into_iter()
+                .map(|b| EventBatch {
+                    dedupe_key: format!("{}|render-failed", b.dedupe_key),
+                    messages: b
+                        .messages
+                        .into_iter()
+                        .filter(|m| m.failure.is_some())
+                        .collect(),
+                })
+                .filter(|b| !b.messages.is_empty())
+                .collect();
             self.producer
                 .enqueue(failed)
                 .await
                 .map_err(SubmitError::Store)?;
         }
-        let live: Vec<EventBatch> = batches
-            .into_iter()
-            .map(|mut b| {
-                b.messages.retain(|m| m.failure.is_none());
-                b
-            })
-            .collect();
+        // What is left to queue from the `index`-th applied event on, when the forward
+        // cannot go on (built only then: the usual forward copies no message).
+        let live = |index: usize| -> Vec<EventBatch> {
+            accepted
+                .batches()
+                .into_iter()
+                .skip(index)
+                .map(|mut b| {
+                    b.messages.retain(|m| m.failure.is_none());
+                    b
+                })
+                .collect()
+        };
         let mut last = None;
         for (index, applied) in accepted.applied().enumerate() {
             for (name, routing) in &applied.routed {
@@ -354,7 +363,7 @@ impl Intake {
                     .destinations
                     .iter()
                     .find(|d| &d.name == name)
-                    .and_then(|d| d.http.clone())
+                    .and_then(|d| d.http.as_ref())
                 else {
                     continue;
                 };
@@ -363,7 +372,7 @@ impl Intake {
                     .is_waiting(&route.name, name, &message.partition)
                 {
                     tracing::info!(event_id = %message.event_id, call_id = %message.partition, "the call has messages waiting: queued behind them");
-                    self.enqueue(route, live[index..].to_vec()).await?;
+                    self.enqueue(route, live(index)).await?;
                     return Ok(Submitted::QueuedBehind);
                 }
                 let forwarded = http.forward(message).await;
@@ -396,7 +405,7 @@ impl Intake {
                     Ok(reply) => return Ok(Submitted::Refused(reply)),
                     Err(SendError::Timeout(after)) if route.on_timeout == OnTimeout::Queue => {
                         tracing::warn!(event_id = %message.event_id, call_id = %message.partition, ?after, "proxy forward timed out: queued instead");
-                        self.enqueue(route, live[index..].to_vec()).await?;
+                        self.enqueue(route, live(index)).await?;
                         return Ok(Submitted::QueuedAfterTimeout);
                     }
                     Err(SendError::Timeout(after)) => return Err(SubmitError::Timeout(after)),

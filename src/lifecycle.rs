@@ -302,6 +302,7 @@ impl Lifecycle {
                 Verdict::Apply(Box::new(event)),
                 Some(Reservation {
                     lifecycle: self.clone(),
+                    leg_key: leg,
                     leg: leg_hash,
                     id: id_hash,
                     previous,
@@ -317,6 +318,7 @@ impl Lifecycle {
 /// when dropped uncommitted.
 pub struct Reservation {
     lifecycle: Lifecycle,
+    leg_key: String,
     leg: u128,
     id: u128,
     previous: Option<LegState>,
@@ -334,6 +336,11 @@ impl std::fmt::Debug for Reservation {
 }
 
 impl Reservation {
+    /// The event's leg key ([`Lifecycle::leg_key`]), computed once by the judgement.
+    pub fn leg_key(&self) -> &str {
+        &self.leg_key
+    }
+
     /// Keeps the reservation: the event was durably stored or delivered. When the gateway
     /// shares leg states, the leg's new state is sent to the other instances.
     pub fn commit(&self) {

@@ -12,6 +12,7 @@ use crate::delivery::{EventBatch, HttpRequest, HubPush, Message, NewMessage, Req
 use crate::event::CallEvent;
 use crate::lifecycle::{Lifecycle, Reservation, Verdict};
 use crate::mapping::decode::DecodeError;
+use crate::mapping::encode::EventContext;
 use crate::mapping::{AUTO, DecodeOptions, MappingSet};
 use crate::route::{Destination, Route};
 use crate::snapshot::Snapshot;
@@ -237,12 +238,20 @@ pub fn route_events(snapshot: &Snapshot, route: &Route, decoded: Decoded) -> Acc
     let mut reservations = Vec::new();
     // Destinations of the source vendor that already got this notification.
     let mut carried = vec![false; route.destinations.len()];
+    // The notification's first event as template data, for same-vendor destinations.
+    let carrier = carrier.as_ref().map(EventContext::new);
     for event in events {
         metrics::counter!(m::EVENTS, "vendor" => vendor.clone(), "type" => m::type_label(&event.event_type, &vendor))
             .increment(1);
         match route.lifecycle.reserve(event, drops_stale) {
             (Verdict::Apply(event), reservation) => {
+                let dedupe_key = match &reservation {
+                    Some(r) => format!("{}|{}|{}", route.name, r.leg_key(), event.id),
+                    None => format!("{}|{}|{}", route.name, Lifecycle::leg_key(&event), event.id),
+                };
                 reservations.extend(reservation);
+                // Serialised for the templates once, whatever the number of destinations.
+                let context = EventContext::new(&event);
                 let routed = route
                     .destinations
                     .iter()
@@ -256,7 +265,7 @@ pub fn route_events(snapshot: &Snapshot, route: &Route, decoded: Decoded) -> Acc
                             Some(first) if same_vendor && dest.accepts(&event.event_type) => {
                                 encode(mappings, route, dest, first)
                             }
-                            _ => encode(mappings, route, dest, &event),
+                            _ => encode(mappings, route, dest, &context),
                         };
                         if same_vendor && !matches!(routing, Routing::Skipped(_)) {
                             *carried = true;
@@ -264,13 +273,9 @@ pub fn route_events(snapshot: &Snapshot, route: &Route, decoded: Decoded) -> Acc
                         (dest.name.clone(), routing)
                     })
                     .collect();
+                drop(context);
                 fates.push(Fate::Applied(Box::new(Applied {
-                    dedupe_key: format!(
-                        "{}|{}|{}",
-                        route.name,
-                        Lifecycle::leg_key(&event),
-                        event.id
-                    ),
+                    dedupe_key,
                     event: *event,
                     routed,
                 })));
@@ -291,7 +296,13 @@ pub fn route_events(snapshot: &Snapshot, route: &Route, decoded: Decoded) -> Acc
 }
 
 /// Renders one event for one destination.
-fn encode(mappings: &MappingSet, route: &Route, dest: &Destination, event: &CallEvent) -> Routing {
+fn encode(
+    mappings: &MappingSet,
+    route: &Route,
+    dest: &Destination,
+    context: &EventContext<'_>,
+) -> Routing {
+    let event = context.event();
     let skip = |why: SkipReason| {
         metrics::counter!(m::SKIPPED, "route" => route.name.clone(), "destination" => dest.name.clone(), "type" => m::type_label(&event.event_type, &route.from))
             .increment(1);
@@ -312,9 +323,9 @@ fn encode(mappings: &MappingSet, route: &Route, dest: &Destination, event: &Call
         event_type: event.event_type.clone(),
         request,
     };
-    match encoder.render(event) {
+    match encoder.render_in(context) {
         Ok(Some(rendered)) => {
-            let out = encoder.outbound(&rendered, &dest.url);
+            let out = encoder.outbound(rendered, &dest.url);
             match &dest.hub {
                 Some(hub) => Routing::Message(message(Request::Hub(HubPush {
                     hub: hub.path().to_string(),

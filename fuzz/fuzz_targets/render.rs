@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
             continue;
         };
         if let Ok(Some(rendered)) = encoder.render(&event) {
-            let _ = encoder.outbound(&rendered, "http://127.0.0.1:1/x?y=1");
+            let _ = encoder.outbound(rendered, "http://127.0.0.1:1/x?y=1");
         }
     }
 });

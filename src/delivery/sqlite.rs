@@ -11,6 +11,7 @@ use super::{
     AttemptLog, BoxFuture, Consumer, DeadLetter, DeadLetters, Enqueued, EventBatch, Lease, Leased,
     Message, Producer, QueueError, Request, Settlement, ms, now_ms,
 };
+use crate::telemetry::metrics as m;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
 use std::path::Path;
@@ -419,6 +420,7 @@ fn writer(
             }
         }
         let now = now_ms();
+        let commands = batch.len() as u64;
         let mut replies: Vec<Reply> = Vec::new();
         let mut deltas: Vec<Delta> = Vec::new();
         let result = (|| -> Result<(), rusqlite::Error> {
@@ -446,6 +448,8 @@ fn writer(
         })();
         let outcome = result.map_err(QueueError::from);
         if outcome.is_ok() {
+            metrics::counter!(m::STORE_COMMITS).increment(1);
+            metrics::counter!(m::STORE_COMMIT_COMMANDS).increment(commands);
             for delta in deltas {
                 depths.apply(delta);
             }

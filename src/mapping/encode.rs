@@ -11,6 +11,7 @@ use crate::event::CallEvent;
 use handlebars::{Context, Handlebars};
 use percent_encoding::{percent_decode_str, utf8_percent_encode};
 use serde_json::{Map, Value};
+use std::sync::Arc;
 
 /// Why an event could not be encoded. Names the template and the event.
 #[derive(Debug, thiserror::Error)]
@@ -81,17 +82,71 @@ pub enum TemplateKind {
     Canonical,
 }
 
-/// A rendered payload: a JSON body, or a parameter object for query templates.
+/// A rendered payload, as it will be sent.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rendered {
     /// How the payload travels.
     pub kind: TemplateKind,
     /// The template file that rendered it (`canonical` for CloudEvents).
-    pub template: String,
-    /// The payload: the body, or `{name: value}` for queries.
-    pub payload: Value,
-    /// For queries, the parameter names in template order (a JSON object has none).
-    pub order: Vec<String>,
+    pub template: Arc<str>,
+    /// The payload.
+    pub body: RenderedBody,
+}
+
+/// The payload of a [`Rendered`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum RenderedBody {
+    /// Compact JSON text: a JSON body template's output with the template's own key order
+    /// (whitespace removed, nothing re-ordered), or the CloudEvents event.
+    Json(String),
+    /// A query template's parameters `{name: decoded value}`, and the names in template order.
+    Query {
+        /// `{name: value}`.
+        params: Value,
+        /// Parameter names in template order.
+        order: Vec<String>,
+    },
+}
+
+impl Rendered {
+    /// The payload as a JSON value: the body parsed, or the parameter object (for fidelity
+    /// diffs and reports; the send path uses the text).
+    pub fn payload(&self) -> Value {
+        match &self.body {
+            RenderedBody::Json(text) => serde_json::from_str(text).unwrap_or(Value::Null),
+            RenderedBody::Query { params, .. } => params.clone(),
+        }
+    }
+}
+
+/// One event as Handlebars data, built on first use and then shared by every template the
+/// event is rendered with (one serialisation per event, not one per destination).
+pub struct EventContext<'a> {
+    event: &'a CallEvent,
+    context: std::cell::OnceCell<Context>,
+}
+
+impl<'a> EventContext<'a> {
+    /// The context of `event` (nothing is serialised until a template needs it).
+    pub fn new(event: &'a CallEvent) -> Self {
+        EventContext {
+            event,
+            context: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The event.
+    pub fn event(&self) -> &'a CallEvent {
+        self.event
+    }
+
+    fn get(&self) -> Result<&Context, handlebars::RenderError> {
+        if let Some(context) = self.context.get() {
+            return Ok(context);
+        }
+        let context = Context::wraps(self.event)?;
+        Ok(self.context.get_or_init(|| context))
+    }
 }
 
 /// One HTTP request to a receiver.
@@ -110,7 +165,7 @@ pub struct OutboundMessage {
 #[derive(Debug)]
 pub(crate) struct EncodeTemplate {
     pub(crate) types: Vec<String>,
-    pub(crate) file: String,
+    pub(crate) file: Arc<str>,
     pub(crate) kind: TemplateKind,
 }
 
@@ -171,7 +226,7 @@ impl Encoder {
     /// The template file (relative to the vendor's folder; `canonical` for the built-in
     /// encoder) that renders this canonical type, if any.
     pub fn template_file(&self, event_type: &str) -> Option<&str> {
-        self.template_for(event_type).map(|t| t.file.as_str())
+        self.template_for(event_type).map(|t| &*t.file)
     }
 
     fn template_for(&self, event_type: &str) -> Option<&EncodeTemplate> {
@@ -182,56 +237,79 @@ impl Encoder {
 
     /// Renders an event; `Ok(None)` when no template handles its type (skip, not an error).
     pub fn render(&self, event: &CallEvent) -> Result<Option<Rendered>, EncodeError> {
+        self.render_in(&EventContext::new(event))
+    }
+
+    /// Renders an event from its shared [`EventContext`]. A JSON body is validated and
+    /// compacted in one pass (no JSON tree), unless the event goes back to its own vendor
+    /// with fidelity extensions to apply, which patch a parsed tree.
+    pub fn render_in(&self, context: &EventContext<'_>) -> Result<Option<Rendered>, EncodeError> {
+        let event = context.event();
         let Some(template) = self.template_for(&event.event_type) else {
             return Ok(None);
         };
-        let mut order = Vec::new();
-        let mut payload = match template.kind {
-            TemplateKind::Canonical => {
-                let mut value =
-                    serde_json::to_value(event).map_err(|e| EncodeError::Serialise {
-                        event_id: event.id.clone(),
-                        message: e.to_string(),
-                    })?;
-                for pointer in &event.null_members {
-                    fidelity::set(&mut value, pointer, Value::Null);
-                }
-                value
-            }
+        let body = match template.kind {
+            TemplateKind::Canonical => RenderedBody::Json(self.canonical_json(event)?),
             TemplateKind::JsonBody | TemplateKind::Query => {
-                let context =
-                    Context::wraps(event).map_err(|e| self.render_error(template, event, e))?;
+                let data = context
+                    .get()
+                    .map_err(|e| self.render_error(template, event, e))?;
                 let registry = if template.kind == TemplateKind::Query {
                     &self.query
                 } else {
                     &self.json
                 };
                 let text = registry
-                    .render_with_context(&template.file, &context)
+                    .render_with_context(&template.file, data)
                     .map_err(|e| self.render_error(template, event, e))?;
-                if template.kind == TemplateKind::Query {
-                    let (params, names) = parse_query_lines(&text);
-                    order = names;
-                    params
-                } else {
-                    serde_json::from_str(&text).map_err(|e| EncodeError::InvalidJson {
-                        vendor: self.vendor.clone(),
-                        template: template.file.clone(),
-                        event_id: event.id.clone(),
-                        message: e.to_string(),
-                    })?
+                let patch = event.data.vendor == self.vendor
+                    && fidelity::has_residual(&event.data.extensions);
+                let invalid = |message: String| EncodeError::InvalidJson {
+                    vendor: self.vendor.clone(),
+                    template: template.file.to_string(),
+                    event_id: event.id.clone(),
+                    message,
+                };
+                match template.kind {
+                    TemplateKind::Query => {
+                        let (mut params, order) = parse_query_lines(&text);
+                        if patch {
+                            fidelity::apply(&mut params, &event.data.extensions);
+                        }
+                        RenderedBody::Query { params, order }
+                    }
+                    _ if patch => {
+                        let mut payload: Value =
+                            serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+                        fidelity::apply(&mut payload, &event.data.extensions);
+                        RenderedBody::Json(payload.to_string())
+                    }
+                    _ => RenderedBody::Json(compact_json(&text).map_err(invalid)?),
                 }
             }
         };
-        if template.kind != TemplateKind::Canonical && event.data.vendor == self.vendor {
-            fidelity::apply(&mut payload, &event.data.extensions);
-        }
         Ok(Some(Rendered {
             kind: template.kind,
             template: template.file.clone(),
-            payload,
-            order,
+            body,
         }))
+    }
+
+    /// The event as CloudEvents structured JSON, with the `null` members of an incoming
+    /// CloudEvents event written back.
+    fn canonical_json(&self, event: &CallEvent) -> Result<String, EncodeError> {
+        let serialise = |e: serde_json::Error| EncodeError::Serialise {
+            event_id: event.id.clone(),
+            message: e.to_string(),
+        };
+        if event.null_members.is_empty() {
+            return serde_json::to_string(event).map_err(serialise);
+        }
+        let mut value = serde_json::to_value(event).map_err(serialise)?;
+        for pointer in &event.null_members {
+            fidelity::set(&mut value, pointer, Value::Null);
+        }
+        Ok(value.to_string())
     }
 
     fn render_error(
@@ -242,7 +320,7 @@ impl Encoder {
     ) -> EncodeError {
         EncodeError::Render {
             vendor: self.vendor.clone(),
-            template: template.file.clone(),
+            template: template.file.to_string(),
             event_id: event.id.clone(),
             line: e.line_no,
             message: e.to_string(),
@@ -250,10 +328,10 @@ impl Encoder {
     }
 
     /// The request that carries a rendered payload to `url`.
-    pub fn outbound(&self, rendered: &Rendered, url: &str) -> OutboundMessage {
-        match rendered.kind {
-            TemplateKind::Query => {
-                let query = query_string(&rendered.payload, &rendered.order);
+    pub fn outbound(&self, rendered: Rendered, url: &str) -> OutboundMessage {
+        match rendered.body {
+            RenderedBody::Query { params, order } => {
+                let query = query_string(&params, &order);
                 let sep = if url.contains('?') { '&' } else { '?' };
                 OutboundMessage {
                     method: self.method.clone(),
@@ -266,14 +344,27 @@ impl Encoder {
                     body: None,
                 }
             }
-            TemplateKind::JsonBody | TemplateKind::Canonical => OutboundMessage {
+            RenderedBody::Json(text) => OutboundMessage {
                 method: self.method.clone(),
                 url: url.to_string(),
                 headers: vec![("content-type".into(), self.content_type.clone())],
-                body: Some(rendered.payload.to_string()),
+                body: Some(text),
             },
         }
     }
+}
+
+/// A JSON text, validated and with the whitespace between tokens removed, in one pass
+/// (keys keep their order; strings and numbers are copied as written). Errors give
+/// serde_json's message with line and column.
+fn compact_json(text: &str) -> Result<String, String> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut input = serde_json::Deserializer::from_str(text);
+    serde_transcode::transcode(&mut input, &mut serde_json::Serializer::new(&mut out))
+        .and_then(|()| input.end())
+        .map_err(|e| e.to_string())?;
+    // serde_json's serializer writes only UTF-8.
+    String::from_utf8(out).map_err(|e| e.to_string())
 }
 
 /// Reads a rendered query template: one `name=value` per non-blank line, values already

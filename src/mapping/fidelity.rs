@@ -94,6 +94,11 @@ fn push_token(at: &mut String, key: &str) {
     at.push_str(&key.replace('~', "~0").replace('/', "~1"));
 }
 
+/// Whether `extensions` hold a residual to apply (`unmapped` or `omitted`).
+pub fn has_residual(extensions: &Map<String, Value>) -> bool {
+    extensions.contains_key(UNMAPPED) || extensions.contains_key(OMITTED)
+}
+
 /// Applies the `unmapped` and `omitted` entries of `extensions` to a rendered payload.
 pub fn apply(rendered: &mut Value, extensions: &Map<String, Value>) {
     if let Some(Value::Array(omitted)) = extensions.get(OMITTED) {

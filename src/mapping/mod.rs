@@ -279,7 +279,7 @@ impl MappingSet {
                 None => None,
             };
             let residual = match rendered {
-                Some(r) => fidelity::diff(payload, &r.payload),
+                Some(r) => fidelity::diff(payload, &r.payload()),
                 None => fidelity::diff(payload, &Value::Null),
             };
             residual.store(&mut first.data.extensions);
@@ -770,7 +770,7 @@ fn compile_encoder(
         }
         templates.push(EncodeTemplate {
             types: t.types,
-            file: rel,
+            file: rel.into(),
             kind,
         });
     }

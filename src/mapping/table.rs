@@ -47,8 +47,9 @@ impl Table {
     /// The value for `key`: an exact key, else the first matching wildcard key, else the
     /// table's default.
     pub fn get(&self, key: &str) -> Option<&Value> {
+        // Lower-cased only when it has upper-case letters: most keys come folded already.
         let folded;
-        let key = if self.ignore_case {
+        let key = if self.ignore_case && key.bytes().any(|b| b.is_ascii_uppercase()) {
             folded = key.to_ascii_lowercase();
             folded.as_str()
         } else {
@@ -57,14 +58,11 @@ impl Table {
         if let Some(v) = self.exact.get(key) {
             return Some(v);
         }
-        if !self.patterns.is_empty() {
-            let parts: Vec<&str> = key.split('/').collect();
-            for (pattern, value) in &self.patterns {
-                if pattern.len() == parts.len()
-                    && pattern.iter().zip(&parts).all(|(p, s)| glob(p, s))
-                {
-                    return Some(value);
-                }
+        let parts = key.split('/').count();
+        for (pattern, value) in &self.patterns {
+            if pattern.len() == parts && pattern.iter().zip(key.split('/')).all(|(p, s)| glob(p, s))
+            {
+                return Some(value);
             }
         }
         self.default.as_ref()

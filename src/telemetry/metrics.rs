@@ -19,6 +19,11 @@ pub const DELIVERIES: &str = "callgate_deliveries_total";
 pub const ATTEMPT_SECONDS: &str = "callgate_delivery_attempt_seconds";
 /// Messages waiting, over all destinations.
 pub const QUEUE_DEPTH: &str = "callgate_queue_depth";
+/// Transactions the SQLite store committed (each one fsync of the WAL, `synchronous=FULL`).
+pub const STORE_COMMITS: &str = "callgate_store_commits_total";
+/// Commands (enqueues, leases, settlements) those transactions carried: divided by
+/// [`STORE_COMMITS`], the mean group-commit batch size.
+pub const STORE_COMMIT_COMMANDS: &str = "callgate_store_commit_commands_total";
 /// Messages moved to the dead letters, by `destination`.
 pub const DEAD_LETTERS: &str = "callgate_dead_letters_total";
 

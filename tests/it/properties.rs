@@ -141,7 +141,7 @@ proptest! {
             let encoder = set.vendor(vendor).unwrap().encoder().unwrap();
             match encoder.render(&event) {
                 Ok(Some(rendered)) => {
-                    let request = encoder.outbound(&rendered, "http://127.0.0.1/x");
+                    let request = encoder.outbound(rendered, "http://127.0.0.1/x");
                     if let Some(body) = request.body {
                         prop_assert!(serde_json::from_str::<Value>(&body).is_ok(), "{vendor}: {body}");
                     } else {
