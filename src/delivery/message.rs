@@ -5,7 +5,6 @@
 //! 0.1: `{"v":1,"method","url","headers","body"}`, HTTP only) are read as `kind: http`.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 /// The current record version.
 pub const RECORD_VERSION: u32 = 2;
@@ -55,25 +54,36 @@ impl Request {
         }
     }
 
-    /// The stored form: JSON text `{"v":2,"kind":...}`.
+    /// The stored form: JSON text `{"v":2,"kind":...}`, written in one pass.
     pub fn to_record(&self) -> String {
-        let mut value = serde_json::to_value(self).unwrap_or(Value::Null);
-        if let Value::Object(map) = &mut value {
-            map.insert("v".into(), Value::from(RECORD_VERSION));
+        #[derive(Serialize)]
+        struct Record<'a> {
+            v: u32,
+            #[serde(flatten)]
+            request: &'a Request,
         }
-        value.to_string()
+        serde_json::to_string(&Record {
+            v: RECORD_VERSION,
+            request: self,
+        })
+        .unwrap_or_default()
     }
 
-    /// Reads a stored record of any version.
+    /// Reads a stored record of any version: its `v` first (the rest of the text skipped),
+    /// then the request it holds, without an intermediate JSON tree.
     pub fn from_record(text: &str) -> Result<Request, String> {
-        let value: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-        match value.get("v").and_then(Value::as_u64) {
-            Some(1) => serde_json::from_value::<HttpRequest>(value)
+        #[derive(Deserialize)]
+        struct Version {
+            v: Option<u64>,
+        }
+        let version = serde_json::from_str::<Version>(text)
+            .map_err(|e| e.to_string())?
+            .v;
+        match version {
+            Some(1) => serde_json::from_str::<HttpRequest>(text)
                 .map(Request::Http)
                 .map_err(|e| format!("record v1: {e}")),
-            Some(2) => {
-                serde_json::from_value::<Request>(value).map_err(|e| format!("record v2: {e}"))
-            }
+            Some(2) => serde_json::from_str::<Request>(text).map_err(|e| format!("record v2: {e}")),
             other => Err(format!("unknown record version {other:?}")),
         }
     }

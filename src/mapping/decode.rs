@@ -307,12 +307,13 @@ impl Decoder {
             .entry("datacontenttype")
             .or_insert_with(|| "application/json".into());
         let data = event.get("data");
+        // `get` chains, not `pointer`, which allocates per token.
         let call_id = data
-            .and_then(|d| d.pointer("/call/id"))
+            .and_then(|d| d.get("call")?.get("id"))
             .filter(|v| !v.is_null())
             .cloned();
         let user_id = data
-            .and_then(|d| d.pointer("/user/id"))
+            .and_then(|d| d.get("user")?.get("id"))
             .filter(|v| !v.is_null())
             .cloned();
         if let Some(key) = call_id.or(user_id) {
@@ -323,7 +324,7 @@ impl Decoder {
             let path = ["data".to_string(), "call".to_string(), "state".to_string()];
             let has_state = event
                 .get("data")
-                .and_then(|d| d.pointer("/call/state"))
+                .and_then(|d| d.get("call")?.get("state"))
                 .is_some();
             if !has_state {
                 insert(
@@ -342,18 +343,21 @@ fn insert(target: &mut Map<String, Value>, path: &[String], value: Value) {
     };
     let mut node = target;
     for key in parents {
-        let entry = node
-            .entry(key.clone())
-            .or_insert_with(|| Value::Object(Map::new()));
-        if !entry.is_object() {
-            *entry = Value::Object(Map::new());
+        // The key is copied only when its object is new (most rules share parents).
+        if !node.get(key).is_some_and(Value::is_object) {
+            node.insert(key.clone(), Value::Object(Map::new()));
         }
-        node = match entry {
-            Value::Object(m) => m,
+        node = match node.get_mut(key) {
+            Some(Value::Object(m)) => m,
             _ => return,
         };
     }
-    node.insert(last.clone(), value);
+    match node.get_mut(last) {
+        Some(slot) => *slot = value,
+        None => {
+            node.insert(last.clone(), value);
+        }
+    }
 }
 
 /// A copy of `v` with every object key lower-cased (for case-insensitive vendors).

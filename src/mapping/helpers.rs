@@ -189,19 +189,30 @@ fn json_helper(
 /// part is empty text). Null when every key part is missing; fails when the table has no
 /// entry and no default.
 fn table(tables: &HashMap<String, Arc<Table>>, h: &Helper<'_>) -> Result<Value, RenderError> {
-    let name = param("table", h, 0)?.render();
+    let name = match param("table", h, 0)? {
+        Value::String(name) => std::borrow::Cow::Borrowed(name.as_str()),
+        other => std::borrow::Cow::Owned(other.render()),
+    };
     let table = tables
-        .get(&name)
+        .get(name.as_ref())
         .ok_or_else(|| other(format!("`table`: unknown table `{name}`")))?;
-    let parts: Vec<Option<&Value>> = (1..h.params().len()).map(|at| present(h, at)).collect();
-    if parts.iter().all(Option::is_none) {
+    // The key built in one buffer: this runs several times per rendered event.
+    let mut key = String::new();
+    let mut any = false;
+    for at in 1..h.params().len() {
+        if at > 1 {
+            key.push('/');
+        }
+        match present(h, at) {
+            Some(Value::String(s)) => key.push_str(s),
+            Some(v) => key.push_str(&v.render()),
+            None => continue,
+        }
+        any = true;
+    }
+    if !any {
         return Ok(Value::Null);
     }
-    let key = parts
-        .iter()
-        .map(|v| v.map(|v| v.render()).unwrap_or_default())
-        .collect::<Vec<_>>()
-        .join("/");
     table
         .get(&key)
         .cloned()

@@ -79,16 +79,17 @@ impl Table {
 
 /// `*` matches any run of characters; everything else matches itself.
 fn glob(pattern: &str, text: &str) -> bool {
-    let mut pieces = pattern.split('*');
-    let first = pieces.next().unwrap_or_default();
+    let Some((first, after)) = pattern.split_once('*') else {
+        return pattern == text;
+    };
     let Some(mut rest) = text.strip_prefix(first) else {
         return false;
     };
-    let pieces: Vec<&str> = pieces.collect();
-    let Some((last, middle)) = pieces.split_last() else {
-        return rest.is_empty();
+    let (middle, last) = match after.rsplit_once('*') {
+        Some((middle, last)) => (Some(middle), last),
+        None => (None, after),
     };
-    for piece in middle {
+    for piece in middle.into_iter().flat_map(|m| m.split('*')) {
         match rest.find(piece) {
             Some(at) => rest = &rest[at + piece.len()..],
             None => return false,

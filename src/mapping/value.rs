@@ -284,10 +284,14 @@ impl ValueExpr {
 /// A scalar as text: strings as they are, numbers and bools printed; null and absent are
 /// `None`; arrays and objects as compact JSON.
 pub fn text(v: Cow<'_, Value>) -> Option<String> {
-    match v.as_ref() {
-        Value::Null => None,
-        Value::String(s) => Some(s.clone()),
-        other => Some(other.to_string()),
+    match v {
+        // An owned string is moved, not copied.
+        Cow::Owned(Value::String(s)) => Some(s),
+        v => match v.as_ref() {
+            Value::Null => None,
+            Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        },
     }
 }
 
