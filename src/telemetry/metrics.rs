@@ -65,13 +65,17 @@ pub const CONNECTIONS_OPEN: &str = "callgate_connections_open";
 /// The `type` label of an event: its canonical type, `vendor.<source vendor>` for vendor
 /// events (whose names come from payload text, so they could be anything), else `other`.
 /// Label values never carry raw payload text: the series count stays bounded.
-pub fn type_label(event_type: &str, source_vendor: &str) -> String {
-    if crate::event::CANONICAL_TYPES.contains(&event_type) {
-        event_type.to_string()
-    } else if event_type.starts_with("vendor.") {
-        format!("vendor.{source_vendor}")
-    } else {
-        "other".to_string()
+pub fn type_label(event_type: &str, source_vendor: &str) -> std::borrow::Cow<'static, str> {
+    use std::borrow::Cow;
+    // A canonical type is labelled with the table's own `&'static str`: no allocation on
+    // the hot path.
+    match crate::event::CANONICAL_TYPES
+        .iter()
+        .find(|t| **t == event_type)
+    {
+        Some(canonical) => Cow::Borrowed(canonical),
+        None if event_type.starts_with("vendor.") => Cow::Owned(format!("vendor.{source_vendor}")),
+        None => Cow::Borrowed("other"),
     }
 }
 
