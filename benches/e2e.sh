@@ -165,5 +165,6 @@ for p in peers:
     if "queued" in p:
         m = med[p]
         print(f"{p} (whole machine): {m['rps']:,.0f} events/s acked, p99 ack {m['p99_ms']:.2f} ms, backlog at end of load {m['backlog']:.0f}, "
-              f"end-to-end {m['end_to_end']:,.0f} events/s until drained, {m['per_commit']:.1f} store commands per commit")
+              f"end-to-end {m['end_to_end']:,.0f} events/s until drained"
+              + (f", {m['per_commit']:.1f} SQLite commands per commit" if m['per_commit'] else ""))
 PY
