@@ -96,8 +96,8 @@ pub struct Rendered {
 /// The payload of a [`Rendered`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum RenderedBody {
-    /// Compact JSON text: a JSON body template's output with the template's own key order
-    /// (whitespace removed, nothing re-ordered), or the CloudEvents event.
+    /// Compact JSON text: a JSON body template's output as written, whitespace removed (the
+    /// template's key order, numbers' and strings' own text), or the CloudEvents event.
     Json(String),
     /// A query template's parameters `{name: decoded value}`, and the names in template order.
     Query {
@@ -241,7 +241,7 @@ impl Encoder {
     }
 
     /// Renders an event from its shared [`EventContext`]. A JSON body is validated and
-    /// compacted in one pass (no JSON tree), unless the event goes back to its own vendor
+    /// compacted without a JSON tree, unless the event goes back to its own vendor
     /// with fidelity extensions to apply, which patch a parsed tree.
     pub fn render_in(&self, context: &EventContext<'_>) -> Result<Option<Rendered>, EncodeError> {
         let event = context.event();
@@ -354,16 +354,34 @@ impl Encoder {
     }
 }
 
-/// A JSON text, validated and with the whitespace between tokens removed, in one pass
-/// (keys keep their order; strings and numbers are copied as written). Errors give
+/// A JSON text, validated, with the whitespace between tokens removed: keys keep their
+/// order, strings and numbers stay exactly as written (no JSON tree, and no re-serialising,
+/// which with `arbitrary_precision` would need serde_json's private number form). Errors give
 /// serde_json's message with line and column.
 fn compact_json(text: &str) -> Result<String, String> {
-    let mut out = Vec::with_capacity(text.len());
+    use serde::Deserialize as _;
     let mut input = serde_json::Deserializer::from_str(text);
-    serde_transcode::transcode(&mut input, &mut serde_json::Serializer::new(&mut out))
-        .and_then(|()| input.end())
+    serde::de::IgnoredAny::deserialize(&mut input)
+        .and_then(|_| input.end())
         .map_err(|e| e.to_string())?;
-    // serde_json's serializer writes only UTF-8.
+    // Valid JSON from here on: outside strings, whitespace is exactly space, tab, CR and LF,
+    // and bytes of multi-byte characters never look like `"` or `\`.
+    let mut out = Vec::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in text.as_bytes() {
+        if in_string {
+            out.push(b);
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+        } else if !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            in_string = b == b'"';
+            out.push(b);
+        }
+    }
     String::from_utf8(out).map_err(|e| e.to_string())
 }
 
@@ -439,6 +457,18 @@ mod tests {
             query_string(&params, &order),
             "event=A%20B&x=sip%3A1%402&empty="
         );
+    }
+
+    #[test]
+    fn compacting_keeps_key_order_strings_and_numbers_as_written() {
+        let text = "{\n  \"z\": 1.50,\n  \"a\": [ -0, 18446744073709551616 ],\n  \"s\": \"a \\\" b\\u00e9\" \n}";
+        assert_eq!(
+            compact_json(text).unwrap(),
+            r#"{"z":1.50,"a":[-0,18446744073709551616],"s":"a \" b\u00e9"}"#
+        );
+        let broken = compact_json("{\"a\": }").unwrap_err();
+        assert!(broken.contains("line 1"), "{broken}");
+        assert!(compact_json("{} trailing").is_err());
     }
 
     #[test]
