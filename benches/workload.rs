@@ -1,8 +1,10 @@
-//! The fixed workload behind the instruction counts (`benches/instructions.rs`) and the
-//! allocation budget (`tests/allocations.rs`): the RingCentral telephony-session fixture
-//! translated into a Vidyo `userStatusNotification`, stage by stage, on the same code the
-//! gateway runs. Distinct notifications (own uuid, session and party ids) keep the lifecycle
-//! tracker from dropping any as a duplicate.
+//! The fixed workload behind the instruction counts (`benches/instructions.rs`), the engine
+//! bench (`benches/translate.rs`) and the allocation budget (`tests/allocations.rs`): the
+//! RingCentral telephony-session fixture translated into a Vidyo `userStatusNotification`,
+//! stage by stage, on the same code the gateway runs. Distinct notifications (own uuid,
+//! session and party ids) keep the lifecycle tracker from dropping any as a duplicate.
+// Included by several benches and a test, each using part of it.
+#![allow(dead_code)]
 
 use axum::http::{HeaderMap, Method};
 use callgate::adapters::webhook::read_payload;
@@ -52,6 +54,11 @@ impl Workload {
             fixture,
             headers: HeaderMap::new(),
         }
+    }
+
+    /// The fixture's bytes, as recorded.
+    pub fn fixture(&self) -> &[u8] {
+        self.fixture.as_bytes()
     }
 
     /// The fixture as the `i`-th distinct notification.

@@ -10,7 +10,7 @@
 use crate::adapters::webhook::VerifiedInbound;
 use crate::delivery::{EventBatch, HttpRequest, HubPush, Message, NewMessage, Request};
 use crate::event::CallEvent;
-use crate::lifecycle::{Lifecycle, Reservation, Verdict};
+use crate::lifecycle::{Reservation, Verdict};
 use crate::mapping::decode::DecodeError;
 use crate::mapping::encode::EventContext;
 use crate::mapping::{AUTO, DecodeOptions, MappingSet};
@@ -244,12 +244,10 @@ pub fn route_events(snapshot: &Snapshot, route: &Route, decoded: Decoded) -> Acc
         metrics::counter!(m::EVENTS, "vendor" => vendor.clone(), "type" => m::type_label(&event.event_type, &vendor))
             .increment(1);
         match route.lifecycle.reserve(event, drops_stale) {
-            (Verdict::Apply(event), reservation) => {
-                let dedupe_key = match &reservation {
-                    Some(r) => format!("{}|{}|{}", route.name, r.leg_key(), event.id),
-                    None => format!("{}|{}|{}", route.name, Lifecycle::leg_key(&event), event.id),
-                };
-                reservations.extend(reservation);
+            // `reserve` always hands an applied event its reservation.
+            (Verdict::Apply(event), Some(reservation)) => {
+                let dedupe_key = format!("{}|{}|{}", route.name, reservation.leg_key(), event.id);
+                reservations.push(reservation);
                 // Serialised for the templates once, whatever the number of destinations.
                 let context = EventContext::new(&event);
                 let routed = route

@@ -137,8 +137,15 @@ async fn attempt_in_span(
             error: Some(format!("destination `{key}` is no longer configured")),
             excerpt: None,
         };
-        publish(tail, &message, lease.id(), attempts + 1, "dead", None)
-            .with(None, log.error.clone());
+        TailedAttempt {
+            delivery_id: lease.id(),
+            attempt: attempts + 1,
+            outcome: "dead",
+            status: None,
+            reason: log.error.clone(),
+            next_attempt: None,
+        }
+        .publish(tail, &message);
         settle(consumer, lease.id(), lease, Settlement::Dead { log }).await;
         return;
     };
@@ -228,62 +235,43 @@ async fn attempt_in_span(
             _ if outcome == "skipped" => Some(result.label.to_string()),
             _ => None,
         };
-        publish(
-            tail,
-            &message,
-            lease.id(),
-            attempts + 1,
+        TailedAttempt {
+            delivery_id: lease.id(),
+            attempt: attempts + 1,
             outcome,
+            status: result.status,
+            reason,
             next_attempt,
-        )
-        .with(result.status, reason);
+        }
+        .publish(tail, &message);
     }
     settle(consumer, lease.id(), lease, settlement).await;
 }
 
-/// A delivery record for the tail, completed by [`Outcome::with`].
-fn publish<'a>(
-    tail: &'a Tail,
-    message: &'a super::Message,
+/// An attempt's outcome, as the tail shows it.
+struct TailedAttempt {
     delivery_id: i64,
     attempt: u32,
     outcome: &'static str,
-    next_attempt: Option<String>,
-) -> Outcome<'a> {
-    Outcome {
-        tail,
-        message,
-        delivery_id,
-        attempt,
-        outcome,
-        next_attempt,
-    }
-}
-
-/// An attempt's outcome on its way to the tail.
-struct Outcome<'a> {
-    tail: &'a Tail,
-    message: &'a super::Message,
-    delivery_id: i64,
-    attempt: u32,
-    outcome: &'static str,
+    status: Option<u16>,
+    reason: Option<String>,
     next_attempt: Option<String>,
 }
 
-impl Outcome<'_> {
-    /// Publishes it with the receiver's status and the reason.
-    fn with(self, status: Option<u16>, reason: Option<String>) {
-        self.tail.publish(Entry::Delivery {
-            route: self.message.route.clone(),
-            destination: self.message.destination.clone(),
+impl TailedAttempt {
+    /// Publishes it as the delivery record of `message`.
+    fn publish(self, tail: &Tail, message: &super::Message) {
+        tail.publish(Entry::Delivery {
+            route: message.route.clone(),
+            destination: message.destination.clone(),
             delivery_id: self.delivery_id,
-            event_id: self.message.event_id.clone(),
-            event_type: self.message.event_type.clone(),
-            call: self.message.partition.clone(),
+            event_id: message.event_id.clone(),
+            event_type: message.event_type.clone(),
+            call: message.partition.clone(),
             outcome: self.outcome,
             attempt: self.attempt,
-            status,
-            reason,
+            status: self.status,
+            reason: self.reason,
             next_attempt: self.next_attempt,
         });
     }

@@ -274,6 +274,32 @@ async fn websocket_gateway(
     gateway(&text).await
 }
 
+/// A fake platform, a receiver and a gateway whose WebSocket source `source` has subscribed.
+struct Subscribed {
+    platform: FakePlatform,
+    receiver: Receiver,
+    gw: callgate::Gateway,
+    /// Holds the store until the test ends.
+    dir: tempfile::TempDir,
+}
+
+async fn subscribed_websocket_gateway(source: &str) -> Subscribed {
+    let platform = FakePlatform::start(Duration::from_secs(3600)).await;
+    let receiver = Receiver::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = websocket_gateway(dir.path(), source, &platform, &receiver).await;
+    wait_until("the socket subscription", || {
+        platform.with(|s| s.ws.live.is_some())
+    })
+    .await;
+    Subscribed {
+        platform,
+        receiver,
+        gw,
+        dir,
+    }
+}
+
 fn flow() -> Vec<Value> {
     crate::support::fixtures("ringcentral/flows/PSTN-RingCentral-DataStreams", ".json")
         .iter()
@@ -292,14 +318,12 @@ fn sequences(receiver: &Receiver) -> Vec<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_events_arrive_exactly_once_across_a_recovered_drop() {
-    let platform = FakePlatform::start(Duration::from_secs(3600)).await;
-    let receiver = Receiver::ok().await;
-    let dir = tempfile::tempdir().unwrap();
-    let gw = websocket_gateway(dir.path(), "ws-recovered", &platform, &receiver).await;
-    wait_until("the socket subscription", || {
-        platform.with(|s| s.ws.live.is_some())
-    })
-    .await;
+    let Subscribed {
+        platform,
+        receiver,
+        gw,
+        dir: _dir,
+    } = subscribed_websocket_gateway("ws-recovered").await;
     let flow = flow();
     for n in flow.iter().take(5) {
         platform.publish(n.clone());
@@ -338,14 +362,12 @@ async fn websocket_events_arrive_exactly_once_across_a_recovered_drop() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unrecovered_drop_resubscribes_and_reports_the_gap() {
-    let platform = FakePlatform::start(Duration::from_secs(3600)).await;
-    let receiver = Receiver::ok().await;
-    let dir = tempfile::tempdir().unwrap();
-    let gw = websocket_gateway(dir.path(), "ws-gap", &platform, &receiver).await;
-    wait_until("the socket subscription", || {
-        platform.with(|s| s.ws.live.is_some())
-    })
-    .await;
+    let Subscribed {
+        platform,
+        receiver,
+        gw,
+        dir: _dir,
+    } = subscribed_websocket_gateway("ws-gap").await;
     let flow = flow();
     for n in flow.iter().take(6) {
         platform.publish(n.clone());
@@ -430,14 +452,12 @@ async fn a_moved_route_leaves_no_subscription_at_its_old_address() {
 /// arrives whole and in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_websocket_frames_neither_stop_the_source_nor_lose_the_call() {
-    let platform = FakePlatform::start(Duration::from_secs(3600)).await;
-    let receiver = Receiver::ok().await;
-    let dir = tempfile::tempdir().unwrap();
-    let gw = websocket_gateway(dir.path(), "ws-hostile", &platform, &receiver).await;
-    wait_until("the socket subscription", || {
-        platform.with(|s| s.ws.live.is_some())
-    })
-    .await;
+    let Subscribed {
+        platform,
+        receiver,
+        gw,
+        dir: _dir,
+    } = subscribed_websocket_gateway("ws-hostile").await;
     let flow = flow();
     for n in flow.iter().take(5) {
         platform.publish(n.clone());
