@@ -124,11 +124,21 @@ fn load_input(translator: &Translator, file: &Path, input: Value) -> Result<Vec<
 }
 
 /// The payload text of one case `input` entry, as `callgate translate` reads it: a file
-/// path relative to the case file gives that file's text; an inline map for a parameter
+/// path relative to the case file (inside the vendor folder: no `..`) gives that file's text; an inline map for a parameter
 /// vendor (`params`) gives its query string; any other inline value gives its JSON.
 pub fn input_text(file: &Path, input: &Value, params: bool) -> Result<String, String> {
     match input {
         Value::String(rel) => {
+            // A vendor folder stands alone (a ConfigMap mount): inputs live beside the case.
+            let inside = Path::new(rel)
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
+            if !inside {
+                return Err(format!(
+                    "input {rel}: case inputs must stay inside the vendor folder (write them \
+                     under cases/inputs/, or inline)"
+                ));
+            }
             let path = file.parent().unwrap_or(Path::new(".")).join(rel);
             std::fs::read_to_string(&path).map_err(|e| format!("input {}: {e}", path.display()))
         }

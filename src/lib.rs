@@ -8,12 +8,12 @@ pub mod adapters;
 pub mod cases;
 pub mod config;
 pub mod delivery;
-pub mod event;
 pub mod explain;
 pub mod gateway;
 pub mod intake;
 pub mod lifecycle;
 pub mod mapping;
+pub mod model;
 pub mod pipeline;
 pub mod problem;
 pub mod reload;
@@ -23,6 +23,8 @@ pub mod snapshot;
 pub mod telemetry;
 pub mod translate;
 
-pub use event::CallEvent;
 pub use gateway::Gateway;
 pub use mapping::MappingSet;
+/// The canonical event, re-exported from the ground floor under its old path.
+pub use model::event;
+pub use model::event::CallEvent;

@@ -109,6 +109,16 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Print the canonical model every mapping is compiled against: each field's path, type,
+    /// unit or allowed values, which vendors' decode rules set it, and what it means (Markdown;
+    /// docs/canonical-model.md is this output). `--json-schema` prints it as JSON Schema.
+    Schema {
+        /// Print the model as a JSON Schema (draft 2020-12) instead of Markdown.
+        #[arg(long)]
+        json_schema: bool,
+        #[command(flatten)]
+        mappings: MappingsArg,
+    },
     /// Run every mappings/*/cases/*.yaml, print what differs for each failure and a closing
     /// line `N passed, N failed`. Exit 1 if any failed.
     Test(MappingsArg),
@@ -221,6 +231,10 @@ fn main() -> ExitCode {
         } => translate(&from, &to, &mappings.mappings, &url, file),
         Command::Check { mappings, config } => check(mappings, config),
         Command::Test(m) => test(&m.mappings),
+        Command::Schema {
+            json_schema,
+            mappings,
+        } => schema(json_schema, &mappings.mappings),
         Command::Serve(c) => runtime().and_then(|rt| rt.block_on(serve(&c.config))),
         Command::Demo(c) => runtime().and_then(|rt| rt.block_on(demo::run(&c.config))),
         Command::Tail {
@@ -530,6 +544,21 @@ fn check(mappings: Option<PathBuf>, config_path: Option<PathBuf>) -> anyhow::Res
     }
     eprintln!("{} problem(s)", problems.len());
     Ok(ExitCode::from(1))
+}
+
+/// `callgate schema`: the canonical model, with the vendors of `mappings` that set each field.
+fn schema(json_schema: bool, mappings: &Path) -> anyhow::Result<ExitCode> {
+    use std::io::Write as _;
+    let text = if json_schema {
+        serde_json::to_string_pretty(&callgate::model::schema::json_schema())? + "\n"
+    } else {
+        callgate::model::schema::markdown(&load(mappings)?.setters())
+    };
+    // A reader that stops early (`| head`) is not an error.
+    match std::io::stdout().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(ExitCode::SUCCESS),
+    }
 }
 
 fn test(mappings: &Path) -> anyhow::Result<ExitCode> {

@@ -3,13 +3,13 @@
 //! `callgate translate`, the mapping cases, `/admin/translate` and the benchmarks; `serve`
 //! runs the same pipeline, so they cannot drift apart.
 
-use crate::adapters::webhook::params_from_url;
 use crate::adapters::webhook::verify::Verifier;
 use crate::delivery::{HttpRequest, Request};
 use crate::lifecycle::Verdict;
 use crate::mapping::decode::DecodeError;
 use crate::mapping::schema::PayloadKind;
 use crate::mapping::{AUTO, MappingSet};
+use crate::model::params::{BadEscape, parse_url_params};
 use crate::pipeline::{self, Fate, PipelineError, Routing};
 use crate::route::Route;
 use crate::snapshot::Snapshot;
@@ -48,6 +48,14 @@ pub enum TranslateError {
         "{0}: sends URL or form parameters, not a JSON body: give a URL or query string per line, or a recorded request {{\"method\", \"url\"}}"
     )]
     NotParams(String),
+    /// A parameter line whose `%XX` escapes are not UTF-8.
+    #[error("{vendor}: {source}")]
+    Encoding {
+        /// Source vendor id (or `auto`).
+        vendor: String,
+        /// The parameter at fault.
+        source: BadEscape,
+    },
 }
 
 /// One payload as read from input.
@@ -168,15 +176,22 @@ impl Translator {
         }
         let looks_json = trimmed.starts_with('{') || trimmed.starts_with('[');
         if !looks_json && (self.params_vendor || self.from == AUTO) {
-            return Ok(trimmed
+            return trimmed
                 .lines()
                 .map(str::trim)
                 .filter(|l| !l.is_empty())
-                .map(|line| Payload {
-                    value: params_from_url(line),
-                    params: true,
+                .map(|line| {
+                    Ok(Payload {
+                        value: parse_url_params(line).map_err(|source| {
+                            TranslateError::Encoding {
+                                vendor: self.from.clone(),
+                                source,
+                            }
+                        })?,
+                        params: true,
+                    })
                 })
-                .collect());
+                .collect();
         }
         let mut payloads = Vec::new();
         for value in serde_json::Deserializer::from_str(trimmed).into_iter::<Value>() {
@@ -186,6 +201,10 @@ impl Translator {
             })?;
             payloads.push(
                 as_payload(value, self.params_vendor, self.from == AUTO)
+                    .map_err(|source| TranslateError::Encoding {
+                        vendor: self.from.clone(),
+                        source,
+                    })?
                     .ok_or_else(|| TranslateError::NotParams(self.from.clone()))?,
             );
         }
@@ -248,22 +267,22 @@ impl Translator {
 /// A JSON input document as a payload: a recorded request (`{"method", "url", "query"}`)
 /// gives its parameters; any other document is a JSON body, which a parameter vendor
 /// never sends (`None`).
-fn as_payload(value: Value, params_vendor: bool, auto: bool) -> Option<Payload> {
+fn as_payload(value: Value, params_vendor: bool, auto: bool) -> Result<Option<Payload>, BadEscape> {
     if (params_vendor || auto)
         && let Some(url) = value.get("url").and_then(Value::as_str)
         && value.get("method").is_some()
     {
         let params = match value.get("query").and_then(Value::as_object) {
             Some(query) => Value::Object(query.clone()),
-            None => params_from_url(url),
+            None => parse_url_params(url)?,
         };
-        return Some(Payload {
+        return Ok(Some(Payload {
             value: params,
             params: true,
-        });
+        }));
     }
-    (!params_vendor).then_some(Payload {
+    Ok((!params_vendor).then_some(Payload {
         value,
         params: false,
-    })
+    }))
 }

@@ -4,7 +4,7 @@
 #![no_main]
 
 use callgate::MappingSet;
-use callgate::adapters::webhook::params_from_url;
+use callgate::model::params::parse_url_params;
 use callgate::mapping::DecodeOptions;
 use libfuzzer_sys::fuzz_target;
 use std::sync::LazyLock;
@@ -23,7 +23,10 @@ fuzz_target!(|data: &[u8]| {
     let value = match serde_json::from_slice::<serde_json::Value>(payload) {
         Ok(value) => value,
         Err(_) => match std::str::from_utf8(payload) {
-            Ok(text) => params_from_url(text),
+            Ok(text) => match parse_url_params(text) {
+                Ok(params) => params,
+                Err(_) => return,
+            },
             Err(_) => return,
         },
     };

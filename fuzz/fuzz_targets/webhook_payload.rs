@@ -5,7 +5,8 @@
 #![no_main]
 
 use axum::http::{HeaderMap, HeaderValue, Method, header::CONTENT_TYPE};
-use callgate::adapters::webhook::{params_from_query, params_from_url, read_payload};
+use callgate::adapters::webhook::read_payload;
+use callgate::model::params::{parse_url_params, parse_urlencoded};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -35,6 +36,6 @@ fuzz_target!(|data: &[u8]| {
         mode & 1 != 0,
         mode & 2 != 0,
     );
-    let _ = params_from_query(&query, mode & 4 != 0);
-    let _ = params_from_url(&query);
+    let _ = parse_urlencoded(&query);
+    let _ = parse_url_params(&query);
 });

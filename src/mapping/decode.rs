@@ -5,7 +5,7 @@
 //! not set get canonical defaults (source, id, state from type, subject and partitionkey).
 
 use super::path::CompiledPath;
-use super::value::{Scope, ValueExpr, text};
+use super::value::{ConvertError, Scope, ValueExpr, text};
 use crate::event::{CallEvent, CallState, SPEC_VERSION};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -60,6 +60,20 @@ pub enum DecodeError {
     /// `--from auto` found no vendor, or more than one.
     #[error("auto: {0}")]
     Detect(String),
+    /// A value did not parse in its declared `convert` format.
+    #[error("{vendor}: rule `{rule}`: {field}: {value:?} is not a {format} value")]
+    Convert {
+        /// Vendor id.
+        vendor: String,
+        /// Rule name.
+        rule: String,
+        /// The canonical field (or `let`/`keep` name) the value was for.
+        field: String,
+        /// The value as sent.
+        value: String,
+        /// The declared format(s).
+        format: String,
+    },
     /// The payload would yield more events than one request may cause.
     #[error(
         "{vendor}: rule `{rule}` would make {count} events from one payload, more than server.max_events_per_request ({max})"
@@ -85,6 +99,7 @@ impl DecodeError {
             | DecodeError::NoType { vendor, .. }
             | DecodeError::Canonical { vendor, .. }
             | DecodeError::Shape { vendor, .. }
+            | DecodeError::Convert { vendor, .. }
             | DecodeError::TooManyEvents { vendor, .. } => Some(vendor),
             DecodeError::Detect(_) => None,
         }
@@ -96,6 +111,7 @@ impl DecodeError {
             DecodeError::EmptyEach { rule, .. }
             | DecodeError::NoType { rule, .. }
             | DecodeError::Canonical { rule, .. }
+            | DecodeError::Convert { rule, .. }
             | DecodeError::TooManyEvents { rule, .. } => Some(rule),
             _ => None,
         }
@@ -122,8 +138,11 @@ pub struct Rule {
     pub(crate) each: Option<CompiledPath>,
     pub(crate) lets: Vec<ValueExpr>,
     pub(crate) event_type: ValueExpr,
-    pub(crate) sets: Vec<(Vec<String>, ValueExpr)>,
+    /// Canonical field (dotted, as written) → its parts and value.
+    pub(crate) sets: Vec<(String, Vec<String>, ValueExpr)>,
     pub(crate) keeps: Vec<(String, ValueExpr)>,
+    /// `let` names, by position.
+    pub(crate) let_names: Vec<String>,
 }
 
 impl Decoder {
@@ -231,14 +250,22 @@ impl Decoder {
         root: &Value,
         item: &Value,
     ) -> Result<CallEvent, DecodeError> {
+        let failed = |field: &str, e: ConvertError| DecodeError::Convert {
+            vendor: self.vendor.clone(),
+            rule: rule.name.clone(),
+            field: field.to_string(),
+            value: e.value,
+            format: e.format,
+        };
         let mut vars: Vec<Option<Value>> = Vec::with_capacity(rule.lets.len());
-        for expr in &rule.lets {
+        for (expr, name) in rule.lets.iter().zip(&rule.let_names) {
             let value = expr
                 .eval(&Scope {
                     root,
                     item,
                     vars: &vars,
                 })
+                .map_err(|e| failed(&format!("let {name}"), e))?
                 .map(|v| v.into_owned());
             vars.push(value);
         }
@@ -247,14 +274,15 @@ impl Decoder {
             item,
             vars: &vars,
         };
-        let event_type =
-            rule.event_type
-                .eval(&scope)
-                .and_then(text)
-                .ok_or_else(|| DecodeError::NoType {
-                    vendor: self.vendor.clone(),
-                    rule: rule.name.clone(),
-                })?;
+        let event_type = rule
+            .event_type
+            .eval(&scope)
+            .map_err(|e| failed("type", e))?
+            .and_then(text)
+            .ok_or_else(|| DecodeError::NoType {
+                vendor: self.vendor.clone(),
+                rule: rule.name.clone(),
+            })?;
 
         let mut event = Map::new();
         event.insert("specversion".into(), SPEC_VERSION.into());
@@ -262,14 +290,17 @@ impl Decoder {
         let mut data = Map::new();
         data.insert("vendor".into(), Value::String(self.vendor.clone()));
         event.insert("data".into(), Value::Object(data));
-        for (target, expr) in &rule.sets {
-            if let Some(value) = expr.eval(&scope) {
+        for (field, target, expr) in &rule.sets {
+            if let Some(value) = expr.eval(&scope).map_err(|e| failed(field, e))? {
                 insert(&mut event, target, value.into_owned());
             }
         }
         let mut extensions = Map::new();
         for (name, expr) in &rule.keeps {
-            if let Some(value) = expr.eval(&scope) {
+            if let Some(value) = expr
+                .eval(&scope)
+                .map_err(|e| failed(&format!("keep {name}"), e))?
+            {
                 extensions.insert(name.clone(), value.into_owned());
             }
         }

@@ -169,11 +169,17 @@ pub(crate) struct EncodeTemplate {
     pub(crate) kind: TemplateKind,
 }
 
+/// The media type of a form body: parameter templates are sent as the body with it.
+pub const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
+
 /// A compiled `encode.yaml` (or the built-in canonical encoder).
 pub struct Encoder {
     pub(crate) vendor: String,
     pub(crate) method: String,
     pub(crate) content_type: String,
+    /// Parameter templates go in the body (`content_type: application/x-www-form-urlencoded`),
+    /// not in the URL.
+    pub(crate) form_body: bool,
     pub(crate) json: Handlebars<'static>,
     pub(crate) query: Handlebars<'static>,
     pub(crate) templates: Vec<EncodeTemplate>,
@@ -203,6 +209,7 @@ impl Encoder {
             vendor: vendor.to_string(),
             method: "POST".into(),
             content_type: "application/cloudevents+json".into(),
+            form_body: false,
             json: Handlebars::new(),
             query: Handlebars::new(),
             templates: vec![EncodeTemplate {
@@ -330,6 +337,12 @@ impl Encoder {
     /// The request that carries a rendered payload to `url`.
     pub fn outbound(&self, rendered: Rendered, url: &str) -> OutboundMessage {
         match rendered.body {
+            RenderedBody::Query { params, order } if self.form_body => OutboundMessage {
+                method: self.method.clone(),
+                url: url.to_string(),
+                headers: vec![("content-type".into(), self.content_type.clone())],
+                body: Some(query_string(&params, &order)),
+            },
             RenderedBody::Query { params, order } => {
                 let query = query_string(&params, &order);
                 let sep = if url.contains('?') { '&' } else { '?' };

@@ -273,22 +273,6 @@ fn time_format(h: &Helper<'_>) -> Result<Value, RenderError> {
     Ok(Value::String(out))
 }
 
-/// Table names a template refers to literally (`table "name"`), for load-time validation.
-pub fn referenced_tables(source: &str) -> Vec<String> {
-    let mut names = Vec::new();
-    let mut rest = source;
-    while let Some(at) = rest.find("table ") {
-        rest = &rest[at + 6..];
-        let trimmed = rest.trim_start();
-        if let Some(quote) = trimmed.chars().next().filter(|c| *c == '"' || *c == '\'')
-            && let Some(end) = trimmed[1..].find(quote)
-        {
-            names.push(trimmed[1..1 + end].to_string());
-        }
-    }
-    names
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,9 +299,12 @@ mod tests {
         r.set_strict_mode(true);
         r.register_escape_fn(json_escape);
         let table = Table::compile(&TableFile {
-            map: [(ScalarKey("a/b".into()), json!("AB"))]
-                .into_iter()
-                .collect(),
+            map: [(
+                ScalarKey("a/b".into()),
+                crate::mapping::table::unspanned(json!("AB")),
+            )]
+            .into_iter()
+            .collect(),
             default: None,
             ignore_case: false,
         });
@@ -383,14 +370,6 @@ mod tests {
         assert_eq!(
             percent_escape("sip:+1@a b/ü-._~"),
             "sip%3A%2B1%40a%20b%2F%C3%BC-._~"
-        );
-    }
-
-    #[test]
-    fn table_references_are_found() {
-        assert_eq!(
-            referenced_tables(r#"{{table "a" x}} {{#if (eq (table 'b' y) "z")}}{{/if}}"#),
-            vec!["a", "b"]
         );
     }
 }

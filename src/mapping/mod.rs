@@ -10,9 +10,11 @@ pub mod helpers;
 pub mod path;
 pub mod schema;
 pub mod table;
+pub mod typecheck;
 pub mod value;
 
-use crate::event::{CallEvent, SETTABLE_FIELDS};
+use crate::model::event::CallEvent;
+use crate::model::{self, schema::FieldKind};
 use decode::{DecodeError, Decoder, Rule};
 use encode::{EncodeError, EncodeTemplate, Encoder, Rendered, TemplateKind};
 use schema::{DecodeFile, EncodeFile, KeyMatching, PayloadKind, TablesFile, VendorFile};
@@ -30,22 +32,58 @@ use value::CompileEnv;
 /// payload's shape (`detect` paths in each `decode.yaml`).
 pub const AUTO: &str = "auto";
 
-/// One problem found while loading mappings, with the file and line at fault.
+/// One problem found while loading mappings, with the file, line and column at fault.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Problem {
     /// The file at fault.
     pub file: PathBuf,
     /// 1-based line, when known.
     pub line: Option<u64>,
+    /// 1-based column, when known (template problems).
+    pub column: Option<u64>,
     /// What is wrong, naming the path, template, table or key.
     pub message: String,
 }
 
+impl Problem {
+    /// A problem of a whole file (no line).
+    pub fn file(file: &Path, message: impl Into<String>) -> Problem {
+        Problem {
+            file: file.to_path_buf(),
+            line: None,
+            column: None,
+            message: message.into(),
+        }
+    }
+
+    /// A problem at a 1-based line of `file` (0: unknown).
+    pub fn at(file: &Path, line: u64, message: impl Into<String>) -> Problem {
+        Problem {
+            line: (line > 0).then_some(line),
+            ..Problem::file(file, message)
+        }
+    }
+
+    /// The same problem at a 1-based column (0: unknown).
+    pub fn column(mut self, column: u64) -> Problem {
+        self.column = (column > 0).then_some(column);
+        self
+    }
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(line) => write!(f, "{}:{}: {}", self.file.display(), line, self.message),
-            None => write!(f, "{}: {}", self.file.display(), self.message),
+        match (self.line, self.column) {
+            (Some(line), Some(column)) => {
+                write!(
+                    f,
+                    "{}:{line}:{column}: {}",
+                    self.file.display(),
+                    self.message
+                )
+            }
+            (Some(line), None) => write!(f, "{}:{line}: {}", self.file.display(), self.message),
+            _ => write!(f, "{}: {}", self.file.display(), self.message),
         }
     }
 }
@@ -126,6 +164,22 @@ impl VendorMapping {
         self.encoder.as_ref()
     }
 
+    /// The canonical fields this vendor's decode rules set (dotted paths, `type` included).
+    pub fn decoded_fields(&self) -> Vec<&str> {
+        let mut fields = Vec::new();
+        if let Some(decoder) = &self.decoder {
+            fields.push("type");
+            for rule in &decoder.rules {
+                for (field, _, _) in &rule.sets {
+                    if !fields.contains(&field.as_str()) {
+                        fields.push(field);
+                    }
+                }
+            }
+        }
+        fields
+    }
+
     /// Whether the vendor can be decoded from.
     pub fn can_decode(&self) -> bool {
         self.decoder.is_some() || self.payload == PayloadKind::Canonical
@@ -155,11 +209,10 @@ impl MappingSet {
         let entries = match std::fs::read_dir(dir) {
             Ok(entries) => entries,
             Err(e) => {
-                return Err(Problems(vec![Problem {
-                    file: dir.to_path_buf(),
-                    line: None,
-                    message: format!("cannot read the mappings folder: {e}"),
-                }]));
+                return Err(Problems(vec![Problem::file(
+                    dir,
+                    format!("cannot read the mappings folder: {e}"),
+                )]));
             }
         };
         let mut folders: Vec<PathBuf> = entries
@@ -169,11 +222,10 @@ impl MappingSet {
             .collect();
         folders.sort();
         if folders.is_empty() {
-            problems.push(Problem {
-                file: dir.to_path_buf(),
-                line: None,
-                message: "no vendor folders (a folder with a vendor.yaml) found".into(),
-            });
+            problems.push(Problem::file(
+                dir,
+                "no vendor folders (a folder with a vendor.yaml) found",
+            ));
         }
         let mut vendors = BTreeMap::new();
         for folder in folders {
@@ -204,6 +256,19 @@ impl MappingSet {
     /// Every vendor, by id.
     pub fn vendors(&self) -> impl Iterator<Item = &VendorMapping> {
         self.vendors.values()
+    }
+
+    /// Field path → the vendors whose decode rules set it (for `callgate schema`).
+    pub fn setters(&self) -> BTreeMap<String, Vec<String>> {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for vendor in self.vendors.values() {
+            for field in vendor.decoded_fields() {
+                out.entry(field.to_string())
+                    .or_default()
+                    .push(vendor.id.clone());
+            }
+        }
+        out
     }
 
     /// Detects the vendor of a payload: the one vendor whose `detect` matches, among vendors
@@ -352,15 +417,13 @@ fn load_vendor(files: &Files, folder: &Path, problems: &mut Vec<Problem>) -> Opt
         && let Some(file) = files.read_yaml::<DecodeFile>(&decode_path, problems)
     {
         check_vendor_name(&decode_path, &file.vendor, &folder_name, problems);
-        let lowercase = vendor_file.keys == KeyMatching::CaseInsensitive;
-        decoder = Some(compile_decoder(
-            &decode_path,
-            &folder_name,
-            file,
-            &tables,
-            lowercase,
-            problems,
-        ));
+        let unit = DecodeUnit {
+            file: &decode_path,
+            tables_file: &tables_path,
+            tables: &tables,
+            lowercase: vendor_file.keys == KeyMatching::CaseInsensitive,
+        };
+        decoder = Some(compile_decoder(&unit, &folder_name, file, problems));
     }
 
     let tables = Arc::new(tables);
@@ -412,11 +475,10 @@ fn load_vendor(files: &Files, folder: &Path, problems: &mut Vec<Problem>) -> Opt
 
 fn check_vendor_name(file: &Path, named: &str, folder: &str, problems: &mut Vec<Problem>) {
     if named != folder {
-        problems.push(Problem {
-            file: file.to_path_buf(),
-            line: None,
-            message: format!("`vendor: {named}` does not match its folder `{folder}`"),
-        });
+        problems.push(Problem::file(
+            file,
+            format!("`vendor: {named}` does not match its folder `{folder}`"),
+        ));
     }
 }
 
@@ -434,11 +496,7 @@ fn parse_yaml<T: DeserializeOwned>(
     match serde_saphyr::from_str(text) {
         Ok(v) => Some(v),
         Err(e) => {
-            problems.push(Problem {
-                file: path.to_path_buf(),
-                line: None,
-                message: e.to_string(),
-            });
+            problems.push(Problem::file(path, e.to_string()));
             None
         }
     }
@@ -466,14 +524,13 @@ impl<'a> Files<'a> {
                 .all(|c| matches!(c, std::path::Component::Normal(_)));
             let path = root.join(rel);
             if !plain || !path.is_file() {
-                return Err(Problems(vec![Problem {
-                    file: path,
-                    line: None,
-                    message: format!(
+                return Err(Problems(vec![Problem::file(
+                    &path,
+                    format!(
                         "edit of `{}`: not a file of the mappings folder (only existing files can be edited)",
                         rel.display()
                     ),
-                }]));
+                )]));
             }
             keyed.insert(path, text.as_str());
         }
@@ -495,11 +552,7 @@ impl<'a> Files<'a> {
         let text = match self.read(path) {
             Ok(t) => t,
             Err(e) => {
-                problems.push(Problem {
-                    file: path.to_path_buf(),
-                    line: None,
-                    message: format!("cannot read: {e}"),
-                });
+                problems.push(Problem::file(path, format!("cannot read: {e}")));
                 return None;
             }
         };
@@ -508,26 +561,28 @@ impl<'a> Files<'a> {
 }
 
 fn at<T>(file: &Path, spanned: &Spanned<T>, message: String) -> Problem {
-    let line = spanned.referenced.line();
-    Problem {
-        file: file.to_path_buf(),
-        line: (line > 0).then_some(line),
-        message,
-    }
+    Problem::at(file, spanned.referenced.line(), message)
+}
+
+/// Where decode's values are compiled: the vendor's files and tables.
+struct DecodeUnit<'a> {
+    file: &'a Path,
+    tables_file: &'a Path,
+    tables: &'a HashMap<String, Arc<Table>>,
+    lowercase: bool,
 }
 
 fn compile_decoder(
-    file: &Path,
+    unit: &DecodeUnit<'_>,
     vendor: &str,
     decode: DecodeFile,
-    tables: &HashMap<String, Arc<Table>>,
-    lowercase: bool,
     problems: &mut Vec<Problem>,
 ) -> Decoder {
+    let file = unit.file;
     let env = CompileEnv {
-        tables,
+        tables: unit.tables,
         vars: &[],
-        lowercase_paths: lowercase,
+        lowercase_paths: unit.lowercase,
     };
     let paths = |list: &[Spanned<String>], what: &str, problems: &mut Vec<Problem>| {
         list.iter()
@@ -543,20 +598,16 @@ fn compile_decoder(
     let detect = paths(&decode.detect, "detect", problems);
     let unwrap = paths(&decode.unwrap, "unwrap", problems);
     if decode.rules.is_empty() {
-        problems.push(Problem {
-            file: file.to_path_buf(),
-            line: None,
-            message: "`rules` is empty".into(),
-        });
+        problems.push(Problem::file(file, "`rules` is empty"));
     }
     let rules = decode
         .rules
         .iter()
-        .map(|rule| compile_rule(file, rule, tables, lowercase, problems))
+        .map(|rule| compile_rule(unit, rule, problems))
         .collect();
     Decoder {
         vendor: vendor.to_string(),
-        lowercase_keys: lowercase,
+        lowercase_keys: unit.lowercase,
         detect,
         unwrap,
         rules,
@@ -564,20 +615,19 @@ fn compile_decoder(
 }
 
 fn compile_rule(
-    file: &Path,
+    unit: &DecodeUnit<'_>,
     rule: &schema::RuleFile,
-    tables: &HashMap<String, Arc<Table>>,
-    lowercase: bool,
     problems: &mut Vec<Problem>,
 ) -> Rule {
+    let file = unit.file;
     let label = |what: &str| format!("rule `{}`: {what}", rule.name);
     let mut var_names: Vec<String> = Vec::new();
     let mut lets = Vec::new();
     for (name, raw) in &rule.let_values {
         let env = CompileEnv {
-            tables,
+            tables: unit.tables,
             vars: &var_names,
-            lowercase_paths: lowercase,
+            lowercase_paths: unit.lowercase,
         };
         match env.compile(&raw.value) {
             Ok(expr) => lets.push(expr),
@@ -589,9 +639,9 @@ fn compile_rule(
         var_names.push(name.clone());
     }
     let env = CompileEnv {
-        tables,
+        tables: unit.tables,
         vars: &var_names,
-        lowercase_paths: lowercase,
+        lowercase_paths: unit.lowercase,
     };
     let compile = |raw: &Spanned<schema::RawValue>, what: String, problems: &mut Vec<Problem>| {
         env.compile(&raw.value)
@@ -627,24 +677,48 @@ fn compile_rule(
         .and_then(|p| path_at(p, "each", problems));
     let event_type = compile(&rule.event_type, "type".into(), problems)
         .unwrap_or(value::ValueExpr::Literal(Value::Null));
+    check_constants(
+        unit,
+        &rule.event_type,
+        "type",
+        &FieldKind::EventType,
+        &event_type,
+        &label,
+        problems,
+    );
     let mut sets = Vec::new();
     for (target, raw) in &rule.set {
-        if !SETTABLE_FIELDS.contains(&target.as_str()) {
+        let Some(field) = schema_field(target) else {
+            let names: Vec<&str> = model::schema::FIELDS
+                .iter()
+                .filter(|f| f.settable)
+                .map(|f| f.path)
+                .collect();
+            let hint = model::schema::suggestion(target, names.iter().copied());
             problems.push(at(
                 file,
                 raw,
                 label(&format!(
-                    "set: `{target}` is not a canonical field (see event::SETTABLE_FIELDS: id, \
-                     source, time, data.call.id, data.user.presence, ...)"
+                    "set: `{target}` is not a canonical field a rule may set{hint} (`callgate schema` lists them)"
                 )),
             ));
             continue;
-        }
+        };
         if let Some(expr) = compile(raw, format!("set `{target}`"), problems) {
-            if let Some(problem) = check_table_values(target, &expr) {
-                problems.push(at(file, raw, label(&problem)));
-            }
-            sets.push((target.split('.').map(str::to_string).collect(), expr));
+            check_constants(
+                unit,
+                raw,
+                &format!("set `{target}`"),
+                &field.kind,
+                &expr,
+                &label,
+                problems,
+            );
+            sets.push((
+                target.clone(),
+                target.split('.').map(str::to_string).collect(),
+                expr,
+            ));
         }
     }
     let mut keeps = Vec::new();
@@ -667,41 +741,59 @@ fn compile_rule(
         event_type,
         sets,
         keeps,
+        let_names: var_names,
     }
 }
 
-/// A table feeding a typed canonical field must only hold values that field accepts
-/// (`data.call.reason` ∈ the `EndReason` names, ...).
-fn check_table_values(target: &str, expr: &value::ValueExpr) -> Option<String> {
-    let mut inner = expr;
-    let table = loop {
-        match inner {
-            value::ValueExpr::Table(_, t) => break t,
-            value::ValueExpr::Default(e, _) | value::ValueExpr::Convert(e, _) => inner = e,
-            _ => return None,
+/// A canonical field a decode rule may set.
+fn schema_field(path: &str) -> Option<&'static model::schema::Field> {
+    model::schema::field_at(path).filter(|f| f.settable)
+}
+
+/// Every constant a value can yield (a literal, a table value, a default) must fit the
+/// canonical field it feeds: a table value is reported at its line in `tables.yaml`.
+fn check_constants(
+    unit: &DecodeUnit<'_>,
+    raw: &Spanned<schema::RawValue>,
+    what: &str,
+    kind: &FieldKind,
+    expr: &value::ValueExpr,
+    label: &dyn Fn(&str) -> String,
+    problems: &mut Vec<Problem>,
+) {
+    for (constant, table_line) in expr.constants() {
+        if constant.is_null() {
+            continue;
         }
-    };
-    for candidate in table.values() {
-        let mut event = serde_json::json!({
-            "specversion": "1.0", "id": "x", "source": "/x", "type": "x", "data": { "vendor": "x" }
-        });
-        let map = event.as_object_mut()?;
-        let path: Vec<String> = target.split('.').map(str::to_string).collect();
-        let mut node = map;
-        for key in &path[..path.len() - 1] {
-            node = node
-                .entry(key.clone())
-                .or_insert_with(|| Value::Object(Default::default()))
-                .as_object_mut()?;
-        }
-        node.insert(path[path.len() - 1].clone(), candidate.clone());
-        if let Err(e) = serde_json::from_value::<CallEvent>(event) {
-            return Some(format!(
-                "set `{target}`: table value {candidate} does not fit: {e}"
-            ));
+        if let Err(e) = kind.admits(&constant) {
+            let problem = match table_line {
+                Some(line) => Problem::at(
+                    unit.tables_file,
+                    line,
+                    format!(
+                        "{e}: this table feeds {what} of rule `{}` in {}:{}",
+                        what_rule(label),
+                        unit.file.display(),
+                        raw.referenced.line()
+                    ),
+                ),
+                None => at(unit.file, raw, label(&format!("{what}: {e}"))),
+            };
+            if !problems.contains(&problem) {
+                problems.push(problem);
+            }
         }
     }
-    None
+}
+
+/// The rule name inside a `label` ("rule `x`: ...").
+fn what_rule(label: &dyn Fn(&str) -> String) -> String {
+    let text = label("");
+    text.trim_start_matches("rule `")
+        .split('`')
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn compile_encoder(
@@ -716,70 +808,82 @@ fn compile_encoder(
     let mut templates = Vec::new();
     for t in encode.templates {
         let (rel, kind) = match (&t.body, &t.query) {
-            (Some(b), None) => (b.clone(), TemplateKind::JsonBody),
-            (None, Some(q)) => (q.clone(), TemplateKind::Query),
+            (Some(b), None) => (b, TemplateKind::JsonBody),
+            (None, Some(q)) => (q, TemplateKind::Query),
             _ => {
-                problems.push(Problem {
-                    file: file.to_path_buf(),
-                    line: None,
-                    message: format!(
-                        "template for {:?}: give exactly one of `body` or `query`",
-                        t.types
+                problems.push(at(
+                    file,
+                    &t.types,
+                    format!(
+                        "template for {}: give exactly one of `body` or `query`",
+                        t.types.value.join(", ")
                     ),
-                });
+                ));
                 continue;
             }
         };
-        let path = folder.join(&rel);
+        let types = match typecheck::expand_types(&t.types.value) {
+            Ok(types) => types,
+            Err(e) => {
+                problems.push(at(file, &t.types, e));
+                continue;
+            }
+        };
+        let path = folder.join(&rel.value);
         let source = match files.read(&path) {
             Ok(s) => s,
             Err(e) => {
-                problems.push(Problem {
-                    file: file.to_path_buf(),
-                    line: None,
-                    message: format!("template {rel}: cannot read {}: {e}", path.display()),
-                });
+                problems.push(at(
+                    file,
+                    rel,
+                    format!(
+                        "template {}: cannot read {}: {e}",
+                        rel.value,
+                        path.display()
+                    ),
+                ));
                 continue;
             }
         };
-        for name in helpers::referenced_tables(&source) {
-            if !tables.contains_key(&name) {
-                problems.push(Problem {
-                    file: path.clone(),
-                    line: None,
-                    message: format!("unknown table `{name}` (not in tables.yaml)"),
-                });
-            }
-        }
         let registry = if kind == TemplateKind::Query {
             &mut query
         } else {
             &mut json
         };
-        if let Err(e) = registry.register_template_string(&rel, &source) {
-            let (line, message) = match e.pos() {
-                Some((line, col)) => (Some(line as u64), format!("column {col}: {}", e.reason())),
-                None => (None, e.reason().to_string()),
+        if let Err(e) = registry.register_template_string(&rel.value, &source) {
+            let problem = match e.pos() {
+                Some((line, col)) => {
+                    Problem::at(&path, line as u64, e.reason().to_string()).column(col as u64)
+                }
+                None => Problem::file(&path, e.reason().to_string()),
             };
-            problems.push(Problem {
-                file: path,
-                line,
-                message,
-            });
+            problems.push(problem);
             continue;
         }
+        if let Some(parsed) = registry.get_template(&rel.value) {
+            typecheck::TemplateCheck {
+                file: &path,
+                source: &source,
+                tables: &tables,
+                types,
+                problems,
+            }
+            .run(parsed);
+        }
         templates.push(EncodeTemplate {
-            types: t.types,
-            file: rel.into(),
+            types: t.types.value,
+            file: rel.value.as_str().into(),
             kind,
         });
     }
+    let content_type = encode
+        .content_type
+        .unwrap_or_else(|| "application/json".into());
     Encoder {
         vendor: encode.vendor,
         method: encode.method.unwrap_or_else(|| "POST".into()),
-        content_type: encode
-            .content_type
-            .unwrap_or_else(|| "application/json".into()),
+        form_body: content_type.eq_ignore_ascii_case(encode::FORM_CONTENT_TYPE),
+        content_type,
         json,
         query,
         templates,

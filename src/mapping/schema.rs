@@ -188,6 +188,11 @@ pub struct ValueSpec {
     /// Convert the value: `time`, `string`, `number`, `lower`, `upper`, `list`.
     #[serde(default)]
     pub convert: Option<Convert>,
+    /// The format(s) of a `convert: time` value, tried in order: `rfc3339` (the default),
+    /// `rfc2822` (`Fri, 04 Dec 2026 16:09:00 +0000`), `epoch_s`, `epoch_ms`, `epoch_us`, or a
+    /// chrono strftime pattern (`"%Y-%m-%d %H:%M:%S%.f"`; without an offset it is read as UTC).
+    #[serde(default)]
+    pub format: Option<OneOrMany<String>>,
     /// Used when the value is absent or null.
     #[serde(default)]
     pub default: Option<Value>,
@@ -197,8 +202,8 @@ pub struct ValueSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Convert {
-    /// To RFC 3339 UTC: epoch numbers by magnitude (10 digits s, 13 ms, 16 µs) or a date-time
-    /// string with or without offset (no offset is read as UTC).
+    /// To RFC 3339 UTC, from the declared `format` (default `rfc3339`); a value that does not
+    /// parse is a decode error naming the field, the value and the format.
     Time,
     /// To a JSON string.
     String,
@@ -308,15 +313,18 @@ pub struct EncodeFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateFile {
-    /// Canonical types this template renders: exact names or prefixes ending in `*`.
-    pub types: Vec<String>,
+    /// Canonical types this template renders: exact names or prefixes ending in `*`; each
+    /// must match at least one canonical type (or be a `vendor.<vendor>.` pattern).
+    pub types: Spanned<Vec<String>>,
     /// A JSON body template, relative to the vendor folder; `{{x}}` is JSON-string-escaped.
     #[serde(default)]
-    pub body: Option<String>,
-    /// A URL query template, relative to the vendor folder: one `name=value` per line,
-    /// `{{x}}` percent-encoded (UTF-8); blank lines are dropped.
+    pub body: Option<Spanned<String>>,
+    /// A parameters template, relative to the vendor folder: one `name=value` per line,
+    /// `{{x}}` percent-encoded (UTF-8); blank lines are dropped. Sent in the URL query, or as
+    /// the request body when the encoder's `content_type` is
+    /// `application/x-www-form-urlencoded`.
     #[serde(default)]
-    pub query: Option<String>,
+    pub query: Option<Spanned<String>>,
 }
 
 /// `tables.yaml`: named lookup tables.
@@ -327,11 +335,11 @@ pub type TablesFile = IndexMap<String, TableFile>;
 #[serde(deny_unknown_fields)]
 pub struct TableFile {
     /// Key → value, tried in file order for keys containing `*` (matches any text within
-    /// one `/`-separated part); exact keys win.
-    pub map: IndexMap<ScalarKey, Value>,
+    /// one `/`-separated part); exact keys win. Values keep their line for error reports.
+    pub map: IndexMap<ScalarKey, Spanned<Value>>,
     /// The value when no key matches; without it the lookup yields nothing.
     #[serde(default)]
-    pub default: Option<Value>,
+    pub default: Option<Spanned<Value>>,
     /// Compare keys ignoring ASCII case.
     #[serde(default)]
     pub ignore_case: bool,

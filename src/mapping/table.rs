@@ -5,6 +5,7 @@
 
 use super::schema::TableFile;
 use serde_json::Value;
+use serde_saphyr::Spanned;
 use std::collections::HashMap;
 
 /// A compiled table.
@@ -14,6 +15,14 @@ pub struct Table {
     patterns: Vec<(Vec<String>, Value)>,
     default: Option<Value>,
     ignore_case: bool,
+    /// Every value with its line in `tables.yaml` (the default's too), for load-time checks.
+    lines: Vec<(Value, u64)>,
+}
+
+/// A value as written, with no line (tests and built-in tables).
+pub fn unspanned(value: Value) -> Spanned<Value> {
+    let nowhere = serde_saphyr::Location::UNKNOWN;
+    Spanned::new(value, nowhere, nowhere)
 }
 
 impl Table {
@@ -28,7 +37,10 @@ impl Table {
         };
         let mut exact = HashMap::new();
         let mut patterns = Vec::new();
-        for (key, value) in &file.map {
+        let mut lines = Vec::new();
+        for (key, spanned) in &file.map {
+            let value = &spanned.value;
+            lines.push((value.clone(), spanned.referenced.line()));
             let key = fold(&key.0);
             if key.contains('*') {
                 patterns.push((key.split('/').map(str::to_string).collect(), value.clone()));
@@ -36,12 +48,49 @@ impl Table {
                 exact.entry(key).or_insert_with(|| value.clone());
             }
         }
+        if let Some(d) = &file.default {
+            lines.push((d.value.clone(), d.referenced.line()));
+        }
         Table {
             exact,
             patterns,
-            default: file.default.clone(),
+            default: file.default.as_ref().map(|d| d.value.clone()),
             ignore_case: file.ignore_case,
+            lines,
         }
+    }
+
+    /// Whether the table has a `default` (so every lookup finds a value).
+    pub fn has_default(&self) -> bool {
+        self.default.is_some()
+    }
+
+    /// Every value the table can yield with its line in `tables.yaml` (0: unknown).
+    pub fn values_with_lines(&self) -> &[(Value, u64)] {
+        &self.lines
+    }
+
+    /// The texts that part `index` of a `parts`-part key takes in the table's keys (a `*` in
+    /// a pattern part stands for any text, given as the pattern with `*` removed): the values
+    /// a free-text key part is tried with when the table's coverage is checked.
+    pub fn texts_at(&self, index: usize, parts: usize) -> Vec<String> {
+        let mut texts: Vec<String> = Vec::new();
+        let exact = self.exact.keys().map(|k| k.split('/').collect::<Vec<_>>());
+        let patterns = self
+            .patterns
+            .iter()
+            .map(|(p, _)| p.iter().map(String::as_str).collect::<Vec<_>>());
+        for key in exact.chain(patterns) {
+            if key.len() == parts
+                && let Some(part) = key.get(index)
+            {
+                let text = part.replace('*', "");
+                if !texts.contains(&text) {
+                    texts.push(text);
+                }
+            }
+        }
+        texts
     }
 
     /// The value for `key`: an exact key, else the first matching wildcard key, else the
@@ -66,14 +115,6 @@ impl Table {
             }
         }
         self.default.as_ref()
-    }
-
-    /// Every value the table can yield, the default included (for validation).
-    pub fn values(&self) -> impl Iterator<Item = &Value> {
-        self.exact
-            .values()
-            .chain(self.patterns.iter().map(|(_, v)| v))
-            .chain(self.default.iter())
     }
 }
 
@@ -108,9 +149,9 @@ mod tests {
         Table::compile(&TableFile {
             map: entries
                 .iter()
-                .map(|(k, v)| (ScalarKey(k.to_string()), json!(v)))
+                .map(|(k, v)| (ScalarKey(k.to_string()), unspanned(json!(v))))
                 .collect(),
-            default: default.map(|d| json!(d)),
+            default: default.map(|d| unspanned(json!(d))),
             ignore_case,
         })
     }

@@ -4,6 +4,7 @@
 use super::path::CompiledPath;
 use super::schema::{Convert, RawValue, ValueSpec};
 use super::table::Table;
+use chrono::format::{Item, StrftimeItems};
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, TimeZone, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -38,9 +39,156 @@ pub enum ValueExpr {
     /// A table lookup of the inner value's text.
     Table(Box<ValueExpr>, Arc<Table>),
     /// A conversion.
-    Convert(Box<ValueExpr>, Convert),
+    Convert(Box<ValueExpr>, Conversion),
     /// A fallback for an absent or null value.
     Default(Box<ValueExpr>, Value),
+}
+
+/// A compiled `convert`: the YAML's [`Convert`] with its declared time formats.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Conversion {
+    /// To RFC 3339 UTC from the first of these formats that parses.
+    Time(Vec<TimeFormat>),
+    /// To a JSON string.
+    String,
+    /// To a JSON number (a value that is not one is an error).
+    Number,
+    /// To lower case.
+    Lower,
+    /// To upper case.
+    Upper,
+    /// To an array.
+    List,
+}
+
+/// A declared format of a vendor time (`format:` beside `convert: time`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum TimeFormat {
+    /// RFC 3339 (`2026-12-04T16:09:00.250Z`, `+01:00`).
+    Rfc3339,
+    /// RFC 2822 (`Fri, 04 Dec 2026 16:09:00 +0000`): Twilio's `Timestamp`.
+    Rfc2822,
+    /// Seconds since the Unix epoch (a number or digit text; fractions allowed).
+    EpochS,
+    /// Milliseconds since the Unix epoch.
+    EpochMs,
+    /// Microseconds since the Unix epoch (Vidyo's "Java timestamps").
+    EpochUs,
+    /// A chrono strftime pattern; without an offset in it the time is read as UTC.
+    Strftime(String),
+}
+
+impl TimeFormat {
+    /// Reads a format as `decode.yaml` names it; the error lists what is accepted.
+    pub fn parse(name: &str) -> Result<TimeFormat, String> {
+        Ok(match name {
+            "rfc3339" => TimeFormat::Rfc3339,
+            "rfc2822" => TimeFormat::Rfc2822,
+            "epoch_s" => TimeFormat::EpochS,
+            "epoch_ms" => TimeFormat::EpochMs,
+            "epoch_us" => TimeFormat::EpochUs,
+            pattern if pattern.contains('%') => {
+                check_strftime(pattern)?;
+                TimeFormat::Strftime(pattern.to_string())
+            }
+            other => {
+                let names = ["rfc3339", "rfc2822", "epoch_s", "epoch_ms", "epoch_us"];
+                return Err(format!(
+                    "unknown time format `{other}`{}: give rfc3339, rfc2822, epoch_s, epoch_ms, \
+                     epoch_us, or a strftime pattern such as \"%Y-%m-%d %H:%M:%S%.f\"",
+                    crate::model::schema::suggestion(other, names.into_iter())
+                ));
+            }
+        })
+    }
+
+    /// The format's name as `decode.yaml` writes it.
+    pub fn name(&self) -> &str {
+        match self {
+            TimeFormat::Rfc3339 => "rfc3339",
+            TimeFormat::Rfc2822 => "rfc2822",
+            TimeFormat::EpochS => "epoch_s",
+            TimeFormat::EpochMs => "epoch_ms",
+            TimeFormat::EpochUs => "epoch_us",
+            TimeFormat::Strftime(p) => p,
+        }
+    }
+
+    /// The time `v` gives in this format, as RFC 3339 UTC.
+    fn read(&self, v: &Value) -> Option<String> {
+        let formatted = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+        let epoch = |scale: i64| -> Option<String> {
+            let text = match v {
+                Value::Number(n) => n.to_string(),
+                Value::String(s) => s.trim().to_string(),
+                _ => return None,
+            };
+            let (whole, fraction) = text.split_once('.').unwrap_or((&text, ""));
+            if whole.is_empty() && fraction.is_empty()
+                || !whole
+                    .trim_start_matches('-')
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+                || !fraction.bytes().all(|b| b.is_ascii_digit())
+            {
+                return None;
+            }
+            let whole: i64 = if whole.is_empty() || whole == "-" {
+                0
+            } else {
+                whole.parse().ok()?
+            };
+            // Nanoseconds of the unit: 10^9 / scale; the fraction in the same unit.
+            let unit_ns = 1_000_000_000 / scale;
+            let mut frac_ns: i64 = 0;
+            let mut place = unit_ns;
+            for digit in fraction.bytes().take(9) {
+                place /= 10;
+                frac_ns += i64::from(digit - b'0') * place;
+            }
+            let sign = if text.starts_with('-') { -1 } else { 1 };
+            let nanos = whole.checked_mul(unit_ns)?.checked_add(sign * frac_ns)?;
+            Some(formatted(Utc.timestamp_nanos(nanos)))
+        };
+        match self {
+            TimeFormat::EpochS => epoch(1),
+            TimeFormat::EpochMs => epoch(1_000),
+            TimeFormat::EpochUs => epoch(1_000_000),
+            TimeFormat::Rfc3339 => DateTime::parse_from_rfc3339(v.as_str()?.trim())
+                .ok()
+                .map(|t| formatted(t.with_timezone(&Utc))),
+            TimeFormat::Rfc2822 => DateTime::parse_from_rfc2822(v.as_str()?.trim())
+                .ok()
+                .map(|t| formatted(t.with_timezone(&Utc))),
+            TimeFormat::Strftime(pattern) => {
+                let s = v.as_str()?.trim();
+                DateTime::parse_from_str(s, pattern)
+                    .map(|t| t.with_timezone(&Utc))
+                    .or_else(|_| NaiveDateTime::parse_from_str(s, pattern).map(|t| t.and_utc()))
+                    .ok()
+                    .map(formatted)
+            }
+        }
+    }
+}
+
+/// Checks a chrono strftime pattern at load; the error names the bad specifier.
+pub fn check_strftime(pattern: &str) -> Result<(), String> {
+    if StrftimeItems::new(pattern).any(|item| matches!(item, Item::Error)) {
+        return Err(format!(
+            "`{pattern}` is not a valid strftime pattern (chrono's specifiers: %Y %m %d %H %M %S %.f %z ...)"
+        ));
+    }
+    Ok(())
+}
+
+/// A value that a declared conversion could not read: what decode reports (422 on a webhook).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConvertError {
+    /// The value as the vendor sent it.
+    pub value: String,
+    /// The formats tried, as `decode.yaml` names them.
+    pub format: String,
 }
 
 /// What an expression reads: the payload root, the current `each` element, and the rule's
@@ -167,8 +315,34 @@ impl CompileEnv<'_> {
                 .ok_or_else(|| format!("unknown table `{name}` (not in tables.yaml)"))?;
             expr = ValueExpr::Table(Box::new(expr), table.clone());
         }
-        if let Some(convert) = spec.convert {
-            expr = ValueExpr::Convert(Box::new(expr), convert);
+        match (spec.convert, &spec.format) {
+            (Some(Convert::Time), formats) => {
+                let formats = match formats {
+                    Some(names) => names
+                        .0
+                        .iter()
+                        .map(|n| TimeFormat::parse(n))
+                        .collect::<Result<Vec<_>, _>>()?,
+                    None => vec![TimeFormat::Rfc3339],
+                };
+                if formats.is_empty() {
+                    return Err("`format` lists no format".into());
+                }
+                expr = ValueExpr::Convert(Box::new(expr), Conversion::Time(formats));
+            }
+            (Some(other), None) => {
+                let conversion = match other {
+                    Convert::Time => Conversion::Time(vec![TimeFormat::Rfc3339]),
+                    Convert::String => Conversion::String,
+                    Convert::Number => Conversion::Number,
+                    Convert::Lower => Conversion::Lower,
+                    Convert::Upper => Conversion::Upper,
+                    Convert::List => Conversion::List,
+                };
+                expr = ValueExpr::Convert(Box::new(expr), conversion);
+            }
+            (_, Some(_)) => return Err("`format` goes with `convert: time` only".into()),
+            (None, None) => {}
         }
         if let Some(default) = &spec.default {
             expr = ValueExpr::Default(Box::new(expr), default.clone());
@@ -198,10 +372,15 @@ fn outside_quotes(p: &str) -> impl Iterator<Item = char> + '_ {
     })
 }
 
+/// The result of evaluating an expression: the value, `None` when absent, or a conversion
+/// that failed.
+pub type Evaluated<'a> = Result<Option<Cow<'a, Value>>, ConvertError>;
+
 impl ValueExpr {
-    /// Evaluates the expression; `None` when the value is absent.
-    pub fn eval<'a>(&'a self, scope: &Scope<'a>) -> Option<Cow<'a, Value>> {
-        match self {
+    /// Evaluates the expression; `Ok(None)` when the value is absent, `Err` when a declared
+    /// conversion cannot read the value.
+    pub fn eval<'a>(&'a self, scope: &Scope<'a>) -> Evaluated<'a> {
+        Ok(match self {
             ValueExpr::Literal(v) => Some(Cow::Borrowed(v)),
             ValueExpr::Path(p) => p
                 .first(scope.root, scope.item)
@@ -216,10 +395,12 @@ impl ValueExpr {
                 (!found.is_empty()).then_some(Cow::Owned(Value::Array(found)))
             }
             ValueExpr::Join(parts) => {
-                let texts: Vec<Option<String>> =
-                    parts.iter().map(|p| p.eval(scope).and_then(text)).collect();
+                let mut texts: Vec<Option<String>> = Vec::with_capacity(parts.len());
+                for p in parts {
+                    texts.push(p.eval(scope)?.and_then(text));
+                }
                 if texts.iter().all(Option::is_none) {
-                    return None;
+                    return Ok(None);
                 }
                 let joined: Vec<String> =
                     texts.into_iter().map(Option::unwrap_or_default).collect();
@@ -228,27 +409,40 @@ impl ValueExpr {
             ValueExpr::Concat(parts) => {
                 let mut out = String::new();
                 for part in parts {
-                    out.push_str(&part.eval(scope).and_then(text)?);
+                    match part.eval(scope)?.and_then(text) {
+                        Some(t) => out.push_str(&t),
+                        None => return Ok(None),
+                    }
                 }
                 Some(Cow::Owned(Value::String(out)))
             }
-            ValueExpr::Coalesce(parts) => parts.iter().find_map(|p| p.eval(scope)),
+            ValueExpr::Coalesce(parts) => {
+                for p in parts {
+                    if let Some(v) = p.eval(scope)? {
+                        return Ok(Some(v));
+                    }
+                }
+                None
+            }
             ValueExpr::Eq(a, b) => {
-                let a = a.eval(scope).and_then(text);
-                let b = b.eval(scope).and_then(text);
+                let a = a.eval(scope)?.and_then(text);
+                let b = b.eval(scope)?.and_then(text);
                 Some(Cow::Owned(Value::Bool(a == b)))
             }
             ValueExpr::If(cond, then, otherwise) => {
-                let holds = match cond.eval(scope).as_deref() {
+                let holds = match cond.eval(scope)?.as_deref() {
                     Some(Value::Bool(b)) => *b,
                     Some(Value::String(s)) => !s.is_empty() && s != "false",
                     Some(Value::Null) | None => false,
                     Some(_) => true,
                 };
                 if holds {
-                    then.eval(scope)
+                    then.eval(scope)?
                 } else {
-                    otherwise.as_ref().and_then(|e| e.eval(scope))
+                    match otherwise {
+                        Some(e) => e.eval(scope)?,
+                        None => None,
+                    }
                 }
             }
             ValueExpr::Hash(paths) => {
@@ -267,16 +461,49 @@ impl ValueExpr {
                 .get(*at)
                 .and_then(Option::as_ref)
                 .map(Cow::Borrowed),
-            ValueExpr::Table(inner, table) => {
-                let key = inner.eval(scope).and_then(text)?;
-                table.get(&key).filter(|v| !v.is_null()).map(Cow::Borrowed)
+            ValueExpr::Table(inner, table) => match inner.eval(scope)?.and_then(text) {
+                Some(key) => table.get(&key).filter(|v| !v.is_null()).map(Cow::Borrowed),
+                None => None,
+            },
+            ValueExpr::Convert(inner, conversion) => match inner.eval(scope)? {
+                Some(v) => Some(Cow::Owned(convert_value(v.as_ref(), conversion)?)),
+                None => None,
+            },
+            ValueExpr::Default(inner, fallback) => {
+                Some(inner.eval(scope)?.unwrap_or(Cow::Borrowed(fallback)))
             }
-            ValueExpr::Convert(inner, convert) => {
-                convert_value(inner.eval(scope)?.as_ref(), *convert).map(Cow::Owned)
+        })
+    }
+
+    /// Every constant this expression can yield — literals, table values (with their line in
+    /// `tables.yaml`) and defaults — for checking them against the canonical field they feed.
+    /// Values read from the payload are not constants and are left out.
+    pub fn constants(&self) -> Vec<(Value, Option<u64>)> {
+        let mut out = Vec::new();
+        self.collect_constants(&mut out);
+        out
+    }
+
+    fn collect_constants(&self, out: &mut Vec<(Value, Option<u64>)>) {
+        match self {
+            ValueExpr::Literal(v) => out.push((v.clone(), None)),
+            ValueExpr::Coalesce(parts) => parts.iter().for_each(|p| p.collect_constants(out)),
+            ValueExpr::If(_, then, otherwise) => {
+                then.collect_constants(out);
+                if let Some(e) = otherwise {
+                    e.collect_constants(out);
+                }
+            }
+            ValueExpr::Table(_, table) => {
+                for (v, line) in table.values_with_lines() {
+                    out.push((v.clone(), (*line > 0).then_some(*line)));
+                }
             }
             ValueExpr::Default(inner, fallback) => {
-                Some(inner.eval(scope).unwrap_or(Cow::Borrowed(fallback)))
+                inner.collect_constants(out);
+                out.push((fallback.clone(), None));
             }
+            _ => {}
         }
     }
 }
@@ -295,62 +522,55 @@ pub fn text(v: Cow<'_, Value>) -> Option<String> {
     }
 }
 
-fn convert_value(v: &Value, convert: Convert) -> Option<Value> {
-    match convert {
-        Convert::Time => to_rfc3339(v).map(Value::String),
-        Convert::String => text(Cow::Borrowed(v)).map(Value::String),
-        Convert::Number => match v {
-            Value::Number(_) => Some(v.clone()),
+fn convert_value(v: &Value, conversion: &Conversion) -> Result<Value, ConvertError> {
+    Ok(match conversion {
+        Conversion::Time(formats) => {
+            return formats
+                .iter()
+                .find_map(|f| f.read(v))
+                .map(Value::String)
+                .ok_or_else(|| ConvertError {
+                    value: match v {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    },
+                    format: formats
+                        .iter()
+                        .map(TimeFormat::name)
+                        .collect::<Vec<_>>()
+                        .join(" or "),
+                });
+        }
+        Conversion::String => text(Cow::Borrowed(v))
+            .map(Value::String)
+            .unwrap_or(Value::Null),
+        Conversion::Number => match v {
+            Value::Number(_) => v.clone(),
+            Value::String(s) if s.trim().is_empty() => Value::Null,
             Value::String(s) => serde_json::from_str::<serde_json::Number>(s.trim())
-                .ok()
-                .map(Value::Number),
-            _ => None,
+                .map(Value::Number)
+                .map_err(|_| ConvertError {
+                    value: s.clone(),
+                    format: "number".into(),
+                })?,
+            other => {
+                return Err(ConvertError {
+                    value: other.to_string(),
+                    format: "number".into(),
+                });
+            }
         },
-        Convert::Lower => text(Cow::Borrowed(v)).map(|s| Value::String(s.to_lowercase())),
-        Convert::Upper => text(Cow::Borrowed(v)).map(|s| Value::String(s.to_uppercase())),
-        Convert::List => Some(match v {
+        Conversion::Lower => text(Cow::Borrowed(v))
+            .map(|s| Value::String(s.to_lowercase()))
+            .unwrap_or(Value::Null),
+        Conversion::Upper => text(Cow::Borrowed(v))
+            .map(|s| Value::String(s.to_uppercase()))
+            .unwrap_or(Value::Null),
+        Conversion::List => match v {
             Value::Array(_) => v.clone(),
             other => Value::Array(vec![other.clone()]),
-        }),
-    }
-}
-
-/// Reads a vendor time as RFC 3339 UTC. Epoch numbers (or digit strings) by magnitude:
-/// up to 10 digits seconds, 13 milliseconds, 16 microseconds, more nanoseconds. Strings in
-/// RFC 3339, ISO 8601 with a `+0000` offset, or without offset (read as UTC, as Enreach and
-/// Oracle FACE write them).
-pub fn to_rfc3339(v: &Value) -> Option<String> {
-    let formatted = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::AutoSi, true);
-    let from_epoch = |n: i64| {
-        let digits = n.unsigned_abs().to_string().len();
-        let t = match digits {
-            0..=10 => Utc.timestamp_opt(n, 0).single(),
-            11..=13 => Utc.timestamp_millis_opt(n).single(),
-            14..=16 => Some(Utc.timestamp_nanos(n.checked_mul(1000)?)),
-            _ => Some(Utc.timestamp_nanos(n)),
-        };
-        t.map(formatted)
-    };
-    match v {
-        Value::Number(n) => from_epoch(n.as_i64()?),
-        Value::String(s) => {
-            let s = s.trim();
-            if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-                return from_epoch(s.parse().ok()?);
-            }
-            if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-                return Some(formatted(t.with_timezone(&Utc)));
-            }
-            if let Ok(t) = DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f%z") {
-                return Some(formatted(t.with_timezone(&Utc)));
-            }
-            ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
-                .iter()
-                .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
-                .map(|t| formatted(t.and_utc()))
-        }
-        _ => None,
-    }
+        },
+    })
 }
 
 #[cfg(test)]
@@ -359,30 +579,61 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn times_by_magnitude_and_form() {
-        let t = |v: Value| to_rfc3339(&v);
-        assert_eq!(t(json!(1700000123)).unwrap(), "2023-11-14T22:15:23Z");
+    fn times_in_their_declared_formats() {
+        let t = |f: &str, v: Value| TimeFormat::parse(f).unwrap().read(&v);
         assert_eq!(
-            t(json!(1700000123456i64)).unwrap(),
+            t("epoch_s", json!(1700000123)).unwrap(),
+            "2023-11-14T22:15:23Z"
+        );
+        assert_eq!(
+            t("epoch_s", json!("1700000123.5")).unwrap(),
+            "2023-11-14T22:15:23.500Z"
+        );
+        assert_eq!(
+            t("epoch_ms", json!(1700000123456i64)).unwrap(),
             "2023-11-14T22:15:23.456Z"
         );
         assert_eq!(
-            t(json!(1118335848153124i64)).unwrap(),
+            t("epoch_us", json!(1118335848153124i64)).unwrap(),
             "2005-06-09T16:50:48.153124Z"
         );
         assert_eq!(
-            t(json!("2014-04-29T13:23:12.468+0000")).unwrap(),
-            "2014-04-29T13:23:12.468Z"
+            t("rfc2822", json!("Fri, 04 Dec 2026 16:09:00 +0000")).unwrap(),
+            "2026-12-04T16:09:00Z"
         );
         assert_eq!(
-            t(json!("2018-08-30 14:58:57.149")).unwrap(),
+            t("rfc3339", json!("2020-06-23T01:05:52.656+02:00")).unwrap(),
+            "2020-06-22T23:05:52.656Z"
+        );
+        assert_eq!(
+            t("%Y-%m-%d %H:%M:%S%.f", json!("2018-08-30 14:58:57.149")).unwrap(),
             "2018-08-30T14:58:57.149Z"
         );
         assert_eq!(
-            t(json!("2020-06-23T01:05:52.656Z")).unwrap(),
-            "2020-06-23T01:05:52.656Z"
+            t(
+                "%Y-%m-%dT%H:%M:%S%.f%z",
+                json!("2014-04-29T13:23:12.468+0000")
+            )
+            .unwrap(),
+            "2014-04-29T13:23:12.468Z"
         );
-        assert_eq!(t(json!("not a time")), None);
+        assert_eq!(t("rfc3339", json!("Fri, 04 Dec 2026 16:09:00 +0000")), None);
+        assert_eq!(t("epoch_s", json!("12abc")), None);
+        assert_eq!(t("epoch_s", json!(true)), None);
+        assert!(
+            TimeFormat::parse("rfc2882")
+                .unwrap_err()
+                .contains("did you mean `rfc2822`")
+        );
+        assert!(TimeFormat::parse("%Y-%Q").is_err());
+    }
+
+    #[test]
+    fn a_value_in_no_declared_format_is_an_error_naming_value_and_format() {
+        let conversion = Conversion::Time(vec![TimeFormat::Rfc3339, TimeFormat::EpochMs]);
+        let err = convert_value(&json!("yesterday"), &conversion).unwrap_err();
+        assert_eq!(err.value, "yesterday");
+        assert_eq!(err.format, "rfc3339 or epoch_ms");
     }
 
     #[test]

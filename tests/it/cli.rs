@@ -454,3 +454,31 @@ fn the_demo_shows_vidyo_and_rte_deliveries() {
         "{stdout}"
     );
 }
+
+#[test]
+fn docs_canonical_model_is_the_current_output_of_callgate_schema() {
+    let out = callgate(&["schema"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let committed = std::fs::read_to_string(root().join("docs/canonical-model.md")).unwrap();
+    assert!(
+        text(&out.stdout) == committed,
+        "docs/canonical-model.md is stale: run `cargo run -- schema > docs/canonical-model.md`"
+    );
+    for field in [
+        "`data.user.display_name`",
+        "`data.call.reason`",
+        "no_answer",
+    ] {
+        assert!(committed.contains(field), "{field}");
+    }
+}
+
+#[test]
+fn callgate_schema_prints_a_json_schema_of_the_canonical_event() {
+    let out = callgate(&["schema", "--json-schema"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reason = &schema["properties"]["data"]["properties"]["call"]["properties"]["reason"];
+    assert_eq!(reason["enum"][0], "completed");
+    assert_eq!(schema["required"][3], "type");
+}

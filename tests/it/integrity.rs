@@ -201,7 +201,8 @@ async fn a_template_that_fails_on_a_proxy_route_is_dead_lettered() {
         &crate::support::root().join("tests/fixtures"),
         &dir.path().join("tests/fixtures"),
     );
-    // Vidyo gains a template for recordings that reads a field no event has (strict mode).
+    // Vidyo gains a template for recordings that passes `check` but fails for this event: the
+    // call id is not a time.
     let encode = mappings.join("vidyo/encode.yaml");
     let text = std::fs::read_to_string(&encode).unwrap();
     std::fs::write(
@@ -211,7 +212,7 @@ async fn a_template_that_fails_on_a_proxy_route_is_dead_lettered() {
     .unwrap();
     std::fs::write(
         mappings.join("vidyo/templates/recording.json.hbs"),
-        "{ \"recording\": \"{{data.no_such_group.id}}\" }\n",
+        "{ \"recording\": {{epoch_s data.call.id}} }\n",
     )
     .unwrap();
     let text = config_text(

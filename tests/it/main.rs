@@ -11,6 +11,7 @@ mod harness;
 mod hub;
 mod integrity;
 mod lanes;
+mod mapping_check;
 mod memory;
 mod playground;
 mod properties;

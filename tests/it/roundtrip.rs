@@ -2,7 +2,7 @@
 //! vendor reproduces the input exactly (JSON equality; for Oracle ISR, the parameter set).
 
 use crate::support::{fixtures, lines, mappings};
-use callgate::adapters::webhook::params_from_url;
+use callgate::model::params::parse_url_params;
 use callgate::translate::Translator;
 use serde_json::Value;
 
@@ -108,7 +108,7 @@ fn every_isr_request_round_trips_to_the_same_parameter_set() {
         let expected = if file.extension().is_some_and(|e| e == "json") {
             serde_json::from_str::<Value>(&text).unwrap()["query"].clone()
         } else {
-            params_from_url(text.trim())
+            parse_url_params(text.trim()).unwrap()
         };
         let out = lines(&translator, &text);
         assert_eq!(out.len(), 1, "{}", file.display());
@@ -118,7 +118,7 @@ fn every_isr_request_round_trips_to_the_same_parameter_set() {
             url.starts_with("https://isr.example/events?event="),
             "{url}"
         );
-        assert_eq!(params_from_url(url), expected, "{}", file.display());
+        assert_eq!(parse_url_params(url).unwrap(), expected, "{}", file.display());
         checked += 1;
     }
     assert_eq!(checked, 14);

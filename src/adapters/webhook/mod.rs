@@ -6,6 +6,7 @@
 pub mod handler;
 pub mod verify;
 
+use crate::model::params::parse_urlencoded;
 use axum::http::{HeaderMap, Method, header::CONTENT_TYPE};
 use serde_json::Value;
 
@@ -69,8 +70,8 @@ pub enum PayloadError {
     #[error("the body is not valid UTF-8 (at byte {0})")]
     NotUtf8(usize),
     /// A parameter whose `%XX` escapes do not decode to UTF-8.
-    #[error("parameter `{0}`: its %-escapes are not valid UTF-8")]
-    Encoding(String),
+    #[error(transparent)]
+    Encoding(#[from] crate::model::params::BadEscape),
 }
 
 /// Reads a request's payload. `params_vendor`: the route's vendor sends parameters (query
@@ -97,7 +98,7 @@ pub fn read_payload(
     let wants_params = params_vendor || (auto && !looks_json);
     if wants_params && !(looks_json && content_type.contains("json")) {
         let mut params = match query {
-            Some(q) if !q.is_empty() => params_from_query(q, false)?,
+            Some(q) if !q.is_empty() => parse_urlencoded(q)?,
             _ => Value::Object(Default::default()),
         };
         if (is_form || *method == Method::POST)
@@ -105,10 +106,9 @@ pub fn read_payload(
             && !looks_json
             && let (Value::Object(all), Value::Object(form)) = (
                 &mut params,
-                params_from_query(
+                parse_urlencoded(
                     std::str::from_utf8(trimmed)
                         .map_err(|e| PayloadError::NotUtf8(e.valid_up_to()))?,
-                    true,
                 )?,
             )
         {
@@ -127,43 +127,6 @@ pub fn read_payload(
     serde_json::from_slice(trimmed)
         .map(|v| (v, false))
         .map_err(|e| PayloadError::Json(e.to_string()))
-}
-
-/// Parameters of a URL, or of a bare query string, as `{name: value}` (the last of repeated
-/// names wins), by the URL rule of [`params_from_query`]. A line that is not valid gives
-/// what decodes and drops the rest; use [`params_from_query`] to refuse it instead.
-pub fn params_from_url(line: &str) -> Value {
-    let query = match line.split_once('?') {
-        Some((_, q)) => q,
-        None => line,
-    };
-    let query = query.split('#').next().unwrap_or_default();
-    params_from_query(query, false).unwrap_or_else(|_| Value::Object(Default::default()))
-}
-
-/// Decodes `name=value&...` by one documented rule (the ISR seed: values are UTF-8
-/// percent-encoded). In a URL query (`form: false`) `+` is a plus and `?` is an ordinary
-/// character (RFC 3986: a phone number `+1408…` stays one); in a form body (`form: true`)
-/// `+` is a space (HTML forms). `%XX` escapes must decode to UTF-8: anything else is
-/// refused, never replaced.
-pub fn params_from_query(query: &str, form: bool) -> Result<Value, PayloadError> {
-    let mut params = serde_json::Map::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let decode = |text: &str| {
-            let text = if form {
-                std::borrow::Cow::Owned(text.replace('+', " "))
-            } else {
-                std::borrow::Cow::Borrowed(text)
-            };
-            percent_encoding::percent_decode_str(&text)
-                .decode_utf8()
-                .map(|v| v.into_owned())
-                .map_err(|_| PayloadError::Encoding(name.to_string()))
-        };
-        params.insert(decode(name)?, Value::String(decode(value)?));
-    }
-    Ok(Value::Object(params))
 }
 
 #[cfg(test)]

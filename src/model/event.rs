@@ -496,6 +496,11 @@ pub enum Direction {
     Outbound,
 }
 
+impl Direction {
+    /// Every variant, in declaration order.
+    pub const ALL: &[Direction] = &[Direction::Inbound, Direction::Outbound];
+}
+
 /// The state a call is in after an event (DESIGN.md §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -517,6 +522,17 @@ pub enum CallState {
 }
 
 impl CallState {
+    /// Every variant, in declaration order.
+    pub const ALL: &[CallState] = &[
+        CallState::Initiated,
+        CallState::Ringing,
+        CallState::Alerting,
+        CallState::Connected,
+        CallState::Held,
+        CallState::Parked,
+        CallState::Ended,
+    ];
+
     /// The state a canonical `call.*` type puts a call in, or `None` for other types.
     pub fn for_type(event_type: &str) -> Option<CallState> {
         Some(match event_type {
@@ -568,6 +584,27 @@ pub enum EndReason {
     Unknown,
 }
 
+impl EndReason {
+    /// Every variant, in declaration order.
+    pub const ALL: &[EndReason] = &[
+        EndReason::Completed,
+        EndReason::CompletedLocal,
+        EndReason::CompletedRemote,
+        EndReason::NoAnswer,
+        EndReason::Rejected,
+        EndReason::Busy,
+        EndReason::Cancelled,
+        EndReason::Missed,
+        EndReason::Voicemail,
+        EndReason::Forwarded,
+        EndReason::Transferred,
+        EndReason::PickedUpElsewhere,
+        EndReason::TerminatedByModerator,
+        EndReason::Failed,
+        EndReason::Unknown,
+    ];
+}
+
 /// A user's presence (DESIGN.md §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -584,64 +621,16 @@ pub enum Presence {
     Offline,
 }
 
-/// Every canonical field a decode rule may `set`, as dotted paths.
-pub const SETTABLE_FIELDS: &[&str] = &[
-    "id",
-    "source",
-    "type",
-    "time",
-    "subject",
-    "sequence",
-    "partitionkey",
-    "data.vendor_event",
-    "data.tenant",
-    "data.call.id",
-    "data.call.leg_id",
-    "data.call.direction",
-    "data.call.state",
-    "data.call.reason",
-    "data.call.vendor_reason",
-    "data.call.from.number",
-    "data.call.from.name",
-    "data.call.from.user_id",
-    "data.call.to.number",
-    "data.call.to.name",
-    "data.call.to.user_id",
-    "data.user.id",
-    "data.user.login",
-    "data.user.display_name",
-    "data.user.extension",
-    "data.user.presence",
-    "data.user.on_call",
-    "data.user.in_meeting",
-    "data.user.wrap_up",
-    "data.conference.id",
-    "data.conference.name",
-    "data.conference.type",
-    "data.conference.room.id",
-    "data.conference.room.name",
-    "data.conference.room.display_name",
-    "data.endpoint.type",
-    "data.endpoint.ip",
-    "data.endpoint.guid",
-    "data.endpoint.application",
-    "data.endpoint.version",
-    "data.endpoint.os",
-    "data.endpoint.device",
-    "data.recording.id",
-    "data.recording.segment_id",
-    "data.recording.file",
-    "data.recording.urls",
-    "data.recording.started_at",
-    "data.recording.ended_at",
-    "data.recording.duration_s",
-    "data.recording.paused_s",
-    "data.recording.result",
-    "data.recording.variant",
-    "data.queue.id",
-    "data.queue.name",
-    "data.callback.id",
-];
+impl Presence {
+    /// Every variant, in declaration order.
+    pub const ALL: &[Presence] = &[
+        Presence::Available,
+        Presence::Busy,
+        Presence::Dnd,
+        Presence::Away,
+        Presence::Offline,
+    ];
+}
 
 impl CallEvent {
     /// The key that orders this event's delivery: `partitionkey`, else the call id, else the
