@@ -89,13 +89,30 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The line `translate` prints: the JSON body, or `{"method","url"}` for a request with
-    /// no body (query targets such as Oracle ISR).
+    /// The line `translate` prints: the JSON body; `{"method","url"}` for a request with no
+    /// body (query targets such as Oracle ISR); `{"method","url","form"}` with the decoded
+    /// parameters for a form body (Twilio).
     pub fn output_line(&self) -> Option<Value> {
         let Outcome::Message { request, .. } = self else {
             return None;
         };
+        let form = request.headers.iter().any(|(name, value)| {
+            name.eq_ignore_ascii_case("content-type")
+                && value.eq_ignore_ascii_case(crate::mapping::encode::FORM_CONTENT_TYPE)
+        });
         Some(match &request.body {
+            // A form body is shown as the request with its parameters decoded.
+            Some(body) if form => {
+                let mut m = Map::new();
+                m.insert("method".into(), Value::String(request.method.clone()));
+                m.insert("url".into(), Value::String(request.url.clone()));
+                m.insert(
+                    "form".into(),
+                    crate::model::params::parse_urlencoded(body)
+                        .unwrap_or_else(|_| Value::String(body.clone())),
+                );
+                Value::Object(m)
+            }
             Some(body) => serde_json::from_str(body).unwrap_or(Value::String(body.clone())),
             None => {
                 let mut m = Map::new();

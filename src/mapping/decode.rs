@@ -14,12 +14,14 @@ use sha2::{Digest, Sha256};
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     /// No rule's `when` matched.
-    #[error("{vendor}: no decode rule matched this payload (tried {tried})")]
+    #[error("{vendor}: no decode rule matched this payload (tried {tried}); it has {seen}")]
     NoRule {
         /// Vendor id.
         vendor: String,
         /// Each rule with its `when` paths.
         tried: String,
+        /// The payload's top-level keys (parameter names for a parameter vendor), as looked at.
+        seen: String,
     },
     /// A rule's `each` path selected nothing.
     #[error("{vendor}: rule `{rule}`: `each` path {path} selected nothing")]
@@ -61,7 +63,7 @@ pub enum DecodeError {
     #[error("auto: {0}")]
     Detect(String),
     /// A value did not parse in its declared `convert` format.
-    #[error("{vendor}: rule `{rule}`: {field}: {value:?} is not a {format} value")]
+    #[error("{vendor}: rule `{rule}`: {field}: {value:?} does not parse as {format}")]
     Convert {
         /// Vendor id.
         vendor: String,
@@ -200,6 +202,7 @@ impl Decoder {
                     })
                     .collect::<Vec<_>>()
                     .join("; "),
+                seen: describe_keys(root),
             })?;
         let items = match &rule.each {
             Some(each) => {
@@ -389,6 +392,28 @@ fn insert(target: &mut Map<String, Value>, path: &[String], value: Value) {
             node.insert(last.clone(), value);
         }
     }
+}
+
+/// "keys a, b, c" of an object (the first 20, each cut at 64 characters), for messages.
+fn describe_keys(v: &Value) -> String {
+    let Some(map) = v.as_object() else {
+        return format!("no keys ({})", kind(v));
+    };
+    if map.is_empty() {
+        return "no keys".into();
+    }
+    let mut names: Vec<String> = map
+        .keys()
+        .take(20)
+        .map(|k| {
+            let cut: String = k.chars().take(64).collect();
+            format!("`{cut}`")
+        })
+        .collect();
+    if map.len() > 20 {
+        names.push(format!("and {} more", map.len() - 20));
+    }
+    format!("keys {}", names.join(", "))
 }
 
 /// A copy of `v` with every object key lower-cased (for case-insensitive vendors).

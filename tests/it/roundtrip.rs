@@ -118,7 +118,12 @@ fn every_isr_request_round_trips_to_the_same_parameter_set() {
             url.starts_with("https://isr.example/events?event="),
             "{url}"
         );
-        assert_eq!(parse_url_params(url).unwrap(), expected, "{}", file.display());
+        assert_eq!(
+            parse_url_params(url).unwrap(),
+            expected,
+            "{}",
+            file.display()
+        );
         checked += 1;
     }
     assert_eq!(checked, 14);

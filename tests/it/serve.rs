@@ -670,6 +670,25 @@ async fn bad_requests_get_problem_details() {
             .contains("$.body.telephonySessionId"),
         "{p}"
     );
+    assert!(
+        p["detail"].as_str().unwrap().contains("keys `hello`"),
+        "{p}"
+    );
+
+    // A time that does not parse in its declared format: 422 naming field, value and format.
+    let (status, body) = post(
+        &gw,
+        "/vidyo",
+        r#"{"sequenceNum": 7, "creationTimestamp": "yesterday", "userStatusNotification": {"user": {"memberID": "1", "userState": "Online"}}}"#,
+    )
+    .await;
+    let (status, p) = problem(status, &body);
+    assert_eq!(status, 422, "{p}");
+    assert!(p["type"].as_str().unwrap().ends_with("bad-value"), "{p}");
+    let detail = p["detail"].as_str().unwrap();
+    for word in ["time", "\"yesterday\"", "epoch_us"] {
+        assert!(detail.contains(word), "{detail}");
+    }
 
     let (status, body) = post(&gw, "/hooks/rc", &"x".repeat(5000)).await;
     assert_eq!(problem(status, &body).0, 413);
@@ -892,5 +911,59 @@ async fn a_request_slower_than_request_timeout_gets_408() {
             .contains("server.request_timeout"),
         "{problem}"
     );
+    gw.shutdown().await;
+}
+
+/// A vendor written as data alone (Twilio): its form POST, behind basic auth, reaches a
+/// CloudEvents receiver with the RFC 2822 `Timestamp` as `time`, and a Twilio destination gets
+/// the events back as a form body (not as URL parameters of an empty POST).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twilio_status_callbacks_as_data_deliver_their_time_and_form_bodies() {
+    let receiver = Receiver::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let routes = format!(
+        "routes:\n  - {{ name: tw, path: /twilio, from: twilio, auth: {{ basic: {{ username: tw, password: s3cret }} }}, to: [ {{ name: ce, vendor: cloudevents, url: '{}' }}, {{ name: back, vendor: twilio, url: '{}' }} ] }}\n",
+        receiver.url("/ce"),
+        receiver.url("/twilio-receiver")
+    );
+    let gw = gateway(&config_text(dir.path(), "", &routes)).await;
+    let body = "CallSid=CA5f&AccountSid=AC1&From=%2B14155550100&To=%2B14155550199&Direction=inbound&CallStatus=ringing&SequenceNumber=0&Timestamp=Fri%2C+04+Dec+2026+16%3A09%3A00+%2B0000&CallbackSource=call-progress-events";
+    let send = |auth: Option<(&str, &str)>| {
+        let request = client()
+            .post(format!("http://{}/twilio", gw.addr))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        match auth {
+            Some((u, p)) => request.basic_auth(u, Some(p)),
+            None => request,
+        }
+        .send()
+    };
+    assert_eq!(send(None).await.unwrap().status(), 401);
+    assert_eq!(send(Some(("tw", "wrong"))).await.unwrap().status(), 401);
+    assert_eq!(send(Some(("tw", "s3cret"))).await.unwrap().status(), 200);
+    let got = receiver.wait_for(2, Duration::from_secs(20)).await;
+    assert_eq!(got.len(), 2, "{got:?}");
+    let ce = got
+        .iter()
+        .find(|r| r.path == "/ce")
+        .expect("cloudevents delivery");
+    let event: Value = serde_json::from_str(&ce.body).unwrap();
+    assert_eq!(event["time"], "2026-12-04T16:09:00Z");
+    assert_eq!(event["type"], "call.alerting");
+    assert_eq!(event["data"]["call"]["from"]["number"], "+14155550100");
+    let form = got
+        .iter()
+        .find(|r| r.path == "/twilio-receiver")
+        .expect("twilio delivery");
+    assert_eq!(
+        form.headers["content-type"],
+        "application/x-www-form-urlencoded"
+    );
+    assert_eq!(form.query, None, "the parameters travel in the body");
+    let params = callgate::model::params::parse_urlencoded(&form.body).unwrap();
+    assert_eq!(params["CallStatus"], "ringing");
+    assert_eq!(params["From"], "+14155550100");
+    assert_eq!(params["Timestamp"], "Fri, 04 Dec 2026 16:09:00 +0000");
     gw.shutdown().await;
 }

@@ -266,6 +266,12 @@ fn pipeline_problem(e: PipelineError) -> Problem {
             "Too many events in one request",
             e.to_string(),
         ),
+        PipelineError::Decode(e @ DecodeError::Convert { .. }) => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad-value",
+            "A value is not in its declared format",
+            e.to_string(),
+        ),
         PipelineError::Decode(e) => Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "no-decode-rule",
