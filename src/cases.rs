@@ -1,12 +1,13 @@
 //! Mapping cases (`mappings/*/cases/*.yaml`): behaviour as data, run by `callgate test` and
 //! by `cargo test`, and by every snapshot build (a set whose cases fail is never served).
-//! Each case sends its input through the pipeline (`translate`) and checks JSONPaths on the
-//! last output.
+//! Each case sends its input through the pipeline (`translate`) and checks JSONPaths on every
+//! output; a case that checks nothing is refused.
 
 use crate::mapping::path::CompiledPath;
 use crate::mapping::schema::CaseFile;
 use crate::mapping::{MappingSet, Problem, read_yaml};
 use crate::translate::{Outcome, Payload, Translator};
+use indexmap::IndexMap;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -98,22 +99,53 @@ fn evaluate(
     {
         failures.push(format!("expected {expected} outputs, got {}", lines.len()));
     }
-    if case.expect.is_empty() {
-        return Ok(failures);
-    }
-    let Some(last) = lines.last() else {
-        failures.push("no output to check (every event was skipped or dropped)".into());
-        return Ok(failures);
-    };
-    for (path, expected) in &case.expect {
-        let compiled = CompiledPath::compile(path).map_err(|e| e.to_string())?;
-        let actual = compiled.first(last, last).cloned().unwrap_or(Value::Null);
-        if &actual != expected {
-            failures.push(format!("{path}: expected {expected}, got {actual}"));
+    let expectations = case
+        .expect
+        .as_ref()
+        .map(|e| e.0.as_slice())
+        .unwrap_or_default();
+    if expectations.is_empty() || expectations.iter().any(IndexMap::is_empty) {
+        if case.outputs != Some(0) {
+            failures.push(
+                "`expect` is missing or empty: give the fields each output must have (or \
+                 `outputs: 0` when the target skips every event)"
+                    .into(),
+            );
         }
+        return Ok(failures);
     }
-    if !failures.is_empty() {
-        failures.push(format!("output: {last}"));
+    if expectations.len() != lines.len() {
+        failures.push(match (expectations.len(), lines.len()) {
+            (1, n) => format!(
+                "the input made {n} outputs: give `expect` as a list, one map per output in order"
+            ),
+            (e, n) => format!("`expect` lists {e} outputs, the input made {n}"),
+        });
+        for line in &lines {
+            failures.push(format!("output: {line}"));
+        }
+        return Ok(failures);
+    }
+    for (index, (expect, output)) in expectations.iter().zip(&lines).enumerate() {
+        let before = failures.len();
+        for (path, expected) in expect {
+            let compiled = CompiledPath::compile(path).map_err(|e| e.to_string())?;
+            let actual = compiled
+                .first(output, output)
+                .cloned()
+                .unwrap_or(Value::Null);
+            if &actual != expected {
+                let which = if lines.len() > 1 {
+                    format!("output {}: ", index + 1)
+                } else {
+                    String::new()
+                };
+                failures.push(format!("{which}{path}: expected {expected}, got {actual}"));
+            }
+        }
+        if failures.len() > before {
+            failures.push(format!("output: {output}"));
+        }
     }
     Ok(failures)
 }

@@ -377,9 +377,11 @@ pub struct CaseFile {
     /// A file path relative to the case file, an inline payload, or a list of either (sent in
     /// order through one lifecycle tracker).
     pub input: Value,
-    /// JSONPath on the last output → expected value (`null`: absent or null).
+    /// What the outputs must be: a map (JSONPath → expected value; `null`: absent or null) when
+    /// the input makes exactly one output, or a list of such maps, one per output in order.
+    /// Required unless `outputs: 0`; an empty map is refused (it would check nothing).
     #[serde(default)]
-    pub expect: IndexMap<String, Value>,
+    pub expect: Option<OneOrMany<IndexMap<String, Value>>>,
     /// How many outputs the whole input must produce (0: the target skips every event).
     #[serde(default)]
     pub outputs: Option<usize>,
