@@ -293,9 +293,14 @@ impl CompileEnv<'_> {
         }
         if let Some(name) = &spec.var {
             let at = self.vars.iter().position(|v| v == name).ok_or_else(|| {
+                let declared = if self.vars.is_empty() {
+                    "none".to_string()
+                } else {
+                    self.vars.join(", ")
+                };
                 format!(
-                    "unknown var `{name}` (declared before this point: {:?})",
-                    self.vars
+                    "unknown var `{name}`{} (declared before this point: {declared})",
+                    crate::model::schema::suggestion(name, self.vars.iter().map(String::as_str))
                 )
             })?;
             sources.push(ValueExpr::Var(at));

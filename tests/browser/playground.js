@@ -39,7 +39,7 @@ const TEMPLATE = "vidyo/templates/user-status.json.hbs";
     result.errors_before = await page.locator("[data-testid=error]").count();
     await page.screenshot({ path: path.join(shots, "playground.png"), fullPage: true });
 
-    // Break the Vidyo template on line 5: strict mode refuses a field the event lacks.
+    // Break the Vidyo template on line 5: a field the canonical model lacks, refused at load.
     await page.selectOption("[data-testid=file]", TEMPLATE);
     const original = await page.inputValue("[data-testid=editor]");
     const lines = original.split("\n");

@@ -57,11 +57,15 @@ async fn reload_under_load_serves_old_or_new_never_a_mix_never_a_broken_set() {
     let dir = tempfile::tempdir().unwrap();
     let mappings = dir.path().join("mappings");
     copy_dir(&root().join("mappings"), &mappings);
-    // The mapping cases read their inputs from ../../../tests/fixtures.
-    copy_dir(
-        &root().join("tests/fixtures"),
-        &dir.path().join("tests/fixtures"),
-    );
+    // The markers change Vidyo's body, which the cases into Vidyo pin whole: they leave this
+    // copy (every other case still runs at each reload).
+    for entry in std::fs::read_dir(mappings.join("vidyo/cases")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("out-") || name.starts_with("cross-from-") {
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
     let template_path: PathBuf = mappings.join("vidyo/templates/user-status.json.hbs");
     let original = std::fs::read_to_string(&template_path).unwrap();
     replace_file(&template_path, &template(&original, "v0", false));
