@@ -7,10 +7,10 @@
 #![allow(dead_code)]
 
 use axum::http::{HeaderMap, Method};
-use callgate::adapters::webhook::read_payload;
-use callgate::adapters::webhook::verify::Verifier;
-use callgate::event::CallEvent;
 use callgate::mapping::DecodeOptions;
+use callgate::model::event::CallEvent;
+use callgate::model::inbound::read_payload;
+use callgate::model::verify::Verifier;
 use callgate::route::Route;
 use callgate::snapshot::Snapshot;
 use callgate::{MappingSet, pipeline};
@@ -98,7 +98,8 @@ impl Workload {
         let inbound = Verifier::Open
             .verify(&self.headers, body, read)
             .expect("verified");
-        let accepted = pipeline::accept(&self.snapshot, &self.route, &inbound).expect("accepted");
+        let accepted =
+            pipeline::accept(&self.snapshot.mappings, &self.route, &inbound).expect("accepted");
         accepted.commit();
         accepted.batches().iter().map(|b| b.messages.len()).sum()
     }

@@ -3,9 +3,9 @@
 //! edits laid over them, with each problem pointing at its file and line. Served as JSON by
 //! `POST /admin/translate`; no I/O beyond reading the mapping files.
 
-use crate::adapters::webhook::verify::Verifier;
 use crate::delivery::Request;
 use crate::mapping::{Edits, Location, MappingSet, Problem};
+use crate::model::verify::Verifier;
 use crate::pipeline::{self, Fate, PipelineError, Routing};
 use crate::translate::{Payload, Translator};
 use axum::http::HeaderMap;
@@ -209,7 +209,7 @@ fn explain_one(
             return;
         }
     };
-    let decoded = match pipeline::decode(snapshot, route, &inbound) {
+    let decoded = match pipeline::decode(&snapshot.mappings, route, &inbound) {
         Ok(decoded) => decoded,
         Err(PipelineError::Detect(e) | PipelineError::Decode(e)) => {
             report
@@ -220,7 +220,7 @@ fn explain_one(
     };
     report.vendor = Some(decoded.vendor.clone());
     let decoded_events = decoded.events.clone();
-    let accepted = pipeline::route_events(snapshot, route, decoded);
+    let accepted = pipeline::route_events(&snapshot.mappings, route, decoded);
     accepted.commit();
     let target = mappings.vendor(&report.to).and_then(|v| v.encoder());
     for (fate, decoded_event) in accepted.fates.into_iter().zip(decoded_events) {

@@ -3,14 +3,14 @@
 //! (file watch, `SIGHUP`, `POST /admin/reload`). `callgate serve`, `callgate demo` and the
 //! integration tests all start the gateway through here.
 
-use crate::adapters::ringcentral::keeper::{Keeper, KeeperSettings};
-use crate::adapters::ringcentral::platform::{Credentials, Platform};
-use crate::adapters::ringcentral::websocket::WebSocketSource;
-use crate::adapters::signalr::client::{self, SourceState};
 use crate::config::SourceKind;
 use crate::config::{self, Config, ConfigError};
 use crate::delivery::worker::{self, RetryPolicy};
 use crate::delivery::{QueueError, SharedTable, Store, open_store};
+use crate::inbound::ringcentral::keeper::{Keeper, KeeperSettings, Keepers, RenewalReminders};
+use crate::inbound::ringcentral::platform::{Credentials, Platform};
+use crate::inbound::ringcentral::websocket::WebSocketSource;
+use crate::inbound::signalr::client::{self, SourceState};
 use crate::intake::Intake;
 use crate::lifecycle::{LegState, LegUpdate, Lifecycles};
 use crate::reload::{Reloader, Trigger, WatchGuard};
@@ -63,7 +63,7 @@ pub struct Gateway {
     pub reloader: Arc<Reloader>,
     stop: watch::Sender<bool>,
     ready: Arc<AtomicBool>,
-    hubs: Arc<crate::adapters::signalr::hub::Hubs>,
+    hubs: Arc<crate::outbound::signalr::hub::Hubs>,
     tail: crate::telemetry::tail::Tail,
     servers: Vec<JoinHandle<()>>,
     workers: JoinHandle<()>,
@@ -97,6 +97,7 @@ impl Gateway {
         }
         // Keepers are registered before the first snapshot, whose routes take their pokes;
         // they start once the listeners serve (RingCentral validates the address).
+        let keepers_registry: Arc<Keepers> = Arc::default();
         let keepers: Vec<Keeper> = config
             .routes
             .iter()
@@ -123,13 +124,18 @@ impl Gateway {
                     },
                     store.settings.clone(),
                 );
-                resources
-                    .keepers
-                    .add(&route.name, keeper.poke(), keeper.status());
+                keepers_registry.add(&route.name, keeper.poke(), keeper.status());
+                resources.hooks.register(
+                    &route.name,
+                    Arc::new(RenewalReminders {
+                        route: route.name.clone(),
+                        poke: keeper.poke(),
+                    }),
+                );
                 Some(keeper)
             })
             .collect();
-        let snapshot = Snapshot::load(config.clone(), &resources, 1)?;
+        let snapshot = crate::check::load_snapshot(config.clone(), &resources, 1)?;
         let snapshots = Arc::new(ArcSwap::from_pointee(snapshot));
         let wake = Arc::new(Notify::new());
         let ready = Arc::new(AtomicBool::new(false));
@@ -154,7 +160,7 @@ impl Gateway {
             store.producer.clone(),
             ready.clone(),
             sources.clone(),
-            resources.keepers.clone(),
+            keepers_registry.clone(),
         );
         // One intake for webhooks and sources: a call's payloads take turns whichever
         // transport brought them.
@@ -202,7 +208,7 @@ impl Gateway {
                 listen: admin_addr,
                 public: addr,
                 tail: resources.tail.clone(),
-                keepers: resources.keepers.clone(),
+                keepers: keepers_registry.clone(),
             }),
             health,
         );
@@ -228,9 +234,10 @@ impl Gateway {
                 stop_rx.clone(),
             )),
         ];
+        let current = snapshots.clone();
         let workers = tokio::spawn(worker::run(
             store.clone(),
-            snapshots.clone(),
+            Arc::new(move || current.load_full() as Arc<dyn worker::Targets>),
             RetryPolicy {
                 schedule: config.delivery.retry.clone(),
             },

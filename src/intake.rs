@@ -4,10 +4,10 @@
 //! lifecycle tracker records the events. The transport turns [`Submitted`] or
 //! [`SubmitError`] into its own reply.
 
-use crate::adapters::http_out::{Reply, SendError};
-use crate::adapters::webhook::VerifiedInbound;
 use crate::config::{Ack, OnTimeout};
 use crate::delivery::{EventBatch, Producer, QueueError};
+use crate::model::inbound::VerifiedInbound;
+use crate::outbound::http::{Reply, SendError};
 use crate::pipeline::{self, Accepted, Fate, PipelineError, Routing};
 use crate::route::Route;
 use crate::snapshot::Snapshot;
@@ -152,7 +152,7 @@ impl Intake {
             event_ids = tracing::field::Empty,
         );
         async {
-            let decoded = pipeline::decode(snapshot, route, inbound)?;
+            let decoded = pipeline::decode(&snapshot.mappings, route, inbound)?;
             let span = tracing::Span::current();
             span.record("vendor", decoded.vendor.as_str());
             if !span.is_disabled() {
@@ -160,7 +160,7 @@ impl Intake {
                 span.record("event_ids", ids.join(",").as_str());
             }
             let _turn = self.turns.take(&route.name, decoded.ordering_keys()).await;
-            let accepted = pipeline::route_events(snapshot, route, decoded);
+            let accepted = pipeline::route_events(&snapshot.mappings, route, decoded);
             let submitted = self.submit(route, &accepted).await?;
             Ok((accepted, submitted))
         }

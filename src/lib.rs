@@ -4,18 +4,19 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod adapters;
 pub mod cases;
+pub mod check;
 pub mod config;
 pub mod delivery;
 pub mod explain;
 pub mod gateway;
+pub mod inbound;
 pub mod intake;
 pub mod lifecycle;
 pub mod mapping;
 pub mod model;
+pub mod outbound;
 pub mod pipeline;
-pub mod problem;
 pub mod reload;
 pub mod route;
 pub mod server;
@@ -25,6 +26,4 @@ pub mod translate;
 
 pub use gateway::Gateway;
 pub use mapping::MappingSet;
-/// The canonical event, re-exported from the ground floor under its old path.
-pub use model::event;
 pub use model::event::CallEvent;

@@ -9,7 +9,7 @@
 //! concurrent requests for one call cannot both pass the sequence check; a reservation is
 //! released if its event is not taken after all.
 
-use crate::event::{CallEvent, CallState};
+use crate::model::event::{CallEvent, CallState};
 use moka::ops::compute::Op;
 use moka::sync::Cache;
 use std::sync::atomic::{AtomicBool, Ordering};

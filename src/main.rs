@@ -11,7 +11,6 @@ use callgate::config;
 use callgate::delivery::open_store;
 use callgate::gateway::Gateway;
 use callgate::mapping::MappingSet;
-use callgate::snapshot::{Resources, Snapshot};
 use callgate::translate::{Outcome, TranslateError, Translator};
 use clap::{Args, Parser, Subcommand};
 use std::io::{Read, Write};
@@ -496,48 +495,22 @@ fn check(mappings: Option<PathBuf>, config_path: Option<PathBuf>) -> anyhow::Res
     let dir = mappings
         .or_else(|| config.as_ref().map(|c| c.mappings.clone()))
         .unwrap_or_else(|| PathBuf::from("mappings"));
-    match MappingSet::load(&dir).map(Arc::new) {
-        Ok(set) => {
-            if let (Some(config), Some(path)) = (&config, &config_path) {
-                let invalid = config::validate(config, &set);
-                if invalid.is_empty() {
-                    // What `serve` builds next: every destination's adapter and headers.
-                    if let Err(e) = Snapshot::build(
-                        Arc::new(config.clone()),
-                        set.clone(),
-                        &Resources::offline(),
-                        0,
-                    ) {
-                        problems.push(format!("{}: {e}", path.display()));
-                    }
+    let with_config = config.as_ref().zip(config_path.as_deref());
+    match callgate::check::problems(&dir, with_config) {
+        Ok(set) if problems.is_empty() => {
+            println!(
+                "ok: {} vendors, mappings and cases valid{}",
+                set.vendors().count(),
+                if config.is_some() {
+                    ", configuration valid"
+                } else {
+                    ""
                 }
-                problems.extend(invalid);
-                if let Err(e) = callgate::delivery::check_store(&config.store) {
-                    problems.push(format!("{}: {e}", path.display()));
-                }
-            }
-            for report in cases::run_all(&set).into_iter().filter(|r| !r.passed()) {
-                problems.push(format!(
-                    "{}: case `{}` fails: {}",
-                    report.file.display(),
-                    report.name,
-                    report.failures.join("; ")
-                ));
-            }
-            if problems.is_empty() {
-                println!(
-                    "ok: {} vendors, mappings and cases valid{}",
-                    set.vendors().count(),
-                    if config.is_some() {
-                        ", configuration valid"
-                    } else {
-                        ""
-                    }
-                );
-                return Ok(ExitCode::SUCCESS);
-            }
+            );
+            return Ok(ExitCode::SUCCESS);
         }
-        Err(mapping_problems) => problems.extend(mapping_problems.0.iter().map(|p| p.to_string())),
+        Ok(_) => {}
+        Err(found) => problems.extend(found),
     }
     for p in &problems {
         eprintln!("{p}");

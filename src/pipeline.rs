@@ -1,21 +1,22 @@
-//! The one pipeline (DESIGN.md §1): a [`VerifiedInbound`] × the snapshot → decode →
-//! lifecycle → route → encode → [`Accepted`]. Every transport (the webhook handler, and the
-//! SignalR client to come), `callgate translate`, the mapping cases and `/admin/translate`
-//! call [`accept`]; transports only adapt their input and turn the result into their reply.
+//! The one pipeline (DESIGN.md §1): a [`VerifiedInbound`] × the compiled mappings × a route
+//! (with its lifecycle tracker) → decode → lifecycle → route → encode → [`Accepted`]. Every
+//! transport (the webhook handler, the SignalR and RingCentral WebSocket sources),
+//! `callgate translate`, the mapping cases and `/admin/translate` call it; transports only
+//! adapt their input and turn the result into their reply. It knows no snapshot and no
+//! transport.
 //!
 //! `accept` does no I/O. What to do with the messages (durable enqueue, or a synchronous
 //! forward) is `intake.rs`; once that succeeded the transport calls [`Accepted::commit`], so
 //! the lifecycle tracker records only events that were really taken.
 
-use crate::adapters::webhook::VerifiedInbound;
 use crate::delivery::{EventBatch, HttpRequest, HubPush, Message, NewMessage, Request};
-use crate::event::CallEvent;
 use crate::lifecycle::{Reservation, Verdict};
 use crate::mapping::decode::DecodeError;
 use crate::mapping::encode::EventContext;
 use crate::mapping::{AUTO, DecodeOptions, MappingSet};
+use crate::model::event::CallEvent;
+use crate::model::inbound::VerifiedInbound;
 use crate::route::{Destination, Route};
-use crate::snapshot::Snapshot;
 use crate::telemetry::metrics as m;
 
 /// Why a verified payload was not accepted (answered 422 by HTTP transports).
@@ -183,27 +184,26 @@ impl Accepted {
     }
 }
 
-/// Runs a verified payload through decode, lifecycle, route and encode for `route` of
-/// `snapshot`: [`decode`] then [`route_events`]. No I/O.
+/// Runs a verified payload through decode, lifecycle, route and encode for `route`:
+/// [`decode`] then [`route_events`]. No I/O.
 pub fn accept(
-    snapshot: &Snapshot,
+    mappings: &MappingSet,
     route: &Route,
     inbound: &VerifiedInbound,
 ) -> Result<Accepted, PipelineError> {
     Ok(route_events(
-        snapshot,
+        mappings,
         route,
-        decode(snapshot, route, inbound)?,
+        decode(mappings, route, inbound)?,
     ))
 }
 
 /// Detects the vendor (for `from: auto`) and decodes the payload. Pure.
 pub fn decode(
-    snapshot: &Snapshot,
+    mappings: &MappingSet,
     route: &Route,
     inbound: &VerifiedInbound,
 ) -> Result<Decoded, PipelineError> {
-    let mappings = snapshot.mappings.as_ref();
     let vendor = if route.from == AUTO {
         mappings
             .detect(inbound.payload(), inbound.is_params())
@@ -227,8 +227,7 @@ pub fn decode(
 
 /// Passes decoded events through the route's lifecycle tracker (reserving each applied
 /// event's place), routes them and encodes one message per accepting destination.
-pub fn route_events(snapshot: &Snapshot, route: &Route, decoded: Decoded) -> Accepted {
-    let mappings = snapshot.mappings.as_ref();
+pub fn route_events(mappings: &MappingSet, route: &Route, decoded: Decoded) -> Accepted {
     let Decoded { vendor, events } = decoded;
     let several = events.len() > 1;
     // The notification's first event carries it whole to a destination of its own vendor.

@@ -190,8 +190,9 @@ impl Reloader {
             ));
         }
         let current = self.snapshots.load_full();
-        let next = Snapshot::load(Arc::new(config), &self.resources, current.version + 1)
-            .map_err(|e| e.to_string())?;
+        let next =
+            crate::check::load_snapshot(Arc::new(config), &self.resources, current.version + 1)
+                .map_err(|e| e.to_string())?;
         if next.content_hash == current.content_hash {
             return Ok(Reloaded::Unchanged {
                 version: current.version,

@@ -2,14 +2,13 @@
 //! with their type filters, outbound adapter and lane. Built by `snapshot.rs` from a
 //! validated config; stateful parts (lifecycle, lanes) are handles on state kept outside.
 
-use crate::adapters::Outbound;
-use crate::adapters::http_out::HttpOutbound;
-use crate::adapters::webhook::verify::Verifier;
 use crate::config::{Ack, OnTimeout};
 use crate::delivery::lane::Lane;
 use crate::lifecycle::Lifecycle;
-use crate::mapping::VendorMapping;
 use crate::mapping::encode::type_matches;
+use crate::model::outbound::Outbound;
+use crate::model::verify::Verifier;
+use crate::outbound::http::HttpOutbound;
 use std::sync::Arc;
 
 /// A destination at run time.
@@ -23,7 +22,7 @@ pub struct Destination {
     /// Receiver URL (HTTP destinations; empty for hubs).
     pub url: String,
     /// The SignalR hub, for hub destinations.
-    pub hub: Option<Arc<crate::adapters::signalr::hub::Hub>>,
+    pub hub: Option<Arc<crate::outbound::signalr::hub::Hub>>,
     /// How long a deferred message may wait for a receiver before it is dead-lettered.
     pub undeliverable_after: std::time::Duration,
     /// Type patterns it accepts.
@@ -84,9 +83,8 @@ pub struct Route {
     /// routes may well receive the same vendor event (two subscriptions) and each must
     /// deliver it.
     pub lifecycle: Lifecycle,
-    /// Pokes this route's RingCentral subscription keeper (a renewal reminder arrived), when
-    /// it has one.
-    pub keeper: Option<Arc<tokio::sync::Notify>>,
+    /// The hook an adapter registered for this route (RingCentral's renewal reminders).
+    pub hook: Option<Arc<dyn crate::model::inbound::RouteHook>>,
 }
 
 impl std::fmt::Debug for Route {
@@ -98,15 +96,4 @@ impl std::fmt::Debug for Route {
             .field("destinations", &self.destinations)
             .finish()
     }
-}
-
-/// The headers a vendor carries a shared token in, from its `vendor.yaml`.
-pub fn token_headers(vendor: Option<&VendorMapping>) -> Vec<String> {
-    vendor
-        .map(|v| [&v.verification_header, &v.handshake_header])
-        .into_iter()
-        .flatten()
-        .flatten()
-        .cloned()
-        .collect()
 }

@@ -6,16 +6,16 @@
 //! lanes per destination, the queue, the HTTP connection pool) lives in [`Resources`] and is
 //! only referenced from here.
 
-use crate::adapters::Outbound;
-use crate::adapters::http_out::{self, HttpOutbound};
-use crate::adapters::signalr::hub::{Hub, Hubs};
-use crate::adapters::webhook::verify::Verifier;
 use crate::config::{self, Ack, Config, DestinationConfig, EnvString, OnTimeout, RouteConfig};
 use crate::delivery::lane::{LaneSettings, Lanes};
 use crate::lifecycle::Lifecycles;
 use crate::mapping::schema::PayloadKind;
 use crate::mapping::{AUTO, MappingSet, Problems};
-use crate::route::{Destination, Route, token_headers};
+use crate::model::inbound::RouteHooks;
+use crate::model::outbound::Outbound;
+use crate::outbound::http::{self, HttpOutbound};
+use crate::outbound::signalr::hub::{Hub, Hubs};
+use crate::route::{Destination, Route};
 use crate::telemetry::tail::Tail;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -51,57 +51,21 @@ pub struct Resources {
     pub hubs: Arc<Hubs>,
     /// The live tail.
     pub tail: Tail,
-    /// RingCentral subscription keepers by route (they outlive snapshots).
-    pub keepers: Arc<Keepers>,
-}
-
-/// A keeper's status, shared between the keeper and whoever shows it.
-type SharedStatus = Arc<std::sync::Mutex<crate::adapters::ringcentral::keeper::KeeperStatus>>;
-
-/// The RingCentral subscription keepers' handles, by route name.
-#[derive(Default)]
-pub struct Keepers(std::sync::Mutex<Vec<(String, Arc<tokio::sync::Notify>, SharedStatus)>>);
-
-impl Keepers {
-    /// Registers a route's keeper.
-    pub fn add(&self, route: &str, poke: Arc<tokio::sync::Notify>, status: SharedStatus) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((route.to_string(), poke, status));
-    }
-
-    /// The poke of `route`'s keeper.
-    pub fn poke(&self, route: &str) -> Option<Arc<tokio::sync::Notify>> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .find(|(name, ..)| name == route)
-            .map(|(_, poke, _)| poke.clone())
-    }
-
-    /// Every keeper's status, in registration order.
-    pub fn statuses(&self) -> Vec<crate::adapters::ringcentral::keeper::KeeperStatus> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|(_, _, status)| status.lock().unwrap_or_else(|e| e.into_inner()).clone())
-            .collect()
-    }
+    /// Route hooks by route name, registered by the adapters that need code for a vendor
+    /// (they outlive snapshots).
+    pub hooks: Arc<RouteHooks>,
 }
 
 impl Resources {
     /// Fresh resources with their own HTTP client.
     pub fn new() -> Result<Resources, String> {
         Ok(Resources {
-            http: http_out::shared_client()?,
+            http: http::shared_client()?,
             lanes: Arc::default(),
             lifecycles: Arc::default(),
             hubs: Arc::default(),
             tail: Tail::default(),
-            keepers: Arc::default(),
+            hooks: Arc::default(),
         })
     }
 
@@ -115,7 +79,7 @@ impl Resources {
             lifecycles: Arc::default(),
             hubs: Arc::default(),
             tail: Tail::default(),
-            keepers: Arc::default(),
+            hooks: Arc::default(),
         }
     }
 }
@@ -147,49 +111,9 @@ impl std::fmt::Debug for Snapshot {
     }
 }
 
-/// Loads the mappings a config names and validates the config against them, then runs every
-/// mapping case. Pure apart from reading the mappings folder: `callgate check --config`,
-/// `serve` and every reload run exactly this.
-pub fn prepare(config: &Config) -> Result<Arc<MappingSet>, BuildError> {
-    let mappings = Arc::new(MappingSet::load(&config.mappings).map_err(BuildError::Mappings)?);
-    let problems = config::validate(config, &mappings);
-    if !problems.is_empty() {
-        return Err(BuildError::Config(problems));
-    }
-    let failures: Vec<String> = crate::cases::run_all(&mappings)
-        .into_iter()
-        .filter(|r| !r.passed())
-        .map(|r| {
-            format!(
-                "{}: case `{}`: {}",
-                r.file.display(),
-                r.name,
-                r.failures.join("; ")
-            )
-        })
-        .collect();
-    if !failures.is_empty() {
-        return Err(BuildError::Cases(failures));
-    }
-    Ok(mappings)
-}
-
 impl Snapshot {
-    /// Validates `config` (see [`prepare`]) and builds its snapshot.
-    pub fn load(
-        config: Arc<Config>,
-        resources: &Resources,
-        version: u64,
-    ) -> Result<Snapshot, BuildError> {
-        let mappings = prepare(&config)?;
-        let mut snapshot = Snapshot::build(config, mappings, resources, version)?;
-        snapshot.content_hash =
-            content_hash(&format!("{:?}", snapshot.config), &snapshot.config.mappings);
-        Ok(snapshot)
-    }
-
     /// Builds the run-time routes and destinations of a validated config (its content hash
-    /// left empty: [`Snapshot::load`] computes it).
+    /// left empty: [`crate::check::load_snapshot`] computes it).
     pub fn build(
         config: Arc<Config>,
         mappings: Arc<MappingSet>,
@@ -304,6 +228,18 @@ impl Snapshot {
     }
 }
 
+impl crate::delivery::worker::Targets for Snapshot {
+    fn target(&self, key: &str) -> Option<crate::delivery::worker::Target<'_>> {
+        self.destinations
+            .get(key)
+            .map(|d| crate::delivery::worker::Target {
+                lane: &d.lane,
+                outbound: d.outbound.as_ref(),
+                undeliverable_after: d.undeliverable_after,
+            })
+    }
+}
+
 fn destination(
     route: &RouteConfig,
     d: &DestinationConfig,
@@ -320,7 +256,7 @@ fn destination(
             );
             // Messages are stored with the URL as written, `${NAME}` unresolved and without
             // userinfo: the HTTP adapter puts the secrets back at send time.
-            let url = http_out::without_userinfo(url.raw()).to_string();
+            let url = http::without_userinfo(url.raw()).to_string();
             (url, http.clone(), Some(http), None)
         }
         (None, Some(hub)) => {
@@ -384,7 +320,10 @@ fn route(
         name: r.name.clone(),
         path: r.path.clone(),
         from: r.from.clone(),
-        verifier: Verifier::new(r.auth.as_ref(), &token_headers(source)),
+        verifier: config::verifier(
+            r.auth.as_ref(),
+            &source.map(|v| v.token_headers()).unwrap_or_default(),
+        ),
         ack: r.ack,
         on_timeout: r.on_timeout,
         destinations,
@@ -394,7 +333,7 @@ fn route(
         fidelity,
         max_events,
         lifecycle: resources.lifecycles.get_or_create(&r.name),
-        keeper: resources.keepers.poke(&r.name),
+        hook: resources.hooks.get(&r.name),
     }
 }
 

@@ -3,13 +3,13 @@
 //! `callgate translate`, the mapping cases, `/admin/translate` and the benchmarks; `serve`
 //! runs the same pipeline, so they cannot drift apart.
 
-use crate::adapters::webhook::verify::Verifier;
 use crate::delivery::{HttpRequest, Request};
 use crate::lifecycle::Verdict;
 use crate::mapping::decode::DecodeError;
 use crate::mapping::schema::PayloadKind;
 use crate::mapping::{AUTO, MappingSet};
 use crate::model::params::{BadEscape, parse_url_params};
+use crate::model::verify::Verifier;
 use crate::pipeline::{self, Fate, PipelineError, Routing};
 use crate::route::Route;
 use crate::snapshot::Snapshot;
@@ -237,10 +237,11 @@ impl Translator {
                 Ok((payload.value.clone(), payload.params))
             })
             .map_err(|e| TranslateError::Render(e.to_string()))?;
-        let accepted =
-            pipeline::accept(&self.snapshot, &self.route, &inbound).map_err(|e| match e {
+        let accepted = pipeline::accept(&self.snapshot.mappings, &self.route, &inbound).map_err(
+            |e| match e {
                 PipelineError::Detect(e) | PipelineError::Decode(e) => TranslateError::Decode(e),
-            })?;
+            },
+        )?;
         accepted.commit();
         let mut outcomes = Vec::with_capacity(accepted.fates.len());
         for fate in accepted.fates {

@@ -3,7 +3,7 @@
 //! negotiate responses. Input: one byte giving the frame length, then the stream.
 #![no_main]
 
-use callgate::adapters::signalr::protocol::{
+use callgate::outbound::signalr::protocol::{
     Framer, HandshakeRequest, HandshakeResponse, HubMessage, Negotiated,
 };
 use libfuzzer_sys::fuzz_target;

@@ -5,7 +5,7 @@
 #![no_main]
 
 use axum::http::{HeaderMap, HeaderValue, Method, header::CONTENT_TYPE};
-use callgate::adapters::webhook::read_payload;
+use callgate::model::inbound::read_payload;
 use callgate::model::params::{parse_url_params, parse_urlencoded};
 use libfuzzer_sys::fuzz_target;
 

@@ -3,9 +3,9 @@
 //! validation against the mappings before anything opens a socket.
 
 use super::{Ack, Config, EnvString, InboundAuth, OutboundAuth, StoreConfig};
-use crate::adapters::standard_webhooks::Secret;
 use crate::mapping::AUTO;
 use crate::mapping::MappingSet;
+use crate::model::standard_webhooks::Secret;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
@@ -362,7 +362,9 @@ fn problems(config: &Config, mappings: &MappingSet) -> Vec<String> {
             let source = (route.from != AUTO)
                 .then(|| mappings.vendor(&route.from))
                 .flatten();
-            if auth.verification_token.is_some() && crate::route::token_headers(source).is_empty() {
+            if auth.verification_token.is_some()
+                && source.is_none_or(|v| v.token_headers().is_empty())
+            {
                 problems.push(format!(
                     "{at}: verification_token needs a source vendor whose vendor.yaml names a \
                      verification_header (e.g. ringcentral); use `header: {{name, value}}` otherwise"
@@ -537,7 +539,7 @@ fn problems(config: &Config, mappings: &MappingSet) -> Vec<String> {
         match (&source.token_url, &source.hub_url, &source.token) {
             (Some(url), None, None) => check_url(&at, url.value(), &mut problems),
             (None, Some(hub), Some(token)) => {
-                if let Err(e) = crate::adapters::signalr::endpoint::hub_base(hub.value()) {
+                if let Err(e) = super::hub_base(hub.value()) {
                     problems.push(format!("{at}: {e}"));
                 }
                 if token.value().is_empty() {

@@ -3,7 +3,12 @@
 
 pub mod lines;
 pub mod load;
+#[cfg(test)]
+mod verifier_tests;
 
+use crate::model::standard_webhooks::Secret;
+use crate::model::verify::Verifier;
+use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
@@ -483,7 +488,7 @@ pub struct StandardWebhooksVerify {
 }
 
 fn default_signature_tolerance() -> Duration {
-    crate::adapters::standard_webhooks::DEFAULT_TOLERANCE
+    crate::model::standard_webhooks::DEFAULT_TOLERANCE
 }
 
 /// How a destination signs what it sends: exactly one scheme.
@@ -760,6 +765,75 @@ fn durations<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error>
             ))),
         })
         .collect()
+}
+
+/// The verifier a route's `auth` configures. `token_headers` are the headers the source
+/// vendor carries a shared token in (empty for vendors that declare none: config
+/// validation refuses `verification_token` there).
+pub fn verifier(auth: Option<&InboundAuth>, token_headers: &[String]) -> Verifier {
+    let Some(auth) = auth else {
+        return Verifier::Open;
+    };
+    if let Some(token) = &auth.verification_token {
+        Verifier::VerificationToken {
+            headers: token_headers
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+            secret: token.value().as_bytes().to_vec(),
+        }
+    } else if let Some(basic) = &auth.basic {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            basic.username.value(),
+            basic.password.value()
+        ));
+        Verifier::Basic(encoded.into_bytes())
+    } else if let Some(token) = &auth.bearer {
+        Verifier::Bearer(token.value().as_bytes().to_vec())
+    } else if let Some(header) = &auth.header {
+        Verifier::Header(
+            header.name.to_ascii_lowercase(),
+            header.value.value().as_bytes().to_vec(),
+        )
+    } else if let Some(sw) = &auth.standard_webhooks {
+        // Config validation refused secrets that do not parse.
+        Verifier::StandardWebhooks {
+            secrets: sw
+                .secrets
+                .iter()
+                .filter_map(|s| Secret::parse(s.value()).ok())
+                .collect(),
+            tolerance: sw.tolerance,
+        }
+    } else {
+        Verifier::Open
+    }
+}
+
+/// Normalises a hub endpoint to the `http(s)` base the client negotiates against:
+/// `wss://` → `https://`, `ws://` → `http://`, no scheme → `https://`.
+pub fn hub_base(endpoint: &str) -> Result<reqwest::Url, String> {
+    let endpoint = endpoint.trim();
+    let with_scheme = if let Some(rest) = endpoint.strip_prefix("wss://") {
+        format!("https://{rest}")
+    } else if let Some(rest) = endpoint.strip_prefix("ws://") {
+        format!("http://{rest}")
+    } else if endpoint.starts_with("https://") || endpoint.starts_with("http://") {
+        endpoint.to_string()
+    } else if endpoint.contains("://") {
+        return Err(format!(
+            "hub endpoint `{endpoint}`: the scheme must be wss, ws, https or http"
+        ));
+    } else {
+        format!("https://{endpoint}")
+    };
+    let url =
+        reqwest::Url::parse(&with_scheme).map_err(|e| format!("hub endpoint `{endpoint}`: {e}"))?;
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("hub endpoint `{endpoint}` has no host"));
+    }
+    Ok(url)
 }
 
 #[cfg(test)]

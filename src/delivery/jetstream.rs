@@ -28,8 +28,9 @@
 
 use super::{
     AttemptLog, BoxFuture, Consumer, DeadLetter, DeadLetters, Enqueued, EventBatch, Lease, Leased,
-    Message, Producer, QueueError, Request, Settlement, SharedEntries, SharedTable, hex16, now_ms,
+    Message, Producer, QueueError, Request, Settlement, SharedEntries, SharedTable, hex16,
 };
+use crate::model::clock::now_ms;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind, consumer, stream};
 use futures_util::StreamExt;

@@ -8,8 +8,8 @@
 //! snapshot, keyed by `route/destination`, so a reload keeps their state when their settings
 //! do not change. Time comes through `tokio::time`, so tests run on paused time.
 
-use crate::adapters::AttemptOutcome;
 use crate::config::DestinationConfig;
+use crate::model::outbound::AttemptOutcome;
 use crate::telemetry::metrics as m;
 use governor::clock::Clock;
 use governor::middleware::NoOpMiddleware;

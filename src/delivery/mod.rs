@@ -4,20 +4,15 @@
 
 pub mod jetstream;
 pub mod lane;
-pub mod message;
 pub mod sqlite;
 pub mod worker;
 
-pub use message::{HttpRequest, HubPush, Message, Request};
+pub use crate::model::message::{HttpRequest, HubPush, Message, Request};
+pub use crate::model::outbound::BoxFuture;
 
 use crate::config::{DeliveryConfig, StoreConfig};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// A boxed future, so that the queue traits can be used as trait objects.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+use std::time::Duration;
 
 /// Why the store failed. Intake answers 503; workers log and retry later.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -356,14 +351,6 @@ pub fn check_store(store: &StoreConfig) -> Result<(), String> {
     }
 }
 
-/// Now as Unix milliseconds.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
-
 /// A duration in milliseconds, saturating.
 pub fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
@@ -373,6 +360,7 @@ pub fn ms(d: Duration) -> i64 {
 #[cfg(test)]
 pub(crate) mod suite {
     use super::*;
+    use crate::model::clock::now_ms;
 
     pub(crate) fn message(partition: &str, n: u32) -> NewMessage {
         NewMessage {

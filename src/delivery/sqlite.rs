@@ -9,8 +9,9 @@
 
 use super::{
     AttemptLog, BoxFuture, Consumer, DeadLetter, DeadLetters, Enqueued, EventBatch, Lease, Leased,
-    Message, Producer, QueueError, Request, Settlement, ms, now_ms,
+    Message, Producer, QueueError, Request, Settlement, ms,
 };
+use crate::model::clock::now_ms;
 use crate::telemetry::metrics as m;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;

@@ -3,16 +3,19 @@
 //! settle the lease: acknowledged, retried after the schedule's wait, deferred (the lane said
 //! not now: no attempt spent), or dead. Waits come through `tokio::time`.
 //!
-//! Each attempt runs on the snapshot current when it started; a message whose destination a
-//! reload removed goes to the dead letters, from where it can be replayed once it is back.
+//! Each attempt runs on the destinations current when it started ([`Targets`], which the
+//! gateway hands in: the snapshot); a message whose destination a reload removed goes to the
+//! dead letters, from where it can be replayed once it is back. Delivery never names a
+//! transport: it sends through `dyn Outbound`.
 
 use super::lane::Admission;
-use super::{AttemptLog, Consumer, Leased, Settlement, Store, now_ms};
-use crate::adapters::AttemptOutcome;
-use crate::snapshot::Snapshot;
+use super::{AttemptLog, Consumer, Leased, Settlement, Store};
+use crate::delivery::lane::Lane;
+use crate::model::clock::now_ms;
+use crate::model::outbound::AttemptOutcome;
+use crate::model::outbound::Outbound;
 use crate::telemetry::metrics as m;
 use crate::telemetry::tail::{Entry, Tail, rfc3339_in};
-use arc_swap::ArcSwap;
 use rand::Rng;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,10 +47,29 @@ impl RetryPolicy {
     }
 }
 
+/// What a worker delivers a message to: its destination's lane, transport and patience.
+pub struct Target<'a> {
+    /// The destination's lane (rate limit, in-flight cap, breaker).
+    pub lane: &'a Lane,
+    /// The transport that sends its messages.
+    pub outbound: &'a dyn Outbound,
+    /// How long a deferred message may wait for a receiver before it is dead-lettered.
+    pub undeliverable_after: Duration,
+}
+
+/// The destinations of one configuration, by key (`route/destination`).
+pub trait Targets: Send + Sync {
+    /// The destination `key`, or `None` when the configuration has none by that key.
+    fn target(&self, key: &str) -> Option<Target<'_>>;
+}
+
+/// The destinations current now (the gateway's snapshot, swapped on reload).
+pub type CurrentTargets = Arc<dyn Fn() -> Arc<dyn Targets> + Send + Sync>;
+
 /// Runs the delivery loop until `stop` turns true, then waits for attempts in flight.
 pub async fn run(
     store: Store,
-    snapshots: Arc<ArcSwap<Snapshot>>,
+    targets: CurrentTargets,
     policy: RetryPolicy,
     workers: usize,
     wake: Arc<Notify>,
@@ -68,10 +90,11 @@ pub async fn run(
                             break;
                         };
                         let consumer = store.consumer.clone();
-                        let snapshot = snapshots.load_full();
+                        let targets = targets();
                         let (policy, wake, tail) = (policy.clone(), wake.clone(), tail.clone());
                         tokio::spawn(async move {
-                            attempt(consumer.as_ref(), &snapshot, &policy, &tail, leased).await;
+                            attempt(consumer.as_ref(), targets.as_ref(), &policy, &tail, leased)
+                                .await;
                             drop(permit);
                             // The call's next message may be due now.
                             wake.notify_one();
@@ -96,7 +119,7 @@ pub async fn run(
 /// destination, delivery id, event id, call id and attempt.
 pub async fn attempt(
     consumer: &dyn Consumer,
-    snapshot: &Snapshot,
+    targets: &dyn Targets,
     policy: &RetryPolicy,
     tail: &Tail,
     leased: Leased,
@@ -110,14 +133,14 @@ pub async fn attempt(
         call_id = %leased.message.partition,
         attempt = leased.attempts + 1,
     );
-    attempt_in_span(consumer, snapshot, policy, tail, leased)
+    attempt_in_span(consumer, targets, policy, tail, leased)
         .instrument(span)
         .await
 }
 
 async fn attempt_in_span(
     consumer: &dyn Consumer,
-    snapshot: &Snapshot,
+    targets: &dyn Targets,
     policy: &RetryPolicy,
     tail: &Tail,
     leased: Leased,
@@ -129,7 +152,7 @@ async fn attempt_in_span(
         created_at,
     } = leased;
     let key = message.destination_key();
-    let Some(dest) = snapshot.destination(&key) else {
+    let Some(dest) = targets.target(&key) else {
         tracing::warn!("destination no longer configured: dead letter");
         let log = AttemptLog {
             at: now_ms(),

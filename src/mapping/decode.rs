@@ -6,7 +6,7 @@
 
 use super::path::CompiledPath;
 use super::value::{ConvertError, Scope, ValueExpr, text};
-use crate::event::{CallEvent, CallState, SPEC_VERSION};
+use crate::model::event::{CallEvent, CallState, SPEC_VERSION};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 

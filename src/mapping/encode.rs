@@ -7,7 +7,7 @@
 
 use super::fidelity;
 use super::helpers::{QUERY_VALUE, json_escape, percent_escape};
-use crate::event::CallEvent;
+use crate::model::event::CallEvent;
 use handlebars::{Context, Handlebars};
 use percent_encoding::{percent_decode_str, utf8_percent_encode};
 use serde_json::{Map, Value};

@@ -180,6 +180,16 @@ impl VendorMapping {
         fields
     }
 
+    /// The headers this vendor carries a shared token in (its `verification_header` and
+    /// `handshake_header`; RingCentral `Verification-Token`, `Validation-Token`).
+    pub fn token_headers(&self) -> Vec<String> {
+        [&self.verification_header, &self.handshake_header]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect()
+    }
+
     /// Whether the vendor can be decoded from.
     pub fn can_decode(&self) -> bool {
         self.decoder.is_some() || self.payload == PayloadKind::Canonical

@@ -6,10 +6,10 @@
 //! `Authorization: Bearer <token>`.
 
 use super::playground;
-use crate::adapters::signalr::hub::{Claims, issue_token};
 use crate::delivery::{DeadLetters, QueueError};
 use crate::mapping::helpers::guid_for;
-use crate::problem::Problem;
+use crate::model::problem::Problem;
+use crate::outbound::signalr::hub::{Claims, issue_token};
 use crate::reload::{Reloaded, Reloader, Trigger};
 use crate::telemetry::metrics;
 use crate::telemetry::tail::Tail;
@@ -40,7 +40,7 @@ pub struct Admin {
     /// The live tail (`/admin/tail`).
     pub tail: Tail,
     /// RingCentral subscription keepers (`/admin/ringcentral`).
-    pub keepers: Arc<crate::snapshot::Keepers>,
+    pub keepers: Arc<crate::inbound::ringcentral::keeper::Keepers>,
 }
 
 type AdminState = Arc<Admin>;
@@ -338,7 +338,7 @@ async fn rte_token(
     };
     let claims = Claims {
         sub: user,
-        exp: (crate::delivery::now_ms() / 1000) as u64 + ttl.as_secs(),
+        exp: (crate::model::clock::now_ms() / 1000) as u64 + ttl.as_secs(),
         entities,
     };
     let token = issue_token(secret.value().as_bytes(), &claims);

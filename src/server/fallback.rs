@@ -1,7 +1,7 @@
 //! The fallback reverse proxy: a request no route matches goes to the legacy receiver
 //! unchanged (method, path, query, headers, body), and its reply comes back unchanged.
 
-use crate::problem::Problem;
+use crate::model::problem::Problem;
 use axum::body::{Body, to_bytes};
 use axum::extract::Request;
 use axum::http::{HeaderMap, StatusCode};

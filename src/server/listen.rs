@@ -2,7 +2,7 @@
 //! rest wait in the kernel's backlog), each served by hyper's HTTP/1.1 with a header read
 //! timeout that also closes idle keep-alive connections, drained gracefully on stop.
 
-use crate::problem::Problem;
+use crate::model::problem::Problem;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;

@@ -8,11 +8,11 @@ pub mod listen;
 pub mod playground;
 pub mod tail;
 
-use crate::adapters::signalr::client::SourceState;
-use crate::adapters::webhook::handler;
 use crate::delivery::Producer;
+use crate::inbound::signalr::client::SourceState;
+use crate::inbound::webhook;
 use crate::intake::Intake;
-use crate::problem::Problem;
+use crate::model::problem::Problem;
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
 use axum::Router;
@@ -42,7 +42,7 @@ pub fn health(
     producer: Arc<dyn Producer>,
     ready: Arc<AtomicBool>,
     sources: Vec<SourceState>,
-    keepers: Arc<crate::snapshot::Keepers>,
+    keepers: Arc<crate::inbound::ringcentral::keeper::Keepers>,
 ) -> Router {
     Router::new()
         .route(
@@ -151,7 +151,7 @@ async fn dispatch(State(public): State<Arc<Public>>, request: Request) -> Respon
         return hub.handle(request).await;
     }
     if let Some(route) = snapshot.route_for_path(request.uri().path()).cloned() {
-        return handler::handle(&public.intake, public.max_body, &snapshot, &route, request).await;
+        return webhook::handle(&public.intake, public.max_body, &snapshot, &route, request).await;
     }
     match &snapshot.config.fallback {
         Some(base) => fallback::forward(&public.http, base.value(), public.max_body, request).await,

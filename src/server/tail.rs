@@ -3,7 +3,7 @@
 //! `data:` its JSON (`telemetry/tail.rs`). A subscriber first gets the kept records that pass
 //! its filters (after `Last-Event-ID` when it reconnects), then each new one.
 
-use crate::problem::Problem;
+use crate::model::problem::Problem;
 use crate::telemetry::tail::{Entry, Filter, Record, Tail};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};

@@ -69,7 +69,7 @@ pub fn type_label(event_type: &str, source_vendor: &str) -> std::borrow::Cow<'st
     use std::borrow::Cow;
     // A canonical type is labelled with the table's own `&'static str`: no allocation on
     // the hot path.
-    match crate::event::CANONICAL_TYPES
+    match crate::model::event::CANONICAL_TYPES
         .iter()
         .find(|t| **t == event_type)
     {

@@ -6,7 +6,7 @@
 
 use crate::harness::{client, config_text, gateway, get_json, post};
 use crate::support::{fixtures, root};
-use callgate::adapters::signalr::hub::{Claims, issue_token};
+use callgate::outbound::signalr::hub::{Claims, issue_token};
 use serde_json::{Value, json};
 use std::process::Stdio;
 use std::time::Duration;
@@ -173,7 +173,7 @@ async fn bad_expired_or_missing_tokens_get_401() {
     let dir = tempfile::tempdir().unwrap();
     let gw = gateway(&config_text(dir.path(), "", &hub_routes(""))).await;
     let url = format!("http://{}/rte", gw.addr);
-    let now = callgate::delivery::now_ms() as u64 / 1000;
+    let now = callgate::model::clock::now_ms() as u64 / 1000;
     let claims = |exp| Claims {
         sub: "u".into(),
         exp,
@@ -224,7 +224,7 @@ async fn bad_expired_or_missing_tokens_get_401() {
 async fn raw_socket(
     gw: &callgate::gateway::Gateway,
 ) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
-    let now = callgate::delivery::now_ms() as u64 / 1000;
+    let now = callgate::model::clock::now_ms() as u64 / 1000;
     let token = issue_token(
         SECRET.as_bytes(),
         &Claims {

@@ -8,6 +8,7 @@ mod crash;
 mod deploy;
 mod flows;
 mod harness;
+mod house;
 mod hub;
 mod integrity;
 mod lanes;

@@ -79,7 +79,7 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
 
 fn arbitrary_event() -> impl Strategy<Value = CallEvent> {
     let types = prop::sample::select(
-        callgate::event::CANONICAL_TYPES
+        callgate::model::event::CANONICAL_TYPES
             .iter()
             .copied()
             .chain([

@@ -6,7 +6,7 @@
 
 use crate::cases;
 use crate::explain::{self, ExplainRequest};
-use crate::problem::Problem;
+use crate::model::problem::Problem;
 use crate::reload::Reloader;
 use crate::translate::Translator;
 use axum::Router;

@@ -4,10 +4,11 @@
 
 pub mod classify;
 
-use crate::adapters::standard_webhooks::{self, Secret};
-use crate::adapters::{Attempt, Outbound};
 use crate::config::DestinationConfig;
-use crate::delivery::{BoxFuture, Message, Request};
+use crate::model::message::{Message, Request};
+use crate::model::outbound::BoxFuture;
+use crate::model::outbound::{Attempt, Outbound};
+use crate::model::standard_webhooks::{self, Secret};
 use base64::Engine;
 use classify::{AttemptResult, classify};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
@@ -173,7 +174,7 @@ impl HttpOutbound {
                 &message.destination,
                 &message.event_id,
             );
-            let timestamp = crate::delivery::now_ms() / 1000;
+            let timestamp = crate::model::clock::now_ms() / 1000;
             let body = request.body.as_deref().unwrap_or_default();
             builder = builder
                 .header(

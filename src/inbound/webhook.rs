@@ -2,14 +2,14 @@
 //! verify → [`pipeline::accept`] → [`Intake::submit`] → an HTTP reply. Every refusal is an
 //! RFC 9457 problem naming what was wrong.
 
-use super::{InboundError, PayloadError, read_payload};
-use crate::adapters::http_out::Reply;
 use crate::delivery::QueueError;
 use crate::intake::{IngestError, Intake, SubmitError, Submitted};
 use crate::mapping::AUTO;
 use crate::mapping::decode::DecodeError;
+use crate::model::inbound::{InboundError, PayloadError, read_payload};
+use crate::model::problem::Problem;
+use crate::outbound::http::Reply;
 use crate::pipeline::PipelineError;
-use crate::problem::Problem;
 use crate::route::Route;
 use crate::snapshot::Snapshot;
 use crate::telemetry::metrics as m;
@@ -202,15 +202,8 @@ async fn receive(
         }
     };
 
-    if let Some(keeper) = &route.keeper
-        && crate::adapters::ringcentral::keeper::is_renewal_reminder(inbound.payload())
-    {
-        tracing::info!(route = %route.name, "subscription renewal reminder: the keeper looks now");
-        keeper.notify_one();
-        return Ok(json_response(
-            StatusCode::OK,
-            json!({"status": "renewal reminder taken by the subscription keeper"}),
-        ));
+    if let Some(status) = route.hook.as_ref().and_then(|h| h.intercept(&inbound)) {
+        return Ok(json_response(StatusCode::OK, json!({ "status": status })));
     }
     let (accepted, submitted) =
         intake

@@ -563,6 +563,16 @@ impl Negotiated {
     }
 }
 
+/// The member `name` of a JSON object, its key matched in any case: RTE's keys arrive in
+/// PascalCase, camelCase or upper case (protocols.md §2.1, §2.5).
+pub fn member<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
+    value
+        .as_object()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

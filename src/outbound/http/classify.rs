@@ -2,7 +2,7 @@
 //! (when), or dead letter, with the metric label that says why (DESIGN.md §7,
 //! linkerd2-proxy style).
 
-use crate::adapters::AttemptOutcome;
+use crate::model::outbound::AttemptOutcome;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use std::time::Duration;

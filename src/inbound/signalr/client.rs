@@ -6,10 +6,13 @@
 //! token, re-subscribing each time: RTE keeps no subscriptions across connections, and
 //! replays nothing sent while callgate was away.
 
-use super::endpoint::{RteToken, hub_base, negotiate_url, reconnect_delay, websocket_url};
-use super::protocol::{Framer, HandshakeRequest, HandshakeResponse, HubMessage, Negotiated};
+use super::endpoint::{RteToken, negotiate_url, reconnect_delay, websocket_url};
+use crate::config::hub_base;
 use crate::config::{OutboundAuth, SourceConfig};
 use crate::intake::Intake;
+use crate::outbound::signalr::protocol::{
+    Framer, HandshakeRequest, HandshakeResponse, HubMessage, Negotiated,
+};
 use crate::snapshot::Snapshot;
 use crate::telemetry::metrics as m;
 use arc_swap::ArcSwap;

@@ -2,19 +2,11 @@
 //! response, endpoint normalisation, the negotiate and WebSocket URLs the official JS client
 //! builds, and the reconnect schedule. Pure.
 
+use crate::config::hub_base;
+use crate::outbound::signalr::protocol::member;
 use reqwest::Url;
 use serde_json::Value;
 use std::time::Duration;
-
-/// The member `name` of a JSON object, its key matched in any case: RTE's keys arrive in
-/// PascalCase, camelCase or upper case (protocols.md §2.1, §2.5).
-pub fn member<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
-    value
-        .as_object()?
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v)
-}
 
 /// What `GET {api}/token/{userid}/rte/` answers: `{"WssEndpoint": …, "Token": …}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,30 +38,6 @@ impl RteToken {
             token: token.to_string(),
         })
     }
-}
-
-/// Normalises a hub endpoint to the `http(s)` base the client negotiates against:
-/// `wss://` → `https://`, `ws://` → `http://`, no scheme → `https://`.
-pub fn hub_base(endpoint: &str) -> Result<Url, String> {
-    let endpoint = endpoint.trim();
-    let with_scheme = if let Some(rest) = endpoint.strip_prefix("wss://") {
-        format!("https://{rest}")
-    } else if let Some(rest) = endpoint.strip_prefix("ws://") {
-        format!("http://{rest}")
-    } else if endpoint.starts_with("https://") || endpoint.starts_with("http://") {
-        endpoint.to_string()
-    } else if endpoint.contains("://") {
-        return Err(format!(
-            "hub endpoint `{endpoint}`: the scheme must be wss, ws, https or http"
-        ));
-    } else {
-        format!("https://{endpoint}")
-    };
-    let url = Url::parse(&with_scheme).map_err(|e| format!("hub endpoint `{endpoint}`: {e}"))?;
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("hub endpoint `{endpoint}` has no host"));
-    }
-    Ok(url)
 }
 
 /// `{base}/negotiate?…&negotiateVersion=1`: `/negotiate` appended to the path, the base's

@@ -8,7 +8,7 @@
 //! possible gap. The read loop never waits on the pipeline for long, so pings are answered.
 
 use super::platform::{Group, Platform, PlatformError};
-use crate::adapters::signalr::client::SourceState;
+use crate::inbound::signalr::client::SourceState;
 use crate::intake::Intake;
 use crate::snapshot::Snapshot;
 use crate::telemetry::metrics as m;

@@ -1,20 +1,18 @@
-//! Inbound webhooks: turns an HTTP request into a payload (a JSON body, or URL/form
-//! parameters for parameter vendors such as Oracle ISR) and, through the route's verifier,
-//! into a [`VerifiedInbound`] — the only input the pipeline accepts. `handler.rs` is the
-//! HTTP transport around the pipeline.
-
-pub mod handler;
-pub mod verify;
+//! What a transport in hands the core: a payload read from a request (a JSON body, or URL/form
+//! parameters for parameter vendors such as Oracle ISR) that became a [`VerifiedInbound`] by
+//! passing its route's verifier (`verify.rs`) — the only input the pipeline accepts, so
+//! skipping authentication is a type error.
 
 use crate::model::params::parse_urlencoded;
 use axum::http::{HeaderMap, Method, header::CONTENT_TYPE};
 use serde_json::Value;
 
-/// A payload that passed its route's verifier. Only `verify::Verifier::verify` makes one.
+/// A payload that passed its route's verifier. Only [`Verifier::verify`](super::verify::Verifier::verify) makes one.
 #[derive(Debug, Clone)]
 pub struct VerifiedInbound {
-    payload: Value,
-    params: bool,
+    // Visible to `model::verify` alone: nothing else can make one.
+    pub(super) payload: Value,
+    pub(super) params: bool,
 }
 
 impl VerifiedInbound {
@@ -43,12 +41,44 @@ impl VerifiedInbound {
     }
 }
 
+/// Vendor behaviour a route needs code for, registered by its adapter (RingCentral's
+/// subscription renewal reminders): the handler asks it before the pipeline, so the handler,
+/// the snapshot and the routes name no vendor.
+pub trait RouteHook: Send + Sync {
+    /// `Some(status)` when the hook takes this payload itself (it makes no event; the sender
+    /// gets 200 `{"status": status}`), `None` to let it through.
+    fn intercept(&self, inbound: &VerifiedInbound) -> Option<&'static str>;
+}
+
+/// Route hooks by route name; they outlive snapshots (each snapshot's routes look theirs up).
+#[derive(Default)]
+pub struct RouteHooks(std::sync::Mutex<Vec<(String, std::sync::Arc<dyn RouteHook>)>>);
+
+impl RouteHooks {
+    /// Registers `hook` for `route` (replacing an earlier one).
+    pub fn register(&self, route: &str, hook: std::sync::Arc<dyn RouteHook>) {
+        let mut hooks = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        hooks.retain(|(name, _)| name != route);
+        hooks.push((route.to_string(), hook));
+    }
+
+    /// `route`'s hook, if one is registered.
+    pub fn get(&self, route: &str) -> Option<std::sync::Arc<dyn RouteHook>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|(name, _)| name == route)
+            .map(|(_, hook)| hook.clone())
+    }
+}
+
 /// Why a request did not become a [`VerifiedInbound`].
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum InboundError {
     /// The credentials are missing or wrong (401).
     #[error(transparent)]
-    Refused(verify::VerifyError),
+    Refused(super::verify::VerifyError),
     /// The payload could not be read (400).
     #[error(transparent)]
     Payload(PayloadError),

@@ -382,6 +382,64 @@ impl Keeper {
     }
 }
 
+/// A keeper's status, shared between the keeper and whoever shows it.
+type SharedStatus = Arc<Mutex<KeeperStatus>>;
+
+/// The RingCentral subscription keepers' handles, by route name.
+#[derive(Default)]
+pub struct Keepers(Mutex<Vec<(String, Arc<Notify>, SharedStatus)>>);
+
+impl Keepers {
+    /// Registers a route's keeper.
+    pub fn add(&self, route: &str, poke: Arc<Notify>, status: SharedStatus) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((route.to_string(), poke, status));
+    }
+
+    /// The poke of `route`'s keeper.
+    pub fn poke(&self, route: &str) -> Option<Arc<Notify>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|(name, ..)| name == route)
+            .map(|(_, poke, _)| poke.clone())
+    }
+
+    /// Every keeper's status, in registration order.
+    pub fn statuses(&self) -> Vec<KeeperStatus> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(_, _, status)| status.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .collect()
+    }
+}
+
+/// The route hook of a keeper's route: a renewal reminder (RingCentral posts one to the
+/// webhook address before the subscription expires) makes the keeper look now, and is
+/// answered without producing an event.
+pub struct RenewalReminders {
+    /// The keeper's route.
+    pub route: String,
+    /// Wakes the keeper.
+    pub poke: Arc<Notify>,
+}
+
+impl crate::model::inbound::RouteHook for RenewalReminders {
+    fn intercept(&self, inbound: &crate::model::inbound::VerifiedInbound) -> Option<&'static str> {
+        if !is_renewal_reminder(inbound.payload()) {
+            return None;
+        }
+        tracing::info!(route = %self.route, "subscription renewal reminder: the keeper looks now");
+        self.poke.notify_one();
+        Some("renewal reminder taken by the subscription keeper")
+    }
+}
+
 /// Whether a verified RingCentral payload is a subscription's renewal reminder (its `event`
 /// is the reminder filter, `/restapi/v1.0/subscription/~?threshold=…&interval=…`, A.1):
 /// the keeper's business, not an event to translate.

@@ -6,14 +6,15 @@
 //! entity and event. Clients authenticate with HS256 JWTs whose `entities` claim lists the
 //! entity ids they may subscribe to (`*`: any).
 
-use super::endpoint::member;
+use super::protocol::member;
 use super::protocol::{
     DEFAULT_MAX_RECORD, Framer, HandshakeRequest, HandshakeResponse, HubMessage, Negotiated,
 };
-use crate::adapters::{Attempt, AttemptOutcome, Outbound};
-use crate::delivery::{BoxFuture, Message, Request};
 use crate::mapping::helpers::is_guid;
-use crate::problem::Problem;
+use crate::model::message::{Message, Request};
+use crate::model::outbound::BoxFuture;
+use crate::model::outbound::{Attempt, AttemptOutcome, Outbound};
+use crate::model::problem::Problem;
 use axum::extract::FromRequest;
 use axum::extract::ws::{self, WebSocket, WebSocketUpgrade};
 use axum::http::{Method, StatusCode, header};

@@ -29,7 +29,7 @@ pub struct HttpRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Request {
-    /// An HTTP request (`adapters::http_out`).
+    /// An HTTP request (`outbound::http`).
     Http(HttpRequest),
     /// A push to a SignalR hub's subscribers (`adapters::signalr::hub`).
     Hub(HubPush),

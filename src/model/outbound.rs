@@ -1,17 +1,15 @@
-//! Transports, one module per protocol (DESIGN.md §1): inbound webhooks (`webhook`), outbound
-//! HTTP (`http_out`). Vendors are data (`mappings/`); nothing here knows a vendor's fields.
-//!
-//! Outbound transports implement [`Outbound`]: each classifies its own results into one
-//! [`AttemptOutcome`], so the workers never see a status code or a socket error.
+//! The contract of a transport out (DESIGN.md §1): [`Outbound`] sends one [`Message`] and
+//! classifies the result into one [`AttemptOutcome`], so the workers never see a status code
+//! or a socket error. Implementations live in `outbound/`; delivery reaches them only through
+//! this trait.
 
-pub mod http_out;
-pub mod ringcentral;
-pub mod signalr;
-pub mod standard_webhooks;
-pub mod webhook;
-
-use crate::delivery::{BoxFuture, Message};
+use super::message::Message;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
+
+/// A boxed, sendable future (the object-safe return of [`Outbound::send`] and the store traits).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What one attempt to deliver a message came to, as the transport classified it.
 #[derive(Debug, Clone, PartialEq, Eq)]
