@@ -9,8 +9,8 @@
 use axum::http::{HeaderMap, Method};
 use callgate::mapping::DecodeOptions;
 use callgate::model::event::CallEvent;
+use callgate::model::inbound::Verifier;
 use callgate::model::inbound::read_payload;
-use callgate::model::verify::Verifier;
 use callgate::route::Route;
 use callgate::snapshot::Snapshot;
 use callgate::{MappingSet, pipeline};

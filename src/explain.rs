@@ -5,7 +5,7 @@
 
 use crate::delivery::Request;
 use crate::mapping::{Edits, Location, MappingSet, Problem};
-use crate::model::verify::Verifier;
+use crate::model::inbound::Verifier;
 use crate::pipeline::{self, Fate, PipelineError, Routing};
 use crate::translate::{Payload, Translator};
 use axum::http::HeaderMap;

@@ -6,8 +6,8 @@ use crate::config::{Ack, OnTimeout};
 use crate::delivery::lane::Lane;
 use crate::lifecycle::Lifecycle;
 use crate::mapping::encode::type_matches;
+use crate::model::inbound::Verifier;
 use crate::model::outbound::Outbound;
-use crate::model::verify::Verifier;
 use crate::outbound::http::HttpOutbound;
 use std::sync::Arc;
 

@@ -6,8 +6,8 @@ pub mod load;
 #[cfg(test)]
 mod verifier_tests;
 
+use crate::model::inbound::Verifier;
 use crate::model::standard_webhooks::Secret;
-use crate::model::verify::Verifier;
 use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;

@@ -1,7 +1,7 @@
 //! The verifiers a route's `auth` builds, against real requests' headers and bodies.
 
 use super::{BasicAuth, EnvString, HeaderToken, InboundAuth};
-use crate::model::verify::*;
+use crate::model::inbound::*;
 use axum::http::HeaderMap;
 
 fn headers(pairs: &[(&str, &str)]) -> HeaderMap {

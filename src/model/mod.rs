@@ -14,4 +14,3 @@ pub mod params;
 pub mod problem;
 pub mod schema;
 pub mod standard_webhooks;
-pub mod verify;
