@@ -7,15 +7,15 @@ use crate::config::SourceKind;
 use crate::config::{self, Config, ConfigError};
 use crate::delivery::worker::{self, RetryPolicy};
 use crate::delivery::{QueueError, SharedTable, Store, open_store};
-use crate::inbound::ringcentral::keeper::{Keeper, KeeperSettings, Keepers, RenewalReminders};
-use crate::inbound::ringcentral::platform::{Credentials, Platform};
-use crate::inbound::ringcentral::websocket::WebSocketSource;
-use crate::inbound::signalr::client::{self, SourceState};
+use crate::inbound::ringcentral::keeper::{KeeperComponent, Keepers};
+use crate::inbound::ringcentral::websocket::RingcentralWebsocket;
+use crate::inbound::signalr::client::{SignalrSource, SourceStates};
 use crate::intake::Intake;
 use crate::lifecycle::{LegState, LegUpdate, Lifecycles};
 use crate::reload::{Reloader, Trigger, WatchGuard};
 use crate::server::{self, Public, admin};
 use crate::snapshot::{BuildError, Resources, Snapshot};
+use crate::supervisor::{Component, Supervisor};
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -95,46 +95,7 @@ impl Gateway {
                 .await
                 .map_err(StartError::Store)?;
         }
-        // Keepers are registered before the first snapshot, whose routes take their pokes;
-        // they start once the listeners serve (RingCentral validates the address).
         let keepers_registry: Arc<Keepers> = Arc::default();
-        let keepers: Vec<Keeper> = config
-            .routes
-            .iter()
-            .filter_map(|route| {
-                let rc = route.ringcentral.as_ref()?;
-                let keeper = Keeper::new(
-                    platform(
-                        &resources.http,
-                        &rc.server,
-                        [&rc.client_id, &rc.client_secret, &rc.jwt],
-                    ),
-                    KeeperSettings {
-                        route: route.name.clone(),
-                        address: rc.address.clone(),
-                        event_filters: rc.event_filters.clone(),
-                        verification_token: route
-                            .auth
-                            .as_ref()
-                            .and_then(|a| a.verification_token.as_ref())
-                            .map(|t| t.value().to_string()),
-                        expires_in: rc.expires_in,
-                        renew_before: rc.renew_before.unwrap_or(rc.expires_in / 2),
-                        check_every: rc.check_every,
-                    },
-                    store.settings.clone(),
-                );
-                keepers_registry.add(&route.name, keeper.poke(), keeper.status());
-                resources.hooks.register(
-                    &route.name,
-                    Arc::new(RenewalReminders {
-                        route: route.name.clone(),
-                        poke: keeper.poke(),
-                    }),
-                );
-                Some(keeper)
-            })
-            .collect();
         let snapshot = crate::check::load_snapshot(config.clone(), &resources, 1)?;
         let snapshots = Arc::new(ArcSwap::from_pointee(snapshot));
         let wake = Arc::new(Notify::new());
@@ -148,14 +109,7 @@ impl Gateway {
             resources.clone(),
             snapshots.clone(),
         ));
-        let sources: Vec<SourceState> = config
-            .sources
-            .iter()
-            .map(|s| SourceState {
-                name: s.name.clone(),
-                connected: Arc::default(),
-            })
-            .collect();
+        let sources: Arc<SourceStates> = Arc::default();
         let health = server::health(
             store.producer.clone(),
             ready.clone(),
@@ -256,38 +210,35 @@ impl Gateway {
             }
         };
         let mut background = Vec::new();
-        for (source, state) in config.sources.iter().zip(sources) {
-            let task = match (source.kind, &source.ringcentral) {
-                (SourceKind::RingcentralWebsocket, Some(rc)) => {
-                    let ws = WebSocketSource {
-                        name: source.name.clone(),
-                        route: source.route.clone(),
-                        event_filters: source.event_filters.clone(),
-                        platform: platform(
-                            &resources.http,
-                            &rc.server,
-                            [&rc.client_id, &rc.client_secret, &rc.jwt],
-                        ),
-                        snapshots: snapshots.clone(),
-                        intake: intake.clone(),
-                        state,
-                    };
-                    tokio::spawn(ws.run(stop_rx.clone()))
+        // Sources and keepers run under one supervisor, reconciled with the config at start
+        // (once the listeners serve: RingCentral validates a keeper's address) and after every
+        // swap, whichever trigger caused it.
+        let wiring = Wiring {
+            http: resources.http.clone(),
+            snapshots: snapshots.clone(),
+            intake: intake.clone(),
+            sources,
+            keepers: keepers_registry.clone(),
+            hooks: resources.hooks.clone(),
+            memory: store.settings.clone(),
+        };
+        let (swapped, mut configs) = mpsc::unbounded_channel::<Arc<Config>>();
+        reloader.on_swap(swapped);
+        let mut supervisor = Supervisor::default();
+        supervisor.reconcile(wiring.components(&config)).await;
+        let mut stop_supervising = stop_rx.clone();
+        background.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    next = configs.recv() => match next {
+                        Some(config) => { supervisor.reconcile(wiring.components(&config)).await; }
+                        None => break,
+                    },
+                    _ = async { let _ = stop_supervising.wait_for(|s| *s).await; } => break,
                 }
-                _ => tokio::spawn(client::run(
-                    source.clone(),
-                    resources.http.clone(),
-                    snapshots.clone(),
-                    intake.clone(),
-                    state,
-                    stop_rx.clone(),
-                )),
-            };
-            background.push(task);
-        }
-        for keeper in keepers {
-            background.push(tokio::spawn(keeper.run(stop_rx.clone())));
-        }
+            }
+            supervisor.stop_all().await;
+        }));
         let mut stop_upkeep = stop_rx.clone();
         background.push(tokio::spawn(async move {
             tokio::select! {
@@ -366,22 +317,52 @@ impl Gateway {
     }
 }
 
-/// A RingCentral platform client (its own OAuth session) for `server` with the app's
-/// client id, client secret and JWT.
-fn platform(
-    http: &reqwest::Client,
-    server: &str,
-    [client_id, client_secret, jwt]: [&crate::config::EnvString; 3],
-) -> Arc<Platform> {
-    Arc::new(Platform::new(
-        http.clone(),
-        Credentials {
-            server: server.to_string(),
-            client_id: client_id.value().to_string(),
-            client_secret: client_secret.value().to_string(),
-            jwt: jwt.value().to_string(),
-        },
-    ))
+/// What the supervised components are built with: the parts they share with the rest of the
+/// gateway.
+struct Wiring {
+    http: reqwest::Client,
+    snapshots: Arc<ArcSwap<Snapshot>>,
+    intake: Intake,
+    sources: Arc<SourceStates>,
+    keepers: Arc<Keepers>,
+    hooks: Arc<crate::model::inbound::RouteHooks>,
+    memory: Option<Arc<dyn crate::delivery::Settings>>,
+}
+
+impl Wiring {
+    /// The components `config` wants: one per source, one keeper per route with
+    /// `ringcentral:`.
+    fn components(&self, config: &Config) -> Vec<Box<dyn Component>> {
+        let mut wanted: Vec<Box<dyn Component>> = Vec::new();
+        for source in &config.sources {
+            wanted.push(match source.kind {
+                SourceKind::Signalr => Box::new(SignalrSource {
+                    source: source.clone(),
+                    http: self.http.clone(),
+                    snapshots: self.snapshots.clone(),
+                    intake: self.intake.clone(),
+                    states: self.sources.clone(),
+                }),
+                SourceKind::RingcentralWebsocket => Box::new(RingcentralWebsocket {
+                    source: source.clone(),
+                    http: self.http.clone(),
+                    snapshots: self.snapshots.clone(),
+                    intake: self.intake.clone(),
+                    states: self.sources.clone(),
+                }),
+            });
+        }
+        for route in config.routes.iter().filter(|r| r.ringcentral.is_some()) {
+            wanted.push(Box::new(KeeperComponent {
+                route: route.clone(),
+                http: self.http.clone(),
+                memory: self.memory.clone(),
+                keepers: self.keepers.clone(),
+                hooks: self.hooks.clone(),
+            }));
+        }
+        wanted
+    }
 }
 
 /// Scale-out: every committed leg state goes to the store's shared table, and every

@@ -21,6 +21,7 @@ pub mod reload;
 pub mod route;
 pub mod server;
 pub mod snapshot;
+pub mod supervisor;
 pub mod telemetry;
 pub mod translate;
 

@@ -5,7 +5,8 @@
 //!
 //! Triggers: a debounced watch of the config file and the mappings folder, `SIGHUP`, and
 //! `POST /admin/reload`. Reloads run one at a time. Settings that need a restart (`server`,
-//! `store`, `delivery`) are refused with a message saying so.
+//! `store`, `delivery`) are refused with a message saying so; every other section applies,
+//! sources and RingCentral keepers through the gateway's supervisor ([`Reloader::on_swap`]).
 
 use crate::config::{self, Config};
 use crate::snapshot::{Resources, Snapshot, is_mapping_file};
@@ -74,6 +75,8 @@ pub struct Reloader {
     snapshots: Arc<ArcSwap<Snapshot>>,
     status: Mutex<Status>,
     running: tokio::sync::Mutex<()>,
+    /// Told the configuration of every swapped snapshot (the gateway's supervisor).
+    swapped: Mutex<Option<mpsc::UnboundedSender<Arc<Config>>>>,
 }
 
 impl Reloader {
@@ -94,6 +97,7 @@ impl Reloader {
             snapshots,
             status: Mutex::default(),
             running: tokio::sync::Mutex::new(()),
+            swapped: Mutex::default(),
         }
     }
 
@@ -164,6 +168,12 @@ impl Reloader {
         result
     }
 
+    /// From now on, the configuration of every swapped snapshot is sent to `to` (the gateway
+    /// reconciles its sources and keepers with it).
+    pub fn on_swap(&self, to: mpsc::UnboundedSender<Arc<Config>>) {
+        *self.swapped.lock().unwrap_or_else(|e| e.into_inner()) = Some(to);
+    }
+
     fn rebuild(&self) -> Result<Reloaded, String> {
         let config = match &self.path {
             Some(path) => config::load(path).map_err(|e| e.to_string())?,
@@ -199,7 +209,11 @@ impl Reloader {
             });
         }
         let version = next.version;
+        let config = next.config.clone();
         self.snapshots.store(Arc::new(next));
+        if let Some(to) = &*self.swapped.lock().unwrap_or_else(|e| e.into_inner()) {
+            let _ = to.send(config);
+        }
         Ok(Reloaded::Swapped { version })
     }
 

@@ -83,8 +83,6 @@ pub struct Route {
     /// routes may well receive the same vendor event (two subscriptions) and each must
     /// deliver it.
     pub lifecycle: Lifecycle,
-    /// The hook an adapter registered for this route (RingCentral's renewal reminders).
-    pub hook: Option<Arc<dyn crate::model::inbound::RouteHook>>,
 }
 
 impl std::fmt::Debug for Route {

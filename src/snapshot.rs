@@ -99,6 +99,8 @@ pub struct Snapshot {
     routes: Vec<Arc<Route>>,
     by_path: HashMap<String, Arc<Route>>,
     destinations: HashMap<String, Arc<Destination>>,
+    /// Route hooks by route name (shared with the adapters that register them).
+    pub hooks: Arc<RouteHooks>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -156,6 +158,7 @@ impl Snapshot {
             routes,
             by_path,
             destinations,
+            hooks: resources.hooks.clone(),
         })
     }
 
@@ -333,7 +336,6 @@ fn route(
         fidelity,
         max_events,
         lifecycle: resources.lifecycles.get_or_create(&r.name),
-        hook: resources.hooks.get(&r.name),
     }
 }
 

@@ -387,7 +387,7 @@ pub struct RouteConfig {
     #[serde(default)]
     pub to: Vec<DestinationConfig>,
     /// Keep this route's RingCentral webhook subscription (create, renew, recreate when
-    /// blacklisted). Restart-only: a reload does not start or stop keepers.
+    /// blacklisted). A reload that adds, removes or changes it starts, stops or restarts the keeper.
     #[serde(default)]
     pub ringcentral: Option<RingCentralKeeperConfig>,
 }

@@ -202,7 +202,11 @@ async fn receive(
         }
     };
 
-    if let Some(status) = route.hook.as_ref().and_then(|h| h.intercept(&inbound)) {
+    if let Some(status) = snapshot
+        .hooks
+        .get(&route.name)
+        .and_then(|h| h.intercept(&inbound))
+    {
         return Ok(json_response(StatusCode::OK, json!({ "status": status })));
     }
     let (accepted, submitted) =

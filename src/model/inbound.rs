@@ -66,6 +66,14 @@ impl RouteHooks {
         hooks.push((route.to_string(), hook));
     }
 
+    /// Removes `route`'s hook.
+    pub fn remove(&self, route: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(name, _)| name != route);
+    }
+
     /// `route`'s hook, if one is registered.
     pub fn get(&self, route: &str) -> Option<std::sync::Arc<dyn RouteHook>> {
         self.0

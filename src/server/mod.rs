@@ -9,7 +9,7 @@ pub mod playground;
 pub mod tail;
 
 use crate::delivery::Producer;
-use crate::inbound::signalr::client::SourceState;
+use crate::inbound::signalr::client::SourceStates;
 use crate::inbound::webhook;
 use crate::intake::Intake;
 use crate::model::problem::Problem;
@@ -41,7 +41,7 @@ pub struct Public {
 pub fn health(
     producer: Arc<dyn Producer>,
     ready: Arc<AtomicBool>,
-    sources: Vec<SourceState>,
+    sources: Arc<SourceStates>,
     keepers: Arc<crate::inbound::ringcentral::keeper::Keepers>,
 ) -> Router {
     Router::new()
@@ -71,14 +71,9 @@ pub fn health(
                     // A source that is down does not stop webhook intake: it is reported,
                     // and the listener stays ready.
                     let states: serde_json::Map<String, serde_json::Value> = sources
-                        .iter()
-                        .map(|s| {
-                            let up = s.connected.load(Ordering::Relaxed);
-                            (
-                                s.name.clone(),
-                                (if up { "connected" } else { "down" }).into(),
-                            )
-                        })
+                        .list()
+                        .into_iter()
+                        .map(|(name, up)| (name, (if up { "connected" } else { "down" }).into()))
                         .collect();
                     // A subscription keeper that is not active is reported too: the route
                     // still takes webhooks, but RingCentral may stop sending them.

@@ -15,6 +15,8 @@ const LAYERS: &[&[&str]] = &[
     &["mapping", "lifecycle"],
     &["config"],
     &["telemetry"],
+    // The supervisor of long-lived parts (generic: components are built by the gateway).
+    &["supervisor"],
     // The queue and the transports out, beside each other: delivery reaches a transport only
     // through `model::outbound::Outbound`.
     &["delivery", "outbound"],

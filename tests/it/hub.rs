@@ -634,3 +634,75 @@ async fn a_whole_call_crosses_a_hub_and_a_source_in_order() {
     b.shutdown().await;
     a.shutdown().await;
 }
+
+/// A reload applies a changed source: the client source's subscriptions are edited in the
+/// config file and `POST /admin/reload` is called; the independent RTE stand-in sees the
+/// source reconnect and subscribe to the new event, without a restart of the gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_applies_a_changed_source() {
+    use crate::harness::{Receiver, free_port};
+    let port = free_port();
+    let mut hub = Command::new("python3")
+        .arg(root().join("tests/signalr/rte_hub.py"))
+        .arg(port.to_string())
+        .arg(root().join("tests/fixtures/enreach/UserCallInComing.json"))
+        .arg("keep")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 runs (pip install aiosignalr)");
+    let mut lines = BufReader::new(hub.stdout.take().unwrap()).lines();
+    let mut next = async |kind: &str| -> Value {
+        let read = async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                let value: Value = serde_json::from_str(&line).unwrap();
+                if value["kind"] == kind {
+                    return value;
+                }
+            }
+            panic!("the hub ended before {kind}");
+        };
+        tokio::time::timeout(WAIT, read)
+            .await
+            .unwrap_or_else(|_| panic!("no {kind} from the hub"))
+    };
+    next("listening").await;
+
+    let receiver = Receiver::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = |event: &str| {
+        config_text(
+            dir.path(),
+            "",
+            &format!(
+                "routes:\n  - name: rte-in\n    path: /hooks/rte-relay\n    from: enreach\n    to:\n      - {{ name: vidyo, vendor: vidyo, url: '{}' }}\n\
+                 sources:\n  - name: rte\n    kind: signalr\n    route: rte-in\n    token_url: 'http://127.0.0.1:{port}/token/me/rte/'\n    rest_auth: {{ basic: {{ username: u, password: p }} }}\n    subscriptions:\n      - {{ entity_id: '00000000-0000-0000-0000-000000000000', event: {event} }}\n",
+                receiver.url("/vidyo")
+            ),
+        )
+    };
+    let file = dir.path().join("callgate.yaml");
+    std::fs::write(&file, config("UserCallInComing")).unwrap();
+    let gw = callgate::Gateway::start_from_file(&file).await.unwrap();
+    let first = next("subscribe").await;
+    assert_eq!(
+        first["results"][0]["eventName"], "usercallincoming",
+        "{first}"
+    );
+    next("pushed").await;
+
+    std::fs::write(&file, config("UserStatus")).unwrap();
+    let reply = client()
+        .post(format!("http://{}/admin/reload", gw.admin_addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200, "{}", reply.text().await.unwrap());
+    // The source was restarted with its new configuration: a fresh connection and the new
+    // subscription.
+    assert_eq!(next("connected").await["n"], 2);
+    let second = next("subscribe").await;
+    assert_eq!(second["results"][0]["eventName"], "userstatus", "{second}");
+    assert_eq!(second["results"].as_array().unwrap().len(), 1, "{second}");
+    gw.shutdown().await;
+}

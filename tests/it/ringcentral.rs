@@ -493,3 +493,49 @@ async fn hostile_websocket_frames_neither_stop_the_source_nor_lose_the_call() {
     );
     gw.shutdown().await;
 }
+
+/// A reload applies a changed keeper: the route's `event_filters` are edited in the config
+/// file and `POST /admin/reload` is called; the keeper is restarted with them and the
+/// subscription on the platform comes to carry the new filter, without a gateway restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_applies_changed_keeper_filters() {
+    let platform = FakePlatform::start(Duration::from_secs(3600)).await;
+    let receiver = Receiver::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let text = config(dir.path(), "rc-edited", port, &platform, &receiver);
+    let file = dir.path().join("callgate.yaml");
+    std::fs::write(&file, &text).unwrap();
+    let gw = callgate::Gateway::start_from_file(&file).await.unwrap();
+    wait_until("the first subscription", || {
+        platform.with(|s| s.creations == 1)
+    })
+    .await;
+    let presence = "/restapi/v1.0/account/~/extension/~/presence";
+    let has_presence = |s: &crate::rc_platform::PlatformState| {
+        s.subscriptions.iter().any(|sub| {
+            sub["eventFilters"].as_array().is_some_and(|f| {
+                f.iter()
+                    .any(|x| x.as_str().unwrap_or("").ends_with("/presence"))
+            })
+        })
+    };
+    assert!(!platform.with(|s| has_presence(s)));
+    std::fs::write(
+        &file,
+        text.replace("/restapi/v1.0/account/~/extension/~/forbidden", presence),
+    )
+    .unwrap();
+    let reply = crate::harness::client()
+        .post(format!("http://{}/admin/reload", gw.admin_addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200, "{}", reply.text().await.unwrap());
+    wait_until("the subscription with the new filter", || {
+        platform.with(|s| has_presence(s))
+    })
+    .await;
+    assert_eq!(status(gw.admin_addr).await["route"], "rc-edited");
+    gw.shutdown().await;
+}

@@ -4,7 +4,8 @@ Subscribe as the seed describes, and answers each valid subscription with one
 MessageReceived; after the first connection's event it drops the
 connection so the client must reconnect, fetch a fresh token and resubscribe.
 
-Usage: python3 rte_hub.py <port> <data JSON file>
+Usage: python3 rte_hub.py <port> <data JSON file> [keep]
+With `keep`, no connection is dropped (the reload test changes the client's subscriptions).
 Output: one JSON object per line ({kind, ...}) for tests/it/hub.rs to read."""
 
 import asyncio
@@ -19,6 +20,7 @@ from aiosignalr.server.server import SignalRServer
 
 PORT = int(sys.argv[1])
 DATA = json.load(open(sys.argv[2]))
+KEEP = len(sys.argv) > 3 and sys.argv[3] == "keep"
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 EVENTS = {"usercallincoming", "userstatus", "useravailability"}
 state = {"connections": 0, "tokens": 0}
@@ -60,7 +62,7 @@ class Rte(Hub):
                                  "entityId": data["EntityId"], "entityType": "User"},
                 "data": data})
             out(kind="pushed", n=n)
-            if n == 1:
+            if n == 1 and not KEEP:
                 await asyncio.sleep(0.2)
                 await context.close(1011, "going away")
                 out(kind="dropped", n=n)

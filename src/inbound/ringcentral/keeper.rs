@@ -398,6 +398,14 @@ impl Keepers {
             .push((route.to_string(), poke, status));
     }
 
+    /// Forgets `route`'s keeper (it stopped).
+    pub fn remove(&self, route: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(name, ..)| name != route);
+    }
+
     /// The poke of `route`'s keeper.
     pub fn poke(&self, route: &str) -> Option<Arc<Notify>> {
         self.0
@@ -416,6 +424,85 @@ impl Keepers {
             .iter()
             .map(|(_, _, status)| status.lock().unwrap_or_else(|e| e.into_inner()).clone())
             .collect()
+    }
+}
+
+/// A route's subscription keeper as a supervised component (`routes[].ringcentral`): while it
+/// runs, its status is in [`Keepers`] and its route answers renewal reminders through
+/// [`RenewalReminders`].
+pub struct KeeperComponent {
+    /// The route it keeps a subscription for (validation made sure it has `ringcentral`).
+    pub route: crate::config::RouteConfig,
+    /// The shared HTTP client.
+    pub http: reqwest::Client,
+    /// Durable settings (the subscription id is remembered there).
+    pub memory: Option<Arc<dyn Settings>>,
+    /// Where its status is shown.
+    pub keepers: Arc<Keepers>,
+    /// Where its route hook is registered.
+    pub hooks: Arc<crate::model::inbound::RouteHooks>,
+}
+
+impl crate::supervisor::Component for KeeperComponent {
+    fn name(&self) -> String {
+        format!("keeper {}", self.route.name)
+    }
+
+    fn spec(&self) -> String {
+        let token = self
+            .route
+            .auth
+            .as_ref()
+            .and_then(|a| a.verification_token.as_ref())
+            .map(|t| t.value().to_string());
+        format!("{:?} {:?}", self.route.ringcentral, token)
+    }
+
+    fn run(
+        self: Box<Self>,
+        stop: watch::Receiver<bool>,
+    ) -> crate::model::outbound::BoxFuture<'static, ()> {
+        let route = self.route.clone();
+        let Some(rc) = &route.ringcentral else {
+            return Box::pin(async {});
+        };
+        let keeper = Keeper::new(
+            super::platform::platform(
+                &self.http,
+                &rc.server,
+                [&rc.client_id, &rc.client_secret, &rc.jwt],
+            ),
+            KeeperSettings {
+                route: route.name.clone(),
+                address: rc.address.clone(),
+                event_filters: rc.event_filters.clone(),
+                verification_token: route
+                    .auth
+                    .as_ref()
+                    .and_then(|a| a.verification_token.as_ref())
+                    .map(|t| t.value().to_string()),
+                expires_in: rc.expires_in,
+                renew_before: rc.renew_before.unwrap_or(rc.expires_in / 2),
+                check_every: rc.check_every,
+            },
+            self.memory.clone(),
+        );
+        // Registered before the task runs: its status shows and its route takes renewal
+        // reminders from its start.
+        self.keepers
+            .add(&route.name, keeper.poke(), keeper.status());
+        self.hooks.register(
+            &route.name,
+            Arc::new(RenewalReminders {
+                route: route.name.clone(),
+                poke: keeper.poke(),
+            }),
+        );
+        Box::pin(async move {
+            keeper.run(stop).await;
+            self.hooks.remove(&route.name);
+            self.keepers.remove(&route.name);
+        })
     }
 }
 

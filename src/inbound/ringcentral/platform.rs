@@ -308,3 +308,20 @@ impl Platform {
         })
     }
 }
+/// A RingCentral platform client (its own OAuth session) for `server` with the app's
+/// client id, client secret and JWT.
+pub fn platform(
+    http: &reqwest::Client,
+    server: &str,
+    [client_id, client_secret, jwt]: [&crate::config::EnvString; 3],
+) -> std::sync::Arc<Platform> {
+    std::sync::Arc::new(Platform::new(
+        http.clone(),
+        Credentials {
+            server: server.to_string(),
+            client_id: client_id.value().to_string(),
+            client_secret: client_secret.value().to_string(),
+            jwt: jwt.value().to_string(),
+        },
+    ))
+}

@@ -48,6 +48,88 @@ pub struct SourceState {
     pub connected: Arc<AtomicBool>,
 }
 
+/// The sources running now and whether each is connected (`/readyz`): each source adds itself
+/// when it starts and removes itself when it stops, so a reload that adds or removes one shows.
+#[derive(Default)]
+pub struct SourceStates(std::sync::Mutex<Vec<SourceState>>);
+
+impl SourceStates {
+    /// A state for the source `name`, registered until [`SourceStates::remove`].
+    pub fn add(&self, name: &str) -> SourceState {
+        let state = SourceState {
+            name: name.to_string(),
+            connected: Arc::default(),
+        };
+        let mut all = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        all.retain(|s| s.name != name);
+        all.push(state.clone());
+        state
+    }
+
+    /// Forgets the source `name`.
+    pub fn remove(&self, name: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|s| s.name != name);
+    }
+
+    /// Every running source as (name, connected).
+    pub fn list(&self) -> Vec<(String, bool)> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|s| (s.name.clone(), s.connected.load(Ordering::Relaxed)))
+            .collect()
+    }
+}
+
+/// A SignalR client source as a supervised component (`sources[].kind: signalr`).
+pub struct SignalrSource {
+    /// Its configuration.
+    pub source: SourceConfig,
+    /// The shared HTTP client (token and negotiate requests).
+    pub http: reqwest::Client,
+    /// The snapshot being served.
+    pub snapshots: Arc<ArcSwap<Snapshot>>,
+    /// Intake.
+    pub intake: Intake,
+    /// Where it reports whether it is connected.
+    pub states: Arc<SourceStates>,
+}
+
+impl crate::supervisor::Component for SignalrSource {
+    fn name(&self) -> String {
+        format!("source {}", self.source.name)
+    }
+
+    fn spec(&self) -> String {
+        format!("{:?}", self.source)
+    }
+
+    fn run(
+        self: Box<Self>,
+        stop: watch::Receiver<bool>,
+    ) -> crate::model::outbound::BoxFuture<'static, ()> {
+        // Registered before the task runs: `/readyz` lists the source from its start.
+        let state = self.states.add(&self.source.name);
+        Box::pin(async move {
+            let name = self.source.name.clone();
+            run(
+                self.source,
+                self.http,
+                self.snapshots,
+                self.intake,
+                state,
+                stop,
+            )
+            .await;
+            self.states.remove(&name);
+        })
+    }
+}
+
 /// Runs a source until `stop` turns true.
 pub async fn run(
     source: SourceConfig,
