@@ -1,7 +1,7 @@
 //! The snapshot: everything a request or a delivery needs that a reload may change — the
-//! compiled mappings, the routes by path and name, the destinations with their outbound
-//! adapters — built whole by pure validation (the same checks as `callgate check`, mapping
-//! cases included) and swapped atomically (`reload.rs`). A request or delivery keeps the
+//! compiled mappings, the routes by path and name, the destinations with their transports out
+//! — built whole from a checked configuration (`check.rs` runs the same checks as `callgate
+//! check`, mapping cases included) and swapped atomically (`reload.rs`). A request or delivery keeps the
 //! `Arc<Snapshot>` it started with. State that must outlive a swap (lifecycle per route,
 //! lanes per destination, the queue, the HTTP connection pool) lives in [`Resources`] and is
 //! only referenced from here.

@@ -225,11 +225,6 @@ impl Encoder {
         &self.vendor
     }
 
-    /// Whether some template renders this canonical type.
-    pub fn handles(&self, event_type: &str) -> bool {
-        self.template_for(event_type).is_some()
-    }
-
     /// The template file (relative to the vendor's folder; `canonical` for the built-in
     /// encoder) that renders this canonical type, if any.
     pub fn template_file(&self, event_type: &str) -> Option<&str> {

@@ -121,7 +121,8 @@ pub struct RuleFile {
     /// The canonical `type`: a literal or a value (usually a table lookup).
     #[serde(rename = "type")]
     pub event_type: Spanned<RawValue>,
-    /// Canonical field (dotted path, see `event::SETTABLE_FIELDS`) → value.
+    /// Canonical field (dotted path, a settable field of `model::schema::FIELDS`, as
+    /// docs/canonical-model.md lists them) → value.
     #[serde(default)]
     pub set: IndexMap<String, Spanned<RawValue>>,
     /// Name → value copied into `data.extensions.<name>`.

@@ -37,6 +37,7 @@ pub const SPEC_VERSION: &str = "1.0";
 
 /// One canonical event, serialised as CloudEvents 1.0 structured JSON
 /// (`Content-Type: application/cloudevents+json`).
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CallEvent {
     /// CloudEvents `specversion`; always `"1.0"`.
@@ -53,37 +54,20 @@ pub struct CallEvent {
     #[serde(rename = "type")]
     pub event_type: String,
     /// CloudEvents `time`: when the vendor says the event happened, RFC 3339 UTC.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_text"
-    )]
+    #[serde(default, deserialize_with = "opt_text")]
     pub time: Option<String>,
     /// CloudEvents `subject`: the call id for call events, the user id for presence.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_text"
-    )]
+    #[serde(default, deserialize_with = "opt_text")]
     pub subject: Option<String>,
     /// CloudEvents `sequence` extension: the vendor's own ordering number, as a decimal string
     /// (RingCentral `body.sequence`, Vidyo `sequenceNum`).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_text"
-    )]
+    #[serde(default, deserialize_with = "opt_text")]
     pub sequence: Option<String>,
     /// CloudEvents `partitionkey` extension: events with the same key are delivered in order.
     /// The call id for call events, the user id for presence.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_text"
-    )]
+    #[serde(default, deserialize_with = "opt_text")]
     pub partitionkey: Option<String>,
     /// CloudEvents `datacontenttype`; `application/json`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub datacontenttype: Option<String>,
     /// The typed payload.
     pub data: CallData,
@@ -98,6 +82,7 @@ pub struct CallEvent {
 }
 
 /// The `data` of a [`CallEvent`]: typed groups, each optional.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CallData {
     /// The vendor id the event was decoded from (`ringcentral`, `vidyo`, `enablex`,
@@ -105,40 +90,25 @@ pub struct CallData {
     pub vendor: String,
     /// The vendor's own name for the event (RingCentral `event` path, Enreach `EventType`,
     /// Oracle ISR `event`, EnableX `type`).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_text"
-    )]
+    #[serde(default, deserialize_with = "opt_text")]
     pub vendor_event: Option<String>,
     /// Account, tenant or organisation id (RingCentral `accountId`, Vidyo `tenantName`,
     /// Enreach `OrganizationId`, EnableX `app_id`).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_text"
-    )]
+    #[serde(default, deserialize_with = "opt_text")]
     pub tenant: Option<String>,
     /// The call or call leg, for `call.*` events.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call: Option<Call>,
     /// The monitored user.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<User>,
     /// A conference or room session (Vidyo `conference`, EnableX room).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conference: Option<Conference>,
     /// The user's endpoint (Vidyo `endpoint` and `endpointDetails`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<Endpoint>,
     /// A recording, for `recording.*` events (Oracle ISR, EnableX, Enreach).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recording: Option<Recording>,
     /// A contact-centre queue (Enreach `QueueId`, `QueueName`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<Queue>,
     /// A callback request (Enreach `CallbackChanged`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback: Option<Callback>,
     /// Vendor fields the model has no place for. Named entries come from a decode rule's
     /// `keep`; `unmapped` (JSON Pointer → original value) and `omitted` (JSON Pointers) hold
@@ -149,340 +119,198 @@ pub struct CallData {
 }
 
 /// A call leg as seen from the monitored user's side.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Call {
     /// The vendor's call or session id (RingCentral `telephonySessionId`, Vidyo
     /// `uniqueCallID`, Enreach `CallId`).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_text"
-    )]
+    #[serde(deserialize_with = "opt_text")]
     pub id: Option<String>,
     /// The leg or party id (RingCentral party `id`, Enreach `LegId`, Vidyo `participantId`).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_text"
-    )]
+    #[serde(deserialize_with = "opt_text")]
     pub leg_id: Option<String>,
     /// Direction from the monitored user's side.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub direction: Option<Direction>,
     /// The state this event moves the call into; derived from `type` when a mapping omits it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<CallState>,
     /// Why the call ended (on `call.ended` only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<EndReason>,
     /// The vendor's own reason text (RingCentral `status.reason`, Enreach `Reason`).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_text"
-    )]
+    #[serde(deserialize_with = "opt_text")]
     pub vendor_reason: Option<String>,
     /// The calling party.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<Party>,
     /// The called party.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<Party>,
 }
 
 /// One end of a call.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Party {
     /// Phone number or SIP address (RingCentral `phoneNumber`, Enreach `CallerNumber`).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_text"
-    )]
+    #[serde(deserialize_with = "opt_text")]
     pub number: Option<String>,
     /// Display name.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_text"
-    )]
+    #[serde(deserialize_with = "opt_text")]
     pub name: Option<String>,
     /// The vendor's user or extension id of this party, when it is a user of the platform.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_text"
-    )]
+    #[serde(deserialize_with = "opt_text")]
     pub user_id: Option<String>,
 }
 
 /// The monitored user.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct User {
     /// The vendor's user id (RingCentral extension id, Vidyo `memberID`, Enreach `UserId`).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_text"
-    )]
+    #[serde(deserialize_with = "opt_text")]
     pub id: Option<String>,
     /// Login name (Vidyo `userName`, Enreach `UserName`).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_text"
-    )]
+    #[serde(deserialize_with = "opt_text")]
     pub login: Option<String>,
     /// Display name (Vidyo `displayName`, RingCentral party `name`).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_text"
-    )]
+    #[serde(deserialize_with = "opt_text")]
     pub display_name: Option<String>,
     /// Extension number.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_text"
-    )]
+    #[serde(deserialize_with = "opt_text")]
     pub extension: Option<String>,
     /// Presence, on `presence.changed`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub presence: Option<Presence>,
     /// The user is on a call (RingCentral `telephonyStatus` ≠ `NoCall`).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_bool"
-    )]
+    #[serde(deserialize_with = "opt_bool")]
     pub on_call: Option<bool>,
     /// The user is in a meeting (RingCentral `meetingStatus` = `Connected`).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_bool"
-    )]
+    #[serde(deserialize_with = "opt_bool")]
     pub in_meeting: Option<bool>,
     /// The user is in after-call wrap-up (Enreach `UserWrapUp*`).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_bool"
-    )]
+    #[serde(deserialize_with = "opt_bool")]
     pub wrap_up: Option<bool>,
 }
 
 /// A conference or room session.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Conference {
     /// Conference id (Vidyo `conferenceID`, EnableX `conf_num`).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_text"
-    )]
+    #[serde(deserialize_with = "opt_text")]
     pub id: Option<String>,
     /// Conference name (Vidyo `conferenceName`).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_text"
-    )]
+    #[serde(deserialize_with = "opt_text")]
     pub name: Option<String>,
     /// Conference kind, vendor-coded (Vidyo `conferenceType`: D, C, ID, IC).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_text"
-    )]
+    #[serde(deserialize_with = "opt_text")]
     #[serde(rename = "type")]
     pub kind: Option<String>,
     /// The room the conference runs in.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub room: Option<Room>,
 }
 
 /// A meeting room.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Room {
     /// Room id (Vidyo `roomID`, EnableX `room_id`).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_text"
-    )]
+    #[serde(deserialize_with = "opt_text")]
     pub id: Option<String>,
     /// Room name (Vidyo `roomName`).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_text"
-    )]
+    #[serde(deserialize_with = "opt_text")]
     pub name: Option<String>,
     /// Display name (Vidyo `roomDisplayName`).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_text"
-    )]
+    #[serde(deserialize_with = "opt_text")]
     pub display_name: Option<String>,
 }
 
 /// The user's endpoint (device or application).
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Endpoint {
     /// Endpoint kind, vendor-coded (Vidyo `endpointType`: R, D, G, ...).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_text"
-    )]
+    #[serde(deserialize_with = "opt_text")]
     #[serde(rename = "type")]
     pub kind: Option<String>,
     /// Public IP address (Vidyo `endpointPublicIPAddress`).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_text"
-    )]
+    #[serde(deserialize_with = "opt_text")]
     pub ip: Option<String>,
     /// Endpoint GUID (Vidyo `endpointGUID`).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_text"
-    )]
+    #[serde(deserialize_with = "opt_text")]
     pub guid: Option<String>,
     /// Application name (Vidyo `applicationName`).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_text"
-    )]
+    #[serde(deserialize_with = "opt_text")]
     pub application: Option<String>,
     /// Application version (Vidyo `applicationVersion`).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_text"
-    )]
+    #[serde(deserialize_with = "opt_text")]
     pub version: Option<String>,
     /// Operating system (Vidyo `applicationOs`).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_text"
-    )]
+    #[serde(deserialize_with = "opt_text")]
     pub os: Option<String>,
     /// Device model (Vidyo `deviceModel`).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_text"
-    )]
+    #[serde(deserialize_with = "opt_text")]
     pub device: Option<String>,
 }
 
 /// A recording.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Recording {
     /// Recording id (Oracle ISR `RECORDING_ID`, else `TMP_RECORDING_ID`; Enreach `RecordingId`).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_text"
-    )]
+    #[serde(deserialize_with = "opt_text")]
     pub id: Option<String>,
     /// Segment id (Oracle ISR `SEGMENT_ID`, else `TMP_SEGMENT_ID`).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_text"
-    )]
+    #[serde(deserialize_with = "opt_text")]
     pub segment_id: Option<String>,
     /// File name on the recorder (Oracle ISR `FILENAME`).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_text"
-    )]
+    #[serde(deserialize_with = "opt_text")]
     pub file: Option<String>,
     /// URLs where the recording can be fetched (EnableX `recording`, `files[].url`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub urls: Option<Vec<String>>,
     /// Start, RFC 3339 UTC (Oracle ISR `START_TIME`).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_text"
-    )]
+    #[serde(deserialize_with = "opt_text")]
     pub started_at: Option<String>,
     /// End, RFC 3339 UTC (Oracle ISR `END_TIME`).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_text"
-    )]
+    #[serde(deserialize_with = "opt_text")]
     pub ended_at: Option<String>,
     /// Length in seconds (Oracle ISR `DURATION`).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_f64"
-    )]
+    #[serde(deserialize_with = "opt_f64")]
     pub duration_s: Option<f64>,
     /// Time spent paused, in seconds (Oracle ISR `PAUSE_LENGTH`).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_f64"
-    )]
+    #[serde(deserialize_with = "opt_f64")]
     pub paused_s: Option<f64>,
     /// Outcome as the vendor states it (Oracle ISR `RESULT`).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_text"
-    )]
+    #[serde(deserialize_with = "opt_text")]
     pub result: Option<String>,
     /// What kind of file became available: `recorded`, `transcoded`, `transferred`.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_text"
-    )]
+    #[serde(deserialize_with = "opt_text")]
     pub variant: Option<String>,
 }
 
 /// A contact-centre queue.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Queue {
     /// Queue id (Enreach `QueueId`).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_text"
-    )]
+    #[serde(deserialize_with = "opt_text")]
     pub id: Option<String>,
     /// Queue name (Enreach `QueueName`).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_text"
-    )]
+    #[serde(deserialize_with = "opt_text")]
     pub name: Option<String>,
 }
 
 /// A callback request.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Callback {
     /// Callback request id (Enreach `CallbackId`).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_text"
-    )]
+    #[serde(deserialize_with = "opt_text")]
     pub id: Option<String>,
 }
 
@@ -660,11 +488,6 @@ impl CallEvent {
             self.subject.get_or_insert_with(|| key.clone());
             self.partitionkey.get_or_insert(key);
         }
-    }
-
-    /// Whether this is a `call.*` event.
-    pub fn is_call(&self) -> bool {
-        self.event_type.starts_with("call.")
     }
 }
 

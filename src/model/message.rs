@@ -31,7 +31,7 @@ pub struct HttpRequest {
 pub enum Request {
     /// An HTTP request (`outbound::http`).
     Http(HttpRequest),
-    /// A push to a SignalR hub's subscribers (`adapters::signalr::hub`).
+    /// A push to a SignalR hub's subscribers (`outbound::signalr::hub`).
     Hub(HubPush),
 }
 

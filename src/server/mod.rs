@@ -1,6 +1,6 @@
 //! The HTTP servers: the public listener (one handler that finds the route in the current
 //! snapshot, health endpoints, the fallback proxy) and the admin listener. Handlers are
-//! small; the webhook transport is `adapters/webhook/handler.rs`, the pipeline `pipeline.rs`.
+//! small; the webhook transport is `inbound/webhook.rs`, the pipeline `pipeline.rs`.
 
 pub mod admin;
 pub mod fallback;

@@ -140,11 +140,6 @@ impl Hub {
         &self.path
     }
 
-    /// Connections open now.
-    pub fn connection_count(&self) -> usize {
-        self.connections.lock().expect("hub lock").len()
-    }
-
     fn close_all(&self) {
         for connection in self.connections.lock().expect("hub lock").values() {
             let _ = connection.outbox.try_send(Outgoing::Close(None));
