@@ -536,6 +536,13 @@ fn problems(config: &Config, mappings: &MappingSet) -> Vec<String> {
             check_websocket_source(&at, config, source, &mut problems);
             continue;
         }
+        if source.server_timeout <= source.keep_alive {
+            problems.push(format!(
+                "{at}: server_timeout ({}) must exceed keep_alive ({}): the hub's Pings come no faster than ours",
+                humantime::format_duration(source.server_timeout),
+                humantime::format_duration(source.keep_alive)
+            ));
+        }
         match (&source.token_url, &source.hub_url, &source.token) {
             (Some(url), None, None) => check_url(&at, url.value(), &mut problems),
             (None, Some(hub), Some(token)) => {

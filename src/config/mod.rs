@@ -92,6 +92,23 @@ pub struct SourceConfig {
     /// (`ringcentral-websocket` only).
     #[serde(default)]
     pub event_filters: Vec<String>,
+    /// Send a SignalR Ping after this long without sending anything (the official client's
+    /// `keepAliveIntervalInMilliseconds`). Default `15s`. (`signalr` only.)
+    #[serde(default = "default_keep_alive", deserialize_with = "duration")]
+    pub keep_alive: Duration,
+    /// The hub is dead after this long without a message from it — a Ping counts, our own
+    /// Pings do not (`serverTimeoutInMilliseconds`): the connection is dropped and made anew.
+    /// Default `30s`; must exceed `keep_alive`. (`signalr` only.)
+    #[serde(default = "default_server_timeout", deserialize_with = "duration")]
+    pub server_timeout: Duration,
+}
+
+fn default_keep_alive() -> Duration {
+    Duration::from_secs(15)
+}
+
+fn default_server_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 /// RingCentral app credentials for the JWT flow (ringcentral-platform.md A.2).

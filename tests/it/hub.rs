@@ -706,3 +706,105 @@ async fn a_reload_applies_a_changed_source() {
     assert_eq!(second["results"].as_array().unwrap().len(), 1, "{second}");
     gw.shutdown().await;
 }
+
+/// A hub that keeps the TCP connection open but stops sending (no Pings, no messages) is
+/// dead: the source drops it after `server_timeout` although its own Pings keep going out,
+/// reports `down` in `/readyz`, and connects anew. The stand-in hub here answers the token
+/// endpoint, refuses negotiation (skip-negotiation), completes the handshake and the
+/// Subscribe, and then says nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_that_stops_talking_is_dropped_and_reconnected() {
+    use axum::extract::ws::{Message as WsMessage, WebSocketUpgrade};
+    use axum::routing::{get, post};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (connections, mut connected) = tokio::sync::mpsc::unbounded_channel::<u32>();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let app = axum::Router::new()
+        .route(
+            "/token/me/rte/",
+            get(move || async move {
+                axum::Json(json!({"WssEndpoint": format!("ws://127.0.0.1:{port}/rte"), "Token": "t"}))
+            }),
+        )
+        .route(
+            "/rte/negotiate",
+            post(|| async { axum::http::StatusCode::NOT_FOUND }),
+        )
+        .route(
+            "/rte",
+            get(move |ws: WebSocketUpgrade| {
+                let (connections, count) = (connections.clone(), count.clone());
+                async move {
+                    ws.on_upgrade(move |mut socket| async move {
+                        let n = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                        // Handshake request → empty handshake response.
+                        let _ = socket.recv().await;
+                        let _ = socket.send(WsMessage::Text("{}\u{1e}".into())).await;
+                        // Ping and Subscribe → the Subscribe completion, then silence.
+                        let mut answered = false;
+                        while let Some(Ok(frame)) = socket.recv().await {
+                            if !answered
+                                && let WsMessage::Text(text) = &frame
+                                && text.contains("Subscribe")
+                            {
+                                let _ = socket
+                                    .send(WsMessage::Text(
+                                        "{\"type\":3,\"invocationId\":\"0\",\"result\":[{\"subscribed\":true}]}\u{1e}".into(),
+                                    ))
+                                    .await;
+                                answered = true;
+                                let _ = connections.send(n);
+                            }
+                            // Everything else (the client's Pings) is read and not answered.
+                        }
+                    })
+                }
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(&config_text(
+        dir.path(),
+        "",
+        &format!(
+            "routes:\n  - {{ name: rte-in, path: /hooks/rte-relay, from: enreach, to: [ {{ name: ce, vendor: cloudevents, url: 'http://127.0.0.1:9/' }} ] }}\n\
+             sources:\n  - name: rte\n    kind: signalr\n    route: rte-in\n    token_url: 'http://127.0.0.1:{port}/token/me/rte/'\n    keep_alive: 100ms\n    server_timeout: 1s\n    subscriptions:\n      - {{ entity_id: '00000000-0000-0000-0000-000000000000', event: UserCallInComing }}\n"
+        ),
+    ))
+    .await;
+    let readyz = format!("http://{}/readyz", gw.addr);
+    let source_is = |want: &'static str| {
+        let readyz = readyz.clone();
+        async move {
+            loop {
+                if get_json(&readyz).await["sources"]["rte"] == want {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let first = tokio::time::timeout(WAIT, connected.recv())
+        .await
+        .expect("subscribed");
+    assert_eq!(first, Some(1));
+    tokio::time::timeout(WAIT, source_is("connected"))
+        .await
+        .expect("connected after the Subscribe completion");
+    // Its own Pings go out every 100 ms; the hub's silence still ends the connection.
+    tokio::time::timeout(WAIT, source_is("down"))
+        .await
+        .expect("a silent hub is reported down");
+    let second = tokio::time::timeout(WAIT, connected.recv())
+        .await
+        .expect("the source connected anew");
+    assert_eq!(second, Some(2));
+    let metrics = crate::harness::metrics(gw.admin_addr).await;
+    assert!(
+        metrics.contains("callgate_source_reconnects_total{source=\"rte\"}"),
+        "{metrics}"
+    );
+    gw.shutdown().await;
+}

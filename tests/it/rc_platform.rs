@@ -41,6 +41,8 @@ pub struct PlatformState {
     pub refresh_tokens: Vec<String>,
     /// Answer the next this-many requests with 429 and `Retry-After`.
     pub rate_limit_next: usize,
+    /// Answer the next this-many token requests with 503.
+    pub token_unavailable_next: usize,
     pub retry_after_secs: u64,
     /// The lifetime the platform grants, whatever `expiresIn` asks (tests use seconds).
     pub lifetime: Duration,
@@ -167,6 +169,16 @@ impl FakePlatform {
     }
 }
 
+/// A token endpoint refusal as RFC 6749 §5.2 shapes it (400, `error`, `error_description`),
+/// with RingCentral's `errorCode` and `errors` beside it.
+fn oauth_error(error: &str, code: &str, message: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(json!({"error": error, "error_description": message, "errorCode": code, "message": message, "errors": [{"errorCode": code, "message": message}]})),
+    )
+        .into_response()
+}
+
 fn problem(status: StatusCode, code: &str, message: &str) -> Response {
     (
         status,
@@ -249,6 +261,14 @@ async fn token(
         .into_owned()
         .collect();
     let mut s = state.lock().unwrap();
+    if s.token_unavailable_next > 0 {
+        s.token_unavailable_next -= 1;
+        return problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "CMN-211",
+            "Service unavailable",
+        );
+    }
     match form.get("grant_type").map(String::as_str) {
         Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
             if form.get("assertion").map(String::as_str) == Some(JWT) =>
@@ -259,11 +279,11 @@ async fn token(
             // Single use: only the latest refresh token works.
             let given = form.get("refresh_token");
             if given.is_none() || s.refresh_tokens.last() != given {
-                return problem(StatusCode::BAD_REQUEST, "OAU-211", "Token is revoked");
+                return oauth_error("invalid_grant", "OAU-211", "Token is revoked");
             }
             s.refreshes += 1;
         }
-        _ => return problem(StatusCode::BAD_REQUEST, "OAU-250", "Invalid grant"),
+        _ => return oauth_error("invalid_grant", "OAU-250", "Invalid grant"),
     }
     let n = s.access_tokens.len() + 1;
     let (access, refresh) = (format!("access-{n}"), format!("refresh-{n}"));

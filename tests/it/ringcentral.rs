@@ -539,3 +539,55 @@ async fn a_reload_applies_changed_keeper_filters() {
     assert_eq!(status(gw.admin_addr).await["route"], "rc-edited");
     gw.shutdown().await;
 }
+
+/// A refresh that fails for a passing reason (503 here; a 429 or a timeout alike) keeps the
+/// refresh token: the next look refreshes with it, and no new JWT login (a new OAuth session)
+/// is made. Only `invalid_grant` ends the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_refresh_keeps_the_session_and_only_invalid_grant_ends_it() {
+    use callgate::inbound::ringcentral::platform::{Credentials, Group, Platform};
+    let platform = FakePlatform::start(Duration::from_secs(3600)).await;
+    let client = Platform::new(
+        reqwest::Client::new(),
+        Credentials {
+            server: platform.url(),
+            client_id: CLIENT_ID.into(),
+            client_secret: CLIENT_SECRET.into(),
+            jwt: JWT.into(),
+        },
+    );
+    let list = || {
+        client.call(
+            Group::Light,
+            reqwest::Method::GET,
+            "/restapi/v1.0/subscription",
+            None,
+        )
+    };
+    list().await.expect("first call: one JWT grant");
+    assert_eq!(platform.with(|s| (s.jwt_grants, s.refreshes)), (1, 0));
+
+    // The platform revokes the access token (a 401 makes the client refresh) and its token
+    // endpoint is down for one request.
+    platform.with(|s| {
+        s.access_tokens.push("revoked-elsewhere".into());
+        s.token_unavailable_next = 1;
+    });
+    let failed = list().await;
+    assert!(failed.is_err(), "the refresh failed: {failed:?}");
+    assert_eq!(platform.with(|s| s.jwt_grants), 1, "no new login on a 503");
+    list().await.expect("the kept refresh token works");
+    assert_eq!(
+        platform.with(|s| (s.jwt_grants, s.refreshes)),
+        (1, 1),
+        "refreshed with the kept token, still one session"
+    );
+
+    // A refresh token the platform no longer knows: invalid_grant, then one JWT grant.
+    platform.with(|s| {
+        s.refresh_tokens.push("issued-elsewhere".into());
+        s.access_tokens.push("revoked-again".into());
+    });
+    list().await.expect("a new session after invalid_grant");
+    assert_eq!(platform.with(|s| s.jwt_grants), 2);
+}

@@ -36,6 +36,10 @@ pub enum PlatformError {
     /// error code (`OAU-…`), never the credentials.
     #[error("authentication failed: {0}")]
     Auth(String),
+    /// The token endpoint answered `invalid_grant` (RFC 6749 §5.2): the refresh token is dead
+    /// (revoked, expired, or used already); only a new JWT grant helps.
+    #[error("invalid grant: {0}")]
+    InvalidGrant(String),
     /// 404 (`CMN-102`, `SUB-507`): the subscription is gone.
     #[error("not found: {0}")]
     NotFound(String),
@@ -59,7 +63,7 @@ impl PlatformError {
     pub fn label(&self) -> &'static str {
         match self {
             PlatformError::RateLimited { .. } => "rate_limited",
-            PlatformError::Auth(_) => "auth",
+            PlatformError::Auth(_) | PlatformError::InvalidGrant(_) => "auth",
             PlatformError::NotFound(_) => "not_found",
             PlatformError::Refused { .. } => "refused",
             PlatformError::Unavailable(_) => "unavailable",
@@ -166,21 +170,25 @@ impl Platform {
     }
 
     /// The current access token: a JWT grant the first time, then a refresh when half its
-    /// lifetime has passed (single-flight: callers wait on the session lock). A refused
-    /// refresh falls back to one JWT grant.
+    /// lifetime has passed (single-flight: callers wait on the session lock). Only an
+    /// `invalid_grant` answer ends the session (one new JWT grant); on any other failure — a
+    /// 429, a 5xx, a timeout — the refresh token is kept for the next try, since a new JWT
+    /// grant is a new OAuth session and RingCentral caps sessions per user and app (the oldest
+    /// is revoked, and a WebSocket recovery of this app then fails).
     pub async fn access_token(&self) -> Result<String, PlatformError> {
         let mut session = self.session.lock().await;
         let fresh = session.refresh_at.is_some_and(|at| Instant::now() < at);
         if let (Some(token), true) = (&session.access_token, fresh) {
             return Ok(token.clone());
         }
-        let reply = match session.refresh_token.take() {
+        let reply = match session.refresh_token.clone() {
             Some(refresh) => match self
                 .token(&[("grant_type", "refresh_token"), ("refresh_token", &refresh)])
                 .await
             {
-                Err(PlatformError::Auth(why)) => {
-                    tracing::warn!(%why, "refresh token refused: a new JWT grant");
+                Err(PlatformError::InvalidGrant(why)) => {
+                    tracing::warn!(%why, "refresh token refused (invalid_grant): a new JWT grant");
+                    session.refresh_token = None;
                     self.jwt_grant().await?
                 }
                 other => other?,
@@ -224,6 +232,9 @@ impl Platform {
         let status = response.status();
         let value = match self.reply(Group::Auth, response).await {
             Ok(value) => value,
+            Err(PlatformError::Refused { code, message, .. }) if code == "invalid_grant" => {
+                return Err(PlatformError::InvalidGrant(message));
+            }
             Err(PlatformError::Refused { code, message, .. })
                 if status == reqwest::StatusCode::BAD_REQUEST
                     || status == reqwest::StatusCode::UNAUTHORIZED =>
@@ -277,8 +288,11 @@ impl Platform {
         if status.is_success() {
             return Ok(value);
         }
-        let code = value["errorCode"]
-            .as_str()
+        // RFC 6749 §5.2's `error` names an OAuth failure (`invalid_grant`); RingCentral's
+        // `errorCode` (`OAU-211`) comes beside it.
+        let code = (value["error"] == "invalid_grant")
+            .then_some("invalid_grant")
+            .or_else(|| value["errorCode"].as_str())
             .or_else(|| value["errors"][0]["errorCode"].as_str())
             .or_else(|| value["error"].as_str())
             .unwrap_or("")

@@ -28,10 +28,6 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message as Frame;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-/// Send a Ping after this long without sending anything.
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
-/// The server is gone after this long without a message from it.
-const SERVER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest record accepted from the server.
 const MAX_RECORD: usize = 1024 * 1024;
 /// `Negotiate redirection limit exceeded` in the official client.
@@ -250,7 +246,7 @@ impl Session<'_> {
         let mut framer = Framer::new(MAX_RECORD);
         let mut records = VecDeque::new();
         while records.is_empty() {
-            let frame = tokio::time::timeout(SERVER_TIMEOUT, stream.next())
+            let frame = tokio::time::timeout(self.source.server_timeout, stream.next())
                 .await
                 .map_err(|_| "no handshake response".to_string())?
                 .ok_or("closed during the handshake")?
@@ -283,7 +279,11 @@ impl Session<'_> {
             .await
             .map_err(|e| e.to_string())?;
         tracing::info!(source = %self.source.name, host = url.host_str().unwrap_or("?"), "source connected; subscribing");
+        let (keep_alive, server_timeout) = (self.source.keep_alive, self.source.server_timeout);
+        // Only what the hub sends re-arms the server timeout; our own Pings re-arm the
+        // keep-alive alone (a hub that keeps the socket open but stops talking is dead).
         let mut last_sent = Instant::now();
+        let mut last_received = Instant::now();
         loop {
             while let Some(record) = records.pop_front() {
                 match HubMessage::parse(&record) {
@@ -302,13 +302,13 @@ impl Session<'_> {
                 }
             }
             tokio::select! {
-                frame = tokio::time::timeout(SERVER_TIMEOUT, stream.next()) => {
+                frame = stream.next() => {
+                    last_received = Instant::now();
                     match frame {
-                        Err(_) => return Ok("Server timeout elapsed without receiving a message from the server.".into()),
-                        Ok(None) => return Ok("the hub closed the connection".into()),
-                        Ok(Some(Err(e))) => return Ok(format!("WebSocket error: {e}")),
-                        Ok(Some(Ok(Frame::Close(_)))) => return Ok("the hub closed the WebSocket".into()),
-                        Ok(Some(Ok(frame))) => if let Some(bytes) = payload(&frame) {
+                        None => return Ok("the hub closed the connection".into()),
+                        Some(Err(e)) => return Ok(format!("WebSocket error: {e}")),
+                        Some(Ok(Frame::Close(_))) => return Ok("the hub closed the WebSocket".into()),
+                        Some(Ok(frame)) => if let Some(bytes) = payload(&frame) {
                             match framer.push(bytes) {
                                 Ok(more) => records.extend(more),
                                 Err(e) => return Ok(format!("from the hub: {e}")),
@@ -316,7 +316,10 @@ impl Session<'_> {
                         },
                     }
                 }
-                _ = tokio::time::sleep_until(last_sent + KEEP_ALIVE) => {
+                _ = tokio::time::sleep_until(last_received + server_timeout) => {
+                    return Ok("Server timeout elapsed without receiving a message from the server.".into());
+                }
+                _ = tokio::time::sleep_until(last_sent + keep_alive) => {
                     if let Err(e) = sink.send(send(HubMessage::Ping.encode())).await {
                         return Ok(format!("WebSocket error: {e}"));
                     }
