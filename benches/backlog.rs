@@ -26,7 +26,7 @@ fn message(partition: &str, n: usize) -> NewMessage {
         message: Message {
             route: "rc".into(),
             destination: "down".into(),
-            partition: partition.into(),
+            partitionkey: partition.into(),
             event_id: format!("e{n}"),
             event_type: "call.connected".into(),
             request: Request::Http(HttpRequest {

@@ -159,7 +159,7 @@ impl Intake {
                 let ids: Vec<&str> = decoded.events.iter().map(|e| e.id.as_str()).collect();
                 span.record("event_ids", ids.join(",").as_str());
             }
-            let _turn = self.turns.take(&route.name, decoded.ordering_keys()).await;
+            let _turn = self.turns.take(&route.name, decoded.partitionkeys()).await;
             let accepted = pipeline::route_events(&snapshot.mappings, route, decoded);
             let submitted = self.submit(route, &accepted).await?;
             Ok((accepted, submitted))
@@ -237,7 +237,7 @@ impl Intake {
                     vendor: accepted.vendor.clone(),
                     event_id: applied.event.id.clone(),
                     event_type: applied.event.event_type.clone(),
-                    call: applied.event.ordering_key().to_string(),
+                    partitionkey: applied.event.effective_partitionkey().to_string(),
                     destinations: applied
                         .routed
                         .iter()
@@ -267,7 +267,7 @@ impl Intake {
                         vendor: accepted.vendor.clone(),
                         event_id: event.id.clone(),
                         event_type: event.event_type.clone(),
-                        call: event.ordering_key().to_string(),
+                        partitionkey: event.effective_partitionkey().to_string(),
                         reason: verdict.reason(),
                     }
                 }
@@ -369,9 +369,9 @@ impl Intake {
                 };
                 if self
                     .producer
-                    .is_waiting(&route.name, name, &message.partition)
+                    .is_waiting(&route.name, name, &message.partitionkey)
                 {
-                    tracing::info!(event_id = %message.event_id, call_id = %message.partition, "the call has messages waiting: queued behind them");
+                    tracing::info!(event_id = %message.event_id, partitionkey = %message.partitionkey, "the call has messages waiting: queued behind them");
                     self.enqueue(route, live(index)).await?;
                     return Ok(Submitted::QueuedBehind);
                 }
@@ -393,7 +393,7 @@ impl Intake {
                     delivery_id: 0,
                     event_id: message.event_id.clone(),
                     event_type: message.event_type.clone(),
-                    call: message.partition.clone(),
+                    partitionkey: message.partitionkey.clone(),
                     outcome,
                     attempt: 1,
                     status,
@@ -404,7 +404,7 @@ impl Intake {
                     Ok(reply) if reply.status.is_success() => last = Some(reply),
                     Ok(reply) => return Ok(Submitted::Refused(reply)),
                     Err(SendError::Timeout(after)) if route.on_timeout == OnTimeout::Queue => {
-                        tracing::warn!(event_id = %message.event_id, call_id = %message.partition, ?after, "proxy forward timed out: queued instead");
+                        tracing::warn!(event_id = %message.event_id, partitionkey = %message.partitionkey, ?after, "proxy forward timed out: queued instead");
                         self.enqueue(route, live(index)).await?;
                         return Ok(Submitted::QueuedAfterTimeout);
                     }

@@ -220,7 +220,7 @@ impl Lifecycle {
                 "{}|{}|{}",
                 event.data.vendor,
                 event.event_type,
-                event.ordering_key()
+                event.effective_partitionkey()
             ),
         }
     }

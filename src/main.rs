@@ -139,9 +139,10 @@ enum Command {
         /// Only this canonical type, exact or a prefix ending in `*` (`call.*`).
         #[arg(long = "type", value_name = "TYPE")]
         event_type: Option<String>,
-        /// Only this call (the event's partitionkey: call id, or user id for presence).
-        #[arg(long, value_name = "ID")]
-        call: Option<String>,
+        /// Only this partitionkey: the ordering key of the events, a call id (a user id for
+        /// presence). `--call` is the same.
+        #[arg(long, value_name = "ID", visible_alias = "call")]
+        partitionkey: Option<String>,
         /// Print each record's JSON instead of a line.
         #[arg(long)]
         json: bool,
@@ -241,7 +242,7 @@ fn main() -> ExitCode {
             route,
             destination,
             event_type,
-            call,
+            partitionkey,
             json,
         } => admin_endpoint(admin)
             .and_then(|(admin, authorization)| {
@@ -249,7 +250,7 @@ fn main() -> ExitCode {
                     ("route", route),
                     ("destination", destination),
                     ("type", event_type),
-                    ("call", call),
+                    ("partitionkey", partitionkey),
                 ]
                 .into_iter()
                 .filter_map(|(name, value)| Some((name, value?)))

@@ -104,8 +104,8 @@ impl Decoded {
     /// The ordering keys (calls, users) of its events: a transport that runs several
     /// payloads at once takes each key's turn before [`route_events`], so that one call's
     /// events are judged and committed one payload at a time.
-    pub fn ordering_keys(&self) -> impl Iterator<Item = &str> {
-        self.events.iter().map(|e| e.ordering_key())
+    pub fn partitionkeys(&self) -> impl Iterator<Item = &str> {
+        self.events.iter().map(|e| e.effective_partitionkey())
     }
 }
 
@@ -280,7 +280,7 @@ pub fn route_events(mappings: &MappingSet, route: &Route, decoded: Decoded) -> A
             (verdict, _) => {
                 metrics::counter!(m::DROPPED, "route" => route.name.clone(), "reason" => verdict.label())
                     .increment(1);
-                tracing::info!(route = %route.name, event_id = %verdict.event().id, call_id = %verdict.event().ordering_key(), reason = %verdict.reason(), "event dropped");
+                tracing::info!(route = %route.name, event_id = %verdict.event().id, partitionkey = %verdict.event().effective_partitionkey(), reason = %verdict.reason(), "event dropped");
                 fates.push(Fate::Dropped(verdict));
             }
         }
@@ -303,7 +303,7 @@ fn encode(
     let skip = |why: SkipReason| {
         metrics::counter!(m::SKIPPED, "route" => route.name.clone(), "destination" => dest.name.clone(), "type" => m::type_label(&event.event_type, &route.from))
             .increment(1);
-        tracing::debug!(route = %route.name, destination = %dest.name, event_id = %event.id, call_id = %event.ordering_key(), r#type = %event.event_type, why = why.label(), "skipped");
+        tracing::debug!(route = %route.name, destination = %dest.name, event_id = %event.id, partitionkey = %event.effective_partitionkey(), r#type = %event.event_type, why = why.label(), "skipped");
         Routing::Skipped(why)
     };
     if !dest.accepts(&event.event_type) {
@@ -315,7 +315,7 @@ fn encode(
     let message = |request: Request| Message {
         route: route.name.clone(),
         destination: dest.name.clone(),
-        partition: event.ordering_key().to_string(),
+        partitionkey: event.effective_partitionkey().to_string(),
         event_id: event.id.clone(),
         event_type: event.event_type.clone(),
         request,
@@ -338,7 +338,7 @@ fn encode(
         }
         Ok(None) => skip(SkipReason::NoTemplate),
         Err(e) => {
-            tracing::error!(route = %route.name, destination = %dest.name, event_id = %event.id, call_id = %event.ordering_key(), error = %e, "cannot encode: dead letter");
+            tracing::error!(route = %route.name, destination = %dest.name, event_id = %event.id, partitionkey = %event.effective_partitionkey(), error = %e, "cannot encode: dead letter");
             Routing::Failed {
                 message: message(Request::Http(HttpRequest {
                     method: "POST".into(),

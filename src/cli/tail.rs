@@ -188,7 +188,7 @@ pub fn line(r: &Value, colour: bool) -> String {
                     s("route"),
                     s("vendor"),
                     s("type"),
-                    s("call"),
+                    s("partitionkey"),
                     fates.join(", ")
                 ),
                 Tone::Plain,
@@ -200,7 +200,7 @@ pub fn line(r: &Value, colour: bool) -> String {
                 s("route"),
                 s("vendor"),
                 s("type"),
-                s("call"),
+                s("partitionkey"),
                 s("reason")
             ),
             Tone::Warn,
@@ -230,7 +230,7 @@ pub fn line(r: &Value, colour: bool) -> String {
                     s("route"),
                     s("destination"),
                     s("type"),
-                    s("call"),
+                    s("partitionkey"),
                     r["attempt"].as_u64().unwrap_or(0),
                     r["delivery_id"].as_i64().unwrap_or(0),
                 ),

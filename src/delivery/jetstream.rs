@@ -79,7 +79,9 @@ pub struct JetStreamConfig {
 struct Stored {
     route: String,
     destination: String,
-    partition: String,
+    // Stored under its first name: records written before the rename read back.
+    #[serde(rename = "partition")]
+    partitionkey: String,
     event_id: String,
     event_type: String,
     request: String,
@@ -90,7 +92,7 @@ impl Stored {
         Stored {
             route: m.route.clone(),
             destination: m.destination.clone(),
-            partition: m.partition.clone(),
+            partitionkey: m.partitionkey.clone(),
             event_id: m.event_id.clone(),
             event_type: m.event_type.clone(),
             request: m.request.to_record(),
@@ -101,7 +103,7 @@ impl Stored {
         Ok(Message {
             route: self.route,
             destination: self.destination,
-            partition: self.partition,
+            partitionkey: self.partitionkey,
             event_id: self.event_id,
             event_type: self.event_type,
             request: Request::from_record(&self.request)?,
@@ -586,7 +588,7 @@ impl JetStreamQueue {
                     out.stored += 1;
                     continue;
                 }
-                let (line, subject) = self.line_of(&m.route, &m.destination, &m.partition);
+                let (line, subject) = self.line_of(&m.route, &m.destination, &m.partitionkey);
                 let destination = m.destination_key();
                 self.ensure_line(&line, &subject, &destination).await?;
                 let depth = self.destination_depth(&destination);
@@ -854,7 +856,7 @@ impl JetStreamQueue {
                 Err(e) => return Err(e),
             };
             let m = &dead.message;
-            let (line, subject) = self.line_of(&m.route, &m.destination, &m.partition);
+            let (line, subject) = self.line_of(&m.route, &m.destination, &m.partitionkey);
             self.ensure_line(&line, &subject, &m.destination_key())
                 .await?;
             let payload = serde_json::to_vec(&Stored::of(m)).map_err(store_error)?;

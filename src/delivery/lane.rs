@@ -244,9 +244,12 @@ impl Lane {
         };
         let mut breaker = self.breaker.lock().unwrap_or_else(|e| e.into_inner());
         let next = match (outcome, *breaker) {
-            (AttemptOutcome::Delivered | AttemptOutcome::Dead { .. }, _) => {
-                BreakerState::Closed { failures: 0 }
-            }
+            (
+                AttemptOutcome::Delivered
+                | AttemptOutcome::Skipped { .. }
+                | AttemptOutcome::Dead { .. },
+                _,
+            ) => BreakerState::Closed { failures: 0 },
             (AttemptOutcome::Retry { .. }, BreakerState::Closed { failures }) => {
                 if failures + 1 >= threshold {
                     BreakerState::Open {

@@ -169,7 +169,7 @@ impl DeadLetter {
             "id": self.id,
             "route": m.route,
             "destination": m.destination,
-            "partition": m.partition,
+            "partitionkey": m.partitionkey,
             "event_id": m.event_id,
             "event_type": m.event_type,
             "attempts": self.attempts,
@@ -367,7 +367,7 @@ pub(crate) mod suite {
             message: Message {
                 route: "r".into(),
                 destination: "d".into(),
-                partition: partition.into(),
+                partitionkey: partition.into(),
                 event_id: format!("e{n}"),
                 event_type: "call.connected".into(),
                 request: Request::Http(HttpRequest {

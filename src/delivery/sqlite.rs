@@ -573,7 +573,7 @@ fn line_is_live(tx: &Connection, m: &Message) -> Result<bool, rusqlite::Error> {
         "SELECT 1 FROM tasks WHERE route = ?1 AND destination = ?2 AND partition = ?3
            AND state != 'dead' LIMIT 1",
     )?
-    .exists(params![m.route, m.destination, m.partition])
+    .exists(params![m.route, m.destination, m.partitionkey])
 }
 
 /// Makes the oldest waiting message of a line its head.
@@ -656,7 +656,7 @@ fn enqueue(
             insert.execute(params![
                 m.route,
                 m.destination,
-                m.partition,
+                m.partitionkey,
                 m.event_id,
                 m.event_type,
                 m.request.to_record(),
@@ -665,7 +665,7 @@ fn enqueue(
                 new.failure.as_ref().map(|_| now),
             ])?;
             match &new.failure {
-                None => deltas.push((m.destination_key(), m.partition.clone(), 1)),
+                None => deltas.push((m.destination_key(), m.partitionkey.clone(), 1)),
                 Some(reason) => log_attempt(
                     tx,
                     tx.last_insert_rowid(),
@@ -721,7 +721,7 @@ fn row_to_message(r: &rusqlite::Row<'_>) -> Result<(i64, Message, u32, i64), rus
     let message = Message {
         route: r.get(1)?,
         destination: r.get(2)?,
-        partition: r.get(3)?,
+        partitionkey: r.get(3)?,
         event_id: r.get(4)?,
         event_type: r.get(5)?,
         request,

@@ -130,7 +130,7 @@ pub async fn attempt(
         destination = %leased.message.destination,
         delivery_id = leased.lease.id(),
         event_id = %leased.message.event_id,
-        call_id = %leased.message.partition,
+        partitionkey = %leased.message.partitionkey,
         attempt = leased.attempts + 1,
     );
     attempt_in_span(consumer, targets, policy, tail, leased)
@@ -195,8 +195,12 @@ async fn attempt_in_span(
         error: result.error.clone(),
         excerpt: result.excerpt.clone(),
     };
+    let skipped = match &result.outcome {
+        AttemptOutcome::Skipped { reason } => Some(*reason),
+        _ => None,
+    };
     let settlement = match result.outcome {
-        AttemptOutcome::Delivered => Settlement::Ack,
+        AttemptOutcome::Delivered | AttemptOutcome::Skipped { .. } => Settlement::Ack,
         AttemptOutcome::Retry { after } => match policy.next_wait(attempts + 1, after) {
             Some(wait) => Settlement::Retry { after: wait, log },
             None => Settlement::Dead { log },
@@ -246,7 +250,7 @@ async fn attempt_in_span(
         Settlement::Defer { .. } => {}
     }
     let (outcome, next_attempt) = match &settlement {
-        Settlement::Ack if result.label.starts_with("skipped") => ("skipped", None),
+        Settlement::Ack if skipped.is_some() => ("skipped", None),
         Settlement::Ack => ("delivered", None),
         Settlement::Retry { after, .. } => ("retrying", Some(rfc3339_in(*after))),
         Settlement::Dead { .. } => ("dead", None),
@@ -255,8 +259,7 @@ async fn attempt_in_span(
     if !outcome.is_empty() {
         let reason = match &settlement {
             Settlement::Retry { log, .. } | Settlement::Dead { log } => log.error.clone(),
-            _ if outcome == "skipped" => Some(result.label.to_string()),
-            _ => None,
+            _ => skipped.map(str::to_string),
         };
         TailedAttempt {
             delivery_id: lease.id(),
@@ -290,7 +293,7 @@ impl TailedAttempt {
             delivery_id: self.delivery_id,
             event_id: message.event_id.clone(),
             event_type: message.event_type.clone(),
-            call: message.partition.clone(),
+            partitionkey: message.partitionkey.clone(),
             outcome: self.outcome,
             attempt: self.attempt,
             status: self.status,

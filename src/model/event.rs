@@ -461,9 +461,10 @@ impl Presence {
 }
 
 impl CallEvent {
-    /// The key that orders this event's delivery: `partitionkey`, else the call id, else the
-    /// user id, else the event id.
-    pub fn ordering_key(&self) -> &str {
+    /// The key that orders this event's delivery — its CloudEvents `partitionkey`, else the
+    /// call id, else the user id, else the event id — as messages, the store, spans and the
+    /// tail carry it.
+    pub fn effective_partitionkey(&self) -> &str {
         self.partitionkey
             .as_deref()
             .or_else(|| self.data.call.as_ref().and_then(|c| c.id.as_deref()))

@@ -96,9 +96,9 @@ pub struct Message {
     pub route: String,
     /// The destination name within the route.
     pub destination: String,
-    /// The ordering key: the event's `partitionkey` (a call or a user). Messages of one
-    /// destination and partition are delivered in order.
-    pub partition: String,
+    /// The event's CloudEvents `partitionkey`, the ordering key (a call or a user): messages
+    /// of one destination and partitionkey are delivered in order.
+    pub partitionkey: String,
     /// The canonical event id (CloudEvents `id`).
     pub event_id: String,
     /// The canonical event type.

@@ -16,6 +16,12 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub enum AttemptOutcome {
     /// The receiver has it.
     Delivered,
+    /// Not sent, on purpose, and never will be (no subscriber of the hub wants this event):
+    /// settled like a delivery, reported as skipped with the reason.
+    Skipped {
+        /// Why, as a metric label ([`label`]).
+        reason: &'static str,
+    },
     /// Worth trying again (connect error, timeout, 408, 429, 5xx). `after` is the receiver's
     /// own requested wait (`Retry-After`), which overrides a shorter scheduled one.
     Retry {
@@ -35,12 +41,35 @@ pub enum AttemptOutcome {
     },
 }
 
+/// The one vocabulary of attempt outcomes, as metric labels (`callgate_deliveries_total
+/// {outcome}`), tail reasons and dead-letter logs: every transport classifies into these.
+pub mod label {
+    /// The receiver has it.
+    pub const DELIVERED: &str = "delivered";
+    /// The receiver answered a status worth retrying (408, 429, 5xx).
+    pub const RETRY_STATUS: &str = "retry_status";
+    /// No reply within the timeout.
+    pub const RETRY_TIMEOUT: &str = "retry_timeout";
+    /// No connection (refused, reset, DNS, TLS; a hub connection lost mid-send).
+    pub const RETRY_CONNECT: &str = "retry_connect";
+    /// Another transport error.
+    pub const RETRY_ERROR: &str = "retry_error";
+    /// The receiver answered a status retrying will not change (other 4xx, a 3xx).
+    pub const DEAD_STATUS: &str = "dead_status";
+    /// The message cannot be sent at all (a request that cannot be built).
+    pub const DEAD_UNSENDABLE: &str = "dead_unsendable";
+    /// Hub clients follow the entity but none subscribed to this event.
+    pub const SKIPPED_NOT_SUBSCRIBED: &str = "skipped_not_subscribed";
+    /// Nobody to deliver to yet (no hub client for the entity): deferred.
+    pub const DEFERRED_NO_SUBSCRIBER: &str = "deferred_no_subscriber";
+}
+
 /// One attempt's outcome with what the dead-letter log and the metrics keep of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attempt {
     /// The classification.
     pub outcome: AttemptOutcome,
-    /// The metric label of the outcome (`delivered`, `retry_status`, `dead_status`, ...).
+    /// The metric label of the outcome: one of [`label`].
     pub label: &'static str,
     /// The receiver's status code, when it answered (HTTP).
     pub status: Option<u16>,

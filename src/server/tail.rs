@@ -30,7 +30,7 @@ pub async fn tail(
             "invalid-filter",
             "Invalid tail filter",
             format!(
-                "{} (filters: route, destination, type, call)",
+                "{} (filters: route, destination, type, partitionkey)",
                 e.body_text()
             ),
         )

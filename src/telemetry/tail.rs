@@ -45,7 +45,7 @@ pub enum Entry {
         #[serde(rename = "type")]
         event_type: String,
         /// The event's `partitionkey`: the call id (the user id for presence).
-        call: String,
+        partitionkey: String,
         /// One per destination of the route, in config order.
         destinations: Vec<DestinationFate>,
     },
@@ -61,7 +61,7 @@ pub enum Entry {
         #[serde(rename = "type")]
         event_type: String,
         /// The event's `partitionkey`.
-        call: String,
+        partitionkey: String,
         /// `duplicate` or `stale`, with the detail.
         reason: String,
     },
@@ -80,7 +80,7 @@ pub enum Entry {
         #[serde(rename = "type")]
         event_type: String,
         /// The event's `partitionkey`.
-        call: String,
+        partitionkey: String,
         /// `delivered`, `retrying`, `dead` or `skipped`.
         outcome: &'static str,
         /// Which attempt this was, from 1.
@@ -160,19 +160,20 @@ pub struct Filter {
     /// Canonical type, exact or a prefix ending in `*` (`call.*`).
     #[serde(rename = "type")]
     pub event_type: Option<String>,
-    /// The call (`partitionkey`).
-    pub call: Option<String>,
+    /// The event's `partitionkey` (a call id; a user id for presence). `call` is accepted too.
+    #[serde(alias = "call")]
+    pub partitionkey: Option<String>,
 }
 
 impl Filter {
     /// Whether `record` passes.
     pub fn matches(&self, record: &Record) -> bool {
-        let (route, destinations, event_type, call): (&str, Vec<&str>, &str, &str) =
+        let (route, destinations, event_type, partitionkey): (&str, Vec<&str>, &str, &str) =
             match &record.entry {
                 Entry::Event {
                     route,
                     event_type,
-                    call,
+                    partitionkey,
                     destinations,
                     ..
                 } => (
@@ -182,21 +183,21 @@ impl Filter {
                         .map(|d| d.destination.as_str())
                         .collect(),
                     event_type,
-                    call,
+                    partitionkey,
                 ),
                 Entry::Dropped {
                     route,
                     event_type,
-                    call,
+                    partitionkey,
                     ..
-                } => (route, Vec::new(), event_type, call),
+                } => (route, Vec::new(), event_type, partitionkey),
                 Entry::Delivery {
                     route,
                     destination,
                     event_type,
-                    call,
+                    partitionkey,
                     ..
-                } => (route, vec![destination.as_str()], event_type, call),
+                } => (route, vec![destination.as_str()], event_type, partitionkey),
                 Entry::Reload { .. } | Entry::Lagged { .. } => return true,
             };
         self.route.as_deref().is_none_or(|r| r == route)
@@ -208,7 +209,10 @@ impl Filter {
                 .event_type
                 .as_deref()
                 .is_none_or(|t| crate::mapping::encode::type_matches(t, event_type))
-            && self.call.as_deref().is_none_or(|c| c == call)
+            && self
+                .partitionkey
+                .as_deref()
+                .is_none_or(|c| c == partitionkey)
     }
 }
 
@@ -343,7 +347,7 @@ mod tests {
             delivery_id: 1,
             event_id: "e".into(),
             event_type: event_type.into(),
-            call: call.into(),
+            partitionkey: call.into(),
             outcome: "delivered",
             attempt: 1,
             status: Some(200),
@@ -380,7 +384,7 @@ mod tests {
         assert_eq!(
             seqs(Filter {
                 destination: Some("vidyo".into()),
-                call: Some("c1".into()),
+                partitionkey: Some("c1".into()),
                 ..Filter::default()
             }),
             [1, 3]

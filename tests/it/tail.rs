@@ -77,12 +77,12 @@ async fn the_tail_follows_the_real_flow_with_each_destinations_outcome() {
         assert!(event["seq"].as_u64() < delivery["seq"].as_u64());
         assert_eq!(event["destinations"][0]["status"], "queued");
         assert_eq!(event["type"], delivery["type"]);
-        assert_eq!(event["call"], delivery["call"]);
+        assert_eq!(event["partitionkey"], delivery["partitionkey"]);
     }
 
     // A late subscriber gets the kept records, filtered: one call, one type.
     let first = delivered(&records)[0].clone();
-    let call = first["call"].as_str().unwrap();
+    let call = first["partitionkey"].as_str().unwrap();
     let mut late = SseReader::open(
         &format!("{admin}/admin/tail?call={call}&type=call.alerting&destination=vidyo"),
         None,
@@ -92,7 +92,7 @@ async fn the_tail_follows_the_real_flow_with_each_destinations_outcome() {
     assert!(
         backlog
             .iter()
-            .all(|r| r["call"] == call && r["type"] == "call.alerting"),
+            .all(|r| r["partitionkey"] == call && r["type"] == "call.alerting"),
         "{backlog:#?}"
     );
     // Resuming after an id seen (Last-Event-ID) gives what followed it, in order, nothing
@@ -373,7 +373,7 @@ async fn logs_into_a_pipe_are_json_lines_naming_the_event_path() {
         assert_eq!(span["destination"], "vidyo", "{line}");
         assert_eq!(span["event_id"], event_id, "{line}");
         assert!(
-            span["call_id"].as_str().unwrap().starts_with("s-"),
+            span["partitionkey"].as_str().unwrap().starts_with("s-"),
             "{line}"
         );
         assert!(span["delivery_id"].as_u64().unwrap() > 0, "{line}");
@@ -390,7 +390,7 @@ async fn logs_into_a_pipe_are_json_lines_naming_the_event_path() {
     assert_eq!(dropped["span"]["event_ids"], event_id, "{dropped}");
     assert_eq!(dropped["fields"]["event_id"], event_id, "{dropped}");
     assert!(
-        dropped["fields"]["call_id"]
+        dropped["fields"]["partitionkey"]
             .as_str()
             .unwrap()
             .starts_with("s-")

@@ -2,7 +2,7 @@
 //! (when), or dead letter, with the metric label that says why (DESIGN.md §7,
 //! linkerd2-proxy style).
 
-use crate::model::outbound::AttemptOutcome;
+use crate::model::outbound::{AttemptOutcome, label};
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use std::time::Duration;
@@ -23,7 +23,7 @@ pub enum AttemptResult<'a> {
 pub fn classify(result: &AttemptResult<'_>) -> (AttemptOutcome, &'static str) {
     match result {
         AttemptResult::Status(status, _) if status.is_success() => {
-            (AttemptOutcome::Delivered, "delivered")
+            (AttemptOutcome::Delivered, label::DELIVERED)
         }
         AttemptResult::Status(status, headers)
             if *status == StatusCode::REQUEST_TIMEOUT
@@ -34,18 +34,18 @@ pub fn classify(result: &AttemptResult<'_>) -> (AttemptOutcome, &'static str) {
                 AttemptOutcome::Retry {
                     after: retry_after(headers),
                 },
-                "retry_status",
+                label::RETRY_STATUS,
             )
         }
         AttemptResult::Status(status, _) => (
             AttemptOutcome::Dead {
                 reason: format!("the receiver answered {status}"),
             },
-            "dead_status",
+            label::DEAD_STATUS,
         ),
-        AttemptResult::Timeout => (AttemptOutcome::Retry { after: None }, "retry_timeout"),
-        AttemptResult::Connect => (AttemptOutcome::Retry { after: None }, "retry_connect"),
-        AttemptResult::Other => (AttemptOutcome::Retry { after: None }, "retry_error"),
+        AttemptResult::Timeout => (AttemptOutcome::Retry { after: None }, label::RETRY_TIMEOUT),
+        AttemptResult::Connect => (AttemptOutcome::Retry { after: None }, label::RETRY_CONNECT),
+        AttemptResult::Other => (AttemptOutcome::Retry { after: None }, label::RETRY_ERROR),
     }
 }
 

@@ -13,7 +13,7 @@ use super::protocol::{
 use crate::mapping::helpers::is_guid;
 use crate::model::message::{Message, Request};
 use crate::model::outbound::BoxFuture;
-use crate::model::outbound::{Attempt, AttemptOutcome, Outbound};
+use crate::model::outbound::{Attempt, AttemptOutcome, Outbound, label};
 use crate::model::problem::Problem;
 use axum::extract::FromRequest;
 use axum::extract::ws::{self, WebSocket, WebSocketUpgrade};
@@ -556,7 +556,7 @@ impl Outbound for Hub {
                 outcome: AttemptOutcome::Dead {
                     reason: reason.clone(),
                 },
-                label: "dead_unsendable",
+                label: label::DEAD_UNSENDABLE,
                 status: None,
                 error: Some(reason),
                 excerpt: None,
@@ -595,8 +595,10 @@ impl Outbound for Hub {
                 // one either. Waiting would hold the call's later events behind it.
                 tracing::debug!(hub = %self.path, %entity, %event, "no subscriber wants this event: skipped");
                 return Attempt {
-                    outcome: AttemptOutcome::Delivered,
-                    label: "skipped_not_subscribed",
+                    outcome: AttemptOutcome::Skipped {
+                        reason: label::SKIPPED_NOT_SUBSCRIBED,
+                    },
+                    label: label::SKIPPED_NOT_SUBSCRIBED,
                     status: None,
                     error: None,
                     excerpt: None,
@@ -607,7 +609,7 @@ impl Outbound for Hub {
                     outcome: AttemptOutcome::Defer {
                         until: Duration::from_secs(1),
                     },
-                    label: "deferred_no_subscriber",
+                    label: label::DEFERRED_NO_SUBSCRIBER,
                     status: None,
                     error: Some(format!("no connection subscribed to {entity} {event}")),
                     excerpt: None,
@@ -646,7 +648,7 @@ impl Outbound for Hub {
             if delivered == total {
                 Attempt {
                     outcome: AttemptOutcome::Delivered,
-                    label: "delivered",
+                    label: label::DELIVERED,
                     status: None,
                     error: None,
                     excerpt: None,
@@ -654,7 +656,7 @@ impl Outbound for Hub {
             } else {
                 Attempt {
                     outcome: AttemptOutcome::Retry { after: None },
-                    label: "retry_connection",
+                    label: label::RETRY_CONNECT,
                     status: None,
                     error: Some(format!(
                         "written to {delivered} of {total} subscribed connections"

@@ -232,7 +232,7 @@ function eventCard(e, i) {
 async function toggleTail() {
   if (state.tail) { state.tail.abort(); return; }
   const params = new URLSearchParams();
-  for (const name of ["route", "destination", "type", "call"]) {
+  for (const name of ["route", "destination", "type", "partitionkey"]) {
     const v = $("tail-" + name).value.trim();
     if (v) params.set(name, v);
   }
@@ -271,12 +271,12 @@ async function toggleTail() {
 function tailText(r) {
   switch (r.kind) {
     case "event":
-      return r.route + " ← " + r.vendor + " " + r.type + " call " + r.call + " · " +
+      return r.route + " ← " + r.vendor + " " + r.type + " call " + r.partitionkey + " · " +
         r.destinations.map((d) => d.destination + ": " + d.status + (d.reason ? " (" + d.reason + ")" : "")).join(", ");
     case "dropped":
-      return r.route + " ← " + r.vendor + " " + r.type + " call " + r.call + " · dropped: " + r.reason;
+      return r.route + " ← " + r.vendor + " " + r.type + " call " + r.partitionkey + " · dropped: " + r.reason;
     case "delivery":
-      return r.route + "/" + r.destination + " → " + r.type + " call " + r.call + " · " + r.outcome +
+      return r.route + "/" + r.destination + " → " + r.type + " call " + r.partitionkey + " · " + r.outcome +
         (r.status ? " " + r.status : "") + " attempt " + r.attempt +
         (r.next_attempt ? " · next " + r.next_attempt : "") + (r.reason ? " · " + r.reason : "");
     case "reload":
