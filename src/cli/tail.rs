@@ -305,7 +305,7 @@ mod tests {
     #[test]
     fn a_delivery_line_says_where_what_and_when_next() {
         let r = serde_json::json!({"kind": "delivery", "time": "2026-12-02T10:00:00.123Z",
-            "route": "rc", "destination": "vidyo", "type": "call.ended", "call": "c1",
+            "route": "rc", "destination": "vidyo", "type": "call.ended", "partitionkey": "c1",
             "outcome": "retrying", "status": 503, "attempt": 2, "delivery_id": 9,
             "next_attempt": "2026-12-02T10:00:01.000Z", "reason": "HTTP 503"});
         assert_eq!(

@@ -112,24 +112,14 @@ fn for_each_env_string(config: &mut Config, f: &mut dyn FnMut(&mut EnvString)) {
     }
     for route in &mut config.routes {
         if let Some(auth) = route.auth.as_mut() {
-            let InboundAuth {
-                verification_token,
-                basic,
-                bearer,
-                header,
-                standard_webhooks,
-            } = auth;
-            verification_token.iter_mut().for_each(&mut *f);
-            if let Some(sw) = standard_webhooks {
-                sw.secrets.iter_mut().for_each(&mut *f);
-            }
-            bearer.iter_mut().for_each(&mut *f);
-            if let Some(b) = basic {
-                f(&mut b.username);
-                f(&mut b.password);
-            }
-            if let Some(h) = header {
-                f(&mut h.value);
+            match auth {
+                InboundAuth::VerificationToken(token) | InboundAuth::Bearer(token) => f(token),
+                InboundAuth::StandardWebhooks(sw) => sw.secrets.iter_mut().for_each(&mut *f),
+                InboundAuth::Basic(b) => {
+                    f(&mut b.username);
+                    f(&mut b.password);
+                }
+                InboundAuth::Header(h) => f(&mut h.value),
             }
         }
         if let Some(rc) = route.ringcentral.as_mut() {
@@ -306,22 +296,8 @@ fn problems(config: &Config, mappings: &MappingSet) -> Vec<String> {
             ));
         }
         if let Some(auth) = &route.auth {
-            let count = [
-                auth.verification_token.is_some(),
-                auth.basic.is_some(),
-                auth.bearer.is_some(),
-                auth.header.is_some(),
-                auth.standard_webhooks.is_some(),
-            ]
-            .iter()
-            .filter(|b| **b)
-            .count();
-            if count != 1 {
-                problems.push(format!(
-                    "{at}: auth needs exactly one of verification_token, basic, bearer, header, standard_webhooks"
-                ));
-            }
-            if let Some(sw) = &auth.standard_webhooks {
+            // Exactly one scheme is a parse-time fact: `auth` is an enum.
+            if let InboundAuth::StandardWebhooks(sw) = auth {
                 if sw.secrets.is_empty() {
                     problems.push(format!(
                         "{at}: auth standard_webhooks needs at least one secret"
@@ -349,20 +325,17 @@ fn problems(config: &Config, mappings: &MappingSet) -> Vec<String> {
                     ));
                 }
             };
-            for (name, value) in [
-                ("verification_token", auth.verification_token.as_ref()),
-                ("bearer", auth.bearer.as_ref()),
-                ("header value", auth.header.as_ref().map(|h| &h.value)),
-                ("basic password", auth.basic.as_ref().map(|b| &b.password)),
-            ] {
-                if let Some(value) = value {
-                    empty(name, value, &mut problems);
-                }
+            match auth {
+                InboundAuth::VerificationToken(v) => empty("verification_token", v, &mut problems),
+                InboundAuth::Bearer(v) => empty("bearer", v, &mut problems),
+                InboundAuth::Header(h) => empty("header value", &h.value, &mut problems),
+                InboundAuth::Basic(b) => empty("basic password", &b.password, &mut problems),
+                InboundAuth::StandardWebhooks(_) => {}
             }
             let source = (route.from != AUTO)
                 .then(|| mappings.vendor(&route.from))
                 .flatten();
-            if auth.verification_token.is_some()
+            if auth.verification_token().is_some()
                 && source.is_none_or(|v| v.token_headers().is_empty())
             {
                 problems.push(format!(
@@ -619,7 +592,7 @@ fn check_keeper(
     if route
         .auth
         .as_ref()
-        .and_then(|a| a.verification_token.as_ref())
+        .and_then(|a| a.verification_token())
         .is_none()
     {
         problems.push(format!(
@@ -742,12 +715,38 @@ mod tests {
     }
 
     #[test]
+    fn auth_takes_exactly_one_scheme_by_its_type() {
+        let route = |auth: &str| {
+            format!(
+                "routes:\n  - name: r\n    path: /r\n    from: vidyo\n    auth: {auth}\n    to: [ {{ name: d, vendor: vidyo, url: 'http://x/' }} ]\n"
+            )
+        };
+        let two = parse_text(&route("{ bearer: a, basic: { username: u, password: p } }"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            two.contains("line 5") && two.contains("found `bearer` and `basic`"),
+            "{two}"
+        );
+        let none = parse_text(&route("{}")).unwrap_err().to_string();
+        assert!(
+            none.contains("auth needs one of verification_token"),
+            "{none}"
+        );
+        let typo = parse_text(&route("{ baerer: a }")).unwrap_err().to_string();
+        assert!(typo.contains("baerer"), "{typo}");
+        assert!(parse_text(&route("{ bearer: a }")).is_ok());
+    }
+
+    #[test]
     fn missing_variables_are_named_and_values_never_printed() {
         let text = "routes:\n  - name: r\n    path: /r\n    from: vidyo\n    auth: { bearer: \"${TOKEN}\" }\n    to:\n      - { name: d, vendor: vidyo, url: \"http://x/${NOPE}\" }\n";
         let err = parse_text(text).unwrap_err();
         assert!(matches!(&err, ConfigError::MissingEnv { names, .. } if names == &["NOPE"]));
         let ok = parse_text(&text.replace("${NOPE}", "y")).unwrap();
-        let bearer = ok.routes[0].auth.as_ref().unwrap().bearer.as_ref().unwrap();
+        let Some(crate::config::InboundAuth::Bearer(bearer)) = &ok.routes[0].auth else {
+            panic!("a bearer auth: {:?}", ok.routes[0].auth);
+        };
         assert_eq!(bearer.value(), "s3cret");
         assert!(!format!("{ok:?}").contains("s3cret"));
     }

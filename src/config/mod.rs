@@ -471,26 +471,78 @@ pub enum OnTimeout {
     Queue,
 }
 
-/// Inbound verification: exactly one of the fields.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InboundAuth {
+/// Inbound verification: exactly one scheme, written as a map with one key
+/// (`auth: { basic: { username, password } }`); a map with none or several is refused by the
+/// parse, with the line.
+#[derive(Debug, Clone)]
+pub enum InboundAuth {
     /// RingCentral's shared token, sent as `Verification-Token` (or `Validation-Token`).
-    #[serde(default)]
-    pub verification_token: Option<EnvString>,
+    VerificationToken(EnvString),
     /// HTTP Basic credentials.
-    #[serde(default)]
-    pub basic: Option<BasicAuth>,
+    Basic(BasicAuth),
     /// An `Authorization: Bearer` token.
-    #[serde(default)]
-    pub bearer: Option<EnvString>,
+    Bearer(EnvString),
     /// A token in a named header.
-    #[serde(default)]
-    pub header: Option<HeaderToken>,
+    Header(HeaderToken),
     /// Standard Webhooks signatures (`webhook-id`, `webhook-timestamp`,
     /// `webhook-signature`; protocols.md §8).
-    #[serde(default)]
-    pub standard_webhooks: Option<StandardWebhooksVerify>,
+    StandardWebhooks(StandardWebhooksVerify),
+}
+
+/// The schemes of [`InboundAuth`], as written.
+const INBOUND_AUTH_SCHEMES: &[&str] = &[
+    "verification_token",
+    "basic",
+    "bearer",
+    "header",
+    "standard_webhooks",
+];
+
+impl<'de> Deserialize<'de> for InboundAuth {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct AuthVisitor;
+        impl<'de> de::Visitor<'de> for AuthVisitor {
+            type Value = InboundAuth;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(
+                    f,
+                    "a map with exactly one of {}",
+                    INBOUND_AUTH_SCHEMES.join(", ")
+                )
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<InboundAuth, A::Error> {
+                let one_of = INBOUND_AUTH_SCHEMES.join(", ");
+                let Some(scheme) = map.next_key::<String>()? else {
+                    return Err(de::Error::custom(format!("auth needs one of {one_of}")));
+                };
+                let auth = match scheme.as_str() {
+                    "verification_token" => InboundAuth::VerificationToken(map.next_value()?),
+                    "basic" => InboundAuth::Basic(map.next_value()?),
+                    "bearer" => InboundAuth::Bearer(map.next_value()?),
+                    "header" => InboundAuth::Header(map.next_value()?),
+                    "standard_webhooks" => InboundAuth::StandardWebhooks(map.next_value()?),
+                    other => return Err(de::Error::unknown_field(other, INBOUND_AUTH_SCHEMES)),
+                };
+                if let Some(second) = map.next_key::<String>()? {
+                    return Err(de::Error::custom(format!(
+                        "auth takes exactly one of {one_of}: found `{scheme}` and `{second}`"
+                    )));
+                }
+                Ok(auth)
+            }
+        }
+        d.deserialize_map(AuthVisitor)
+    }
+}
+
+impl InboundAuth {
+    /// The shared token, for `verification_token`.
+    pub fn verification_token(&self) -> Option<&EnvString> {
+        match self {
+            InboundAuth::VerificationToken(token) => Some(token),
+            _ => None,
+        }
+    }
 }
 
 /// An inbound Standard Webhooks verifier.
@@ -788,43 +840,37 @@ fn durations<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error>
 /// vendor carries a shared token in (empty for vendors that declare none: config
 /// validation refuses `verification_token` there).
 pub fn verifier(auth: Option<&InboundAuth>, token_headers: &[String]) -> Verifier {
-    let Some(auth) = auth else {
-        return Verifier::Open;
-    };
-    if let Some(token) = &auth.verification_token {
-        Verifier::VerificationToken {
+    match auth {
+        None => Verifier::Open,
+        Some(InboundAuth::VerificationToken(token)) => Verifier::VerificationToken {
             headers: token_headers
                 .iter()
                 .map(|h| h.to_ascii_lowercase())
                 .collect(),
             secret: token.value().as_bytes().to_vec(),
+        },
+        Some(InboundAuth::Basic(basic)) => {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(format!(
+                "{}:{}",
+                basic.username.value(),
+                basic.password.value()
+            ));
+            Verifier::Basic(encoded.into_bytes())
         }
-    } else if let Some(basic) = &auth.basic {
-        let encoded = base64::engine::general_purpose::STANDARD.encode(format!(
-            "{}:{}",
-            basic.username.value(),
-            basic.password.value()
-        ));
-        Verifier::Basic(encoded.into_bytes())
-    } else if let Some(token) = &auth.bearer {
-        Verifier::Bearer(token.value().as_bytes().to_vec())
-    } else if let Some(header) = &auth.header {
-        Verifier::Header(
+        Some(InboundAuth::Bearer(token)) => Verifier::Bearer(token.value().as_bytes().to_vec()),
+        Some(InboundAuth::Header(header)) => Verifier::Header(
             header.name.to_ascii_lowercase(),
             header.value.value().as_bytes().to_vec(),
-        )
-    } else if let Some(sw) = &auth.standard_webhooks {
+        ),
         // Config validation refused secrets that do not parse.
-        Verifier::StandardWebhooks {
+        Some(InboundAuth::StandardWebhooks(sw)) => Verifier::StandardWebhooks {
             secrets: sw
                 .secrets
                 .iter()
                 .filter_map(|s| Secret::parse(s.value()).ok())
                 .collect(),
             tolerance: sw.tolerance,
-        }
-    } else {
-        Verifier::Open
+        },
     }
 }
 

@@ -18,26 +18,17 @@ fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
 /// `basic: {username: u, password: p}`.
 fn basic_u_p() -> Verifier {
     crate::config::verifier(
-        Some(&InboundAuth {
-            basic: Some(BasicAuth {
-                username: EnvString::literal("u"),
-                password: EnvString::literal("p"),
-            }),
-            ..Default::default()
-        }),
+        Some(&InboundAuth::Basic(BasicAuth {
+            username: EnvString::literal("u"),
+            password: EnvString::literal("p"),
+        })),
         &[],
     )
 }
 
 /// `bearer: <token>`.
 fn bearer(token: &str) -> Verifier {
-    crate::config::verifier(
-        Some(&InboundAuth {
-            bearer: Some(EnvString::literal(token)),
-            ..Default::default()
-        }),
-        &[],
-    )
+    crate::config::verifier(Some(&InboundAuth::Bearer(EnvString::literal(token))), &[])
 }
 
 #[test]
@@ -47,10 +38,7 @@ fn each_verifier_accepts_its_credential_and_refuses_others() {
         "Validation-Token".to_string(),
     ];
     let token = crate::config::verifier(
-        Some(&InboundAuth {
-            verification_token: Some(EnvString::literal("t0k")),
-            ..Default::default()
-        }),
+        Some(&InboundAuth::VerificationToken(EnvString::literal("t0k"))),
         &rc_headers,
     );
     assert!(
@@ -99,13 +87,10 @@ fn each_verifier_accepts_its_credential_and_refuses_others() {
     );
 
     let header = crate::config::verifier(
-        Some(&InboundAuth {
-            header: Some(HeaderToken {
-                name: "X-Api-Key".into(),
-                value: EnvString::literal("k"),
-            }),
-            ..Default::default()
-        }),
+        Some(&InboundAuth::Header(HeaderToken {
+            name: "X-Api-Key".into(),
+            value: EnvString::literal("k"),
+        })),
         &[],
     );
     assert!(header.check(&headers(&[("x-api-key", "k")]), b"").is_ok());

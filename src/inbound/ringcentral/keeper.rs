@@ -453,7 +453,7 @@ impl crate::supervisor::Component for KeeperComponent {
             .route
             .auth
             .as_ref()
-            .and_then(|a| a.verification_token.as_ref())
+            .and_then(|a| a.verification_token())
             .map(|t| t.value().to_string());
         format!("{:?} {:?}", self.route.ringcentral, token)
     }
@@ -479,7 +479,7 @@ impl crate::supervisor::Component for KeeperComponent {
                 verification_token: route
                     .auth
                     .as_ref()
-                    .and_then(|a| a.verification_token.as_ref())
+                    .and_then(|a| a.verification_token())
                     .map(|t| t.value().to_string()),
                 expires_in: rc.expires_in,
                 renew_before: rc.renew_before.unwrap_or(rc.expires_in / 2),
