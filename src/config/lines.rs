@@ -1,19 +1,47 @@
 //! Where a configuration entry is written: a second, span-keeping parse of the config text
 //! (routes, destinations and section keys only), so that a semantic problem found by
-//! `validate` names its line as a syntax error does.
+//! `validate` names its line as a syntax error does. A problem carries its place ([`At`]),
+//! set where it is found; its message is never read to find it.
 
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_saphyr::Spanned;
 use std::collections::BTreeMap;
 
-/// Line numbers (1-based) of a config file's sections, keys, routes and destinations.
+/// Line numbers (1-based) of a config file's sections, keys, routes, destinations and sources.
 #[derive(Debug, Default)]
 pub struct Lines {
     sections: BTreeMap<String, usize>,
     keys: BTreeMap<(String, String), usize>,
     routes: BTreeMap<String, usize>,
     destinations: BTreeMap<(String, String), usize>,
+    sources: BTreeMap<String, usize>,
+}
+
+/// Where in a configuration a problem is, known when the problem is found (never read back
+/// from its message).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum At {
+    /// The configuration as a whole.
+    #[default]
+    Whole,
+    /// A key of a section (`server.request_timeout`), or a section (`fallback`).
+    Key(&'static str),
+    /// A route, by name.
+    Route(String),
+    /// A destination of a route, by route and destination name.
+    Destination(String, String),
+    /// A source, by name.
+    Source(String),
+}
+
+/// One problem of a configuration: where, and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Where it is.
+    pub at: At,
+    /// What is wrong (it names the route, destination, source or key, as it always has).
+    pub message: String,
 }
 
 /// The top-level sections, named (serde's `flatten` and `untagged` would lose the spans).
@@ -31,6 +59,8 @@ struct Skeleton {
     fallback: Option<Spanned<IgnoredAny>>,
     #[serde(default)]
     routes: Option<Spanned<Vec<Spanned<Route>>>>,
+    #[serde(default)]
+    sources: Option<Vec<Spanned<Named>>>,
 }
 
 type Keys = BTreeMap<String, Spanned<IgnoredAny>>;
@@ -108,40 +138,33 @@ impl Lines {
                 }
             }
         }
+        for source in skeleton.sources.iter().flatten() {
+            if let (Some(name), Some(l)) = (&source.value.name, line(source)) {
+                lines.sources.entry(name.clone()).or_insert(l);
+            }
+        }
         lines
     }
 
-    /// The line a `validate` problem is about, read from the place it starts with:
-    /// ``route `a`, destination `d`: …``, ``route `a`: …``, `server.key …`, `delivery.key …`,
-    /// `store …`, `fallback …`.
-    pub fn of(&self, problem: &str) -> Option<usize> {
-        if let Some(rest) = problem.strip_prefix("route `") {
-            let (route, rest) = rest.split_once('`')?;
-            if let Some(rest) = rest.strip_prefix(", destination `") {
-                let (dest, _) = rest.split_once('`')?;
-                if let Some(l) = self
-                    .destinations
-                    .get(&(route.to_string(), dest.to_string()))
-                {
-                    return Some(*l);
-                }
+    /// The line of a place in the configuration.
+    pub fn at(&self, at: &At) -> Option<usize> {
+        match at {
+            At::Whole => None,
+            At::Key(key) => {
+                let (section, key) = key.split_once('.').unwrap_or((key, ""));
+                self.keys
+                    .get(&(section.to_string(), key.to_string()))
+                    .or_else(|| self.sections.get(section))
+                    .copied()
             }
-            return self.routes.get(route).copied();
+            At::Route(route) => self.routes.get(route).copied(),
+            At::Destination(route, dest) => self
+                .destinations
+                .get(&(route.clone(), dest.clone()))
+                .or_else(|| self.routes.get(route))
+                .copied(),
+            At::Source(source) => self.sources.get(source).copied(),
         }
-        let section: String = problem
-            .chars()
-            .take_while(|c| c.is_ascii_lowercase() || *c == '_')
-            .collect();
-        let key: String = problem[section.len()..]
-            .strip_prefix('.')
-            .unwrap_or("")
-            .chars()
-            .take_while(|c| c.is_ascii_lowercase() || *c == '_')
-            .collect();
-        self.keys
-            .get(&(section.clone(), key))
-            .or_else(|| self.sections.get(&section))
-            .copied()
     }
 }
 
@@ -157,13 +180,19 @@ mod tests {
              routes:\n  - name: a\n    path: /a\n    to:\n      - { name: d, vendor: v, url: 'x' }\n\
              \x20 - { name: b, path: /b, to: [] }\n",
         );
-        assert_eq!(lines.of("server.request_timeout must be above 0"), Some(3));
-        assert_eq!(lines.of("server.nothing_here must be above 0"), Some(2));
-        assert_eq!(lines.of("delivery.timeout must be above 0"), Some(4));
-        assert_eq!(lines.of("route `a`, destination `d`: url"), Some(9));
-        assert_eq!(lines.of("route `a`: path"), Some(6));
-        assert_eq!(lines.of("route `b`: `to` needs"), Some(10));
-        assert_eq!(lines.of("route `zz`: unknown"), None);
-        assert_eq!(Lines::index(": : :").of("route `a`: x"), None);
+        assert_eq!(lines.at(&At::Key("server.request_timeout")), Some(3));
+        assert_eq!(lines.at(&At::Key("server.nothing_here")), Some(2));
+        assert_eq!(lines.at(&At::Key("delivery.timeout")), Some(4));
+        let (a, d) = ("a".to_string(), "d".to_string());
+        assert_eq!(lines.at(&At::Destination(a.clone(), d)), Some(9));
+        assert_eq!(lines.at(&At::Route(a.clone())), Some(6));
+        assert_eq!(lines.at(&At::Route("b".into())), Some(10));
+        assert_eq!(lines.at(&At::Route("zz".into())), None);
+        assert_eq!(Lines::index(": : :").at(&At::Route(a)), None);
+        let sources = Lines::index(
+            "routes: []\nsources:\n  - name: rte\n    kind: signalr\n  - { name: ws }\n",
+        );
+        assert_eq!(sources.at(&At::Source("rte".into())), Some(3));
+        assert_eq!(sources.at(&At::Source("ws".into())), Some(5));
     }
 }

@@ -2,6 +2,7 @@
 //! environment (after parsing, so a secret never appears in a YAML error), then pure
 //! validation against the mappings before anything opens a socket.
 
+use super::lines::{At, Problem};
 use super::{Ack, Config, EnvString, InboundAuth, OutboundAuth, StoreConfig};
 use crate::mapping::AUTO;
 use crate::mapping::MappingSet;
@@ -157,18 +158,40 @@ pub fn validate(config: &Config, mappings: &MappingSet) -> Vec<String> {
     match &config.origin {
         Some(origin) => problems
             .into_iter()
-            .map(|p| match origin.lines.of(&p) {
-                Some(line) => format!("{}:{line}: {p}", origin.file.display()),
-                None => format!("{}: {p}", origin.file.display()),
+            .map(|p| match origin.lines.at(&p.at) {
+                Some(line) => format!("{}:{line}: {}", origin.file.display(), p.message),
+                None => format!("{}: {}", origin.file.display(), p.message),
             })
             .collect(),
-        None => problems,
+        None => problems.into_iter().map(|p| p.message).collect(),
     }
 }
 
-fn problems(config: &Config, mappings: &MappingSet) -> Vec<String> {
-    let mut problems = Vec::new();
+/// Problems as they are found, each at the place being checked when it was found.
+#[derive(Default)]
+struct Found {
+    list: Vec<Problem>,
+    at: At,
+}
+
+impl Found {
+    /// From now on, problems are at `at`.
+    fn at(&mut self, at: At) {
+        self.at = at;
+    }
+
+    fn push(&mut self, message: String) {
+        self.list.push(Problem {
+            at: self.at.clone(),
+            message,
+        });
+    }
+}
+
+fn problems(config: &Config, mappings: &MappingSet) -> Vec<Problem> {
+    let mut problems = Found::default();
     if !config.server.admin_listen.ip().is_loopback() && config.server.admin_token.is_none() {
+        problems.at(At::Key("server.admin_listen"));
         problems.push(format!(
             "server.admin_listen {} is not a loopback address: set server.admin_token",
             config.server.admin_listen
@@ -176,50 +199,63 @@ fn problems(config: &Config, mappings: &MappingSet) -> Vec<String> {
     }
     let server = &config.server;
     if server.listen == server.admin_listen && server.listen.port() != 0 {
+        problems.at(At::Key("server.listen"));
         problems.push(format!(
             "server.listen and server.admin_listen are the same address ({})",
             server.listen
         ));
     }
     if server.request_timeout.is_zero() {
+        problems.at(At::Key("server.request_timeout"));
         problems.push("server.request_timeout must be above 0".into());
     }
     if config.delivery.timeout.is_zero() {
+        problems.at(At::Key("delivery.timeout"));
         problems.push("delivery.timeout must be above 0".into());
     }
     if config.delivery.max_queue_depth == 0 {
+        problems.at(At::Key("delivery.max_queue_depth"));
         problems.push("delivery.max_queue_depth must be above 0".into());
     }
     if let Some(token) = &server.admin_token
         && token.value().is_empty()
     {
+        problems.at(At::Key("server.admin_token"));
         problems.push(format!(
             "server.admin_token is empty (`{}` resolved to nothing): an empty token would let anyone in",
             token.raw()
         ));
     }
     if config.server.max_events_per_request == 0 {
+        problems.at(At::Key("server.max_events_per_request"));
         problems.push("server.max_events_per_request must be above 0".into());
     }
     if config.server.header_read_timeout.is_zero() {
+        problems.at(At::Key("server.header_read_timeout"));
         problems.push("server.header_read_timeout must be above 0".into());
     }
     if config.server.max_connections == 0 {
+        problems.at(At::Key("server.max_connections"));
         problems.push("server.max_connections must be above 0".into());
     }
     if config.server.max_header_bytes < 1024 {
+        problems.at(At::Key("server.max_header_bytes"));
         problems.push("server.max_header_bytes must be at least 1024".into());
     }
     if config.server.max_concurrent_requests == 0 {
+        problems.at(At::Key("server.max_concurrent_requests"));
         problems.push("server.max_concurrent_requests must be above 0".into());
     }
     if config.server.max_body_bytes == 0 {
+        problems.at(At::Key("server.max_body_bytes"));
         problems.push("server.max_body_bytes must be above 0".into());
     }
     if config.delivery.retry.is_empty() {
+        problems.at(At::Key("delivery.retry"));
         problems.push("delivery.retry needs at least one entry (the first attempt)".into());
     }
     if config.delivery.workers == 0 {
+        problems.at(At::Key("delivery.workers"));
         problems.push("delivery.workers must be above 0".into());
     }
     if let StoreConfig::Nats {
@@ -230,6 +266,7 @@ fn problems(config: &Config, mappings: &MappingSet) -> Vec<String> {
     } = &config.store
     {
         if url.value().trim().is_empty() {
+            problems.at(At::Key("store.url"));
             problems.push("store.url is empty".into());
         }
         if stream.is_empty()
@@ -238,18 +275,22 @@ fn problems(config: &Config, mappings: &MappingSet) -> Vec<String> {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         {
+            problems.at(At::Key("store.stream"));
             problems.push(format!(
                 "store.stream `{stream}` must be 1–32 characters of A–Z, a–z, 0–9, `_` or `-`"
             ));
         }
         if !(1..=5).contains(replicas) {
+            problems.at(At::Key("store.replicas"));
             problems.push(format!("store.replicas {replicas} must be 1 to 5"));
         }
         if !(1..=1024).contains(partitions) {
+            problems.at(At::Key("store.partitions"));
             problems.push(format!("store.partitions {partitions} must be 1 to 1024"));
         }
     }
     if let Some(fallback) = &config.fallback {
+        problems.at(At::Key("fallback"));
         check_url("fallback", fallback.value(), &mut problems);
     }
     let mut names = HashSet::new();
@@ -257,6 +298,7 @@ fn problems(config: &Config, mappings: &MappingSet) -> Vec<String> {
     let mut hubs = HashSet::new();
     for route in &config.routes {
         let at = format!("route `{}`", route.name);
+        problems.at(At::Route(route.name.clone()));
         if !names.insert(route.name.as_str()) {
             problems.push(format!("{at}: the name is used twice"));
         }
@@ -317,7 +359,7 @@ fn problems(config: &Config, mappings: &MappingSet) -> Vec<String> {
                     ));
                 }
             }
-            let empty = |name: &str, value: &EnvString, problems: &mut Vec<String>| {
+            let empty = |name: &str, value: &EnvString, problems: &mut Found| {
                 if value.value().is_empty() {
                     problems.push(format!(
                         "{at}: auth {name} is empty (`{}` resolved to nothing): an empty secret would let anyone in",
@@ -365,6 +407,7 @@ fn problems(config: &Config, mappings: &MappingSet) -> Vec<String> {
         let mut dest_names = HashSet::new();
         for dest in &route.to {
             let at = format!("{at}, destination `{}`", dest.name);
+            problems.at(At::Destination(route.name.clone(), dest.name.clone()));
             if !dest_names.insert(dest.name.as_str()) {
                 problems.push(format!("{at}: the name is used twice in this route"));
             }
@@ -499,6 +542,7 @@ fn problems(config: &Config, mappings: &MappingSet) -> Vec<String> {
     let mut sources = HashSet::new();
     for source in &config.sources {
         let at = format!("source `{}`", source.name);
+        problems.at(At::Source(source.name.clone()));
         if !sources.insert(source.name.as_str()) {
             problems.push(format!("{at}: the name is used twice"));
         }
@@ -547,7 +591,7 @@ fn problems(config: &Config, mappings: &MappingSet) -> Vec<String> {
             }
         }
     }
-    problems
+    problems.list
 }
 
 fn humanize(d: std::time::Duration) -> String {
@@ -562,7 +606,7 @@ fn known(mappings: &MappingSet) -> String {
         .join(", ")
 }
 
-fn check_url(at: &str, url: &str, problems: &mut Vec<String>) {
+fn check_url(at: &str, url: &str, problems: &mut Found) {
     match reqwest::Url::parse(url) {
         Ok(u) if u.fragment().is_some() => problems.push(format!(
             "{at}: url `{url}` has a #fragment, which is never sent to a server"
@@ -581,7 +625,7 @@ fn check_keeper(
     at: &str,
     route: &super::RouteConfig,
     rc: &super::RingCentralKeeperConfig,
-    problems: &mut Vec<String>,
+    problems: &mut Found,
 ) {
     let at = format!("{at}: ringcentral");
     if route.from != "ringcentral" {
@@ -628,7 +672,7 @@ fn check_ringcentral(
     server: &str,
     [client_id, client_secret, jwt]: [&super::EnvString; 3],
     (filters_at, filters): (&str, &[String]),
-    problems: &mut Vec<String>,
+    problems: &mut Found,
 ) {
     check_url(&format!("{at}server"), server, problems);
     for (name, value) in [
@@ -662,7 +706,7 @@ fn check_websocket_source(
     at: &str,
     config: &super::Config,
     source: &super::SourceConfig,
-    problems: &mut Vec<String>,
+    problems: &mut Found,
 ) {
     let Some(rc) = &source.ringcentral else {
         problems.push(format!(
