@@ -122,21 +122,35 @@ impl Snapshot {
         resources: &Resources,
         version: u64,
     ) -> Result<Snapshot, BuildError> {
+        // First every step that can fail, touching no shared state; then, only if all passed,
+        // the registration of hubs, lanes and lifecycle trackers: a refused build leaves the
+        // running gateway's shared state as it was.
         let mut problems = Vec::new();
-        let mut routes = Vec::new();
-        let mut destinations = HashMap::new();
+        let mut prepared = Vec::new();
         for r in &config.routes {
             let mut dests = Vec::new();
             for d in &r.to {
-                match destination(r, d, config.delivery.timeout, resources, &mappings) {
-                    Ok(dest) => {
-                        let dest = Arc::new(dest);
-                        destinations.insert(dest.key.clone(), dest.clone());
-                        dests.push(dest);
-                    }
+                match transport(r, d, config.delivery.timeout, resources) {
+                    Ok(transport) => dests.push((d, transport)),
                     Err(e) => problems.push(e),
                 }
             }
+            prepared.push((r, dests));
+        }
+        if !problems.is_empty() {
+            return Err(BuildError::Config(problems));
+        }
+        let mut routes = Vec::new();
+        let mut destinations = HashMap::new();
+        for (r, dests) in prepared {
+            let dests: Vec<Arc<Destination>> = dests
+                .into_iter()
+                .map(|(d, transport)| {
+                    let dest = Arc::new(destination(r, d, transport, resources, &mappings));
+                    destinations.insert(dest.key.clone(), dest.clone());
+                    dest
+                })
+                .collect();
             routes.push(Arc::new(route(
                 r,
                 dests,
@@ -144,9 +158,6 @@ impl Snapshot {
                 resources,
                 config.server.max_events_per_request,
             )));
-        }
-        if !problems.is_empty() {
-            return Err(BuildError::Config(problems));
         }
         let by_path = routes.iter().map(|r| (r.path.clone(), r.clone())).collect();
         Ok(Snapshot {
@@ -243,37 +254,67 @@ impl crate::delivery::worker::Targets for Snapshot {
     }
 }
 
-fn destination(
+/// How a destination's messages leave, before anything shared is touched.
+enum Transport {
+    /// Over HTTP: the adapter, built (headers and secrets parsed).
+    Http(Arc<HttpOutbound>),
+    /// To a SignalR hub at this path, with its token secret.
+    Hub(String, Vec<u8>),
+}
+
+/// Builds a destination's transport: the one step of a build that can fail.
+fn transport(
     route: &RouteConfig,
     d: &DestinationConfig,
     timeout: Duration,
     resources: &Resources,
-    mappings: &MappingSet,
-) -> Result<Destination, String> {
-    let key = format!("{}/{}", route.name, d.name);
-    let (url, outbound, http, hub): (String, Arc<dyn Outbound>, _, _) = match (&d.url, &d.hub) {
-        (Some(url), _) => {
-            let http = Arc::new(
-                HttpOutbound::new(resources.http.clone(), timeout, d)
-                    .map_err(|e| format!("route `{}`, {e}", route.name))?,
-            );
-            // Messages are stored with the URL as written, `${NAME}` unresolved and without
-            // userinfo: the HTTP adapter puts the secrets back at send time.
-            let url = http::without_userinfo(url.raw()).to_string();
-            (url, http.clone(), Some(http), None)
-        }
-        (None, Some(hub)) => {
-            let secret = d
-                .auth
+) -> Result<Transport, String> {
+    match (&d.url, &d.hub) {
+        (Some(_), _) => Ok(Transport::Http(Arc::new(
+            HttpOutbound::new(resources.http.clone(), timeout, d)
+                .map_err(|e| format!("route `{}`, {e}", route.name))?,
+        ))),
+        (None, Some(hub)) => Ok(Transport::Hub(
+            hub.clone(),
+            d.auth
                 .as_ref()
                 .and_then(|a| a.jwt_secret.as_ref())
                 .map(|s| s.value().as_bytes().to_vec())
+                .unwrap_or_default(),
+        )),
+        (None, None) => Err(format!(
+            "route `{}`, destination `{}`: needs a url or a hub",
+            route.name, d.name
+        )),
+    }
+}
+
+/// A destination of a build that passed: registers its hub and lane in the shared state.
+fn destination(
+    route: &RouteConfig,
+    d: &DestinationConfig,
+    transport: Transport,
+    resources: &Resources,
+    mappings: &MappingSet,
+) -> Destination {
+    let key = format!("{}/{}", route.name, d.name);
+    let (url, outbound, http, hub): (String, Arc<dyn Outbound>, _, _) = match transport {
+        Transport::Http(http) => {
+            // Messages are stored with the URL as written, `${NAME}` unresolved and without
+            // userinfo: the HTTP adapter puts the secrets back at send time.
+            let url = d
+                .url
+                .as_ref()
+                .map(|u| http::without_userinfo(u.raw()).to_string())
                 .unwrap_or_default();
+            (url, http.clone(), Some(http), None)
+        }
+        Transport::Hub(path, secret) => {
             let events = mappings
                 .vendor(&d.vendor)
                 .map(|v| v.hub_events.clone())
                 .unwrap_or_default();
-            let hub = resources.hubs.get_or_create(hub, &secret, &events);
+            let hub = resources.hubs.get_or_create(&path, &secret, &events);
             (
                 String::new(),
                 hub.clone() as Arc<dyn Outbound>,
@@ -281,14 +322,8 @@ fn destination(
                 Some(hub),
             )
         }
-        (None, None) => {
-            return Err(format!(
-                "route `{}`, destination `{}`: needs a url or a hub",
-                route.name, d.name
-            ));
-        }
     };
-    Ok(Destination {
+    Destination {
         name: d.name.clone(),
         vendor: d.vendor.clone(),
         url,
@@ -301,7 +336,7 @@ fn destination(
             .lanes
             .get_or_create(&key, LaneSettings::from_config(d)),
         key,
-    })
+    }
 }
 
 fn route(
@@ -373,4 +408,24 @@ pub fn content_hash(config: &str, mappings: &Path) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A build that fails (the second destination's header name is not one) registers no hub
+    /// and no lane: a refused reload leaves the running gateway's shared state as it was.
+    #[test]
+    fn a_refused_build_touches_no_shared_state() {
+        let text = "routes:\n  - name: r\n    path: /r\n    from: ringcentral\n    to:\n      - { name: h, vendor: enreach, hub: /rte, auth: { jwt_secret: s } }\n      - { name: d, vendor: vidyo, url: 'http://127.0.0.1:9/', headers: { 'bad header': x } }\n";
+        let config = config::load::parse(Path::new("t.yaml"), text, &|_| None).unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings");
+        let mappings = Arc::new(MappingSet::load(&root).unwrap());
+        let resources = Resources::offline();
+        let refused = Snapshot::build(Arc::new(config), mappings, &resources, 1);
+        assert!(matches!(refused, Err(BuildError::Config(_))), "{refused:?}");
+        assert_eq!(resources.hubs.len(), 0);
+        assert_eq!(resources.lanes.len(), 0);
+    }
 }

@@ -318,6 +318,12 @@ impl Lanes {
             }
         }
     }
+
+    /// How many lanes there are (tests: a refused build registers none).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
 }
 
 #[cfg(test)]

@@ -88,6 +88,12 @@ impl Hubs {
         hub
     }
 
+    /// How many hubs there are (tests: a refused build registers none).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.by_path.lock().expect("hub registry lock").len()
+    }
+
     /// Closes every connection of every hub (shutdown).
     pub fn close_all(&self) {
         for hub in self.by_path.lock().expect("hub registry lock").values() {
