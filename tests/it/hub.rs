@@ -62,6 +62,54 @@ impl RteClient {
     }
 }
 
+/// `tests/signalr/rte_hub.py` (aiosignalr playing RTE) on `port`, read line by line;
+/// `keep`: it drops no connection.
+struct RteStandIn {
+    _child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl RteStandIn {
+    async fn start(port: u16, keep: bool) -> RteStandIn {
+        let mut command = Command::new("python3");
+        command
+            .arg(root().join("tests/signalr/rte_hub.py"))
+            .arg(port.to_string())
+            .arg(root().join("tests/fixtures/enreach/UserCallInComing.json"));
+        if keep {
+            command.arg("keep");
+        }
+        let mut child = command
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("python3 runs (pip install aiosignalr)");
+        let stdout = child.stdout.take().unwrap();
+        let mut hub = RteStandIn {
+            _child: child,
+            lines: BufReader::new(stdout).lines(),
+        };
+        hub.next("listening").await;
+        hub
+    }
+
+    /// The next output line of `kind` (others are skipped); panics after `WAIT`.
+    async fn next(&mut self, kind: &str) -> Value {
+        let read = async {
+            while let Some(line) = self.lines.next_line().await.unwrap() {
+                let value: Value = serde_json::from_str(&line).unwrap();
+                if value["kind"] == kind {
+                    return value;
+                }
+            }
+            panic!("the hub ended before {kind}");
+        };
+        tokio::time::timeout(WAIT, read)
+            .await
+            .unwrap_or_else(|_| panic!("no {kind} from the hub"))
+    }
+}
+
 fn hub_routes(extra: &str) -> String {
     format!(
         "routes:\n  - name: rc\n    path: /hooks/rc\n    from: ringcentral\n    to:\n      - {{ name: rte-clients, vendor: enreach, hub: /rte, auth: {{ jwt_secret: '{SECRET}' }}, types: ['call.*']{extra} }}\n"
@@ -442,30 +490,7 @@ async fn a_client_source_follows_a_hub_through_a_restart() {
 async fn a_client_source_against_an_independent_signalr_server() {
     use crate::harness::{Receiver, free_port};
     let port = free_port();
-    let mut hub = Command::new("python3")
-        .arg(root().join("tests/signalr/rte_hub.py"))
-        .arg(port.to_string())
-        .arg(root().join("tests/fixtures/enreach/UserCallInComing.json"))
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("python3 runs (pip install aiosignalr)");
-    let mut lines = BufReader::new(hub.stdout.take().unwrap()).lines();
-    let mut next = async |kind: &str| -> Value {
-        let read = async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                let value: Value = serde_json::from_str(&line).unwrap();
-                if value["kind"] == kind {
-                    return value;
-                }
-            }
-            panic!("the hub ended before {kind}");
-        };
-        tokio::time::timeout(WAIT, read)
-            .await
-            .unwrap_or_else(|_| panic!("no {kind} from the hub"))
-    };
-    next("listening").await;
+    let mut hub = RteStandIn::start(port, false).await;
 
     let receiver = Receiver::ok().await;
     let dir = tempfile::tempdir().unwrap();
@@ -480,19 +505,19 @@ async fn a_client_source_against_an_independent_signalr_server() {
     ))
     .await;
 
-    let token = next("token").await;
+    let token = hub.next("token").await;
     assert_eq!(token["authorization"], "Basic dTpw", "{token}");
-    let connected = next("connected").await;
+    let connected = hub.next("connected").await;
     assert_eq!(connected["authorization"], "Bearer jwt-1", "{connected}");
-    let subscribed = next("subscribe").await;
+    let subscribed = hub.next("subscribe").await;
     assert_eq!(subscribed["results"][0]["subscribed"], true, "{subscribed}");
     assert_eq!(subscribed["results"][1]["message"], "Invalid event name");
-    next("dropped").await;
+    hub.next("dropped").await;
     // Reconnect: a fresh token, a new connection, the subscriptions sent again.
-    assert_eq!(next("token").await["n"], 2);
-    assert_eq!(next("connected").await["authorization"], "Bearer jwt-2");
-    next("subscribe").await;
-    next("pushed").await;
+    assert_eq!(hub.next("token").await["n"], 2);
+    assert_eq!(hub.next("connected").await["authorization"], "Bearer jwt-2");
+    hub.next("subscribe").await;
+    hub.next("pushed").await;
     let got = receiver.wait_for(2, WAIT).await;
     assert_eq!(
         got.len(),
@@ -642,31 +667,7 @@ async fn a_whole_call_crosses_a_hub_and_a_source_in_order() {
 async fn a_reload_applies_a_changed_source() {
     use crate::harness::{Receiver, free_port};
     let port = free_port();
-    let mut hub = Command::new("python3")
-        .arg(root().join("tests/signalr/rte_hub.py"))
-        .arg(port.to_string())
-        .arg(root().join("tests/fixtures/enreach/UserCallInComing.json"))
-        .arg("keep")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("python3 runs (pip install aiosignalr)");
-    let mut lines = BufReader::new(hub.stdout.take().unwrap()).lines();
-    let mut next = async |kind: &str| -> Value {
-        let read = async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                let value: Value = serde_json::from_str(&line).unwrap();
-                if value["kind"] == kind {
-                    return value;
-                }
-            }
-            panic!("the hub ended before {kind}");
-        };
-        tokio::time::timeout(WAIT, read)
-            .await
-            .unwrap_or_else(|_| panic!("no {kind} from the hub"))
-    };
-    next("listening").await;
+    let mut hub = RteStandIn::start(port, true).await;
 
     let receiver = Receiver::ok().await;
     let dir = tempfile::tempdir().unwrap();
@@ -684,12 +685,12 @@ async fn a_reload_applies_a_changed_source() {
     let file = dir.path().join("callgate.yaml");
     std::fs::write(&file, config("UserCallInComing")).unwrap();
     let gw = callgate::Gateway::start_from_file(&file).await.unwrap();
-    let first = next("subscribe").await;
+    let first = hub.next("subscribe").await;
     assert_eq!(
         first["results"][0]["eventName"], "usercallincoming",
         "{first}"
     );
-    next("pushed").await;
+    hub.next("pushed").await;
 
     std::fs::write(&file, config("UserStatus")).unwrap();
     let reply = client()
@@ -700,8 +701,8 @@ async fn a_reload_applies_a_changed_source() {
     assert_eq!(reply.status(), 200, "{}", reply.text().await.unwrap());
     // The source was restarted with its new configuration: a fresh connection and the new
     // subscription.
-    assert_eq!(next("connected").await["n"], 2);
-    let second = next("subscribe").await;
+    assert_eq!(hub.next("connected").await["n"], 2);
+    let second = hub.next("subscribe").await;
     assert_eq!(second["results"][0]["eventName"], "userstatus", "{second}");
     assert_eq!(second["results"].as_array().unwrap().len(), 1, "{second}");
     gw.shutdown().await;
