@@ -5,9 +5,10 @@
 //! [`SubmitError`] into its own reply.
 
 use crate::config::{Ack, OnTimeout};
+use crate::delivery::lane::Admission;
 use crate::delivery::{EventBatch, Producer, QueueError};
 use crate::model::inbound::VerifiedInbound;
-use crate::outbound::http::{Reply, SendError};
+use crate::outbound::http::{Reply, SendError, attempt_of};
 use crate::pipeline::{self, Accepted, Fate, PipelineError, Routing};
 use crate::route::Route;
 use crate::snapshot::Snapshot;
@@ -121,6 +122,19 @@ pub enum SubmitError {
     /// The proxy forward could not reach the receiver.
     #[error("{0}")]
     Unreachable(String),
+    /// The destination's lane said not now (breaker open, rate or in-flight limit) and the
+    /// route does not queue (`on_timeout: fail`): try again after this long.
+    #[error(
+        "destination `{destination}` is not taking requests now ({reason}): try again in {after:?}"
+    )]
+    Deferred {
+        /// Destination name.
+        destination: String,
+        /// The lane's reason (`breaker_open`, `rate_limited`, `in_flight`).
+        reason: &'static str,
+        /// When to try again.
+        after: Duration,
+    },
 }
 
 /// Why [`Intake::ingest`] took nothing.
@@ -359,11 +373,11 @@ impl Intake {
                 let Routing::Message(message) = routing else {
                     continue;
                 };
-                let Some(http) = route
+                let Some((dest, http)) = route
                     .destinations
                     .iter()
                     .find(|d| &d.name == name)
-                    .and_then(|d| d.http.as_ref())
+                    .and_then(|d| Some((d, d.http.as_ref()?)))
                 else {
                     continue;
                 };
@@ -375,7 +389,31 @@ impl Intake {
                     self.enqueue(route, live(index)).await?;
                     return Ok(Submitted::QueuedBehind);
                 }
+                // The lane protects the receiver in proxy mode too: an open breaker or an
+                // exhausted rate queues the message (`on_timeout: queue`) or answers 503.
+                let permit = match dest.lane.admit() {
+                    Admission::Go(permit) => permit,
+                    Admission::Defer(after, why) => {
+                        metrics::counter!(m::DEFERRED, "destination" => dest.key.clone(), "reason" => why.label())
+                            .increment(1);
+                        if route.on_timeout == OnTimeout::Queue {
+                            self.enqueue(route, live(index)).await?;
+                            return Ok(Submitted::QueuedAfterTimeout);
+                        }
+                        return Err(SubmitError::Deferred {
+                            destination: name.clone(),
+                            reason: why.label(),
+                            after,
+                        });
+                    }
+                };
                 let forwarded = http.forward(message).await;
+                // Classified once, as a worker's attempt is: the lane's breaker and the
+                // deliveries metric see proxy forwards in the one outcome vocabulary.
+                let attempt = attempt_of(&forwarded);
+                dest.lane.record(permit, &attempt.outcome);
+                metrics::counter!(m::DELIVERIES, "destination" => dest.key.clone(), "outcome" => attempt.label)
+                    .increment(1);
                 let (outcome, status, reason) = match &forwarded {
                     Ok(reply) if reply.status.is_success() => {
                         ("delivered", Some(reply.status.as_u16()), None)

@@ -313,6 +313,13 @@ fn submit_problem(e: SubmitError) -> Problem {
             "Receiver unreachable",
             e,
         ),
+        SubmitError::Deferred { after, .. } => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "receiver-protected",
+            "Receiver protected by its lane",
+            e.to_string(),
+        )
+        .retry_after(after.max(Duration::from_secs(1))),
     }
 }
 

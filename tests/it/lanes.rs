@@ -180,3 +180,52 @@ async fn a_slow_destination_does_not_hold_up_another() {
     );
     gw.shutdown().await;
 }
+
+/// Proxy forwards go through the destination's lane and the classifier like any attempt: two
+/// 503 replies (passed back to the sender) open the breaker, and the third request is not
+/// forwarded to the failing receiver at all — the sender gets 503 with `Retry-After`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_route_respects_its_lane_breaker() {
+    let (receiver, _release) = Receiver::refusing(503).await;
+    let dir = tempfile::tempdir().unwrap();
+    let routes = format!(
+        "routes:\n  - {{ name: isr, path: /isr, from: oracle-isr, ack: proxy, to: [ {{ name: ce, vendor: cloudevents, url: '{}', circuit_breaker: {{ failures: 2, open_for: 1m }} }} ] }}\n",
+        receiver.url("/events")
+    );
+    let gw = gateway(&config_text(dir.path(), "", &routes)).await;
+    assert_eq!(
+        isr(&gw, "c1", 1).await,
+        503,
+        "the receiver's own 503, passed back"
+    );
+    assert_eq!(isr(&gw, "c2", 2).await, 503);
+    assert_eq!(receiver.all().len(), 2);
+    let refused = client()
+        .get(format!(
+            "http://{}/isr?event=RECORDING_STARTED_EVENT&ISR_UCID=c3&TMP_RECORDING_ID=3",
+            gw.addr
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert!(
+        body["detail"].as_str().unwrap().contains("breaker_open"),
+        "{body}"
+    );
+    assert_eq!(
+        receiver.all().len(),
+        2,
+        "the open breaker kept the third away"
+    );
+    let metrics = crate::harness::metrics(gw.admin_addr).await;
+    assert!(
+        metrics.contains(
+            "callgate_deliveries_total{destination=\"isr/ce\",outcome=\"retry_status\"} 2"
+        ),
+        "{metrics}"
+    );
+    gw.shutdown().await;
+}

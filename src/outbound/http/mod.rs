@@ -225,8 +225,16 @@ impl HttpOutbound {
 
 impl Outbound for HttpOutbound {
     fn send<'a>(&'a self, message: &'a Message) -> BoxFuture<'a, Attempt> {
-        Box::pin(async move {
-            match self.forward(message).await {
+        Box::pin(async move { attempt_of(&self.forward(message).await) })
+    }
+}
+
+/// What one HTTP request came to, classified once (the workers' attempts and the proxy's
+/// forwards alike): outcome, metric label, status, error and the start of the reply.
+pub fn attempt_of(forwarded: &Result<Reply, SendError>) -> Attempt {
+    {
+        {
+            match forwarded {
                 Ok(reply) => {
                     let (outcome, label) =
                         classify(&AttemptResult::Status(reply.status, &reply.headers));
@@ -257,7 +265,7 @@ impl Outbound for HttpOutbound {
                     }
                 }
             }
-        })
+        }
     }
 }
 
