@@ -189,7 +189,7 @@ async fn a_proxy_route_respects_its_lane_breaker() {
     let (receiver, _release) = Receiver::refusing(503).await;
     let dir = tempfile::tempdir().unwrap();
     let routes = format!(
-        "routes:\n  - {{ name: isr, path: /isr, from: oracle-isr, ack: proxy, to: [ {{ name: ce, vendor: cloudevents, url: '{}', circuit_breaker: {{ failures: 2, open_for: 1m }} }} ] }}\n",
+        "routes:\n  - {{ name: isr-breaker, path: /isr, from: oracle-isr, ack: proxy, to: [ {{ name: ce, vendor: cloudevents, url: '{}', circuit_breaker: {{ failures: 2, open_for: 1m }} }} ] }}\n",
         receiver.url("/events")
     );
     let gw = gateway(&config_text(dir.path(), "", &routes)).await;
