@@ -125,6 +125,11 @@ fn describe() {
         "Delivery attempt latency"
     );
     metrics::describe_gauge!(QUEUE_DEPTH, "Messages waiting for delivery");
+    metrics::describe_counter!(STORE_COMMITS, "Commits of the SQLite store's writer");
+    metrics::describe_counter!(
+        STORE_COMMIT_COMMANDS,
+        "Commands in the SQLite store's commits (divided by commits: the mean batch)"
+    );
     metrics::describe_counter!(DEAD_LETTERS, "Messages moved to the dead letters");
     metrics::describe_counter!(DEFERRED, "Messages deferred by a lane without an attempt");
     metrics::describe_gauge!(

@@ -967,3 +967,45 @@ async fn twilio_status_callbacks_as_data_deliver_their_time_and_form_bodies() {
     assert_eq!(params["Timestamp"], "Fri, 04 Dec 2026 16:09:00 +0000");
     gw.shutdown().await;
 }
+
+/// `/metrics` after a real flow passes Prometheus's own linter (`promtool check metrics`, from
+/// Debian's `prometheus`): every metric has its HELP and TYPE, names and units as Prometheus
+/// expects them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_after_a_flow_pass_promtool() {
+    use std::io::Write as _;
+    let receiver = Receiver::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(&config_text(dir.path(), "", &rc_route(&receiver, ""))).await;
+    for body in flow("PSTN-RingCentral-DataStreams") {
+        assert_eq!(post(&gw, "/hooks/rc", &body).await.0, 200);
+    }
+    assert_eq!(receiver.wait_for(6, WAIT).await.len(), 6);
+    crate::harness::drained(&gw).await;
+    let metrics = crate::harness::metrics(gw.admin_addr).await;
+    gw.shutdown().await;
+    assert!(
+        metrics.contains("callgate_store_commits_total"),
+        "{metrics}"
+    );
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool runs (apt install prometheus)");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
