@@ -128,6 +128,15 @@ impl Snapshot {
         let mut problems = Vec::new();
         let mut prepared = Vec::new();
         for r in &config.routes {
+            let source = (r.from != AUTO).then(|| mappings.vendor(&r.from)).flatten();
+            let headers = source.map(|v| v.token_headers()).unwrap_or_default();
+            let verifier = match config::verifier(r.auth.as_ref(), &headers) {
+                Ok(verifier) => verifier,
+                Err(e) => {
+                    problems.push(format!("route `{}`: {e}", r.name));
+                    continue;
+                }
+            };
             let mut dests = Vec::new();
             for d in &r.to {
                 match transport(r, d, config.delivery.timeout, resources) {
@@ -135,14 +144,14 @@ impl Snapshot {
                     Err(e) => problems.push(e),
                 }
             }
-            prepared.push((r, dests));
+            prepared.push((r, verifier, dests));
         }
         if !problems.is_empty() {
             return Err(BuildError::Config(problems));
         }
         let mut routes = Vec::new();
         let mut destinations = HashMap::new();
-        for (r, dests) in prepared {
+        for (r, verifier, dests) in prepared {
             let dests: Vec<Arc<Destination>> = dests
                 .into_iter()
                 .map(|(d, transport)| {
@@ -153,6 +162,7 @@ impl Snapshot {
                 .collect();
             routes.push(Arc::new(route(
                 r,
+                verifier,
                 dests,
                 &mappings,
                 resources,
@@ -341,6 +351,7 @@ fn destination(
 
 fn route(
     r: &RouteConfig,
+    verifier: crate::model::inbound::Verifier,
     destinations: Vec<Arc<Destination>>,
     mappings: &MappingSet,
     resources: &Resources,
@@ -358,10 +369,7 @@ fn route(
         name: r.name.clone(),
         path: r.path.clone(),
         from: r.from.clone(),
-        verifier: config::verifier(
-            r.auth.as_ref(),
-            &source.map(|v| v.token_headers()).unwrap_or_default(),
-        ),
+        verifier,
         ack: r.ack,
         on_timeout: r.on_timeout,
         destinations,

@@ -838,9 +838,9 @@ fn durations<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error>
 
 /// The verifier a route's `auth` configures. `token_headers` are the headers the source
 /// vendor carries a shared token in (empty for vendors that declare none: config
-/// validation refuses `verification_token` there).
-pub fn verifier(auth: Option<&InboundAuth>, token_headers: &[String]) -> Verifier {
-    match auth {
+/// validation refuses `verification_token` there). Errors name a secret that does not parse.
+pub fn verifier(auth: Option<&InboundAuth>, token_headers: &[String]) -> Result<Verifier, String> {
+    Ok(match auth {
         None => Verifier::Open,
         Some(InboundAuth::VerificationToken(token)) => Verifier::VerificationToken {
             headers: token_headers
@@ -862,16 +862,20 @@ pub fn verifier(auth: Option<&InboundAuth>, token_headers: &[String]) -> Verifie
             header.name.to_ascii_lowercase(),
             header.value.value().as_bytes().to_vec(),
         ),
-        // Config validation refused secrets that do not parse.
+        // Every secret is parsed here; one that does not parse fails the build (validation
+        // has refused it already), it is never dropped.
         Some(InboundAuth::StandardWebhooks(sw)) => Verifier::StandardWebhooks {
             secrets: sw
                 .secrets
                 .iter()
-                .filter_map(|s| Secret::parse(s.value()).ok())
-                .collect(),
+                .map(|s| {
+                    Secret::parse(s.value())
+                        .map_err(|e| format!("auth standard_webhooks secret `{}`: {e}", s.raw()))
+                })
+                .collect::<Result<_, _>>()?,
             tolerance: sw.tolerance,
         },
-    }
+    })
 }
 
 /// Normalises a hub endpoint to the `http(s)` base the client negotiates against:

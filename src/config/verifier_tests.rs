@@ -24,11 +24,12 @@ fn basic_u_p() -> Verifier {
         })),
         &[],
     )
+    .unwrap()
 }
 
 /// `bearer: <token>`.
 fn bearer(token: &str) -> Verifier {
-    crate::config::verifier(Some(&InboundAuth::Bearer(EnvString::literal(token))), &[])
+    crate::config::verifier(Some(&InboundAuth::Bearer(EnvString::literal(token))), &[]).unwrap()
 }
 
 #[test]
@@ -40,7 +41,8 @@ fn each_verifier_accepts_its_credential_and_refuses_others() {
     let token = crate::config::verifier(
         Some(&InboundAuth::VerificationToken(EnvString::literal("t0k"))),
         &rc_headers,
-    );
+    )
+    .unwrap();
     assert!(
         token
             .check(&headers(&[("Verification-Token", "t0k")]), b"")
@@ -92,7 +94,8 @@ fn each_verifier_accepts_its_credential_and_refuses_others() {
             value: EnvString::literal("k"),
         })),
         &[],
-    );
+    )
+    .unwrap();
     assert!(header.check(&headers(&[("x-api-key", "k")]), b"").is_ok());
     assert!(header.check(&headers(&[("x-api-key", "K")]), b"").is_err());
     assert!(Verifier::Open.check(&headers(&[]), b"").is_ok());
@@ -134,4 +137,16 @@ fn auth_schemes_are_case_insensitive() {
     );
     assert_eq!(basic.challenge(), Some("Basic realm=\"callgate\""));
     assert_eq!(bearer.challenge(), Some("Bearer realm=\"callgate\""));
+}
+
+#[test]
+fn a_standard_webhooks_secret_that_does_not_parse_is_an_error_not_dropped() {
+    let auth = InboundAuth::StandardWebhooks(super::StandardWebhooksVerify {
+        secrets: vec![EnvString::literal("whsec_plain-not-base64!")],
+        tolerance: std::time::Duration::from_secs(300),
+    });
+    let Err(err) = crate::config::verifier(Some(&auth), &[]) else {
+        panic!("a secret that does not parse must fail the verifier");
+    };
+    assert!(err.contains("standard_webhooks secret"), "{err}");
 }
