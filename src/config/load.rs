@@ -318,12 +318,26 @@ fn problems(config: &Config, mappings: &MappingSet) -> Vec<Problem> {
                 route.path
             ));
         }
+        if route.path.contains("//")
+            || route
+                .path
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            problems.push(format!(
+                "{at}: path `{}` has an empty segment or a space: no sender's request would match it",
+                route.path.escape_debug()
+            ));
+        }
         if ["/healthz", "/readyz"].contains(&route.path.as_str()) {
             problems.push(format!("{at}: path `{}` is reserved", route.path));
         }
-        if !paths.insert(route.path.as_str()) {
+        // `/hooks/a` and `/hooks/a/` are two routes to the router and one to whoever reads
+        // the config: refused.
+        let trimmed = route.path.trim_end_matches('/');
+        if !paths.insert(if trimmed.is_empty() { "/" } else { trimmed }) {
             problems.push(format!(
-                "{at}: path `{}` is used by another route",
+                "{at}: path `{}` is used by another route (a trailing slash makes no other path)",
                 route.path
             ));
         }
@@ -339,6 +353,14 @@ fn problems(config: &Config, mappings: &MappingSet) -> Vec<Problem> {
         }
         if let Some(auth) = &route.auth {
             // Exactly one scheme is a parse-time fact: `auth` is an enum.
+            if let InboundAuth::Header(h) = auth
+                && axum::http::HeaderName::from_bytes(h.name.as_bytes()).is_err()
+            {
+                problems.push(format!(
+                    "{at}: auth header name `{}` is not a valid HTTP header name",
+                    h.name.escape_debug()
+                ));
+            }
             if let InboundAuth::StandardWebhooks(sw) = auth {
                 if sw.secrets.is_empty() {
                     problems.push(format!(
@@ -756,6 +778,41 @@ mod tests {
             .to_string();
         assert!(err.contains("lisen"), "{err}");
         assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn hostile_paths_and_header_names_are_refused() {
+        let mappings = crate::mapping::MappingSet::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings"),
+        )
+        .unwrap();
+        let route = |name: &str, path: &str, auth: &str| {
+            format!(
+                "  - {{ name: {name}, path: '{path}', from: vidyo{auth}, to: [ {{ name: d, vendor: vidyo, url: 'http://x/' }} ] }}\n"
+            )
+        };
+        let text = format!(
+            "routes:\n{}{}{}{}{}",
+            route("empty", "/hooks//", ""),
+            route("space", "/hooks/a b", ""),
+            route("plain", "/hooks/c", ""),
+            route("slash", "/hooks/c/", ""),
+            route(
+                "hdr",
+                "/hooks/h",
+                ", auth: { header: { name: 'X Key', value: v } }"
+            )
+        );
+        let config = parse_text(&text).unwrap();
+        let all = validate(&config, &mappings).join("\n");
+        for expected in [
+            "route `empty`: path `/hooks//` has an empty segment",
+            "route `space`: path `/hooks/a b` has an empty segment or a space",
+            "route `slash`: path `/hooks/c/` is used by another route",
+            "route `hdr`: auth header name `X Key` is not a valid HTTP header name",
+        ] {
+            assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::reload::{Reloaded, Reloader, Trigger};
 use crate::telemetry::metrics;
 use crate::telemetry::tail::Tail;
 use axum::Router;
-use axum::extract::rejection::PathRejection;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
@@ -186,8 +186,16 @@ struct ListQuery {
 
 async fn list(
     State(admin): State<AdminState>,
-    Query(q): Query<ListQuery>,
+    q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, Problem> {
+    let Query(q) = q.map_err(|e| {
+        Problem::new(
+            e.status(),
+            "invalid-query",
+            "Invalid query",
+            format!("{} (`limit` is a number of dead letters)", e.body_text()),
+        )
+    })?;
     let dead = admin
         .dead_letters
         .list(q.limit.unwrap_or(100))

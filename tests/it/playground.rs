@@ -273,3 +273,48 @@ async fn translate_reports_every_stage_and_refuses_hostile_requests() {
     assert!(!r.text().await.unwrap().contains("<script>"));
     gw.shutdown().await;
 }
+
+/// The admin listener's extractor refusals answer problem+json like every other refusal: a
+/// `limit` that is not a number, a translate body over the body limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_refusals_are_problem_details() {
+    let receiver = Receiver::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(&config_text(dir.path(), "", &rc_to_vidyo(&receiver))).await;
+    let problem = |r: reqwest::Response| async move {
+        let status = r.status().as_u16();
+        let content_type = r.headers()["content-type"].to_str().unwrap().to_string();
+        (status, content_type, r.json::<Value>().await.unwrap())
+    };
+    let (status, content_type, body) = problem(
+        client()
+            .get(format!(
+                "http://{}/admin/deliveries?limit=abc",
+                gw.admin_addr
+            ))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(content_type, "application/problem+json");
+    assert!(body["detail"].as_str().unwrap().contains("limit"), "{body}");
+
+    let huge = "x".repeat(3 * 1024 * 1024);
+    let (status, content_type, body) = problem(
+        client()
+            .post(format!(
+                "http://{}/admin/translate?from=vidyo&to=cloudevents",
+                gw.admin_addr
+            ))
+            .body(huge)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(content_type, "application/problem+json");
+    gw.shutdown().await;
+}

@@ -10,7 +10,7 @@ use crate::model::problem::Problem;
 use crate::reload::Reloader;
 use crate::translate::Translator;
 use axum::Router;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -166,10 +166,16 @@ struct LegacyQuery {
 /// outputs only, `{"outputs": [...]}`, 422 on an error (the `translate` command over HTTP).
 async fn translate(
     State(reloader): State<Arc<Reloader>>,
-    Query(query): Query<LegacyQuery>,
+    query: Result<Query<LegacyQuery>, QueryRejection>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
+    // The extractors' own refusals (a query that does not parse, a body over the admin
+    // listener's limit) answer problem+json like every other refusal.
+    let Query(query) = query
+        .map_err(|e| Problem::new(e.status(), "invalid-query", "Invalid query", e.body_text()))?;
+    let body =
+        body.map_err(|e| Problem::new(e.status(), "invalid-body", "Invalid body", e.body_text()))?;
     let mappings = reloader.snapshots().load().mappings.clone();
     if let (Some(from), Some(to)) = (query.from, query.to) {
         let text = String::from_utf8(body.to_vec()).map_err(|_| {
