@@ -48,12 +48,14 @@ struct MappingsArg {
 
 #[derive(Args)]
 struct ConfigArg {
-    /// Configuration file (YAML; `${NAME}` reads an environment variable).
+    /// Configuration file (YAML; `${NAME}` reads an environment variable). Accepted before or
+    /// after a subcommand (`dlq --config F list`, `dlq list --config F`).
     #[arg(
         long,
         value_name = "FILE",
         default_value = "config/callgate.yaml",
-        env = "CALLGATE_CONFIG"
+        env = "CALLGATE_CONFIG",
+        global = true
     )]
     config: PathBuf,
 }

@@ -482,3 +482,28 @@ fn callgate_schema_prints_a_json_schema_of_the_canonical_event() {
     assert_eq!(reason["enum"][0], "completed");
     assert_eq!(schema["required"][3], "type");
 }
+
+/// `--config` is accepted after the subcommand too: `callgate dlq list --config F` reads the
+/// store F names (it used to be refused as an unknown argument).
+#[test]
+fn config_is_accepted_after_a_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("callgate.yaml");
+    std::fs::write(
+        &file,
+        crate::harness::config_text(
+            dir.path(),
+            "",
+            "routes:\n  - { name: r, path: /r, from: vidyo, to: [ { name: d, vendor: vidyo, url: 'http://127.0.0.1:9/' } ] }\n",
+        ),
+    )
+    .unwrap();
+    let file = file.display().to_string();
+    for args in [
+        ["dlq", "--config", &file, "list"],
+        ["dlq", "list", "--config", &file],
+    ] {
+        let out = callgate(&args, None);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    }
+}
