@@ -96,6 +96,9 @@ pub enum Submitted {
     QueuedBehind,
     /// A proxy route had nothing to forward (every event skipped or dropped).
     NothingToForward,
+    /// A proxy route's messages could not be rendered: each went to the dead letters with
+    /// its error (destination, error), and nothing was forwarded.
+    DeadLettered(Vec<(String, String)>),
 }
 
 /// Why an accepted payload could not be taken; nothing of it was recorded.
@@ -453,6 +456,16 @@ impl Intake {
         }
         Ok(match last {
             Some(reply) => Submitted::Forwarded(reply),
+            None if any_failed => Submitted::DeadLettered(
+                accepted
+                    .applied()
+                    .flat_map(|a| &a.routed)
+                    .filter_map(|(name, r)| match r {
+                        Routing::Failed { error, .. } => Some((name.clone(), error.clone())),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
             None => Submitted::NothingToForward,
         })
     }

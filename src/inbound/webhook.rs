@@ -242,6 +242,19 @@ async fn receive(
             StatusCode::OK,
             json!({"status": "skipped", "reason": "no event for the destination"}),
         ),
+        // Nothing is lost (the messages are in the dead letters), but nothing was forwarded:
+        // the sender is told which destination failed and why.
+        Submitted::DeadLettered(failed) => json_response(
+            StatusCode::OK,
+            json!({
+                "status": "dead-lettered",
+                "reason": "the destination's template failed: nothing was forwarded; the message is in the dead letters (callgate dlq list)",
+                "dead_letters": failed
+                    .iter()
+                    .map(|(destination, error)| json!({"destination": destination, "error": error}))
+                    .collect::<Vec<_>>(),
+            }),
+        ),
     };
     if let Some((name, value)) = echo {
         response.headers_mut().insert(name, value);

@@ -228,6 +228,17 @@ async fn a_template_that_fails_on_a_proxy_route_is_dead_lettered() {
     let gw = gateway(&text).await;
     let (status, body) = isr_event(&gw, "/p", "call-r", 1).await;
     assert_eq!(status, 200, "{body}");
+    // The sender is told what happened, not that there was nothing to do.
+    let reply: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(reply["status"], "dead-lettered", "{reply}");
+    assert_eq!(reply["dead_letters"][0]["destination"], "v", "{reply}");
+    assert!(
+        reply["dead_letters"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("recording.json.hbs"),
+        "{reply}"
+    );
     let dead = gw.store.dead_letters.list(10).await.unwrap();
     assert_eq!(
         dead.len(),
