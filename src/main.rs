@@ -195,11 +195,15 @@ enum RingcentralAction {
 
 #[derive(Subcommand)]
 enum DlqAction {
-    /// One line per dead letter: id, route/destination, event, attempts, last error.
+    /// One line per dead letter under a header row: id, route/destination, type, event id,
+    /// attempts, when it died (RFC 3339, UTC), last error. `--json` prints them as JSON.
     List {
         /// Show at most this many.
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        /// Print a JSON array (the admin API's shape) instead of lines, for scripts.
+        #[arg(long)]
+        json: bool,
     },
     /// One dead letter in full (JSON): the request and every attempt.
     Show {
@@ -215,8 +219,12 @@ enum DlqAction {
         #[arg(long)]
         all: bool,
     },
-    /// Delete every dead letter.
-    Purge,
+    /// Delete every dead letter. Asks first on a terminal; elsewhere needs `--yes`.
+    Purge {
+        /// Delete without asking.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -370,8 +378,18 @@ async fn dlq(config_path: &Path, action: DlqAction) -> anyhow::Result<ExitCode> 
     let queue = store.dead_letters.clone();
     let mut out = std::io::stdout().lock();
     match action {
-        DlqAction::List { limit } => {
+        DlqAction::List { limit, json } => {
             let dead = queue.list(limit).await?;
+            if json {
+                let items: Vec<_> = dead.iter().map(|d| d.to_json()).collect();
+                writeln!(out, "{}", serde_json::to_string_pretty(&items)?)?;
+                store.close();
+                return Ok(ExitCode::SUCCESS);
+            }
+            writeln!(
+                out,
+                "ID\tROUTE/DESTINATION\tTYPE\tEVENT\tATTEMPTS\tDIED\tLAST ERROR"
+            )?;
             for d in &dead {
                 let last = d.attempt_log.last();
                 let why = last
@@ -381,9 +399,12 @@ async fn dlq(config_path: &Path, action: DlqAction) -> anyhow::Result<ExitCode> 
                         _ => String::new(),
                     })
                     .unwrap_or_default();
+                let died = chrono::DateTime::from_timestamp_millis(d.dead_at)
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                    .unwrap_or_default();
                 writeln!(
                     out,
-                    "{}\t{}/{}\t{}\t{}\tattempts={}\t{}",
+                    "{}\t{}/{}\t{}\t{}\t{}\t{died}\t{}",
                     d.id,
                     d.message.route,
                     d.message.destination,
@@ -403,7 +424,25 @@ async fn dlq(config_path: &Path, action: DlqAction) -> anyhow::Result<ExitCode> 
             let n = queue.replay(if all { None } else { id }).await?;
             writeln!(out, "replayed {n} dead letter(s)")?;
         }
-        DlqAction::Purge => {
+        DlqAction::Purge { yes } => {
+            use std::io::IsTerminal as _;
+            if !yes {
+                if !std::io::stdin().is_terminal() {
+                    eprintln!(
+                        "callgate: dlq purge deletes every dead letter; add --yes to do it without a terminal to ask on"
+                    );
+                    store.close();
+                    return Ok(ExitCode::from(2));
+                }
+                eprint!("Delete every dead letter in the store? [y/N] ");
+                let mut answer = String::new();
+                std::io::stdin().read_line(&mut answer)?;
+                if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                    eprintln!("nothing deleted");
+                    store.close();
+                    return Ok(ExitCode::from(1));
+                }
+            }
             let n = queue.purge().await?;
             writeln!(out, "purged {n} dead letter(s)")?;
         }

@@ -764,7 +764,24 @@ async fn the_dlq_command_works_beside_a_running_gateway() {
         listing.contains("rc/vidyo\tcall.connected") && listing.contains("HTTP 422"),
         "{listing}"
     );
-    let first: i64 = listing.split('\t').next().unwrap().parse().unwrap();
+    let mut rows = listing.lines();
+    assert!(
+        rows.next().unwrap().starts_with("ID\tROUTE/DESTINATION"),
+        "{listing}"
+    );
+    let first: i64 = rows
+        .next()
+        .unwrap()
+        .split('\t')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // When it died, as RFC 3339 UTC (not epoch milliseconds).
+    let died = listing.lines().nth(1).unwrap().split('\t').nth(5).unwrap();
+    assert!(chrono::DateTime::parse_from_rfc3339(died).is_ok(), "{died}");
+    let json: Value = serde_json::from_str(&dlq(&["list", "--json"])).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 2, "{json}");
     let shown: Value = serde_json::from_str(&dlq(&["show", &first.to_string()])).unwrap();
     assert_eq!(shown["attempt_log"][0]["status"], 422);
     assert!(
@@ -781,7 +798,17 @@ async fn the_dlq_command_works_beside_a_running_gateway() {
         1,
         "the running gateway delivered the replay"
     );
-    assert!(dlq(&["purge"]).contains("purged 1"));
+    // Not a terminal: purge refuses without --yes.
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_callgate"))
+        .args(["dlq", "--config"])
+        .arg(&config_file)
+        .arg("purge")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--yes"));
+    assert!(dlq(&["purge", "--yes"]).contains("purged 1"));
     assert!(dlq(&["list"]).contains("0 dead letter(s)"));
     gw.shutdown().await;
 }
