@@ -37,7 +37,8 @@ pub enum StartError {
     #[error("cannot open the store: {0}")]
     Store(QueueError),
     /// A listener could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    // The I/O error is the source: printed once, by whoever prints the chain.
+    #[error("cannot listen on {addr}")]
     Bind {
         /// The address.
         addr: SocketAddr,

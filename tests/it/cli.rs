@@ -507,3 +507,32 @@ fn config_is_accepted_after_a_subcommand() {
         assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
     }
 }
+
+/// A listener that cannot bind is said once, naming the address: `serve` on a taken port.
+#[test]
+fn a_taken_port_is_reported_once() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("callgate.yaml");
+    std::fs::write(
+        &file,
+        crate::harness::config_text(
+            dir.path(),
+            "",
+            "routes:\n  - { name: r, path: /r, from: vidyo, to: [ { name: d, vendor: vidyo, url: 'http://127.0.0.1:9/' } ] }\n",
+        )
+        .replace("{ listen: 127.0.0.1:0,", &format!("{{ listen: 127.0.0.1:{port},")),
+    )
+    .unwrap();
+    let out = callgate(&["serve", "--config", &file.display().to_string()], None);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
+    assert_eq!(
+        stderr.matches("Address already in use").count(),
+        1,
+        "{stderr}"
+    );
+    drop(taken);
+}

@@ -445,7 +445,14 @@ async fn dead_letters_on_nats_through_the_dlq_command() {
         listed.contains("rc/ce") && listed.contains("HTTP 400"),
         "{listed}"
     );
-    let id = listed.split('\t').next().unwrap().trim().to_string();
+    // The first row under the header.
+    let id = listed
+        .lines()
+        .nth(1)
+        .and_then(|row| row.split('\t').next())
+        .unwrap()
+        .trim()
+        .to_string();
     assert!(dlq(&["show", &id]).contains("c3-0"));
 
     release.release();
@@ -457,5 +464,5 @@ async fn dead_letters_on_nats_through_the_dlq_command() {
         !dlq(&["list"]).contains("c3-0"),
         "replayed: gone from the dead letters"
     );
-    dlq(&["purge"]);
+    dlq(&["purge", "--yes"]);
 }
