@@ -21,12 +21,25 @@ pub struct ExplainRequest {
     pub from: String,
     /// Target vendor id.
     pub to: String,
-    /// The payload text: one or more JSON documents, or (Oracle ISR) a URL or query string
-    /// per line — what `callgate translate` reads.
+    /// The payload: text — one or more JSON documents, or (Oracle ISR) a URL or query string
+    /// per line, what `callgate translate` reads — or a JSON value, read as its JSON text (a
+    /// JSON vendor's payload as an object; a parameter vendor's as a recorded request
+    /// `{"method", "url"}`).
+    #[serde(deserialize_with = "payload_text")]
     pub payload: String,
     /// Unsaved mapping edits: path relative to the mappings folder → text.
     #[serde(default)]
     pub edits: Edits,
+}
+
+/// A `payload` given as text is that text; any other JSON value is its JSON text.
+fn payload_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(
+        match <serde_json::Value as serde::Deserialize>::deserialize(d)? {
+            serde_json::Value::String(text) => text,
+            other => other.to_string(),
+        },
+    )
 }
 
 /// The whole report. `errors` empty means every stage passed for every event.

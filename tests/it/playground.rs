@@ -142,6 +142,16 @@ async fn translate_reports_every_stage_and_refuses_hostile_requests() {
     };
     let flow = flow();
 
+    // `payload` may be the JSON value itself, not only its text.
+    let (status, _, report) = ask(json!({"from": "ringcentral", "to": "vidyo",
+        "payload": serde_json::from_str::<Value>(&flow[5]).unwrap()}))
+    .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        report["events"][0]["lifecycle"]["verdict"], "apply",
+        "{report}"
+    );
+
     // The whole flow in one input: the tracker drops the redelivery and derives nothing
     // wrong; a presence notification of the same flow is skipped by Vidyo's templates.
     let (status, _, report) = ask(json!({"from": "auto", "to": "vidyo",
