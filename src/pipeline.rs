@@ -133,6 +133,17 @@ impl Accepted {
             .count()
     }
 
+    /// Why each dropped event was dropped: (event id, reason), as the tail says it.
+    pub fn drops(&self) -> Vec<(String, String)> {
+        self.fates
+            .iter()
+            .filter_map(|f| match f {
+                Fate::Dropped(verdict) => Some((verdict.event().id.clone(), verdict.reason())),
+                Fate::Applied(_) => None,
+            })
+            .collect()
+    }
+
     /// Events applied.
     pub fn applied(&self) -> impl Iterator<Item = &Applied> {
         self.fates.iter().filter_map(|f| match f {

@@ -226,6 +226,12 @@ async fn receive(
                 "stored": stored,
                 "duplicates": duplicates,
                 "dropped": accepted.dropped(),
+                // Why, per event, as the tail says it (duplicate, stale and the sequences).
+                "drops": accepted
+                    .drops()
+                    .into_iter()
+                    .map(|(event_id, reason)| json!({"event_id": event_id, "reason": reason}))
+                    .collect::<Vec<_>>(),
                 "skipped": accepted.skipped(),
             }),
         ),

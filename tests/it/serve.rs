@@ -55,14 +55,24 @@ async fn a_shuffled_flow_drops_stale_events_and_keeps_order() {
     let gw = gateway(&config_text(dir.path(), "", &rc_route(&receiver, ""))).await;
     let flow = flow("PSTN-RingCentral-DataStreams");
     // 06 redelivered, 07 (seq 8) after 08 (seq 9), 09 (seq 10) after 10 (seq 11).
-    let mut dropped = 0;
+    let (mut dropped, mut drops) = (0, 0);
     for n in [5, 6, 6, 8, 7, 10, 9] {
         let (status, reply) = post(&gw, "/hooks/rc", &flow[n - 1]).await;
         assert_eq!(status, 200, "{reply}");
         let reply: Value = serde_json::from_str(&reply).unwrap();
         dropped += reply["dropped"].as_u64().unwrap();
+        // Each drop says why.
+        for drop in reply["drops"].as_array().unwrap() {
+            let reason = drop["reason"].as_str().unwrap();
+            assert!(
+                reason.starts_with("duplicate") || reason.starts_with("stale"),
+                "{reply}"
+            );
+            drops += 1;
+        }
     }
     assert_eq!(dropped, 3, "one duplicate and two stale notifications");
+    assert_eq!(drops, 3, "each drop in the replies names its reason");
     let got = receiver.wait_for(4, WAIT).await;
     crate::harness::drained(&gw).await;
     assert_eq!(receiver.accepted().len(), 4);
