@@ -73,7 +73,7 @@ fn deploy_files_parse_and_their_configs_pass_check() {
 }
 
 #[test]
-fn the_dockerfile_builds_as_the_readme_says() {
+fn the_dockerfile_runs_the_release_build_and_the_readme_names_the_demo() {
     let dockerfile = std::fs::read_to_string(root().join("deploy/Dockerfile")).unwrap();
     assert!(dockerfile.contains("cargo build --release --locked --bin callgate"));
     assert!(dockerfile.contains("USER callgate") && dockerfile.contains("HEALTHCHECK"));

@@ -137,10 +137,11 @@ async fn invented_types_and_huge_replies_keep_memory_and_metrics_bounded() {
 
 /// One request's work is bounded: a RingCentral notification with 5,000 parties is refused
 /// cleanly (beyond `server.max_events_per_request`) without the memory growing, and one with
-/// 500 parties is accepted at a cost linear in its size (fidelity computed once per
-/// notification, not once per party).
+/// 500 parties is accepted within the same memory bound and reaches its own vendor once (the
+/// notification, not one copy per party). The times of 50 and 500 parties are printed, not
+/// asserted: how the cost grows is a benchmark's question.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn many_parties_are_bounded_and_linear() {
+async fn many_parties_stay_within_memory_and_reach_their_vendor_once() {
     let _heavy = crate::harness::HEAVY.lock().await;
     let receiver = Receiver::ok().await;
     let dir = tempfile::tempdir().unwrap();
