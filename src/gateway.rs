@@ -3,13 +3,12 @@
 //! (file watch, `SIGHUP`, `POST /admin/reload`). `callgate serve`, `callgate demo` and the
 //! integration tests all start the gateway through here.
 
-use crate::config::SourceKind;
 use crate::config::{self, Config, ConfigError};
 use crate::delivery::worker::{self, RetryPolicy};
 use crate::delivery::{QueueError, SharedTable, Store, open_store};
+use crate::inbound::Source;
 use crate::inbound::ringcentral::keeper::{KeeperComponent, Keepers};
-use crate::inbound::ringcentral::websocket::RingcentralWebsocket;
-use crate::inbound::signalr::client::{SignalrSource, SourceStates};
+use crate::inbound::signalr::client::SourceStates;
 use crate::intake::Intake;
 use crate::lifecycle::{LegState, LegUpdate, Lifecycles};
 use crate::reload::{Reloader, Trigger, WatchGuard};
@@ -336,22 +335,13 @@ impl Wiring {
     fn components(&self, config: &Config) -> Vec<Box<dyn Component>> {
         let mut wanted: Vec<Box<dyn Component>> = Vec::new();
         for source in &config.sources {
-            wanted.push(match source.kind {
-                SourceKind::Signalr => Box::new(SignalrSource {
-                    source: source.clone(),
-                    http: self.http.clone(),
-                    snapshots: self.snapshots.clone(),
-                    intake: self.intake.clone(),
-                    states: self.sources.clone(),
-                }),
-                SourceKind::RingcentralWebsocket => Box::new(RingcentralWebsocket {
-                    source: source.clone(),
-                    http: self.http.clone(),
-                    snapshots: self.snapshots.clone(),
-                    intake: self.intake.clone(),
-                    states: self.sources.clone(),
-                }),
-            });
+            wanted.push(Box::new(Source {
+                config: source.clone(),
+                http: self.http.clone(),
+                snapshots: self.snapshots.clone(),
+                intake: self.intake.clone(),
+                states: self.sources.clone(),
+            }));
         }
         for route in config.routes.iter().filter(|r| r.ringcentral.is_some()) {
             wanted.push(Box::new(KeeperComponent {

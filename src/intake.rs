@@ -8,7 +8,7 @@ use crate::config::{Ack, OnTimeout};
 use crate::delivery::lane::Admission;
 use crate::delivery::{EventBatch, Producer, QueueError};
 use crate::model::inbound::VerifiedInbound;
-use crate::outbound::http::{Reply, SendError, attempt_of};
+use crate::outbound::http::{Reply, SendError, classify_forward};
 use crate::pipeline::{self, Accepted, Fate, PipelineError, Routing};
 use crate::route::Route;
 use crate::snapshot::Snapshot;
@@ -412,10 +412,11 @@ impl Intake {
                 };
                 let forwarded = http.forward(message).await;
                 // Classified once, as a worker's attempt is: the lane's breaker and the
-                // deliveries metric see proxy forwards in the one outcome vocabulary.
-                let attempt = attempt_of(&forwarded);
-                dest.lane.record(permit, &attempt.outcome);
-                metrics::counter!(m::DELIVERIES, "destination" => dest.key.clone(), "outcome" => attempt.label)
+                // deliveries metric see proxy forwards in the one outcome vocabulary (no log
+                // details are built: the reply itself goes back to the sender).
+                let (attempt, label) = classify_forward(&forwarded);
+                dest.lane.record(permit, &attempt);
+                metrics::counter!(m::DELIVERIES, "destination" => dest.key.clone(), "outcome" => label)
                     .increment(1);
                 let (outcome, status, reason) = match &forwarded {
                     Ok(reply) if reply.status.is_success() => {

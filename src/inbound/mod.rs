@@ -6,3 +6,65 @@
 pub mod ringcentral;
 pub mod signalr;
 pub mod webhook;
+
+use crate::config::{SourceConfig, SourceKind};
+use crate::intake::Intake;
+use crate::snapshot::Snapshot;
+use arc_swap::ArcSwap;
+use signalr::client::SourceStates;
+use std::sync::Arc;
+
+/// A configured source (`sources:`) as a supervised component: the connection callgate opens
+/// itself, by its kind's protocol, registered in [`SourceStates`] while it runs.
+pub struct Source {
+    /// Its configuration.
+    pub config: SourceConfig,
+    /// The shared HTTP client.
+    pub http: reqwest::Client,
+    /// The snapshot being served.
+    pub snapshots: Arc<ArcSwap<Snapshot>>,
+    /// Intake.
+    pub intake: Intake,
+    /// Where it reports whether it is connected (`/readyz`).
+    pub states: Arc<SourceStates>,
+}
+
+impl crate::supervisor::Component for Source {
+    fn name(&self) -> String {
+        format!("source {}", self.config.name)
+    }
+
+    fn spec(&self) -> String {
+        format!("{:?}", self.config)
+    }
+
+    fn run(
+        self: Box<Self>,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> crate::model::outbound::BoxFuture<'static, ()> {
+        // Registered before the task runs: `/readyz` lists the source from its start.
+        let state = self.states.add(&self.config.name);
+        Box::pin(async move {
+            let Source {
+                config,
+                http,
+                snapshots,
+                intake,
+                states,
+            } = *self;
+            let name = config.name.clone();
+            match config.kind {
+                SourceKind::Signalr => {
+                    signalr::client::run(config, http, snapshots, intake, state, stop).await
+                }
+                SourceKind::RingcentralWebsocket => {
+                    ringcentral::websocket::run_source(
+                        &config, &http, snapshots, intake, state, stop,
+                    )
+                    .await
+                }
+            }
+            states.remove(&name);
+        })
+    }
+}

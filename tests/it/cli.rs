@@ -488,16 +488,7 @@ fn callgate_schema_prints_a_json_schema_of_the_canonical_event() {
 #[test]
 fn config_is_accepted_after_a_subcommand() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("callgate.yaml");
-    std::fs::write(
-        &file,
-        crate::harness::config_text(
-            dir.path(),
-            "",
-            "routes:\n  - { name: r, path: /r, from: vidyo, to: [ { name: d, vendor: vidyo, url: 'http://127.0.0.1:9/' } ] }\n",
-        ),
-    )
-    .unwrap();
+    let file = one_route_config(dir.path(), crate::harness::free_port());
     let file = file.display().to_string();
     for args in [
         ["dlq", "--config", &file, "list"],
@@ -514,17 +505,7 @@ fn a_taken_port_is_reported_once() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("callgate.yaml");
-    std::fs::write(
-        &file,
-        crate::harness::config_text(
-            dir.path(),
-            "",
-            "routes:\n  - { name: r, path: /r, from: vidyo, to: [ { name: d, vendor: vidyo, url: 'http://127.0.0.1:9/' } ] }\n",
-        )
-        .replace("{ listen: 127.0.0.1:0,", &format!("{{ listen: 127.0.0.1:{port},")),
-    )
-    .unwrap();
+    let file = one_route_config(dir.path(), port);
     let out = callgate(&["serve", "--config", &file.display().to_string()], None);
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
@@ -535,4 +516,16 @@ fn a_taken_port_is_reported_once() {
         "{stderr}"
     );
     drop(taken);
+}
+
+/// A config file in `dir` with one Vidyo route, listening on `port`.
+fn one_route_config(dir: &std::path::Path, port: u16) -> std::path::PathBuf {
+    crate::harness::write_serve_config(
+        dir,
+        (port, crate::harness::free_port()),
+        "",
+        &root().join("mappings"),
+        "timeout: 2s",
+        "  - { name: r, path: /r, from: vidyo, to: [ { name: d, vendor: vidyo, url: 'http://127.0.0.1:9/' } ] }\n",
+    )
 }

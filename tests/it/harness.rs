@@ -271,6 +271,25 @@ impl Drop for Serve {
     }
 }
 
+/// Runs `program args` with `input` on stdin; returns what it exited with and printed.
+pub fn run_with_stdin(program: &str, args: &[&str], input: &str) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// Starts `callgate serve --config <config>` (the real binary).
 pub fn spawn_serve(config: &Path) -> std::process::Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_callgate"))

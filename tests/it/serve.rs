@@ -1010,7 +1010,6 @@ async fn twilio_status_callbacks_as_data_deliver_their_time_and_form_bodies() {
 /// expects them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_after_a_flow_pass_promtool() {
-    use std::io::Write as _;
     let receiver = Receiver::ok().await;
     let dir = tempfile::tempdir().unwrap();
     let gw = gateway(&config_text(dir.path(), "", &rc_route(&receiver, ""))).await;
@@ -1025,20 +1024,8 @@ async fn metrics_after_a_flow_pass_promtool() {
         metrics.contains("callgate_store_commits_total"),
         "{metrics}"
     );
-    let mut promtool = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool runs (apt install prometheus)");
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(metrics.as_bytes())
-        .unwrap();
-    let out = promtool.wait_with_output().unwrap();
+    // A missing promtool panics naming it: `apt install prometheus` provides it.
+    let out = crate::harness::run_with_stdin("promtool", &["check", "metrics"], &metrics);
     assert!(
         out.status.success(),
         "promtool check metrics:\n{}{}",

@@ -6,8 +6,6 @@
 use crate::harness::{Receiver, Reply, client, config_text, gateway};
 use crate::support::fixtures;
 use serde_json::{Value, json};
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -20,20 +18,7 @@ const OLD_SECRET: &str = "whsec_Y2FsbGdhdGUtb2xkLXJvdGF0ZWQta2V5";
 /// Runs a Python script with `input` on stdin; returns its stdout, panicking with its
 /// stderr on failure.
 fn python(script: &str, input: &str) -> String {
-    let mut child = Command::new("python3")
-        .args(["-c", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = crate::harness::run_with_stdin("python3", &["-c", script], input);
     assert!(
         out.status.success(),
         "python failed: {}",

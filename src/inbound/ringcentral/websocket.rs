@@ -75,61 +75,35 @@ enum Ended {
     Failed(PlatformError),
 }
 
-/// A RingCentral WebSocket source as a supervised component
-/// (`sources[].kind: ringcentral-websocket`): its own platform client (OAuth session) per run.
-pub struct RingcentralWebsocket {
-    /// Its configuration (validation made sure it has a `ringcentral` account).
-    pub source: crate::config::SourceConfig,
-    /// The shared HTTP client.
-    pub http: reqwest::Client,
-    /// The snapshot being served.
-    pub snapshots: Arc<ArcSwap<Snapshot>>,
-    /// Intake.
-    pub intake: Intake,
-    /// Where it reports whether it is connected.
-    pub states: Arc<crate::inbound::signalr::client::SourceStates>,
-}
-
-impl crate::supervisor::Component for RingcentralWebsocket {
-    fn name(&self) -> String {
-        format!("source {}", self.source.name)
+/// Runs a `sources[].kind: ringcentral-websocket` source until `stop` turns true, with its own
+/// platform client (OAuth session) for this run.
+pub async fn run_source(
+    source: &crate::config::SourceConfig,
+    http: &reqwest::Client,
+    snapshots: Arc<ArcSwap<Snapshot>>,
+    intake: Intake,
+    state: SourceState,
+    stop: watch::Receiver<bool>,
+) {
+    let Some(rc) = &source.ringcentral else {
+        tracing::error!(source = %source.name, "a ringcentral-websocket source without a ringcentral account: not started");
+        return;
+    };
+    WebSocketSource {
+        name: source.name.clone(),
+        route: source.route.clone(),
+        event_filters: source.event_filters.clone(),
+        platform: super::platform::platform(
+            http,
+            &rc.server,
+            [&rc.client_id, &rc.client_secret, &rc.jwt],
+        ),
+        snapshots,
+        intake,
+        state,
     }
-
-    fn spec(&self) -> String {
-        format!("{:?}", self.source)
-    }
-
-    fn run(
-        self: Box<Self>,
-        stop: watch::Receiver<bool>,
-    ) -> crate::model::outbound::BoxFuture<'static, ()> {
-        // Registered before the task runs: `/readyz` lists the source from its start.
-        let state = self.states.add(&self.source.name);
-        Box::pin(async move {
-            let Some(rc) = &self.source.ringcentral else {
-                tracing::error!(source = %self.source.name, "a ringcentral-websocket source without a ringcentral account: not started");
-                self.states.remove(&self.source.name);
-                return;
-            };
-            let platform = super::platform::platform(
-                &self.http,
-                &rc.server,
-                [&rc.client_id, &rc.client_secret, &rc.jwt],
-            );
-            WebSocketSource {
-                name: self.source.name.clone(),
-                route: self.source.route.clone(),
-                event_filters: self.source.event_filters.clone(),
-                platform,
-                snapshots: self.snapshots.clone(),
-                intake: self.intake.clone(),
-                state,
-            }
-            .run(stop)
-            .await;
-            self.states.remove(&self.source.name);
-        })
-    }
+    .run(stop)
+    .await;
 }
 
 impl WebSocketSource {

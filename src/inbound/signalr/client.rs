@@ -81,51 +81,6 @@ impl SourceStates {
     }
 }
 
-/// A SignalR client source as a supervised component (`sources[].kind: signalr`).
-pub struct SignalrSource {
-    /// Its configuration.
-    pub source: SourceConfig,
-    /// The shared HTTP client (token and negotiate requests).
-    pub http: reqwest::Client,
-    /// The snapshot being served.
-    pub snapshots: Arc<ArcSwap<Snapshot>>,
-    /// Intake.
-    pub intake: Intake,
-    /// Where it reports whether it is connected.
-    pub states: Arc<SourceStates>,
-}
-
-impl crate::supervisor::Component for SignalrSource {
-    fn name(&self) -> String {
-        format!("source {}", self.source.name)
-    }
-
-    fn spec(&self) -> String {
-        format!("{:?}", self.source)
-    }
-
-    fn run(
-        self: Box<Self>,
-        stop: watch::Receiver<bool>,
-    ) -> crate::model::outbound::BoxFuture<'static, ()> {
-        // Registered before the task runs: `/readyz` lists the source from its start.
-        let state = self.states.add(&self.source.name);
-        Box::pin(async move {
-            let name = self.source.name.clone();
-            run(
-                self.source,
-                self.http,
-                self.snapshots,
-                self.intake,
-                state,
-                stop,
-            )
-            .await;
-            self.states.remove(&name);
-        })
-    }
-}
-
 /// Runs a source until `stop` turns true.
 pub async fn run(
     source: SourceConfig,

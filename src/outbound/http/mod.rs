@@ -7,7 +7,7 @@ pub mod classify;
 use crate::config::DestinationConfig;
 use crate::model::message::{Message, Request};
 use crate::model::outbound::BoxFuture;
-use crate::model::outbound::{Attempt, Outbound};
+use crate::model::outbound::{Attempt, AttemptOutcome, Outbound};
 use crate::model::standard_webhooks::{self, Secret};
 use base64::Engine;
 use classify::{AttemptResult, classify};
@@ -230,42 +230,40 @@ impl Outbound for HttpOutbound {
 }
 
 /// What one HTTP request came to, classified once (the workers' attempts and the proxy's
-/// forwards alike): outcome, metric label, status, error and the start of the reply.
-pub fn attempt_of(forwarded: &Result<Reply, SendError>) -> Attempt {
-    {
-        {
-            match forwarded {
-                Ok(reply) => {
-                    let (outcome, label) =
-                        classify(&AttemptResult::Status(reply.status, &reply.headers));
-                    let error = reply.status.is_redirection().then(|| {
-                        let location = reply
-                            .headers
-                            .get(reqwest::header::LOCATION)
-                            .and_then(|l| l.to_str().ok())
-                            .unwrap_or("(no Location)");
-                        format!("the receiver redirected to {location}; redirects are not followed")
-                    });
-                    Attempt {
-                        outcome,
-                        label,
-                        status: Some(reply.status.as_u16()),
-                        error,
-                        excerpt: Some(excerpt(&reply.body)),
-                    }
-                }
-                Err(e) => {
-                    let (outcome, label) = classify(&e.as_attempt_result());
-                    Attempt {
-                        outcome,
-                        label,
-                        status: None,
-                        error: Some(e.to_string()),
-                        excerpt: None,
-                    }
-                }
-            }
-        }
+/// forwards alike): the outcome and its metric label. Nothing is copied.
+pub fn classify_forward(forwarded: &Result<Reply, SendError>) -> (AttemptOutcome, &'static str) {
+    match forwarded {
+        Ok(reply) => classify(&AttemptResult::Status(reply.status, &reply.headers)),
+        Err(e) => classify(&e.as_attempt_result()),
+    }
+}
+
+/// A worker's attempt: [`classify_forward`] plus what the dead-letter log keeps (status,
+/// error, the start of the reply).
+fn attempt_of(forwarded: &Result<Reply, SendError>) -> Attempt {
+    let (outcome, label) = classify_forward(forwarded);
+    match forwarded {
+        Ok(reply) => Attempt {
+            outcome,
+            label,
+            status: Some(reply.status.as_u16()),
+            error: reply.status.is_redirection().then(|| {
+                let location = reply
+                    .headers
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|l| l.to_str().ok())
+                    .unwrap_or("(no Location)");
+                format!("the receiver redirected to {location}; redirects are not followed")
+            }),
+            excerpt: Some(excerpt(&reply.body)),
+        },
+        Err(e) => Attempt {
+            outcome,
+            label,
+            status: None,
+            error: Some(e.to_string()),
+            excerpt: None,
+        },
     }
 }
 
