@@ -575,6 +575,11 @@ fn problems(config: &Config, mappings: &MappingSet) -> Vec<Problem> {
             check_websocket_source(&at, config, source, &mut problems);
             continue;
         }
+        if source.keep_alive.is_zero() {
+            problems.push(format!(
+                "{at}: keep_alive must be above 0 (a zero interval would send Pings without pause)"
+            ));
+        }
         if source.server_timeout <= source.keep_alive {
             problems.push(format!(
                 "{at}: server_timeout ({}) must exceed keep_alive ({}): the hub's Pings come no faster than ours",
@@ -778,6 +783,30 @@ mod tests {
             .to_string();
         assert!(err.contains("lisen"), "{err}");
         assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn source_timers_that_cannot_work_are_refused() {
+        let mappings = crate::mapping::MappingSet::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings"),
+        )
+        .unwrap();
+        let source = |timers: &str| {
+            format!(
+                "routes:\n  - {{ name: r, path: /r, from: enreach, to: [ {{ name: d, vendor: vidyo, url: 'http://x/' }} ] }}\nsources:\n  - {{ name: rte, kind: signalr, route: r, token_url: 'http://127.0.0.1:1/t', subscriptions: [ {{ entity_id: '00000000-0000-0000-0000-000000000000', event: UserCallInComing }} ]{timers} }}\n"
+            )
+        };
+        let all =
+            |timers: &str| validate(&parse_text(&source(timers)).unwrap(), &mappings).join("\n");
+        assert!(all("").is_empty(), "{}", all(""));
+        let equal = all(", keep_alive: 30s, server_timeout: 30s");
+        assert!(
+            equal.contains("server_timeout (30s) must exceed keep_alive (30s)"),
+            "{equal}"
+        );
+        // A zero keep-alive would send Pings in a tight loop.
+        let zero = all(", keep_alive: 0s");
+        assert!(zero.contains("keep_alive must be above 0"), "{zero}");
     }
 
     #[test]

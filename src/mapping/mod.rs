@@ -816,6 +816,10 @@ fn compile_encoder(
 ) -> Encoder {
     let (mut json, mut query) = encode::registries(tables.clone());
     let mut templates = Vec::new();
+    let content_type = encode
+        .content_type
+        .unwrap_or_else(|| "application/json".into());
+    let form_body = content_type.eq_ignore_ascii_case(encode::FORM_CONTENT_TYPE);
     for t in encode.templates {
         let (rel, kind) = match (&t.body, &t.query) {
             (Some(b), None) => (b, TemplateKind::JsonBody),
@@ -832,6 +836,18 @@ fn compile_encoder(
                 continue;
             }
         };
+        if form_body && kind == TemplateKind::JsonBody {
+            problems.push(at(
+                file,
+                rel,
+                format!(
+                    "content_type {} sends parameters as a form body: templates must be \
+                     `query:` (parameter) templates, not `body:` (JSON) ones",
+                    encode::FORM_CONTENT_TYPE
+                ),
+            ));
+            continue;
+        }
         let types = match typecheck::expand_types(&t.types.value) {
             Ok(types) => types,
             Err(e) => {
@@ -886,13 +902,11 @@ fn compile_encoder(
             kind,
         });
     }
-    let content_type = encode
-        .content_type
-        .unwrap_or_else(|| "application/json".into());
+
     Encoder {
         vendor: encode.vendor,
         method: encode.method.unwrap_or_else(|| "POST".into()),
-        form_body: content_type.eq_ignore_ascii_case(encode::FORM_CONTENT_TYPE),
+        form_body,
         content_type,
         json,
         query,

@@ -280,6 +280,17 @@ fn a_set_target_that_is_not_a_canonical_field_is_refused() {
 }
 
 #[test]
+fn a_form_content_type_with_a_json_body_template_is_refused() {
+    refused(
+        "vidyo/encode.yaml",
+        "content_type: application/json",
+        "content_type: application/x-www-form-urlencoded",
+        "body: templates/user-status.json.hbs",
+        &["form", "`query:`"],
+    );
+}
+
+#[test]
 fn a_bad_strftime_pattern_in_time_format_is_refused() {
     refused(
         "oracle-isr/templates/notification.query.hbs",

@@ -84,7 +84,7 @@ async fn the_tail_follows_the_real_flow_with_each_destinations_outcome() {
     let first = delivered(&records)[0].clone();
     let call = first["partitionkey"].as_str().unwrap();
     let mut late = SseReader::open(
-        &format!("{admin}/admin/tail?call={call}&type=call.alerting&destination=vidyo"),
+        &format!("{admin}/admin/tail?partitionkey={call}&type=call.alerting&destination=vidyo"),
         None,
     )
     .await;
@@ -95,6 +95,14 @@ async fn the_tail_follows_the_real_flow_with_each_destinations_outcome() {
             .all(|r| r["partitionkey"] == call && r["type"] == "call.alerting"),
         "{backlog:#?}"
     );
+    // `call` is the filter's older name, still accepted.
+    let mut by_call = SseReader::open(
+        &format!("{admin}/admin/tail?call={call}&type=call.alerting&destination=vidyo"),
+        None,
+    )
+    .await;
+    let same = by_call.until(WAIT, |r| !delivered(r).is_empty()).await;
+    assert!(same.iter().all(|r| r["partitionkey"] == call), "{same:#?}");
     // Resuming after an id seen (Last-Event-ID) gives what followed it, in order, nothing
     // before it.
     let mid = records[records.len() / 2]["seq"].as_u64().unwrap();
