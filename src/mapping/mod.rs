@@ -855,6 +855,25 @@ fn compile_encoder(
                 continue;
             }
         };
+        // The first template whose types match renders an event: one whose every type an
+        // earlier template takes would never render.
+        if types.iter().all(|ty| {
+            templates.iter().any(|earlier: &EncodeTemplate| {
+                earlier.types.iter().any(|p| encode::type_matches(p, ty))
+            })
+        }) {
+            problems.push(at(
+                file,
+                &t.types,
+                format!(
+                    "template {}: every type of `types: [{}]` is taken by an earlier template \
+                     (the first match renders), so it would never render",
+                    rel.value,
+                    t.types.value.join(", ")
+                ),
+            ));
+            continue;
+        }
         let path = folder.join(&rel.value);
         let source = match files.read(&path) {
             Ok(s) => s,

@@ -280,6 +280,17 @@ fn a_set_target_that_is_not_a_canonical_field_is_refused() {
 }
 
 #[test]
+fn a_template_every_type_of_which_an_earlier_one_takes_is_refused() {
+    refused(
+        "enreach/encode.yaml",
+        "  - types: [\"vendor.enreach.*\"]",
+        "  - types: [\"call.ended\", \"presence.changed\"]",
+        "  - types: [\"call.ended\", \"presence.changed\"]",
+        &["taken by an earlier template", "never render"],
+    );
+}
+
+#[test]
 fn a_form_content_type_with_a_json_body_template_is_refused() {
     refused(
         "vidyo/encode.yaml",
