@@ -5,43 +5,42 @@
 //! which keeps the snapshot free of them.
 
 use crate::cases;
+use crate::config::valid::ValidConfig;
 use crate::config::{self, Config};
 use crate::mapping::MappingSet;
 use crate::snapshot::{BuildError, Resources, Snapshot, content_hash};
 use std::path::Path;
 use std::sync::Arc;
 
-/// Loads the mappings a config names and validates the config against them, then runs every
-/// mapping case. Pure apart from reading the mappings folder.
-pub fn prepare(config: &Config) -> Result<Arc<MappingSet>, BuildError> {
+/// Loads the mappings a config names, validates the config against them into a
+/// [`ValidConfig`], then runs every mapping case. Pure apart from reading the mappings folder.
+pub fn prepare(config: &Arc<Config>) -> Result<(ValidConfig, Arc<MappingSet>), BuildError> {
     let mappings = Arc::new(MappingSet::load(&config.mappings).map_err(BuildError::Mappings)?);
-    let problems = config::validate(config, &mappings);
-    if !problems.is_empty() {
-        return Err(BuildError::Config(problems));
-    }
+    let valid = config::validate(config, &mappings)
+        .map_err(|problems| BuildError::Config(config::describe(config, &problems)))?;
     let failures = case_failures(&mappings);
     if !failures.is_empty() {
         return Err(BuildError::Cases(failures));
     }
-    Ok(mappings)
+    Ok((valid, mappings))
 }
 
-/// Validates `config` (see [`prepare`]) and builds its snapshot, with its content hash.
+/// Prepares `config` (see [`prepare`]) and builds its snapshot, with its content hash.
 pub fn load_snapshot(
     config: Arc<Config>,
     resources: &Resources,
     version: u64,
 ) -> Result<Snapshot, BuildError> {
-    let mappings = prepare(&config)?;
-    let mut snapshot = Snapshot::build(config, mappings, resources, version)?;
+    let (valid, mappings) = prepare(&config)?;
+    let mut snapshot = Snapshot::build(Arc::new(valid), mappings, resources, version);
     snapshot.content_hash =
         content_hash(&format!("{:?}", snapshot.config), &snapshot.config.mappings);
     Ok(snapshot)
 }
 
 /// What `callgate check` reports: every problem of the mappings in `dir`, of their cases, and
-/// (given one) of the configuration against them — what [`prepare`] and the snapshot build
-/// would refuse — each with its file and line. Empty when all is valid.
+/// (given one) of the configuration against them — what [`prepare`] would refuse — each with
+/// its file and line. Empty when all is valid.
 pub fn problems(
     dir: &Path,
     config: Option<(&Config, &Path)>,
@@ -52,19 +51,9 @@ pub fn problems(
         Err(p) => return Err(p.0.iter().map(ToString::to_string).collect()),
     };
     if let Some((config, path)) = config {
-        let invalid = config::validate(config, &set);
-        if invalid.is_empty() {
-            // What `serve` builds next: every destination's adapter and headers.
-            if let Err(e) = Snapshot::build(
-                Arc::new(config.clone()),
-                set.clone(),
-                &Resources::offline(),
-                0,
-            ) {
-                problems.push(format!("{}: {e}", path.display()));
-            }
+        if let Err(invalid) = config::validate(&Arc::new(config.clone()), &set) {
+            problems.extend(config::describe(config, &invalid));
         }
-        problems.extend(invalid);
         if let Err(e) = crate::delivery::check_store(&config.store) {
             problems.push(format!("{}: {e}", path.display()));
         }
@@ -91,4 +80,32 @@ fn case_failures(mappings: &Arc<MappingSet>) -> Vec<String> {
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A configuration whose second destination's header name is not one is refused by
+    /// validation, naming the destination: a build never starts, so it registers no hub and
+    /// no lane, and a refused reload leaves the running gateway's shared state as it was.
+    #[test]
+    fn a_refused_config_touches_no_shared_state() {
+        let text = "routes:\n  - name: r\n    path: /r\n    from: ringcentral\n    to:\n      - { name: h, vendor: enreach, hub: /rte, auth: { jwt_secret: 0123456789abcdef } }\n      - { name: d, vendor: vidyo, url: 'http://127.0.0.1:9/', headers: { 'bad header': x } }\n";
+        let config =
+            Arc::new(crate::config::load::parse(Path::new("t.yaml"), text, &|_| None).unwrap());
+        let resources = Resources::offline();
+        let refused = load_snapshot(config, &resources, 1);
+        let Err(BuildError::Config(problems)) = refused else {
+            panic!("{refused:?}");
+        };
+        assert!(
+            problems
+                .join("\n")
+                .contains("destination `d`: `bad header` is not a valid header name"),
+            "{problems:?}"
+        );
+        assert_eq!(resources.hubs.len(), 0);
+        assert_eq!(resources.lanes.len(), 0);
+    }
 }

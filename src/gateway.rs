@@ -3,6 +3,7 @@
 //! (file watch, `SIGHUP`, `POST /admin/reload`). `callgate serve`, `callgate demo` and the
 //! integration tests all start the gateway through here.
 
+use crate::config::valid::ValidConfig;
 use crate::config::{self, Config, ConfigError};
 use crate::delivery::worker::{self, RetryPolicy};
 use crate::delivery::{QueueError, SharedTable, Store, open_store};
@@ -222,10 +223,12 @@ impl Gateway {
             hooks: resources.hooks.clone(),
             memory: store.settings.clone(),
         };
-        let (swapped, mut configs) = mpsc::unbounded_channel::<Arc<Config>>();
+        let (swapped, mut configs) = mpsc::unbounded_channel::<Arc<ValidConfig>>();
         reloader.on_swap(swapped);
         let mut supervisor = Supervisor::default();
-        supervisor.reconcile(wiring.components(&config)).await;
+        supervisor
+            .reconcile(wiring.components(&snapshots.load().valid))
+            .await;
         let mut stop_supervising = stop_rx.clone();
         background.push(tokio::spawn(async move {
             loop {
@@ -332,20 +335,20 @@ struct Wiring {
 impl Wiring {
     /// The components `config` wants: one per source, one keeper per route with
     /// `ringcentral:`.
-    fn components(&self, config: &Config) -> Vec<Box<dyn Component>> {
+    fn components(&self, config: &ValidConfig) -> Vec<Box<dyn Component>> {
         let mut wanted: Vec<Box<dyn Component>> = Vec::new();
         for source in &config.sources {
             wanted.push(Box::new(Source {
-                config: source.clone(),
+                spec: source.clone(),
                 http: self.http.clone(),
                 snapshots: self.snapshots.clone(),
                 intake: self.intake.clone(),
                 states: self.sources.clone(),
             }));
         }
-        for route in config.routes.iter().filter(|r| r.ringcentral.is_some()) {
+        for keeper in config.routes.iter().filter_map(|r| r.keeper.as_ref()) {
             wanted.push(Box::new(KeeperComponent {
-                route: route.clone(),
+                keeper: keeper.clone(),
                 http: self.http.clone(),
                 memory: self.memory.clone(),
                 keepers: self.keepers.clone(),

@@ -8,6 +8,7 @@
 //! `store`, `delivery`) are refused with a message saying so; every other section applies,
 //! sources and RingCentral keepers through the gateway's supervisor ([`Reloader::on_swap`]).
 
+use crate::config::valid::ValidConfig;
 use crate::config::{self, Config};
 use crate::snapshot::{Resources, Snapshot, is_mapping_file};
 use crate::telemetry::metrics as m;
@@ -76,7 +77,7 @@ pub struct Reloader {
     status: Mutex<Status>,
     running: tokio::sync::Mutex<()>,
     /// Told the configuration of every swapped snapshot (the gateway's supervisor).
-    swapped: Mutex<Option<mpsc::UnboundedSender<Arc<Config>>>>,
+    swapped: Mutex<Option<mpsc::UnboundedSender<Arc<ValidConfig>>>>,
 }
 
 impl Reloader {
@@ -170,7 +171,7 @@ impl Reloader {
 
     /// From now on, the configuration of every swapped snapshot is sent to `to` (the gateway
     /// reconciles its sources and keepers with it).
-    pub fn on_swap(&self, to: mpsc::UnboundedSender<Arc<Config>>) {
+    pub fn on_swap(&self, to: mpsc::UnboundedSender<Arc<ValidConfig>>) {
         *self.swapped.lock().unwrap_or_else(|e| e.into_inner()) = Some(to);
     }
 
@@ -209,7 +210,7 @@ impl Reloader {
             });
         }
         let version = next.version;
-        let config = next.config.clone();
+        let config = next.valid.clone();
         self.snapshots.store(Arc::new(next));
         if let Some(to) = &*self.swapped.lock().unwrap_or_else(|e| e.into_inner()) {
             let _ = to.send(config);

@@ -6,6 +6,7 @@
 //! lanes per destination, the queue, the HTTP connection pool) lives in [`Resources`] and is
 //! only referenced from here.
 
+use crate::config::valid::{Transport, ValidConfig, ValidDestination, ValidRoute};
 use crate::config::{self, Ack, Config, DestinationConfig, EnvString, OnTimeout, RouteConfig};
 use crate::delivery::lane::{LaneSettings, Lanes};
 use crate::lifecycle::Lifecycles;
@@ -94,8 +95,11 @@ pub struct Snapshot {
     pub loaded_at: SystemTime,
     /// The compiled mappings.
     pub mappings: Arc<MappingSet>,
-    /// The configuration it was built from.
+    /// The configuration it was built from, as parsed.
     pub config: Arc<Config>,
+    /// The same configuration, validated and typed (what the supervised components are
+    /// built from).
+    pub valid: Arc<ValidConfig>,
     routes: Vec<Arc<Route>>,
     by_path: HashMap<String, Arc<Route>>,
     destinations: HashMap<String, Arc<Destination>>,
@@ -115,54 +119,35 @@ impl std::fmt::Debug for Snapshot {
 
 impl Snapshot {
     /// Builds the run-time routes and destinations of a validated config (its content hash
-    /// left empty: [`crate::check::load_snapshot`] computes it).
+    /// left empty: [`crate::check::load_snapshot`] computes it). It cannot fail: everything
+    /// that could was done by validation, so the hubs, lanes and lifecycle trackers it
+    /// registers in the shared state belong to a snapshot that will exist.
     pub fn build(
-        config: Arc<Config>,
+        valid: Arc<ValidConfig>,
         mappings: Arc<MappingSet>,
         resources: &Resources,
         version: u64,
-    ) -> Result<Snapshot, BuildError> {
-        // First every step that can fail, touching no shared state; then, only if all passed,
-        // the registration of hubs, lanes and lifecycle trackers: a refused build leaves the
-        // running gateway's shared state as it was.
-        let mut problems = Vec::new();
-        let mut prepared = Vec::new();
-        for r in &config.routes {
-            let source = (r.from != AUTO).then(|| mappings.vendor(&r.from)).flatten();
-            let headers = source.map(|v| v.token_headers()).unwrap_or_default();
-            let verifier = match config::verifier(r.auth.as_ref(), &headers) {
-                Ok(verifier) => verifier,
-                Err(e) => {
-                    problems.push(format!("route `{}`: {e}", r.name));
-                    continue;
-                }
-            };
-            let mut dests = Vec::new();
-            for d in &r.to {
-                match transport(r, d, config.delivery.timeout, resources) {
-                    Ok(transport) => dests.push((d, transport)),
-                    Err(e) => problems.push(e),
-                }
-            }
-            prepared.push((r, verifier, dests));
-        }
-        if !problems.is_empty() {
-            return Err(BuildError::Config(problems));
-        }
+    ) -> Snapshot {
+        let config = valid.config.clone();
         let mut routes = Vec::new();
         let mut destinations = HashMap::new();
-        for (r, verifier, dests) in prepared {
-            let dests: Vec<Arc<Destination>> = dests
-                .into_iter()
-                .map(|(d, transport)| {
-                    let dest = Arc::new(destination(r, d, transport, resources, &mappings));
-                    destinations.insert(dest.key.clone(), dest.clone());
-                    dest
-                })
-                .collect();
+        for r in &valid.routes {
+            let dests: Vec<Arc<Destination>> =
+                r.to.iter()
+                    .map(|d| {
+                        let dest = Arc::new(destination(
+                            r,
+                            d,
+                            config.delivery.timeout,
+                            resources,
+                            &mappings,
+                        ));
+                        destinations.insert(dest.key.clone(), dest.clone());
+                        dest
+                    })
+                    .collect();
             routes.push(Arc::new(route(
                 r,
-                verifier,
                 dests,
                 &mappings,
                 resources,
@@ -170,17 +155,18 @@ impl Snapshot {
             )));
         }
         let by_path = routes.iter().map(|r| (r.path.clone(), r.clone())).collect();
-        Ok(Snapshot {
+        Snapshot {
             version,
             content_hash: String::new(),
             loaded_at: SystemTime::now(),
             mappings,
             config,
+            valid,
             routes,
             by_path,
             destinations,
             hooks: resources.hooks.clone(),
-        })
+        }
     }
 
     /// A snapshot of one route `translate` from `from` to one destination `target` of vendor
@@ -192,7 +178,7 @@ impl Snapshot {
         to: &str,
         url: &str,
     ) -> Result<Snapshot, BuildError> {
-        let config = Config {
+        let config = Arc::new(Config {
             mappings: mappings.root().to_path_buf(),
             routes: vec![RouteConfig {
                 name: "translate".into(),
@@ -218,8 +204,15 @@ impl Snapshot {
                 }],
             }],
             ..Config::default()
-        };
-        Snapshot::build(Arc::new(config), mappings, &Resources::offline(), 0)
+        });
+        let valid = config::validate(&config, &mappings)
+            .map_err(|problems| BuildError::Config(config::describe(&config, &problems)))?;
+        Ok(Snapshot::build(
+            Arc::new(valid),
+            mappings,
+            &Resources::offline(),
+            0,
+        ))
     }
 
     /// The route serving `path`.
@@ -264,67 +257,32 @@ impl crate::delivery::worker::Targets for Snapshot {
     }
 }
 
-/// How a destination's messages leave, before anything shared is touched.
-enum Transport {
-    /// Over HTTP: the adapter, built (headers and secrets parsed).
-    Http(Arc<HttpOutbound>),
-    /// To a SignalR hub at this path, with its token secret.
-    Hub(String, Vec<u8>),
-}
-
-/// Builds a destination's transport: the one step of a build that can fail.
-fn transport(
-    route: &RouteConfig,
-    d: &DestinationConfig,
-    timeout: Duration,
-    resources: &Resources,
-) -> Result<Transport, String> {
-    match (&d.url, &d.hub) {
-        (Some(_), _) => Ok(Transport::Http(Arc::new(
-            HttpOutbound::new(resources.http.clone(), timeout, d)
-                .map_err(|e| format!("route `{}`, {e}", route.name))?,
-        ))),
-        (None, Some(hub)) => Ok(Transport::Hub(
-            hub.clone(),
-            d.auth
-                .as_ref()
-                .and_then(|a| a.jwt_secret.as_ref())
-                .map(|s| s.value().as_bytes().to_vec())
-                .unwrap_or_default(),
-        )),
-        (None, None) => Err(format!(
-            "route `{}`, destination `{}`: needs a url or a hub",
-            route.name, d.name
-        )),
-    }
-}
-
-/// A destination of a build that passed: registers its hub and lane in the shared state.
+/// A destination of a validated route, its hub and lane registered in the shared state.
 fn destination(
-    route: &RouteConfig,
-    d: &DestinationConfig,
-    transport: Transport,
+    route: &ValidRoute,
+    d: &ValidDestination,
+    timeout: Duration,
     resources: &Resources,
     mappings: &MappingSet,
 ) -> Destination {
     let key = format!("{}/{}", route.name, d.name);
-    let (url, outbound, http, hub): (String, Arc<dyn Outbound>, _, _) = match transport {
-        Transport::Http(http) => {
+    let (url, outbound, http, hub): (String, Arc<dyn Outbound>, _, _) = match &d.transport {
+        Transport::Http(target) => {
+            let http = Arc::new(HttpOutbound::new(resources.http.clone(), timeout, target));
             // Messages are stored with the URL as written, `${NAME}` unresolved and without
             // userinfo: the HTTP adapter puts the secrets back at send time.
-            let url = d
-                .url
-                .as_ref()
-                .map(|u| http::without_userinfo(u.raw()).to_string())
-                .unwrap_or_default();
-            (url, http.clone(), Some(http), None)
+            (target.stored_url.clone(), http.clone(), Some(http), None)
         }
-        Transport::Hub(path, secret) => {
+        Transport::Hub(target) => {
             let events = mappings
                 .vendor(&d.vendor)
                 .map(|v| v.hub_events.clone())
                 .unwrap_or_default();
-            let hub = resources.hubs.get_or_create(&path, &secret, &events);
+            let hub = resources.hubs.get_or_create(
+                &target.path,
+                target.jwt_secret.value().as_bytes(),
+                &events,
+            );
             (
                 String::new(),
                 hub.clone() as Arc<dyn Outbound>,
@@ -342,16 +300,13 @@ fn destination(
         types: d.types.clone(),
         outbound,
         http,
-        lane: resources
-            .lanes
-            .get_or_create(&key, LaneSettings::from_config(d)),
+        lane: resources.lanes.get_or_create(&key, LaneSettings::of(d)),
         key,
     }
 }
 
 fn route(
-    r: &RouteConfig,
-    verifier: crate::model::inbound::Verifier,
+    r: &ValidRoute,
     destinations: Vec<Arc<Destination>>,
     mappings: &MappingSet,
     resources: &Resources,
@@ -369,7 +324,7 @@ fn route(
         name: r.name.clone(),
         path: r.path.clone(),
         from: r.from.clone(),
-        verifier,
+        verifier: r.verifier.clone(),
         ack: r.ack,
         on_timeout: r.on_timeout,
         destinations,
@@ -416,24 +371,4 @@ pub fn content_hash(config: &str, mappings: &Path) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A build that fails (the second destination's header name is not one) registers no hub
-    /// and no lane: a refused reload leaves the running gateway's shared state as it was.
-    #[test]
-    fn a_refused_build_touches_no_shared_state() {
-        let text = "routes:\n  - name: r\n    path: /r\n    from: ringcentral\n    to:\n      - { name: h, vendor: enreach, hub: /rte, auth: { jwt_secret: s } }\n      - { name: d, vendor: vidyo, url: 'http://127.0.0.1:9/', headers: { 'bad header': x } }\n";
-        let config = config::load::parse(Path::new("t.yaml"), text, &|_| None).unwrap();
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings");
-        let mappings = Arc::new(MappingSet::load(&root).unwrap());
-        let resources = Resources::offline();
-        let refused = Snapshot::build(Arc::new(config), mappings, &resources, 1);
-        assert!(matches!(refused, Err(BuildError::Config(_))), "{refused:?}");
-        assert_eq!(resources.hubs.len(), 0);
-        assert_eq!(resources.lanes.len(), 0);
-    }
 }

@@ -1,8 +1,11 @@
 //! Configuration: the types of `config/callgate.yaml` (DESIGN.md §6). Every field states its
-//! default. Loading and validation live in `load.rs`; nothing here does I/O.
+//! default. Loading lives in `load.rs`, the checks in `validate.rs`, the typed result in
+//! `valid.rs`; nothing here does I/O.
 
 pub mod lines;
 pub mod load;
+pub mod valid;
+pub mod validate;
 #[cfg(test)]
 mod verifier_tests;
 
@@ -18,7 +21,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use load::{ConfigError, load, validate};
+pub use load::{ConfigError, load};
+pub use validate::{describe, validate};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]

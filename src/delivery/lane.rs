@@ -8,7 +8,7 @@
 //! snapshot, keyed by `route/destination`, so a reload keeps their state when their settings
 //! do not change. Time comes through `tokio::time`, so tests run on paused time.
 
-use crate::config::DestinationConfig;
+use crate::config::valid::ValidDestination;
 use crate::model::outbound::AttemptOutcome;
 use crate::telemetry::metrics as m;
 use governor::clock::Clock;
@@ -53,7 +53,7 @@ pub struct LaneSettings {
 
 impl LaneSettings {
     /// The settings `rate_limit`, `max_in_flight` and `circuit_breaker` configure.
-    pub fn from_config(dest: &DestinationConfig) -> LaneSettings {
+    pub fn of(dest: &ValidDestination) -> LaneSettings {
         LaneSettings {
             rate: dest.rate_limit.as_ref().and_then(|r| {
                 let per_second = NonZeroU32::new(r.per_second)?;

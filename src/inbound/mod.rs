@@ -7,7 +7,7 @@ pub mod ringcentral;
 pub mod signalr;
 pub mod webhook;
 
-use crate::config::{SourceConfig, SourceKind};
+use crate::config::valid::{SourceSpec, ValidSource};
 use crate::intake::Intake;
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
@@ -17,8 +17,8 @@ use std::sync::Arc;
 /// A configured source (`sources:`) as a supervised component: the connection callgate opens
 /// itself, by its kind's protocol, registered in [`SourceStates`] while it runs.
 pub struct Source {
-    /// Its configuration.
-    pub config: SourceConfig,
+    /// Its validated configuration.
+    pub spec: ValidSource,
     /// The shared HTTP client.
     pub http: reqwest::Client,
     /// The snapshot being served.
@@ -31,11 +31,11 @@ pub struct Source {
 
 impl crate::supervisor::Component for Source {
     fn name(&self) -> String {
-        format!("source {}", self.config.name)
+        format!("source {}", self.spec.name)
     }
 
     fn spec(&self) -> String {
-        format!("{:?}", self.config)
+        format!("{:?}", self.spec)
     }
 
     fn run(
@@ -43,23 +43,33 @@ impl crate::supervisor::Component for Source {
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> crate::model::outbound::BoxFuture<'static, ()> {
         // Registered before the task runs: `/readyz` lists the source from its start.
-        let state = self.states.add(&self.config.name);
+        let state = self.states.add(&self.spec.name);
         Box::pin(async move {
             let Source {
-                config,
+                spec,
                 http,
                 snapshots,
                 intake,
                 states,
             } = *self;
-            let name = config.name.clone();
-            match config.kind {
-                SourceKind::Signalr => {
-                    signalr::client::run(config, http, snapshots, intake, state, stop).await
+            let ValidSource { name, route, kind } = spec;
+            match kind {
+                SourceSpec::Signalr(source) => {
+                    let source = signalr::client::Source {
+                        name: name.clone(),
+                        route,
+                        spec: source,
+                    };
+                    signalr::client::run(source, http, snapshots, intake, state, stop).await
                 }
-                SourceKind::RingcentralWebsocket => {
+                SourceSpec::RingcentralWebsocket(source) => {
                     ringcentral::websocket::run_source(
-                        &config, &http, snapshots, intake, state, stop,
+                        (&name, &route, &source),
+                        &http,
+                        snapshots,
+                        intake,
+                        state,
+                        stop,
                     )
                     .await
                 }

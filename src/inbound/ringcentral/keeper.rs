@@ -295,14 +295,7 @@ impl Keeper {
             s.expires_at = subscription["expirationTime"].as_str().map(str::to_string);
         });
         let until_renewal = remaining.saturating_sub(self.settings.renew_before);
-        // After a create, look again soon: another instance may have created one at the same
-        // moment, and the next look keeps the newest and deletes the other.
-        let soon = if created {
-            AFTER_CREATE
-        } else {
-            self.settings.check_every
-        };
-        Ok(until_renewal.min(soon).max(Duration::from_secs(1)))
+        Ok(next_look(created, until_renewal, self.settings.check_every))
     }
 
     async fn create(&self) -> Result<Value, PlatformError> {
@@ -431,8 +424,8 @@ impl Keepers {
 /// runs, its status is in [`Keepers`] and its route answers renewal reminders through
 /// [`RenewalReminders`].
 pub struct KeeperComponent {
-    /// The route it keeps a subscription for (validation made sure it has `ringcentral`).
-    pub route: crate::config::RouteConfig,
+    /// The route's keeper settings, validated.
+    pub keeper: crate::config::valid::ValidKeeper,
     /// The shared HTTP client.
     pub http: reqwest::Client,
     /// Durable settings (the subscription id is remembered there).
@@ -445,27 +438,23 @@ pub struct KeeperComponent {
 
 impl crate::supervisor::Component for KeeperComponent {
     fn name(&self) -> String {
-        format!("keeper {}", self.route.name)
+        format!("keeper {}", self.keeper.route)
     }
 
     fn spec(&self) -> String {
-        let token = self
-            .route
-            .auth
-            .as_ref()
-            .and_then(|a| a.verification_token())
-            .map(|t| t.value().to_string());
-        format!("{:?} {:?}", self.route.ringcentral, token)
+        format!(
+            "{:?} {:?}",
+            self.keeper.settings,
+            self.keeper.verification_token.value()
+        )
     }
 
     fn run(
         self: Box<Self>,
         stop: watch::Receiver<bool>,
     ) -> crate::model::outbound::BoxFuture<'static, ()> {
-        let route = self.route.clone();
-        let Some(rc) = &route.ringcentral else {
-            return Box::pin(async {});
-        };
+        let route = self.keeper.route.clone();
+        let rc = &self.keeper.settings;
         let keeper = Keeper::new(
             super::platform::platform(
                 &self.http,
@@ -473,14 +462,10 @@ impl crate::supervisor::Component for KeeperComponent {
                 [&rc.client_id, &rc.client_secret, &rc.jwt],
             ),
             KeeperSettings {
-                route: route.name.clone(),
+                route: route.clone(),
                 address: rc.address.clone(),
                 event_filters: rc.event_filters.clone(),
-                verification_token: route
-                    .auth
-                    .as_ref()
-                    .and_then(|a| a.verification_token())
-                    .map(|t| t.value().to_string()),
+                verification_token: Some(self.keeper.verification_token.value().to_string()),
                 expires_in: rc.expires_in,
                 renew_before: rc.renew_before.unwrap_or(rc.expires_in / 2),
                 check_every: rc.check_every,
@@ -489,19 +474,18 @@ impl crate::supervisor::Component for KeeperComponent {
         );
         // Registered before the task runs: its status shows and its route takes renewal
         // reminders from its start.
-        self.keepers
-            .add(&route.name, keeper.poke(), keeper.status());
+        self.keepers.add(&route, keeper.poke(), keeper.status());
         self.hooks.register(
-            &route.name,
+            &route,
             Arc::new(RenewalReminders {
-                route: route.name.clone(),
+                route: route.clone(),
                 poke: keeper.poke(),
             }),
         );
         Box::pin(async move {
             keeper.run(stop).await;
-            self.hooks.remove(&route.name);
-            self.keepers.remove(&route.name);
+            self.hooks.remove(&route);
+            self.keepers.remove(&route);
         })
     }
 }
@@ -565,9 +549,34 @@ fn backoff(failures: u32) -> Duration {
     )
 }
 
+/// How long the keeper waits before its next look: `check_every`, or sooner when renewal is
+/// due sooner; after a create at most [`AFTER_CREATE`] (another instance may have created one
+/// at the same moment, and the next look keeps the newest and deletes the other), never
+/// longer than `check_every` says. At least a second.
+fn next_look(created: bool, until_renewal: Duration, check_every: Duration) -> Duration {
+    let soon = if created {
+        AFTER_CREATE.min(check_every)
+    } else {
+        check_every
+    };
+    until_renewal.min(soon).max(Duration::from_secs(1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `check_every` is honoured after a create too (it used to be a fixed 10 s).
+    #[test]
+    fn the_look_after_a_create_keeps_to_check_every() {
+        let hour = Duration::from_secs(3600);
+        let s = Duration::from_secs;
+        assert_eq!(next_look(true, hour, s(3)), s(3));
+        assert_eq!(next_look(true, hour, s(60)), AFTER_CREATE);
+        assert_eq!(next_look(false, hour, s(60)), s(60));
+        assert_eq!(next_look(false, s(5), s(60)), s(5));
+        assert_eq!(next_look(false, Duration::ZERO, s(60)), s(1));
+    }
 
     #[test]
     fn configured_tildes_match_resolved_ids() {

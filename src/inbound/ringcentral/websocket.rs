@@ -8,6 +8,7 @@
 //! possible gap. The read loop never waits on the pipeline for long, so pings are answered.
 
 use super::platform::{Group, Platform, PlatformError};
+use crate::config::valid::RingCentralWebSocketSource;
 use crate::inbound::signalr::client::SourceState;
 use crate::intake::Intake;
 use crate::snapshot::Snapshot;
@@ -78,20 +79,17 @@ enum Ended {
 /// Runs a `sources[].kind: ringcentral-websocket` source until `stop` turns true, with its own
 /// platform client (OAuth session) for this run.
 pub async fn run_source(
-    source: &crate::config::SourceConfig,
+    (name, route, source): (&str, &str, &RingCentralWebSocketSource),
     http: &reqwest::Client,
     snapshots: Arc<ArcSwap<Snapshot>>,
     intake: Intake,
     state: SourceState,
     stop: watch::Receiver<bool>,
 ) {
-    let Some(rc) = &source.ringcentral else {
-        tracing::error!(source = %source.name, "a ringcentral-websocket source without a ringcentral account: not started");
-        return;
-    };
+    let rc = &source.account;
     WebSocketSource {
-        name: source.name.clone(),
-        route: source.route.clone(),
+        name: name.to_string(),
+        route: route.to_string(),
         event_filters: source.event_filters.clone(),
         platform: super::platform::platform(
             http,

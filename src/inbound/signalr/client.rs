@@ -8,7 +8,7 @@
 
 use super::endpoint::{RteToken, negotiate_url, reconnect_delay, websocket_url};
 use crate::config::hub_base;
-use crate::config::{OutboundAuth, SourceConfig};
+use crate::config::valid::{HubConnect, SignalrSource};
 use crate::intake::Intake;
 use crate::outbound::signalr::protocol::{
     Framer, HandshakeRequest, HandshakeResponse, HubMessage, Negotiated,
@@ -81,9 +81,19 @@ impl SourceStates {
     }
 }
 
+/// A `kind: signalr` source: its name, the route its events go through, and its settings.
+pub struct Source {
+    /// The source's name.
+    pub name: String,
+    /// The route its events go through.
+    pub route: String,
+    /// Its validated settings.
+    pub spec: SignalrSource,
+}
+
 /// Runs a source until `stop` turns true.
 pub async fn run(
-    source: SourceConfig,
+    source: Source,
     http: reqwest::Client,
     snapshots: Arc<ArcSwap<Snapshot>>,
     intake: Intake,
@@ -146,27 +156,11 @@ enum Step {
 }
 
 struct Session<'a> {
-    source: &'a SourceConfig,
+    source: &'a Source,
     http: &'a reqwest::Client,
     snapshots: &'a Arc<ArcSwap<Snapshot>>,
     intake: &'a Intake,
     state: &'a SourceState,
-}
-
-fn with_auth(
-    request: reqwest::RequestBuilder,
-    auth: Option<&OutboundAuth>,
-) -> reqwest::RequestBuilder {
-    match auth {
-        Some(OutboundAuth {
-            basic: Some(basic), ..
-        }) => request.basic_auth(basic.username.value(), Some(basic.password.value())),
-        Some(OutboundAuth {
-            bearer: Some(token),
-            ..
-        }) => request.bearer_auth(token.value()),
-        _ => request,
-    }
 }
 
 impl Session<'_> {
@@ -177,7 +171,10 @@ impl Session<'_> {
         let url = websocket_url(
             &base,
             connection_token.as_deref(),
-            self.source.access_token_in_query.then_some(token.as_str()),
+            self.source
+                .spec
+                .access_token_in_query
+                .then_some(token.as_str()),
         );
         let mut request = url
             .as_str()
@@ -201,7 +198,7 @@ impl Session<'_> {
         let mut framer = Framer::new(MAX_RECORD);
         let mut records = VecDeque::new();
         while records.is_empty() {
-            let frame = tokio::time::timeout(self.source.server_timeout, stream.next())
+            let frame = tokio::time::timeout(self.source.spec.server_timeout, stream.next())
                 .await
                 .map_err(|_| "no handshake response".to_string())?
                 .ok_or("closed during the handshake")?
@@ -217,6 +214,7 @@ impl Session<'_> {
         }
         let subscriptions: Vec<Value> = self
             .source
+            .spec
             .subscriptions
             .iter()
             .map(|s| json!({"EntityId": s.entity_id, "EventName": s.event}))
@@ -234,7 +232,8 @@ impl Session<'_> {
             .await
             .map_err(|e| e.to_string())?;
         tracing::info!(source = %self.source.name, host = url.host_str().unwrap_or("?"), "source connected; subscribing");
-        let (keep_alive, server_timeout) = (self.source.keep_alive, self.source.server_timeout);
+        let (keep_alive, server_timeout) =
+            (self.source.spec.keep_alive, self.source.spec.server_timeout);
         // Only what the hub sends re-arms the server timeout; our own Pings re-arm the
         // keep-alive alone (a hub that keeps the socket open but stops talking is dead).
         let mut last_sent = Instant::now();
@@ -286,31 +285,29 @@ impl Session<'_> {
 
     /// The hub endpoint and bearer token: from the token endpoint, or as configured.
     async fn credentials(&self) -> Result<(Url, String), String> {
-        if let Some(token_url) = &self.source.token_url {
-            let request = with_auth(
-                self.http
-                    .get(token_url.value())
-                    .timeout(Duration::from_secs(15)),
-                self.source.rest_auth.as_ref(),
-            );
-            let response = request
-                .send()
-                .await
-                .map_err(|e| format!("token endpoint: {}", e.without_url()))?;
-            let status = response.status();
-            let body = response
-                .bytes()
-                .await
-                .map_err(|e| format!("token endpoint: {}", e.without_url()))?;
-            if !status.is_success() {
-                return Err(format!("token endpoint answered {status}"));
+        match &self.source.spec.connect {
+            HubConnect::TokenUrl { url, auth } => {
+                let mut request = self.http.get(url.value()).timeout(Duration::from_secs(15));
+                if let Some(auth) = auth {
+                    request = auth.apply(request);
+                }
+                let response = request
+                    .send()
+                    .await
+                    .map_err(|e| format!("token endpoint: {}", e.without_url()))?;
+                let status = response.status();
+                let body = response
+                    .bytes()
+                    .await
+                    .map_err(|e| format!("token endpoint: {}", e.without_url()))?;
+                if !status.is_success() {
+                    return Err(format!("token endpoint answered {status}"));
+                }
+                let token = RteToken::parse(&body)?;
+                Ok((token.endpoint, token.token))
             }
-            let token = RteToken::parse(&body)?;
-            return Ok((token.endpoint, token.token));
+            HubConnect::Direct { hub, token } => Ok((hub.clone(), token.value().to_string())),
         }
-        let hub = self.source.hub_url.as_ref().ok_or("no hub_url")?;
-        let token = self.source.token.as_ref().ok_or("no token")?;
-        Ok((hub_base(hub.value())?, token.value().to_string()))
     }
 
     /// Negotiates (following redirects); `None` as the connection token means
@@ -407,7 +404,7 @@ impl Session<'_> {
             Err(error) => {
                 tracing::error!(source = %name, %error, "Subscribe failed");
                 metrics::counter!(m::SOURCE_SUBSCRIPTION_FAILURES, "source" => name.clone())
-                    .increment(self.source.subscriptions.len() as u64);
+                    .increment(self.source.spec.subscriptions.len() as u64);
                 return;
             }
         };

@@ -4,15 +4,15 @@
 
 pub mod classify;
 
-use crate::config::DestinationConfig;
+use crate::config::valid::HttpTarget;
 use crate::model::message::{Message, Request};
 use crate::model::outbound::BoxFuture;
 use crate::model::outbound::{Attempt, AttemptOutcome, Outbound};
 use crate::model::standard_webhooks::{self, Secret};
-use base64::Engine;
 use classify::{AttemptResult, classify};
-use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
+use secrecy::ExposeSecret;
 use std::time::Duration;
 
 /// Largest reply body read from a receiver (the rest is dropped).
@@ -69,37 +69,6 @@ pub fn shared_client() -> Result<reqwest::Client, String> {
         .map_err(|e| e.to_string())
 }
 
-/// `url` without its userinfo (`user:password@`), as text: what is stored and shown.
-pub fn without_userinfo(url: &str) -> std::borrow::Cow<'_, str> {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.into();
-    };
-    let authority_end = url[scheme_end..]
-        .find(['/', '?', '#'])
-        .map_or(url.len(), |i| scheme_end + i);
-    match url[scheme_end..authority_end].rfind('@') {
-        Some(at) => format!("{}{}", &url[..scheme_end], &url[scheme_end + at + 1..]).into(),
-        None => url.into(),
-    }
-}
-
-/// The userinfo of `url`, percent-decoded: (user, password).
-fn userinfo(url: &str) -> Option<(String, String)> {
-    let parsed = reqwest::Url::parse(url).ok()?;
-    if parsed.username().is_empty() && parsed.password().is_none() {
-        return None;
-    }
-    let decode = |s: &str| {
-        percent_encoding::percent_decode_str(s)
-            .decode_utf8_lossy()
-            .into_owned()
-    };
-    Some((
-        decode(parsed.username()),
-        decode(parsed.password().unwrap_or_default()),
-    ))
-}
-
 /// One `url:` destination: the shared client, the attempt timeout, the destination's
 /// credentials and extra headers, and its URL's secrets, which stored messages carry only as
 /// `${NAME}` (and without userinfo) and which are put back here, at send time.
@@ -114,33 +83,18 @@ pub struct HttpOutbound {
 }
 
 impl HttpOutbound {
-    /// The adapter of `dest`; fails (naming the destination) when a header or credential
-    /// cannot be sent.
-    pub fn new(
-        http: reqwest::Client,
-        timeout: Duration,
-        dest: &DestinationConfig,
-    ) -> Result<HttpOutbound, String> {
-        let url = dest
-            .url
-            .as_ref()
-            .ok_or_else(|| format!("destination `{}` has no url", dest.name))?;
-        Ok(HttpOutbound {
+    /// The adapter of a validated HTTP destination (its headers and key parsed already).
+    pub fn new(http: reqwest::Client, timeout: Duration, target: &HttpTarget) -> HttpOutbound {
+        HttpOutbound {
             http,
             timeout,
-            headers: headers_for(dest)?,
+            headers: target.headers.clone(),
             base: (
-                without_userinfo(url.raw()).into_owned(),
-                without_userinfo(url.value()).into_owned(),
+                target.stored_url.clone(),
+                target.sent_url.expose_secret().to_string(),
             ),
-            signer: match &dest.sign {
-                Some(sign) => Some(
-                    Secret::parse(sign.standard_webhooks.secret.value())
-                        .map_err(|e| format!("destination `{}`: {e}", dest.name))?,
-                ),
-                None => None,
-            },
-        })
+            signer: target.signer.clone(),
+        }
     }
 
     /// The configured attempt timeout.
@@ -271,68 +225,5 @@ fn excerpt(body: &str) -> String {
     match body.char_indices().nth(EXCERPT) {
         Some((at, _)) => format!("{}…", &body[..at]),
         None => body.to_string(),
-    }
-}
-
-fn headers_for(dest: &DestinationConfig) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
-    let mut out = Vec::new();
-    let bad = |what: &str| format!("destination `{}`: invalid {what}", dest.name);
-    for (name, value) in &dest.headers {
-        out.push((
-            HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad("header name"))?,
-            HeaderValue::from_str(value.value())
-                .map_err(|_| bad(&format!("value of header {name}")))?,
-        ));
-    }
-    if dest.auth.is_none()
-        && let Some((user, password)) = dest.url.as_ref().and_then(|u| userinfo(u.value()))
-    {
-        let mut value = HeaderValue::from_str(&format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-        ))
-        .map_err(|_| bad("credentials in the URL"))?;
-        value.set_sensitive(true);
-        out.push((AUTHORIZATION, value));
-    }
-    if let Some(auth) = &dest.auth {
-        let value = match (&auth.basic, &auth.bearer) {
-            (Some(basic), _) => format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!(
-                    "{}:{}",
-                    basic.username.value(),
-                    basic.password.value()
-                ))
-            ),
-            (None, Some(token)) => format!("Bearer {}", token.value()),
-            (None, None) => String::new(),
-        };
-        if !value.is_empty() {
-            let mut value = HeaderValue::from_str(&value).map_err(|_| bad("credentials"))?;
-            value.set_sensitive(true);
-            out.push((AUTHORIZATION, value));
-        }
-    }
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn userinfo_is_cut_from_urls() {
-        assert_eq!(
-            without_userinfo("http://u:${P}@h:1/x?k=${K}"),
-            "http://h:1/x?k=${K}"
-        );
-        assert_eq!(without_userinfo("https://h/x@y"), "https://h/x@y");
-        assert_eq!(without_userinfo("http://a@b@h/"), "http://h/");
-        assert_eq!(
-            userinfo("http://robot:pa%2055@h/"),
-            Some(("robot".into(), "pa 55".into()))
-        );
-        assert_eq!(userinfo("http://h/"), None);
     }
 }
