@@ -20,6 +20,6 @@ fuzz_target!(|data: &[u8]| {
     };
     let lookup = |name: &str| (name.len() % 2 == 0).then(|| format!("value-of-{name}"));
     if let Ok(config) = parse(Path::new("fuzz.yaml"), text, &lookup) {
-        let _ = validate(&config, &MAPPINGS);
+        let _ = validate(&std::sync::Arc::new(config), &MAPPINGS);
     }
 });
