@@ -79,8 +79,8 @@ pub struct JetStreamConfig {
 struct Stored {
     route: String,
     destination: String,
-    // Stored under its first name: records written before the rename read back.
-    #[serde(rename = "partition")]
+    // Records written before the ordering key had one name call it `partition`.
+    #[serde(alias = "partition")]
     partitionkey: String,
     event_id: String,
     event_type: String,
@@ -1051,6 +1051,31 @@ impl DeadLetters for JetStreamQueue {
 mod tests {
     use super::*;
     use crate::delivery::{Store, suite};
+
+    /// Records are written with `partitionkey`; those written before the rename, with
+    /// `partition`, still read back.
+    #[test]
+    fn stored_records_of_both_names_read_back() {
+        let record = |key: &str| {
+            format!(
+                r#"{{"route":"r","destination":"d","{key}":"call-1","event_id":"e","event_type":"call.ringing","request":"{{}}"}}"#
+            )
+        };
+        for key in ["partition", "partitionkey"] {
+            let stored: Stored = serde_json::from_str(&record(key)).unwrap();
+            assert_eq!(stored.partitionkey, "call-1");
+        }
+        let written = serde_json::to_value(Stored {
+            route: "r".into(),
+            destination: "d".into(),
+            partitionkey: "call-1".into(),
+            event_id: "e".into(),
+            event_type: "call.ringing".into(),
+            request: String::new(),
+        })
+        .unwrap();
+        assert_eq!(written["partitionkey"], "call-1");
+    }
 
     /// A `nats-server` with JetStream on a free loopback port and a scratch folder; killed
     /// on drop. Needs Debian's `nats-server` (installed by `.ci/run`).

@@ -2,7 +2,7 @@
 //! connection and runs every command waiting in its channel inside one transaction, so
 //! concurrent requests share a commit (a lone `synchronous=FULL` commit costs ≈ 190 µs).
 //!
-//! Order without scanning: each (route, destination, partition) line has at most one *head*
+//! Order without scanning: each (route, destination, partitionkey) line has at most one *head*
 //! (`ready` or `leased`); the messages behind it are `waiting` and are promoted one at a time
 //! when the head is acknowledged or dies. Leasing reads only due heads through a partial
 //! index, so its cost does not grow with a backlog behind a receiver that is down.
@@ -52,10 +52,10 @@ enum Command {
 }
 
 /// A change of a line's live-message count, applied to [`Depths`] after the commit:
-/// (`route/destination`, partition, change).
+/// (`route/destination`, partitionkey, change).
 type Delta = (String, String, i64);
 
-/// Live-message counters per `route/destination` and per line (destination and partition),
+/// Live-message counters per `route/destination` and per line (destination and partitionkey),
 /// kept beside the table so intake can refuse work, or queue a proxy route's event behind
 /// its call's waiting messages, without a query.
 #[derive(Default)]
@@ -64,12 +64,12 @@ struct Depths {
     lines: Mutex<HashMap<String, u64>>,
 }
 
-fn line_key(destination: &str, partition: &str) -> String {
-    format!("{destination}\u{1f}{partition}")
+fn line_key(destination: &str, partitionkey: &str) -> String {
+    format!("{destination}\u{1f}{partitionkey}")
 }
 
 impl Depths {
-    fn apply(&self, (destination, partition, delta): Delta) {
+    fn apply(&self, (destination, partitionkey, delta): Delta) {
         let counter = self.counter(&destination);
         if delta >= 0 {
             counter.fetch_add(delta as u64, Ordering::Relaxed);
@@ -79,7 +79,7 @@ impl Depths {
             });
         }
         let mut lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
-        let key = line_key(&destination, &partition);
+        let key = line_key(&destination, &partitionkey);
         let live = lines
             .get(&key)
             .copied()
@@ -91,11 +91,11 @@ impl Depths {
             lines.insert(key, live);
         }
     }
-    fn line_is_live(&self, destination: &str, partition: &str) -> bool {
+    fn line_is_live(&self, destination: &str, partitionkey: &str) -> bool {
         self.lines
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .contains_key(&line_key(destination, partition))
+            .contains_key(&line_key(destination, partitionkey))
     }
     fn counter(&self, key: &str) -> Arc<AtomicU64> {
         let mut map = self.destinations.lock().unwrap_or_else(|e| e.into_inner());
@@ -203,12 +203,27 @@ impl SqliteQueue {
                SELECT 'schema', CASE WHEN EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'tasks') THEN '1' ELSE '2' END;
              CREATE TABLE IF NOT EXISTS tasks(
                id INTEGER PRIMARY KEY AUTOINCREMENT,
-               route TEXT NOT NULL, destination TEXT NOT NULL, partition TEXT NOT NULL,
+               route TEXT NOT NULL, destination TEXT NOT NULL, partitionkey TEXT NOT NULL,
                event_id TEXT NOT NULL, event_type TEXT NOT NULL, record TEXT NOT NULL,
                state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
                next_at INTEGER NOT NULL, lease_until INTEGER, created_at INTEGER NOT NULL,
-               dead_at INTEGER);
-             CREATE INDEX IF NOT EXISTS tasks_line ON tasks(route, destination, partition, id)
+               dead_at INTEGER);",
+        )?;
+        // Stores written before the ordering key had one name call its column `partition`.
+        let renamed: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('tasks') WHERE name = 'partition'",
+            [],
+            |r| r.get(0),
+        )?;
+        if renamed > 0 {
+            conn.execute(
+                "ALTER TABLE tasks RENAME COLUMN partition TO partitionkey",
+                [],
+            )?;
+            tracing::info!("store upgraded: column partition renamed partitionkey");
+        }
+        conn.execute_batch(
+            "CREATE INDEX IF NOT EXISTS tasks_line ON tasks(route, destination, partitionkey, id)
                WHERE state != 'dead';
              CREATE INDEX IF NOT EXISTS tasks_due ON tasks(next_at) WHERE state = 'ready';
              CREATE TABLE IF NOT EXISTS attempts(
@@ -246,7 +261,7 @@ impl SqliteQueue {
                     "UPDATE tasks SET state = 'waiting'
                      WHERE state = 'ready' AND EXISTS (
                        SELECT 1 FROM tasks p WHERE p.route = tasks.route
-                         AND p.destination = tasks.destination AND p.partition = tasks.partition
+                         AND p.destination = tasks.destination AND p.partitionkey = tasks.partitionkey
                          AND p.state != 'dead' AND p.id < tasks.id)",
                     [],
                 )?;
@@ -257,8 +272,8 @@ impl SqliteQueue {
         let depths = Arc::new(Depths::default());
         {
             let mut stmt = conn.prepare(
-                "SELECT route, destination, partition, COUNT(*) FROM tasks WHERE state != 'dead'
-                 GROUP BY route, destination, partition",
+                "SELECT route, destination, partitionkey, COUNT(*) FROM tasks WHERE state != 'dead'
+                 GROUP BY route, destination, partitionkey",
             )?;
             let rows = stmt.query_map([], |r| {
                 Ok((
@@ -269,8 +284,8 @@ impl SqliteQueue {
                 ))
             })?;
             for row in rows {
-                let (route, dest, partition, n) = row?;
-                depths.apply((format!("{route}/{dest}"), partition, n));
+                let (route, dest, partitionkey, n) = row?;
+                depths.apply((format!("{route}/{dest}"), partitionkey, n));
             }
         }
         let (tx, rx) = mpsc::channel(CHANNEL);
@@ -351,9 +366,9 @@ impl Producer for SqliteQueue {
     fn total_depth(&self) -> u64 {
         self.depths.total()
     }
-    fn is_waiting(&self, route: &str, destination: &str, partition: &str) -> bool {
+    fn is_waiting(&self, route: &str, destination: &str, partitionkey: &str) -> bool {
         self.depths
-            .line_is_live(&format!("{route}/{destination}"), partition)
+            .line_is_live(&format!("{route}/{destination}"), partitionkey)
     }
 }
 
@@ -567,10 +582,10 @@ fn run(
     }
 }
 
-/// Whether the (route, destination, partition) line has a live message.
+/// Whether the (route, destination, partitionkey) line has a live message.
 fn line_is_live(tx: &Connection, m: &Message) -> Result<bool, rusqlite::Error> {
     tx.prepare_cached(
-        "SELECT 1 FROM tasks WHERE route = ?1 AND destination = ?2 AND partition = ?3
+        "SELECT 1 FROM tasks WHERE route = ?1 AND destination = ?2 AND partitionkey = ?3
            AND state != 'dead' LIMIT 1",
     )?
     .exists(params![m.route, m.destination, m.partitionkey])
@@ -581,14 +596,14 @@ fn promote(
     tx: &Connection,
     route: &str,
     destination: &str,
-    partition: &str,
+    partitionkey: &str,
 ) -> Result<(), rusqlite::Error> {
     tx.prepare_cached(
         "UPDATE tasks SET state = 'ready' WHERE id = (
-           SELECT id FROM tasks WHERE route = ?1 AND destination = ?2 AND partition = ?3
+           SELECT id FROM tasks WHERE route = ?1 AND destination = ?2 AND partitionkey = ?3
              AND state != 'dead' AND state = 'waiting' ORDER BY id LIMIT 1)",
     )?
-    .execute(params![route, destination, partition])?;
+    .execute(params![route, destination, partitionkey])?;
     Ok(())
 }
 
@@ -634,7 +649,7 @@ fn enqueue(
     let mut mark =
         tx.prepare_cached("INSERT OR IGNORE INTO dedupe(key, seen_at) VALUES (?1, ?2)")?;
     let mut insert = tx.prepare_cached(
-        "INSERT INTO tasks(route, destination, partition, event_id, event_type, record, state,
+        "INSERT INTO tasks(route, destination, partitionkey, event_id, event_type, record, state,
                            next_at, created_at, dead_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9)",
     )?;
@@ -684,7 +699,7 @@ fn enqueue(
 }
 
 const COLUMNS: &str =
-    "id, route, destination, partition, event_id, event_type, record, attempts, created_at";
+    "id, route, destination, partitionkey, event_id, event_type, record, attempts, created_at";
 
 fn lease(tx: &Connection, max: usize, now: i64) -> Result<Vec<Leased>, rusqlite::Error> {
     let mut select = tx.prepare_cached(&format!(
@@ -746,11 +761,11 @@ fn settle(
 ) -> Result<(), rusqlite::Error> {
     let line: Option<(String, String, String)> = tx
         .prepare_cached(
-            "SELECT route, destination, partition FROM tasks WHERE id = ?1 AND state = 'leased'",
+            "SELECT route, destination, partitionkey FROM tasks WHERE id = ?1 AND state = 'leased'",
         )?
         .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
-    let Some((route, destination, partition)) = line else {
+    let Some((route, destination, partitionkey)) = line else {
         return Ok(()); // already settled, or replayed meanwhile
     };
     let key = format!("{route}/{destination}");
@@ -760,8 +775,8 @@ fn settle(
                 .execute([id])?;
             tx.prepare_cached("DELETE FROM attempts WHERE task_id = ?1")?
                 .execute([id])?;
-            promote(tx, &route, &destination, &partition)?;
-            deltas.push((key, partition, -1));
+            promote(tx, &route, &destination, &partitionkey)?;
+            deltas.push((key, partitionkey, -1));
         }
         Settlement::Retry { after, log } => {
             log_attempt(tx, id, &log)?;
@@ -784,8 +799,8 @@ fn settle(
                                   dead_at = ?2 WHERE id = ?1",
             )?
             .execute(params![id, now])?;
-            promote(tx, &route, &destination, &partition)?;
-            deltas.push((key, partition, -1));
+            promote(tx, &route, &destination, &partitionkey)?;
+            deltas.push((key, partitionkey, -1));
         }
     }
     Ok(())
@@ -839,7 +854,7 @@ fn replay(
     deltas: &mut Vec<Delta>,
 ) -> Result<usize, QueueError> {
     let mut select = tx.prepare_cached(
-        "SELECT id, route, destination, partition FROM tasks
+        "SELECT id, route, destination, partitionkey FROM tasks
          WHERE state = 'dead' AND (?1 IS NULL OR id = ?1) ORDER BY id",
     )?;
     let rows: Vec<(i64, String, String, String)> = select
@@ -852,20 +867,20 @@ fn replay(
     {
         return Err(QueueError::NotFound(id));
     }
-    for (task, route, destination, partition) in &rows {
+    for (task, route, destination, partitionkey) in &rows {
         // Behind whatever its line still holds: a replay never jumps the queue.
         let live = tx
             .prepare_cached(
-                "SELECT 1 FROM tasks WHERE route = ?1 AND destination = ?2 AND partition = ?3
+                "SELECT 1 FROM tasks WHERE route = ?1 AND destination = ?2 AND partitionkey = ?3
                    AND state != 'dead' LIMIT 1",
             )?
-            .exists(params![route, destination, partition])?;
+            .exists(params![route, destination, partitionkey])?;
         tx.execute(
             "UPDATE tasks SET state = ?3, attempts = 0, next_at = ?2, dead_at = NULL WHERE id = ?1",
             params![task, now, if live { "waiting" } else { "ready" }],
         )?;
         tx.execute("DELETE FROM attempts WHERE task_id = ?1", [task])?;
-        deltas.push((format!("{route}/{destination}"), partition.clone(), 1));
+        deltas.push((format!("{route}/{destination}"), partitionkey.clone(), 1));
     }
     Ok(rows.len())
 }
