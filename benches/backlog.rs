@@ -1,5 +1,5 @@
 //! Intake ack latency with an empty queue and with 100,000 messages waiting for a receiver
-//! that is down (DESIGN.md §7: the store's cost must not grow with the backlog).
+//! that is down (README "Running the gateway": the store's cost must not grow with the backlog).
 //!
 //! Both runs use the SQLite store exactly as `serve` does (WAL, `synchronous=FULL`, one writer
 //! thread) with a worker loop leasing every 100 ms and settling each lease as a failed attempt

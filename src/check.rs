@@ -1,4 +1,4 @@
-//! Prepare and check (DESIGN.md §1 "Layers"): a configuration and its mappings folder → the
+//! Prepare and check (README "How it fits together"): a configuration and its mappings folder → the
 //! compiled [`MappingSet`], the configuration validated against it, every mapping case run →
 //! a [`Snapshot`]. `serve`, every reload and `callgate check` run exactly this, so `check`
 //! passing means `serve` starts. It sits above `translate` and `cases` (it runs the cases),
@@ -41,18 +41,17 @@ pub fn load_snapshot(
 /// What `callgate check` reports: every problem of the mappings in `dir`, of their cases, and
 /// (given one) of the configuration against them — what [`prepare`] would refuse — each with
 /// its file and line. Empty when all is valid.
-pub fn problems(
-    dir: &Path,
-    config: Option<(&Config, &Path)>,
-) -> Result<Arc<MappingSet>, Vec<String>> {
+pub fn problems(dir: &Path, config: Option<(&Config, &Path)>) -> Result<Checked, Vec<String>> {
     let mut problems = Vec::new();
+    let mut derived = Vec::new();
     let set = match MappingSet::load(dir) {
         Ok(set) => Arc::new(set),
         Err(p) => return Err(p.0.iter().map(ToString::to_string).collect()),
     };
     if let Some((config, path)) = config {
-        if let Err(invalid) = config::validate(&Arc::new(config.clone()), &set) {
-            problems.extend(config::describe(config, &invalid));
+        match config::validate(&Arc::new(config.clone()), &set) {
+            Ok(valid) => derived = valid.derived(&set),
+            Err(invalid) => problems.extend(config::describe(config, &invalid)),
         }
         if let Err(e) = crate::delivery::check_store(&config.store) {
             problems.push(format!("{}: {e}", path.display()));
@@ -60,10 +59,21 @@ pub fn problems(
     }
     problems.extend(case_failures(&set));
     if problems.is_empty() {
-        Ok(set)
+        Ok(Checked {
+            mappings: set,
+            derived,
+        })
     } else {
         Err(problems)
     }
+}
+
+/// What a passing `callgate check` found.
+pub struct Checked {
+    /// The compiled mappings.
+    pub mappings: Arc<MappingSet>,
+    /// What validation derived rather than read (see [`ValidConfig::derived`]).
+    pub derived: Vec<String>,
 }
 
 /// Every failing mapping case, as `file: case `name` fails: ...`.

@@ -410,7 +410,7 @@ impl Intake {
                         });
                     }
                 };
-                let forwarded = http.forward(message).await;
+                let forwarded = http.forward_within(message, route.forward_timeout).await;
                 // Classified once, as a worker's attempt is: the lane's breaker and the
                 // deliveries metric see proxy forwards in the one outcome vocabulary (no log
                 // details are built: the reply itself goes back to the sender).

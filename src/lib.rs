@@ -1,6 +1,6 @@
 //! callgate: a gateway that translates call, presence and video-session status events between
 //! vendors. Data flows one way: transport in → pipeline (decode → lifecycle → route →
-//! encode) → queue → lane → transport out (DESIGN.md §1), on a snapshot that reloads whole. This crate is the library behind the `callgate` binary.
+//! encode) → queue → lane → transport out (README "How it fits together"), on a snapshot that reloads whole. This crate is the library behind the `callgate` binary.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

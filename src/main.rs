@@ -539,16 +539,26 @@ fn check(mappings: Option<PathBuf>, config_path: Option<PathBuf>) -> anyhow::Res
         .unwrap_or_else(|| PathBuf::from("mappings"));
     let with_config = config.as_ref().zip(config_path.as_deref());
     match callgate::check::problems(&dir, with_config) {
-        Ok(set) if problems.is_empty() => {
+        Ok(checked) if problems.is_empty() => {
             println!(
                 "ok: {} vendors, mappings and cases valid{}",
-                set.vendors().count(),
+                checked.mappings.vendors().count(),
                 if config.is_some() {
                     ", configuration valid"
                 } else {
                     ""
                 }
             );
+            if let Some(config) = &config {
+                // What a relative path in the file came to: next to the file, not here.
+                println!("  mappings: {}", config.mappings.display());
+                if let config::StoreConfig::Sqlite { path } = &config.store {
+                    println!("  store: sqlite {}", path.display());
+                }
+            }
+            for line in &checked.derived {
+                println!("  {line}");
+            }
             return Ok(ExitCode::SUCCESS);
         }
         Ok(_) => {}

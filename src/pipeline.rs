@@ -1,4 +1,4 @@
-//! The one pipeline (DESIGN.md §1): a [`VerifiedInbound`] × the compiled mappings × a route
+//! The one pipeline (README "How it fits together"): a [`VerifiedInbound`] × the compiled mappings × a route
 //! (with its lifecycle tracker) → decode → lifecycle → route → encode → [`Accepted`]. Every
 //! transport (the webhook handler, the SignalR and RingCentral WebSocket sources),
 //! `callgate translate`, the mapping cases and `/admin/translate` call it; transports only
@@ -38,7 +38,7 @@ pub enum SkipReason {
     /// Its vendor's mapping has no template for the type.
     NoTemplate,
     /// It is the source vendor, and an earlier event of the same notification already
-    /// carries the whole notification to it (DESIGN §4 "Same vendor out as in").
+    /// carries the whole notification to it (README "Round-trip fidelity").
     SameNotification,
 }
 

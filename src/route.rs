@@ -65,6 +65,8 @@ pub struct Route {
     pub ack: Ack,
     /// Proxy-mode timeout behaviour.
     pub on_timeout: OnTimeout,
+    /// How long a proxy forward may take before `on_timeout` acts.
+    pub forward_timeout: std::time::Duration,
     /// Destinations, in config order.
     pub destinations: Vec<Arc<Destination>>,
     /// The handshake header to echo, when the source vendor has one.

@@ -187,6 +187,7 @@ impl Snapshot {
                 auth: None,
                 ack: Ack::Queued,
                 on_timeout: OnTimeout::Fail,
+                forward_timeout: None,
                 ringcentral: None,
                 to: vec![DestinationConfig {
                     name: "target".into(),
@@ -327,6 +328,7 @@ fn route(
         verifier: r.verifier.clone(),
         ack: r.ack,
         on_timeout: r.on_timeout,
+        forward_timeout: r.forward_timeout,
         destinations,
         handshake_header: source.and_then(|v| v.handshake_header.clone()),
         accept_empty: source.is_some_and(|v| v.accept_empty),

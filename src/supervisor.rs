@@ -1,4 +1,4 @@
-//! One supervisor for every long-lived part (DESIGN.md §1): a [`Component`] — a source, a
+//! One supervisor for every long-lived part (README "How it fits together"): a [`Component`] — a source, a
 //! RingCentral subscription keeper — has a name, a fingerprint of its configuration and a
 //! `run` that lasts until it is told to stop. [`Supervisor::reconcile`] takes the components a
 //! configuration wants and starts the new ones, stops the removed ones and restarts the changed

@@ -52,7 +52,9 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     parse(path, &text, &|name| std::env::var(name).ok())
 }
 
-/// Parses config text and resolves `${NAME}` with `lookup`.
+/// Parses config text and resolves `${NAME}` with `lookup`. Relative paths (`mappings`,
+/// `store.path`, defaults included) are made relative to `path`'s directory instead of the
+/// current one (`Path::join` keeps an absolute path as it is).
 pub fn parse(
     path: &Path,
     text: &str,
@@ -71,6 +73,14 @@ pub fn parse(
             file: path.to_path_buf(),
             names: missing,
         });
+    }
+    // Relative paths in a file mean "next to this file", whichever directory callgate is
+    // started from (`callgate dlq --config /etc/callgate/callgate.yaml list` from anywhere).
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        config.mappings = dir.join(&config.mappings);
+        if let StoreConfig::Sqlite { path } = &mut config.store {
+            *path = dir.join(&*path);
+        }
     }
     config.origin = Some(std::sync::Arc::new(super::Origin {
         file: path.to_path_buf(),

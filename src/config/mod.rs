@@ -1,4 +1,4 @@
-//! Configuration: the types of `config/callgate.yaml` (DESIGN.md §6). Every field states its
+//! Configuration: the types of `config/callgate.yaml` (README "Configuration reference"). Every field states its
 //! default. Loading lives in `load.rs`, the checks in `validate.rs`, the typed result in
 //! `valid.rs`; nothing here does I/O.
 
@@ -31,7 +31,8 @@ pub struct Config {
     /// Listeners and request limits.
     #[serde(default)]
     pub server: ServerConfig,
-    /// The mappings folder, relative to the working directory. Default `mappings`.
+    /// The mappings folder; a relative path is relative to the config file's folder (to the
+    /// working directory for the embedded defaults). Default `mappings`.
     #[serde(default = "default_mappings")]
     pub mappings: PathBuf,
     /// Where accepted messages are kept until delivered. Default SQLite at
@@ -69,7 +70,7 @@ pub struct SourceConfig {
     /// The route whose destinations receive the events (its `from` decodes them).
     pub route: String,
     /// RTE's token endpoint, `GET {api}/token/{userid}/rte/` → `{WssEndpoint, Token}`
-    /// (protocols.md §2.1), fetched before every connection. Or `hub_url` + `token`.
+    /// (docs/protocols.md §2.1), fetched before every connection. Or `hub_url` + `token`.
     #[serde(default)]
     pub token_url: Option<EnvString>,
     /// Credentials for `token_url` (RTE's REST API: Basic `username:secretkey`).
@@ -279,7 +280,8 @@ fn default_request_timeout() -> Duration {
 pub enum StoreConfig {
     /// Embedded SQLite (WAL, `synchronous=FULL`, batched commits).
     Sqlite {
-        /// Database file; its folder is created. Default `data/callgate.db`.
+        /// Database file; its folder is created. A relative path is relative to the config
+        /// file's folder. Default `data/callgate.db`.
         #[serde(default = "default_store_path")]
         path: PathBuf,
     },
@@ -404,6 +406,13 @@ pub struct RouteConfig {
     /// (store it durably and answer 202).
     #[serde(default)]
     pub on_timeout: OnTimeout,
+    /// In proxy mode, how long a forward may take before `on_timeout` acts. Default: derived
+    /// from the sender's reply budget — the source vendor's `reply_within` (RingCentral 3 s)
+    /// or else `server.request_timeout` — less a fifth for answering in time, and at most
+    /// `delivery.timeout`. `callgate check` prints what it derived. Set, it must be shorter
+    /// than that budget.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub forward_timeout: Option<Duration>,
     /// The destinations.
     #[serde(default)]
     pub to: Vec<DestinationConfig>,
@@ -489,7 +498,7 @@ pub enum InboundAuth {
     /// A token in a named header.
     Header(HeaderToken),
     /// Standard Webhooks signatures (`webhook-id`, `webhook-timestamp`,
-    /// `webhook-signature`; protocols.md §8).
+    /// `webhook-signature`; docs/protocols.md §8).
     StandardWebhooks(StandardWebhooksVerify),
 }
 
@@ -614,7 +623,7 @@ pub struct DestinationConfig {
     pub url: Option<EnvString>,
     /// A SignalR hub path on the public listener (e.g. `/rte`): RTE-compatible clients
     /// connect there and receive this destination's events as `MessageReceived`
-    /// (protocols.md §2). Needs `auth.jwt_secret`.
+    /// (docs/protocols.md §2). Needs `auth.jwt_secret`.
     #[serde(default)]
     pub hub: Option<String>,
     /// How long a message may wait for someone to deliver it to (a hub with no subscriber

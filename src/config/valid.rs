@@ -1,4 +1,4 @@
-//! The validated configuration (DESIGN.md §6): what [`validate`](super::validate) returns once
+//! The validated configuration (README "Configuration reference"): what [`validate`](super::validate) returns once
 //! every check passed. Where the file says "exactly one of", this has an enum; headers are
 //! `HeaderName`/`HeaderValue`, signing keys parsed, verifiers built. A snapshot and the
 //! supervised components are built from it, and that build cannot fail.
@@ -42,6 +42,9 @@ pub struct ValidRoute {
     pub ack: Ack,
     /// What a proxy route does when the forward times out.
     pub on_timeout: OnTimeout,
+    /// How long a proxy forward may take (`forward_timeout`, or derived from the sender's
+    /// reply budget: [`forward_timeout`]).
+    pub forward_timeout: Duration,
     /// The destinations, in config order.
     pub to: Vec<ValidDestination>,
     /// The RingCentral subscription keeper of this route (`ringcentral:`), if any.
@@ -199,6 +202,51 @@ pub struct RingCentralWebSocketSource {
     pub event_filters: Vec<String>,
 }
 
+/// How soon the sender of a route's requests wants its answer, and where that comes from:
+/// the source vendor's `reply_within` when it is shorter than `server.request_timeout`, else
+/// `server.request_timeout` (after which callgate answers 408 itself).
+pub fn reply_budget(r: &RouteConfig, config: &Config, mappings: &MappingSet) -> (Duration, String) {
+    let request_timeout = config.server.request_timeout;
+    match mappings.vendor(&r.from).and_then(|v| v.reply_within) {
+        Some(budget) if budget < request_timeout => (
+            budget,
+            format!(
+                "{}'s reply budget {} (reply_within in its vendor.yaml)",
+                r.from,
+                humantime::format_duration(budget)
+            ),
+        ),
+        _ => (
+            request_timeout,
+            format!(
+                "server.request_timeout {}",
+                humantime::format_duration(request_timeout)
+            ),
+        ),
+    }
+}
+
+/// A proxy route's forward timeout and how it was reached: `forward_timeout` as set, or four
+/// fifths of the [`reply_budget`] (the last fifth answers the sender: the reply passed back,
+/// or 202 after `on_timeout: queue` stored the event), at most `delivery.timeout`.
+pub fn forward_timeout(
+    r: &RouteConfig,
+    config: &Config,
+    mappings: &MappingSet,
+) -> (Duration, String) {
+    if let Some(set) = r.forward_timeout {
+        return (set, "forward_timeout as set".into());
+    }
+    let (budget, why) = reply_budget(r, config, mappings);
+    let derived = (budget * 4 / 5).min(config.delivery.timeout);
+    let why = if derived == config.delivery.timeout {
+        format!("delivery.timeout, within {why}")
+    } else {
+        format!("four fifths of {why}")
+    };
+    (derived, why)
+}
+
 impl ValidConfig {
     /// Types a configuration whose checks passed. The steps here can still refuse (a header
     /// value, a secret that does not parse); each such refusal is a problem at its place,
@@ -207,7 +255,7 @@ impl ValidConfig {
         let mut problems = Vec::new();
         let mut routes = Vec::new();
         for r in &config.routes {
-            match route(r, mappings) {
+            match route(r, &config, mappings) {
                 Ok(route) => routes.push(route),
                 Err(mut p) => problems.append(&mut p),
             }
@@ -236,9 +284,35 @@ impl ValidConfig {
     pub fn route(&self, name: &str) -> Option<&ValidRoute> {
         self.routes.iter().find(|r| r.name == name)
     }
+
+    /// What validation derived rather than read, one line each (`callgate check` prints
+    /// them): each proxy route's forward timeout and its reason.
+    pub fn derived(&self, mappings: &MappingSet) -> Vec<String> {
+        self.config
+            .routes
+            .iter()
+            .filter(|r| r.ack == Ack::Proxy)
+            .map(|r| {
+                let (after, why) = forward_timeout(r, &self.config, mappings);
+                format!(
+                    "route `{}`: proxy forwards time out after {} ({why}), then on_timeout: {}",
+                    r.name,
+                    humantime::format_duration(after),
+                    match r.on_timeout {
+                        OnTimeout::Fail => "fail (504)",
+                        OnTimeout::Queue => "queue (202)",
+                    }
+                )
+            })
+            .collect()
+    }
 }
 
-fn route(r: &RouteConfig, mappings: &MappingSet) -> Result<ValidRoute, Vec<Problem>> {
+fn route(
+    r: &RouteConfig,
+    config: &Config,
+    mappings: &MappingSet,
+) -> Result<ValidRoute, Vec<Problem>> {
     let source = (r.from != AUTO).then(|| mappings.vendor(&r.from)).flatten();
     let headers = source.map(|v| v.token_headers()).unwrap_or_default();
     let mut problems = Vec::new();
@@ -285,6 +359,7 @@ fn route(r: &RouteConfig, mappings: &MappingSet) -> Result<ValidRoute, Vec<Probl
             verifier,
             ack: r.ack,
             on_timeout: r.on_timeout,
+            forward_timeout: forward_timeout(r, config, mappings).0,
             to,
             keeper,
         }),

@@ -1,9 +1,9 @@
-//! Validation (DESIGN.md §6): a parsed [`Config`] checked against the mappings, purely (no
+//! Validation (README "Configuration reference"): a parsed [`Config`] checked against the mappings, purely (no
 //! socket, no file beyond the mappings already loaded), into a [`ValidConfig`] or every
 //! problem, each at its place ([`At`]) as it is found. One function per section.
 
 use super::lines::{At, Problem};
-use super::valid::ValidConfig;
+use super::valid::{ValidConfig, reply_budget};
 use super::{
     Ack, Config, DestinationConfig, EnvString, InboundAuth, RingCentralKeeperConfig, RouteConfig,
     SourceConfig, SourceKind, StoreConfig,
@@ -302,14 +302,20 @@ fn check_routes(config: &Config, mappings: &MappingSet, problems: &mut Found) {
         if route.to.is_empty() {
             problems.push(format!("{at}: `to` needs at least one destination"));
         }
-        if route.ack == Ack::Proxy && config.server.request_timeout <= config.delivery.timeout {
-            problems.push(format!(
-                "{at}: ack proxy forwards within delivery.timeout ({}), which must be shorter than \
-                 server.request_timeout ({}): otherwise the sender gets 408 before the forward \
-                 can time out (and on_timeout: queue could never act)",
-                humanize(config.delivery.timeout),
-                humanize(config.server.request_timeout)
-            ));
+        if let Some(set) = route.forward_timeout {
+            let (budget, why) = reply_budget(route, config, mappings);
+            if route.ack != Ack::Proxy {
+                problems.push(format!(
+                    "{at}: forward_timeout is for ack: proxy routes (this one answers once stored)"
+                ));
+            } else if set.is_zero() || set >= budget {
+                problems.push(format!(
+                    "{at}: forward_timeout {} must be above 0 and shorter than {why}: otherwise \
+                     the sender gives up before the forward can time out (and on_timeout: queue \
+                     could never act)",
+                    humanize(set)
+                ));
+            }
         }
         if route.ack == Ack::Proxy && route.to.len() > 1 {
             problems.push(format!(
@@ -531,7 +537,7 @@ fn check_signalr_source(at: &str, source: &SourceConfig, problems: &mut Found) {
 }
 
 fn humanize(d: std::time::Duration) -> String {
-    format!("{d:?}")
+    humantime::format_duration(d).to_string()
 }
 
 fn known(mappings: &MappingSet) -> String {

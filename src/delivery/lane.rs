@@ -1,4 +1,4 @@
-//! Lanes protect receivers (DESIGN.md §7): per destination a rate limit (`governor`), a cap
+//! Lanes protect receivers (README "Running the gateway"): per destination a rate limit (`governor`), a cap
 //! on attempts in flight, and a circuit breaker (closed → open after N consecutive failures
 //! → half-open: one probe → closed on success, open again on failure).
 //!

@@ -1,4 +1,4 @@
-//! Durable delivery (DESIGN.md §7): the queue traits every store implements — [`Producer`]
+//! Durable delivery (README "Running the gateway"): the queue traits every store implements — [`Producer`]
 //! (intake's atomic, deduplicated enqueue), [`Consumer`] (lease → opaque [`Lease`] → settle)
 //! and [`DeadLetters`] — the stored [`Message`], the SQLite backend, lanes and the workers.
 

@@ -118,7 +118,7 @@ async fn receive(
     })?;
 
     // RingCentral's subscription handshake: echo the header, no event, no I/O. A request
-    // whose Validation-Token is the route's shared secret is a delivery (protocols.md §3.3),
+    // whose Validation-Token is the route's shared secret is a delivery (docs/protocols.md §3.3),
     // and so is one with a body that passes the route's verifier by another header.
     let echo = route.handshake_header.as_ref().and_then(|name| {
         Some((

@@ -232,7 +232,7 @@ impl Decoder {
             .collect::<Result<Vec<_>, _>>()?;
         // CloudEvents: `source` + `id` is unique per event. One notification that yields
         // several events (RingCentral `parties[]`) gives each the notification id plus `#`
-        // and its leg (DESIGN §3).
+        // and its leg (docs/canonical-model.md).
         if events.len() > 1 {
             for (index, event) in events.iter_mut().enumerate() {
                 let leg = event

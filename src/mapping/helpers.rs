@@ -1,4 +1,4 @@
-//! Handlebars helpers and escape functions for encode templates (DESIGN.md §5).
+//! Handlebars helpers and escape functions for encode templates (README "Mapping authoring guide").
 //!
 //! Helpers that return a value (`table`, `default`, `epoch_*`, `number`, `upper`, `lower`) go
 //! through the template's escaping like any `{{x}}` and compose as subexpressions; `json`

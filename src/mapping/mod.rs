@@ -152,6 +152,8 @@ pub struct VendorMapping {
     pub hub_events: Vec<String>,
     /// Whether a stale `sequence` drops an event (`sequence: monotonic_per_leg`).
     pub drops_stale: bool,
+    /// How soon the vendor, as a sender, wants its answer (`reply_within`).
+    pub reply_within: Option<std::time::Duration>,
     /// The case files of `cases/`.
     pub cases: Vec<PathBuf>,
     decoder: Option<Decoder>,
@@ -343,7 +345,7 @@ impl MappingSet {
             message: "this vendor has no decode.yaml".into(),
         })?;
         let mut events = decoder.decode(payload, options.max_events)?;
-        // Fidelity is per notification (DESIGN §4 "Same vendor out as in"): the first event
+        // Fidelity is per notification (README "Round-trip fidelity"): the first event
         // carries the notification back to its own vendor, so only it keeps the residual.
         // Once per notification, so a notification of N parties costs O(N), not O(N²).
         if options.fidelity
@@ -477,6 +479,7 @@ fn load_vendor(files: &Files, folder: &Path, problems: &mut Vec<Problem>) -> Opt
         accept_empty: vendor_file.accept_empty,
         hub_events: vendor_file.hub_events,
         drops_stale: vendor_file.sequence == schema::SequenceKind::MonotonicPerLeg,
+        reply_within: vendor_file.reply_within,
         cases,
         decoder,
         encoder,

@@ -47,9 +47,27 @@ pub struct VendorFile {
     /// What the vendor's `sequence` promises: `monotonic_per_leg` (it rises per call leg, so
     /// an event at or below the last applied one is stale and dropped: RingCentral
     /// `body.sequence`) or `order_only` (default: it orders, never drops — Vidyo's
-    /// `sequenceNum`, protocols.md §4.3).
+    /// `sequenceNum`, docs/protocols.md §4.3).
     #[serde(default)]
     pub sequence: SequenceKind,
+    /// How soon the sender wants its answer before it gives up on the request (and, for
+    /// some, on the address): RingCentral 3 s (a slower webhook address is blacklisted),
+    /// Twilio 15 s. A proxy route from this vendor forwards within less. Default: none (the
+    /// route's `server.request_timeout` is the budget).
+    #[serde(default, deserialize_with = "reply_within")]
+    pub reply_within: Option<std::time::Duration>,
+}
+
+/// `reply_within`: a humantime duration above zero (`3s`, `1500ms`).
+fn reply_within<'de, D: Deserializer<'de>>(d: D) -> Result<Option<std::time::Duration>, D::Error> {
+    let text = String::deserialize(d)?;
+    match humantime::parse_duration(text.trim()) {
+        Ok(d) if !d.is_zero() => Ok(Some(d)),
+        Ok(_) => Err(de::Error::custom("reply_within must be above 0")),
+        Err(e) => Err(de::Error::custom(format!(
+            "`{text}` is not a duration like 3s or 1500ms: {e}"
+        ))),
+    }
 }
 
 /// What a vendor's `sequence` field promises.

@@ -1,4 +1,4 @@
-//! Templates compiled against the canonical schema (DESIGN.md §5): every name a template reads
+//! Templates compiled against the canonical schema (README "Mapping authoring guide"): every name a template reads
 //! — in `{{x}}`, helper arguments, hash arguments, sub-expressions and block conditions — must
 //! be a canonical field or group, every helper is known and called with its arity, every table
 //! exists and every table lookup covers the canonical values that can reach it.

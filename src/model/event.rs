@@ -3,12 +3,12 @@
 //! Every vendor payload is decoded into a [`CallEvent`] and every output is rendered from one.
 //! Attribute names follow CloudEvents 1.0 (<https://github.com/cloudevents/spec>, `spec.md`) and
 //! its `sequence` and `partitionkey` extensions; `data` holds typed groups, each optional, whose
-//! fields document the vendor field they usually come from (DESIGN.md §3).
+//! fields document the vendor field they usually come from (docs/canonical-model.md).
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
-/// Every canonical `type` of DESIGN §3 (`vendor.<vendor>.<Event>` aside): a bounded set,
+/// Every canonical `type` of docs/canonical-model.md (`vendor.<vendor>.<Event>` aside): a bounded set,
 /// so each may be a metric label value.
 pub const CANONICAL_TYPES: &[&str] = &[
     "call.initiated",
@@ -50,7 +50,7 @@ pub struct CallEvent {
     /// CloudEvents `source`: `/vendors/<vendor>/...`, with the tenant when known.
     pub source: String,
     /// CloudEvents `type`: `call.*`, `presence.changed`, `conference.ended`, `recording.*` or
-    /// `vendor.<vendor>.<EventName>` (DESIGN.md §3 "Types and states").
+    /// `vendor.<vendor>.<EventName>` (docs/canonical-model.md).
     #[serde(rename = "type")]
     pub event_type: String,
     /// CloudEvents `time`: when the vendor says the event happened, RFC 3339 UTC.
@@ -329,7 +329,7 @@ impl Direction {
     pub const ALL: &[Direction] = &[Direction::Inbound, Direction::Outbound];
 }
 
-/// The state a call is in after an event (DESIGN.md §3).
+/// The state a call is in after an event (docs/canonical-model.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CallState {
@@ -376,7 +376,7 @@ impl CallState {
     }
 }
 
-/// Why a call ended (DESIGN.md §3).
+/// Why a call ended (docs/canonical-model.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EndReason {
@@ -433,7 +433,7 @@ impl EndReason {
     ];
 }
 
-/// A user's presence (DESIGN.md §3).
+/// A user's presence (docs/canonical-model.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Presence {

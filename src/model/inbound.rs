@@ -230,7 +230,7 @@ pub enum Verifier {
     Open,
     /// A shared token in any of these headers (lower-case names): the source vendor's
     /// `verification_header` and `handshake_header` from its `vendor.yaml` (RingCentral:
-    /// `Verification-Token`, and `Validation-Token` in newer documentation, protocols.md §3.3).
+    /// `Verification-Token`, and `Validation-Token` in newer documentation, docs/protocols.md §3.3).
     VerificationToken {
         /// Header names, as the vendor's mapping declares them.
         headers: Vec<String>,
@@ -243,7 +243,7 @@ pub enum Verifier {
     Bearer(Vec<u8>),
     /// A token in a named header.
     Header(String, Vec<u8>),
-    /// Standard Webhooks signatures over the body (protocols.md §8).
+    /// Standard Webhooks signatures over the body (docs/protocols.md §8).
     StandardWebhooks {
         /// Any of these may have signed (rotation).
         secrets: Vec<Secret>,

@@ -1,4 +1,4 @@
-//! The contract of a transport out (DESIGN.md §1): [`Outbound`] sends one [`Message`] and
+//! The contract of a transport out (README "How it fits together"): [`Outbound`] sends one [`Message`] and
 //! classifies the result into one [`AttemptOutcome`], so the workers never see a status code
 //! or a socket error. Implementations live in `outbound/`; delivery reaches them only through
 //! this trait.

@@ -1,4 +1,4 @@
-//! Parameter payloads, one rule (DESIGN.md §5): `application/x-www-form-urlencoded` as the WHATWG
+//! Parameter payloads, one rule (README "Mapping authoring guide"): `application/x-www-form-urlencoded` as the WHATWG
 //! URL standard parses it (<https://url.spec.whatwg.org/#urlencoded-parsing>), for URL queries
 //! and form bodies alike, in `serve`, `translate`, cases and the playground.
 

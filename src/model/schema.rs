@@ -1,6 +1,6 @@
 //! The canonical schema: every field of a [`CallEvent`](super::event::CallEvent) as data —
 //! dotted path, value type, unit, allowed values — so mappings are compiled against it, `callgate
-//! schema` prints it and `docs/canonical-model.md` is generated from it (DESIGN.md §3, §5).
+//! schema` prints it and `docs/canonical-model.md` is generated from it (docs/canonical-model.md).
 //!
 //! The list is checked against the serde shape of `CallEvent` by a unit test: a field added to
 //! the struct and not here (or the reverse) fails it.
@@ -148,7 +148,7 @@ use FieldKind::{Bool, EventType, Number, Text, TextList, Time};
 
 /// `data.call.direction`: from the monitored user's side.
 pub const DIRECTIONS: &[&str] = &["inbound", "outbound"];
-/// `data.call.state` (DESIGN.md §3 "Types and states").
+/// `data.call.state` (docs/canonical-model.md).
 pub const CALL_STATES: &[&str] = &[
     "initiated",
     "ringing",
@@ -158,7 +158,7 @@ pub const CALL_STATES: &[&str] = &[
     "parked",
     "ended",
 ];
-/// `data.call.reason`, on `call.ended` (DESIGN.md §3).
+/// `data.call.reason`, on `call.ended` (docs/canonical-model.md).
 pub const END_REASONS: &[&str] = &[
     "completed",
     "completed_local",
@@ -176,7 +176,7 @@ pub const END_REASONS: &[&str] = &[
     "failed",
     "unknown",
 ];
-/// `data.user.presence`, on `presence.changed` (DESIGN.md §3).
+/// `data.user.presence`, on `presence.changed` (docs/canonical-model.md).
 pub const PRESENCES: &[&str] = &["available", "busy", "dnd", "away", "offline"];
 
 /// Every canonical field, in the order `callgate schema` prints them. Groups (`data.call`,

@@ -1,4 +1,4 @@
-//! Standard Webhooks v1 (protocols.md §8; spec `standard-webhooks.md`): HMAC-SHA256 over
+//! Standard Webhooks v1 (docs/protocols.md §8; spec `standard-webhooks.md`): HMAC-SHA256 over
 //! `{webhook-id}.{webhook-timestamp}.{body}`, keyed by the base64 after `whsec_`, sent as
 //! `webhook-signature: v1,<base64>` (space-separated for several). Outbound destinations
 //! sign with it; inbound routes verify with it.
@@ -159,7 +159,7 @@ pub fn message_id(route: &str, destination: &str, event_id: &str) -> String {
 mod tests {
     use super::*;
 
-    /// The specification's test vector (protocols.md §8.2).
+    /// The specification's test vector (docs/protocols.md §8.2).
     const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
     const ID: &str = "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk";
     const TIMESTAMP: i64 = 1649367553;

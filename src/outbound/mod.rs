@@ -1,4 +1,4 @@
-//! Transports out, one module per protocol (DESIGN.md §1): `http` (reqwest, the classifier,
+//! Transports out, one module per protocol (README "How it fits together"): `http` (reqwest, the classifier,
 //! Standard Webhooks signing) and `signalr` (the hub destination). Each implements
 //! [`Outbound`](crate::model::outbound::Outbound) and classifies its own results once; the
 //! workers reach them only through that trait.

@@ -284,7 +284,7 @@ struct TokenQuery {
 }
 
 /// Issues an RTE-style token for a hub destination, as Enreach's
-/// `GET {api}/token/{userid}/rte/` does: `{"WssEndpoint": …, "Token": …}` (protocols.md
+/// `GET {api}/token/{userid}/rte/` does: `{"WssEndpoint": …, "Token": …}` (docs/protocols.md
 /// §2.1). Behind the admin token like every admin endpoint.
 async fn rte_token(
     State(admin): State<AdminState>,

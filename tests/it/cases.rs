@@ -24,7 +24,7 @@ fn every_mapping_case_passes() {
         failed.len(),
         failed.join("\n")
     );
-    // One case per row of both DESIGN.md §4 tables at least; a lost folder shows up here.
+    // One case per row of both mapping tables at least; a lost folder shows up here.
     assert!(reports.len() >= 190, "only {} cases found", reports.len());
     for vendor in [
         "ringcentral",

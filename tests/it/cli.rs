@@ -274,8 +274,10 @@ fn semantic_config_errors_name_their_line_and_an_unwritable_store_is_refused() {
             "server:\n  listen: 127.0.0.1:0\n  request_timeout: 0s\n\
              store: {{ kind: sqlite, path: {} }}\n\
              routes:\n  - name: a\n    path: /a/{{id}}\n    from: vidyo\n    to:\n\
-             \x20     - {{ name: d, vendor: vidyo, url: 'http://x/#frag' }}\n",
-            dir.path().join("a-file/sub/callgate.db").display()
+             \x20     - {{ name: d, vendor: vidyo, url: 'http://x/#frag' }}\n\
+             mappings: {}\n",
+            dir.path().join("a-file/sub/callgate.db").display(),
+            root().join("mappings").display()
         ),
     )
     .unwrap();
@@ -528,4 +530,84 @@ fn one_route_config(dir: &std::path::Path, port: u16) -> std::path::PathBuf {
         "timeout: 2s",
         "  - { name: r, path: /r, from: vidyo, to: [ { name: d, vendor: vidyo, url: 'http://127.0.0.1:9/' } ] }\n",
     )
+}
+
+/// Relative paths in a config file resolve against the file's folder, not the directory
+/// callgate runs in: `check` and `dlq list` run from elsewhere find the mappings next to the
+/// file and open the store there (they used to look in, and create `data/` in, the current
+/// directory).
+#[test]
+fn relative_paths_resolve_against_the_config_files_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let etc = dir.path().join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    std::os::unix::fs::symlink(root().join("mappings"), etc.join("vendors")).unwrap();
+    let file = etc.join("callgate.yaml");
+    std::fs::write(
+        &file,
+        "mappings: vendors\nstore: { kind: sqlite, path: data/store.db }\nroutes:\n  - name: r\n    path: /r\n    from: ringcentral\n    to: [{ name: d, vendor: vidyo, url: 'http://127.0.0.1:9/' }]\n",
+    )
+    .unwrap();
+    let file = file.display().to_string();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_callgate"))
+            .args(args)
+            .current_dir(elsewhere.path())
+            .output()
+            .unwrap()
+    };
+    let check = run(&["check", "--config", &file]);
+    assert!(check.status.success(), "{}", text(&check.stderr));
+    let said = text(&check.stdout);
+    assert!(
+        said.contains(&format!(
+            "store: sqlite {}",
+            etc.join("data/store.db").display()
+        )),
+        "{said}"
+    );
+    let list = run(&["dlq", "--config", &file, "list"]);
+    assert!(list.status.success(), "{}", text(&list.stderr));
+    assert!(etc.join("data/store.db").exists());
+    assert!(!elsewhere.path().join("data").exists());
+}
+
+/// A proxy route with every timeout left at its default passes `check` (it used to be refused:
+/// delivery.timeout 15 s against request_timeout 10 s), and `check` says what it derived.
+#[test]
+fn a_default_proxy_route_passes_check_and_says_its_forward_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("callgate.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "mappings: {}\nroutes:\n  - {{ name: p, path: /p, from: ringcentral, ack: proxy, to: [{{ name: d, vendor: vidyo, url: 'http://127.0.0.1:9/' }}] }}\n  - {{ name: t, path: /t, from: twilio, ack: proxy, on_timeout: queue, to: [{{ name: d, vendor: vidyo, url: 'http://127.0.0.1:9/' }}] }}\n",
+            root().join("mappings").display()
+        ),
+    )
+    .unwrap();
+    let out = callgate(&["check", "--config", &file.display().to_string()], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(
+        said.contains("route `p`: proxy forwards time out after 2s 400ms (four fifths of ringcentral's reply budget 3s (reply_within in its vendor.yaml)), then on_timeout: fail (504)"),
+        "{said}"
+    );
+    assert!(
+        said.contains("route `t`: proxy forwards time out after 8s (four fifths of server.request_timeout 10s), then on_timeout: queue (202)"),
+        "{said}"
+    );
+    // A forward_timeout the sender would not wait for is refused, naming the budget.
+    let text_of = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("ack: proxy, to", "ack: proxy, forward_timeout: 3s, to");
+    std::fs::write(&file, text_of).unwrap();
+    let out = callgate(&["check", "--config", &file.display().to_string()], None);
+    assert!(!out.status.success());
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("route `p`: forward_timeout 3s must be above 0 and shorter than ringcentral's reply budget 3s"),
+        "{said}"
+    );
 }

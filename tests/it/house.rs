@@ -1,4 +1,4 @@
-//! The house (DESIGN.md §1 "Layers"): every `crate::` import in `src/` points down. The layers
+//! The house (README "How it fits together"): every `crate::` import in `src/` points down. The layers
 //! are listed once, here, lowest first; a module may use its own files and any module of a
 //! lower layer, never one of its own layer (rooms beside each other do not talk) or above.
 

@@ -137,7 +137,7 @@ async fn the_official_client_receives_ringcentral_events_through_the_hub() {
     let entity = issued["EntityIds"][0].as_str().unwrap().to_string();
     let endpoint = issued["WssEndpoint"].as_str().unwrap();
     assert_eq!(endpoint, format!("ws://{}/rte", gw.addr));
-    // Node's official client refuses ws:// URLs (protocols.md §1.7): it negotiates on http.
+    // Node's official client refuses ws:// URLs (docs/protocols.md §1.7): it negotiates on http.
     let url = endpoint.replacen("ws://", "http://", 1);
     let subscriptions = json!([
         {"EntityId": entity, "EventName": "UserCallInComing"},

@@ -174,7 +174,7 @@ fn every_fixture_survives_its_own_template_without_extensions() {
             for mut event in events {
                 if event.event_type.starts_with("vendor.") {
                     // A vendor event has no canonical fields beyond its name: its payload
-                    // travels in the residual by design (DESIGN §3).
+                    // travels in the residual by design (docs/canonical-model.md).
                     continue;
                 }
                 event.data.extensions.clear();
@@ -200,7 +200,7 @@ fn every_fixture_survives_its_own_template_without_extensions() {
                     v["id"] = Value::Null;
                     v["data"]["extensions"] = Value::Null;
                     // The vendor's own spellings: encoding writes the first vendor value that
-                    // decodes to the same canonical value (DESIGN §4), so `UserCallInArrived`
+                    // decodes to the same canonical value (the mapping tables), so `UserCallInArrived`
                     // comes back as `UserCallInComing`; the canonical fields must not move.
                     v["data"]["vendor_event"] = Value::Null;
                     if v["data"]["call"].is_object() {

@@ -600,6 +600,40 @@ async fn proxy_mode_passes_the_reply_through_and_queues_on_timeout() {
     gw.shutdown().await;
 }
 
+/// A proxy route from RingCentral with the default timeouts (delivery 15 s, longer than the
+/// request's 5 s here) starts — it used to be refused — and forwards within RingCentral's 3 s
+/// reply budget: a receiver that takes 4 s makes the sender get 202 (queued), which RingCentral
+/// would still see, instead of a 408 after it gave up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_route_forwards_within_the_senders_reply_budget() {
+    let slow = Arc::new(Mutex::new(true));
+    let flag = slow.clone();
+    let receiver = Receiver::start(move |_| Reply {
+        status: 200,
+        body: "ok".into(),
+        delay: if *flag.lock().unwrap() {
+            Duration::from_secs(4)
+        } else {
+            Duration::ZERO
+        },
+        headers: Vec::new(),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let routes = format!(
+        "routes:\n  - {{ name: p, path: /p, from: ringcentral, ack: proxy, on_timeout: queue, to: [ {{ name: legacy, vendor: vidyo, url: '{}' }} ] }}\n",
+        receiver.url("/legacy")
+    );
+    let gw =
+        gateway(&config_text(dir.path(), "", &routes).replace("timeout: 2s", "timeout: 15s")).await;
+    let flow = flow("PSTN-RingCentral-DataStreams");
+    let (status, body) = post(&gw, "/p", &flow[5]).await;
+    assert_eq!(status, 202, "{body}");
+    *slow.lock().unwrap() = false;
+    assert!(!receiver.wait_for(2, WAIT).await.is_empty());
+    gw.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unmatched_requests_are_reverse_proxied_unchanged() {
     let receiver = Receiver::start(|r| Reply {

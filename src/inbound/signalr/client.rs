@@ -1,4 +1,4 @@
-//! The SignalR client source (Enreach RTE; protocols.md §1–§2): fetch a token, negotiate
+//! The SignalR client source (Enreach RTE; docs/protocols.md §1–§2): fetch a token, negotiate
 //! (falling back to skip-negotiation on 404/405), open the WebSocket with the bearer
 //! header, handshake, `Subscribe` to the configured entities and events, and feed every
 //! `MessageReceived` to the route's pipeline as a verified payload — the same path a

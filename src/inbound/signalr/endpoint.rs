@@ -1,4 +1,4 @@
-//! Where a SignalR client connects (protocols.md §1.1, §1.2, §1.5, §2.1–§2.2): the RTE token
+//! Where a SignalR client connects (docs/protocols.md §1.1, §1.2, §1.5, §2.1–§2.2): the RTE token
 //! response, endpoint normalisation, the negotiate and WebSocket URLs the official JS client
 //! builds, and the reconnect schedule. Pure.
 

@@ -1,5 +1,5 @@
 //! The one place an HTTP attempt's result becomes an [`AttemptOutcome`]: delivered, retry
-//! (when), or dead letter, with the metric label that says why (DESIGN.md §7,
+//! (when), or dead letter, with the metric label that says why (README "Running the gateway",
 //! linkerd2-proxy style).
 
 use crate::model::outbound::{AttemptOutcome, label};

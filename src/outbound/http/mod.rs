@@ -57,7 +57,7 @@ impl SendError {
 }
 
 /// The process-wide HTTP client: one connection pool shared by every destination and the
-/// fallback proxy, kept across reloads. Redirects are never followed (DESIGN §7): a 3xx is
+/// fallback proxy, kept across reloads. Redirects are never followed (README "Running the gateway"): a 3xx is
 /// the receiver's answer (following one would re-send a POST as a body-less GET and count
 /// that as delivered), and the fallback proxy passes it back to its caller unchanged.
 pub fn shared_client() -> Result<reqwest::Client, String> {
@@ -106,6 +106,15 @@ impl HttpOutbound {
     /// through). A signing destination adds the Standard Webhooks headers: `webhook-id` from
     /// the message (the same on every retry), `webhook-timestamp` of this attempt.
     pub async fn forward(&self, message: &Message) -> Result<Reply, SendError> {
+        self.forward_within(message, self.timeout).await
+    }
+
+    /// [`forward`](Self::forward) with its own timeout (a proxy route's `forward_timeout`).
+    pub async fn forward_within(
+        &self,
+        message: &Message,
+        timeout: Duration,
+    ) -> Result<Reply, SendError> {
         let Request::Http(request) = &message.request else {
             return Err(SendError::Other("not an HTTP message".into()));
         };
@@ -115,7 +124,7 @@ impl HttpOutbound {
             Some(rest) if self.base.0 != self.base.1 => format!("{}{rest}", self.base.1),
             _ => request.url.clone(),
         };
-        let mut builder = self.http.request(method, url).timeout(self.timeout);
+        let mut builder = self.http.request(method, url).timeout(timeout);
         for (name, value) in &request.headers {
             builder = builder.header(name.as_str(), value.as_str());
         }
@@ -141,14 +150,14 @@ impl HttpOutbound {
         if let Some(body) = &request.body {
             builder = builder.body(body.clone());
         }
-        let mut response = builder.send().await.map_err(|e| self.error(e))?;
+        let mut response = builder.send().await.map_err(|e| error(e, timeout))?;
         let status = response.status();
         let headers = response.headers().clone();
         // Read at most MAX_REPLY bytes, whatever the receiver sends: a huge reply must not be
         // buffered whole (the rest is dropped with the connection).
         let mut bytes = Vec::new();
         while bytes.len() < MAX_REPLY {
-            match response.chunk().await.map_err(|e| self.error(e))? {
+            match response.chunk().await.map_err(|e| error(e, timeout))? {
                 Some(chunk) => {
                     bytes.extend_from_slice(&chunk[..chunk.len().min(MAX_REPLY - bytes.len())])
                 }
@@ -162,18 +171,19 @@ impl HttpOutbound {
             body,
         })
     }
+}
 
-    fn error(&self, e: reqwest::Error) -> SendError {
-        // The URL may hold secrets (`?api_key=`): it never goes into an error, which reaches
-        // logs, the dead letters and problem bodies sent back to webhook senders.
-        let e = e.without_url();
-        if e.is_timeout() {
-            SendError::Timeout(self.timeout)
-        } else if e.is_connect() {
-            SendError::Connect(e.to_string())
-        } else {
-            SendError::Other(e.to_string())
-        }
+/// A request's error, classified: timeouts name the timeout that ran out.
+fn error(e: reqwest::Error, timeout: Duration) -> SendError {
+    // The URL may hold secrets (`?api_key=`): it never goes into an error, which reaches
+    // logs, the dead letters and problem bodies sent back to webhook senders.
+    let e = e.without_url();
+    if e.is_timeout() {
+        SendError::Timeout(timeout)
+    } else if e.is_connect() {
+        SendError::Connect(e.to_string())
+    } else {
+        SendError::Other(e.to_string())
     }
 }
 

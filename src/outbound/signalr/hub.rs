@@ -1,4 +1,4 @@
-//! An RTE-compatible SignalR hub on callgate's public listener (protocols.md §1–§2; seed
+//! An RTE-compatible SignalR hub on callgate's public listener (docs/protocols.md §1–§2; seed
 //! `enreach-rte-signalr-api.txt`): negotiate, the WebSocket transport, the JSON handshake,
 //! keep-alive, the hub methods `Subscribe`, `Unsubscribe`, `UnsubscribeAll`,
 //! `AvailableSubscriptions`, `ActiveSubscriptions`, and — as an [`Outbound`] — pushing each

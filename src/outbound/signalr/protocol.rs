@@ -1,4 +1,4 @@
-//! The ASP.NET Core SignalR JSON hub protocol (protocols.md §1; specs `HubProtocol.md`,
+//! The ASP.NET Core SignalR JSON hub protocol (docs/protocols.md §1; specs `HubProtocol.md`,
 //! `TransportProtocols.md`): 0x1E record framing, the handshake, hub messages of types 1–9
 //! and the negotiate response. Pure: bytes in, typed messages out, and back. Malformed
 //! records are refused with an error, never a panic; unknown message types and fields are
@@ -564,7 +564,7 @@ impl Negotiated {
 }
 
 /// The member `name` of a JSON object, its key matched in any case: RTE's keys arrive in
-/// PascalCase, camelCase or upper case (protocols.md §2.1, §2.5).
+/// PascalCase, camelCase or upper case (docs/protocols.md §2.1, §2.5).
 pub fn member<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
     value
         .as_object()?
@@ -577,7 +577,7 @@ pub fn member<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
 mod tests {
     use super::*;
 
-    /// The exchange of protocols.md §1.3, byte for byte (`\x1e` the separator).
+    /// The exchange of docs/protocols.md §1.3, byte for byte (`\x1e` the separator).
     #[test]
     fn the_spec_exchange_parses_and_encodes() {
         assert_eq!(
