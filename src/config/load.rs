@@ -287,7 +287,7 @@ mod tests {
         let mappings =
             MappingSet::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings")).unwrap();
         let config = parse_text(
-            "server: { admin_listen: 0.0.0.0:9 }\nroutes:\n  - { name: a, path: /a, from: skype, to: [ { name: d, vendor: nope, url: 'ftp://x' } ] }\n  - { name: a, path: /a, from: vidyo, ack: proxy, to: [] }\n  - { name: v, path: /v, from: vidyo, auth: { verification_token: t }, to: [ { name: d, vendor: vidyo, url: 'http://x/' } ] }\n  - { name: p, path: /p, from: vidyo, ack: proxy, to: [ { name: d, vendor: vidyo, url: 'http://x/' } ] }\n  - { name: l, path: /l, from: vidyo, to: [ { name: d, vendor: vidyo, url: 'http://x/', rate_limit: { per_second: 0 }, max_in_flight: 0, circuit_breaker: { failures: 0 } } ] }\n",
+            "server: { admin_listen: 0.0.0.0:9 }\nroutes:\n  - { name: a, path: /a, from: skype, to: [ { name: d, vendor: nope, url: 'ftp://x' } ] }\n  - { name: a, path: /a, from: vidyo, ack: proxy, to: [] }\n  - { name: v, path: /v, from: vidyo, auth: { verification_token: t }, to: [ { name: d, vendor: vidyo, url: 'http://x/' } ] }\n  - { name: p, path: /p, from: vidyo, ack: proxy, forward_timeout: 10s, to: [ { name: d, vendor: vidyo, url: 'http://x/' } ] }\n  - { name: q, path: /q, from: vidyo, forward_timeout: 1s, to: [ { name: d, vendor: vidyo, url: 'http://x/' } ] }\n  - { name: l, path: /l, from: vidyo, to: [ { name: d, vendor: vidyo, url: 'http://x/', rate_limit: { per_second: 0 }, max_in_flight: 0, circuit_breaker: { failures: 0 } } ] }\n",
         )
         .unwrap();
         let problems = validate(&config, &mappings);
@@ -303,7 +303,8 @@ mod tests {
             "route `v`: verification_token needs a source vendor whose vendor.yaml names a verification_header",
             "route `l`, destination `d`: rate_limit per_second and burst must be above 0",
             "route `l`, destination `d`: max_in_flight must be above 0",
-            "route `p`: ack proxy forwards within delivery.timeout (15s), which must be shorter than server.request_timeout (10s)",
+            "route `p`: forward_timeout 10s must be above 0 and shorter than server.request_timeout 10s",
+            "route `q`: forward_timeout is for ack: proxy routes",
             "route `l`, destination `d`: circuit_breaker failures and open_for must be above 0",
         ] {
             assert!(all.contains(expected), "missing {expected:?} in:\n{all}");

@@ -24,10 +24,10 @@ fn config_keys() -> BTreeSet<String> {
         if let Some(rest) = line.strip_prefix("pub ")
             && let Some((name, _)) = rest.split_once(':')
             && name.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+            && !skipped
+            && !in_origin
         {
-            if !skipped && !in_origin {
-                keys.insert(format!("{name}:"));
-            }
+            keys.insert(format!("{name}:"));
         }
         if let Some(rest) = line.strip_prefix("#[serde(rename = \"") {
             keys.insert(rest.split('"').next().unwrap().to_string());
