@@ -417,7 +417,7 @@ impl NatsServer {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .expect("nats-server runs (apt install nats-server)");
+            .expect("nats-server runs (scripts/test installs it: apt-get install nats-server)");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while tokio::net::TcpStream::connect(("127.0.0.1", self.port))

@@ -35,7 +35,7 @@ impl RteClient {
             .stdout(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .expect("node runs (install Node.js and `npm ci` in tests/signalr)");
+            .expect("node runs (install Node.js; scripts/test runs `npm ci` in tests/signalr)");
         let stdout = child.stdout.take().unwrap();
         RteClient {
             _child: child,

@@ -47,7 +47,7 @@ async fn the_playground_in_a_real_browser() {
         .arg(&shots)
         .output()
         .await
-        .expect("node runs (install Node.js, `npm ci` in tests/browser, and Debian's chromium)");
+        .expect("node runs (install Node.js; scripts/test runs `npm ci` in tests/browser and installs Debian's chromium)");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "the browser run failed: {stderr}");
     let page: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");

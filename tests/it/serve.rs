@@ -1058,7 +1058,7 @@ async fn metrics_after_a_flow_pass_promtool() {
         metrics.contains("callgate_store_commits_total"),
         "{metrics}"
     );
-    // A missing promtool panics naming it: `apt install prometheus` provides it.
+    // A missing promtool panics naming it: scripts/test installs it (apt-get install prometheus).
     let out = crate::harness::run_with_stdin("promtool", &["check", "metrics"], &metrics);
     assert!(
         out.status.success(),
