@@ -514,7 +514,7 @@ fn translate(
                 Outcome::Dropped(verdict) => eprintln!("callgate: dropped: {}", verdict.reason()),
                 Outcome::Message { .. } => {}
             }
-            if let Some(line) = outcome.output_line() {
+            if let Some(line) = outcome.output_text() {
                 writeln!(out, "{line}")?;
             }
         }

@@ -124,6 +124,24 @@ impl Outcome {
     }
 }
 
+impl Outcome {
+    /// The line `translate` prints, as text: a JSON body exactly as `serve` sends it (compact,
+    /// keys in the template's order); otherwise [`output_line`](Self::output_line).
+    pub fn output_text(&self) -> Option<String> {
+        match self {
+            Outcome::Message { request, .. } => match (&request.body, self.output_line()?) {
+                (Some(body), Value::Object(_) | Value::Array(_))
+                    if serde_json::from_str::<serde::de::IgnoredAny>(body).is_ok() =>
+                {
+                    Some(body.clone())
+                }
+                (_, line) => Some(line.to_string()),
+            },
+            _ => None,
+        }
+    }
+}
+
 /// Translates payloads from one vendor to another, keeping lifecycle state across calls.
 pub struct Translator {
     snapshot: Snapshot,

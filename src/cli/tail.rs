@@ -257,6 +257,16 @@ pub fn line(r: &Value, colour: bool) -> String {
             ),
             Tone::Bad,
         ),
+        // History ends here: what follows happens now.
+        "live" => (
+            match r["backlog"].as_u64().unwrap_or(0) {
+                0 => "── live: nothing kept from before; new records follow ──".to_string(),
+                n => format!(
+                    "── live: the {n} records above happened before you connected; new records follow ──"
+                ),
+            },
+            Tone::Info,
+        ),
         other => (format!("{other}: {r}"), Tone::Plain),
     };
     let code = match (colour, tone) {
@@ -300,6 +310,16 @@ mod tests {
         );
         // An event with no data is no event.
         assert!(p.push(b"event: nothing\n\n").is_empty());
+    }
+
+    #[test]
+    fn the_live_marker_says_where_history_ends() {
+        let r = serde_json::json!({"kind": "live", "backlog": 3});
+        assert_eq!(
+            line(&r, false),
+            " ── live: the 3 records above happened before you connected; new records follow ──",
+            "(no time: the marker is not a record)"
+        );
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! `GET /admin/tail`: the live tail as Server-Sent Events. Each record is one event — `event:`
 //! its kind (`event`, `dropped`, `delivery`, `reload`, `lagged`), `id:` its sequence number,
 //! `data:` its JSON (`telemetry/tail.rs`). A subscriber first gets the kept records that pass
-//! its filters (after `Last-Event-ID` when it reconnects), then each new one.
+//! its filters (after `Last-Event-ID` when it reconnects), then one `live` event (no id; data
+//! `{"kind": "live", "backlog": <records before it>}`) marking where history ends, then each
+//! new record.
 
 use crate::model::problem::Problem;
 use crate::telemetry::tail::{Entry, Filter, Record, Tail};
@@ -42,6 +44,9 @@ pub async fn tail(
         .unwrap_or(0);
     let (backlog, receiver) = tail.subscribe(&filter, after);
     let last = backlog.last().map_or(after, |r| r.seq);
+    let marker = Event::default()
+        .event("live")
+        .data(serde_json::json!({"kind": "live", "backlog": backlog.len()}).to_string());
     let live = stream::unfold(
         Live {
             receiver,
@@ -54,7 +59,10 @@ pub async fn tail(
             Some((record, live))
         },
     );
-    let events = stream::iter(backlog).chain(live).map(sse_event);
+    let events = stream::iter(backlog)
+        .map(sse_event)
+        .chain(stream::once(async { Ok(marker) }))
+        .chain(live.map(sse_event));
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 

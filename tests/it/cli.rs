@@ -611,3 +611,24 @@ fn a_default_proxy_route_passes_check_and_says_its_forward_timeout() {
         "{said}"
     );
 }
+
+/// `translate` prints a JSON body as `serve` sends it: keys in the template's order (it used to
+/// print them sorted, so the two disagreed).
+#[test]
+fn translate_keeps_the_templates_key_order() {
+    let payload = br#"{"uuid":"x","event":"/restapi/v1.0/account/1/extension/2/presence","timestamp":"2026-12-04T10:00:00Z","subscriptionId":"s","body":{"extensionId":2,"telephonyStatus":"Ringing","presenceStatus":"Busy","userStatus":"Available","dndStatus":"TakeAllCalls","sequence":1}}"#;
+    let out = callgate(
+        &["translate", "--from", "ringcentral", "--to", "vidyo"],
+        Some(payload),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let line = text(&out.stdout);
+    let template =
+        std::fs::read_to_string(root().join("mappings/vidyo/templates/user-status.json.hbs"))
+            .unwrap();
+    let at = |key: &str| line.find(&format!("\"{key}\"")).unwrap_or(usize::MAX);
+    assert!(
+        at("version") < at("sequenceNum") && at("sequenceNum") < at("creationTimestamp"),
+        "keys out of the template's order: {line}\n{template}"
+    );
+}

@@ -454,6 +454,8 @@ impl Drop for NatsServer {
 pub struct SseReader {
     body: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<Bytes>> + Send>>,
     buffer: String,
+    returned: usize,
+    live_after: Option<(usize, serde_json::Value)>,
 }
 
 impl SseReader {
@@ -473,6 +475,8 @@ impl SseReader {
         SseReader {
             body: Box::pin(response.bytes_stream()),
             buffer: String::new(),
+            returned: 0,
+            live_after: None,
         }
     }
 
@@ -509,6 +513,8 @@ impl SseReader {
     }
 
     /// Records until `done` says the list is complete, or panics after `limit` with what came.
+    /// The `live` marker (where the backlog ends) is not a record: it is noted in
+    /// [`live_after`](Self::live_after), not returned.
     pub async fn until(
         &mut self,
         limit: Duration,
@@ -519,10 +525,20 @@ impl SseReader {
         while !done(&got) {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self.next(left).await {
+                Some(record) if record["kind"] == "live" => {
+                    self.live_after = Some((self.returned + got.len(), record["backlog"].clone()));
+                }
                 Some(record) => got.push(record),
                 None => panic!("the tail stopped short after {limit:?}: {got:#?}"),
             }
         }
+        self.returned += got.len();
         got
+    }
+
+    /// Where the `live` marker came: after how many records `until` returned (over all its
+    /// calls), and the backlog count it carried.
+    pub fn live_after(&self) -> Option<(usize, serde_json::Value)> {
+        self.live_after.clone()
     }
 }

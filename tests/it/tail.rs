@@ -95,6 +95,27 @@ async fn the_tail_follows_the_real_flow_with_each_destinations_outcome() {
             .all(|r| r["partitionkey"] == call && r["type"] == "call.alerting"),
         "{backlog:#?}"
     );
+    // Where history ends is marked: every kept record, then `live` with their count (it used
+    // to run on into live records unmarked).
+    let mut marked = SseReader::open(&format!("{admin}/admin/tail?route=rc"), None).await;
+    let mut history = Vec::new();
+    let marker = loop {
+        let record = marked
+            .next(WAIT)
+            .await
+            .expect("the backlog, then the marker");
+        if record["kind"] == "live" {
+            break record;
+        }
+        history.push(record);
+    };
+    assert_eq!(marker["backlog"], history.len() as u64);
+    assert!(
+        history.len() >= records.len(),
+        "every kept record of route rc comes first"
+    );
+    // The first subscriber, there before anything happened, got the marker at once.
+    assert_eq!(live.live_after(), Some((0, serde_json::json!(0))));
     // `call` is the filter's older name, still accepted.
     let mut by_call = SseReader::open(
         &format!("{admin}/admin/tail?call={call}&type=call.alerting&destination=vidyo"),

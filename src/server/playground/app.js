@@ -283,6 +283,8 @@ function tailText(r) {
       return "reload " + r.outcome + " · v" + r.version + " · " + r.detail;
     case "lagged":
       return "missed " + r.missed + " records (too slow)";
+    case "live":
+      return "── live: " + r.backlog + " earlier records above ──";
     default:
       return JSON.stringify(r);
   }

@@ -196,7 +196,11 @@ async fn translate(
                     e,
                 )
             })?;
-        return Ok(axum::Json(json!({ "outputs": outputs })).into_response());
+        #[derive(serde::Serialize)]
+        struct Outputs {
+            outputs: Vec<Box<serde_json::value::RawValue>>,
+        }
+        return Ok(axum::Json(Outputs { outputs }).into_response());
     }
     let request: ExplainRequest =
         axum::Json::<ExplainRequest>::from_bytes(&body)
@@ -230,13 +234,18 @@ fn legacy(
     from: &str,
     to: &str,
     text: &str,
-) -> Result<Vec<Value>, String> {
+) -> Result<Vec<Box<serde_json::value::RawValue>>, String> {
     let translator = Translator::new(mappings, from, to, "http://receiver.invalid/")
         .map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     for payload in translator.read(text).map_err(|e| e.to_string())? {
         for outcome in translator.translate(&payload).map_err(|e| e.to_string())? {
-            out.extend(outcome.output_line());
+            // The text as sent, keys in the template's order (a `Value` would sort them).
+            if let Some(text) = outcome.output_text() {
+                out.push(
+                    serde_json::value::RawValue::from_string(text).map_err(|e| e.to_string())?,
+                );
+            }
         }
     }
     Ok(out)
