@@ -190,6 +190,14 @@ impl Lifecycle {
         }
     }
 
+    /// What the tracker holds now, after its caches' pending evictions ran: (legs, event
+    /// ids). Each is at most its [`LifecycleLimits`] bound.
+    pub fn held(&self) -> (u64, u64) {
+        self.legs.run_pending_tasks();
+        self.seen.run_pending_tasks();
+        (self.legs.entry_count(), self.seen.entry_count())
+    }
+
     /// Takes a leg state learnt from another instance, unless this tracker already has a
     /// newer one.
     pub fn merge(&self, leg: u128, state: LegState) {

@@ -140,6 +140,41 @@ fn lifecycle_state_per_leg_is_small() {
     );
 }
 
+/// The tracker's stated bound holds: 60,000 distinct legs through a tracker with the default
+/// limits leave at most 20,000 legs and 20,000 event ids, and the bytes it still holds are
+/// at most 20,000 legs' worth (it was measured at 5,000 legs only).
+#[test]
+fn lifecycle_state_stays_within_its_20000_leg_bound() {
+    use callgate::lifecycle::{Lifecycle, LifecycleLimits};
+    const LEGS: usize = 60_000;
+    let bound = LifecycleLimits::default().max_legs;
+    assert_eq!(bound, 20_000);
+    let w = Workload::new();
+    let lifecycle = Lifecycle::default();
+    lifecycle.observe(w.decode(&w.notification(LEGS + 1)).remove(0));
+    lifecycle.held();
+    LIVE.with(|l| l.set(0));
+    for i in 0..LEGS {
+        let body = w.notification(i);
+        COUNTING.with(|on| on.set(true));
+        for event in w.decode(&body) {
+            drop(lifecycle.observe(event));
+        }
+        COUNTING.with(|on| on.set(false));
+    }
+    COUNTING.with(|on| on.set(true));
+    let (legs, ids) = lifecycle.held();
+    COUNTING.with(|on| on.set(false));
+    let held = LIVE.with(Cell::get) as f64;
+    println!("lifecycle after {LEGS} legs: {legs} legs, {ids} ids, {held:.0} bytes held");
+    assert!(legs <= bound && ids <= bound, "{legs} legs, {ids} ids");
+    assert!(legs > bound / 2, "the tracker forgot too much: {legs} legs");
+    assert!(
+        held <= bound as f64 * LEG_BYTES_BUDGET,
+        "{held:.0} bytes held, over {bound} legs' worth"
+    );
+}
+
 /// Bytes per leg allowed (today's figure plus about 10%).
 const LEG_BYTES_BUDGET: f64 = 560.0;
 
