@@ -95,9 +95,13 @@ pub struct OutputReport {
     /// Request URL: carries the parameters for query targets such as Oracle ISR.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
-    /// The body: JSON when it parses, else text.
+    /// The body as sent: JSON when it parses (keys in the template's order), else text.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub body: Option<Value>,
+    pub body: Option<Box<serde_json::value::RawValue>>,
+    /// Canonical fields the template reads that this event lacks: each was rendered as a
+    /// default (`creationTimestamp: 0`) or left out.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub absent: Vec<String>,
     /// Why it was skipped or dropped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -276,13 +280,20 @@ fn explain_one(
                             Request::Http(r) => (r.method, r.url, r.body),
                             Request::Hub(push) => ("SignalR".into(), push.hub, Some(push.body)),
                         };
+                        let canonical = serde_json::to_value(&applied.event).unwrap_or_default();
                         OutputReport {
                             status: "rendered",
                             template,
                             method: Some(method),
                             url: Some(url),
-                            body: body
-                                .map(|b| serde_json::from_str(&b).unwrap_or(Value::String(b))),
+                            body: body.map(raw_body),
+                            absent: target
+                                .map(|e| e.template_reads(&applied.event.event_type))
+                                .unwrap_or_default()
+                                .iter()
+                                .filter(|path| is_absent(&canonical, path))
+                                .cloned()
+                                .collect(),
                             reason: None,
                         }
                     }
@@ -322,6 +333,24 @@ fn explain_one(
     }
 }
 
+/// A body as the page shows it: the JSON text as sent, or, when it is not JSON, as a string.
+fn raw_body(body: String) -> Box<serde_json::value::RawValue> {
+    use serde_json::value::{RawValue, to_raw_value};
+    if serde_json::from_str::<serde::de::IgnoredAny>(&body).is_ok()
+        && let Ok(raw) = RawValue::from_string(body.trim().to_string())
+    {
+        return raw;
+    }
+    to_raw_value(&body).unwrap_or_else(|_| RawValue::NULL.to_owned())
+}
+
+/// Whether a dotted path (`data.call.direction`) is missing or null in a canonical event.
+fn is_absent(event: &Value, path: &str) -> bool {
+    path.split('.')
+        .try_fold(event, |v, key| v.get(key))
+        .is_none_or(Value::is_null)
+}
+
 impl OutputReport {
     fn empty() -> Self {
         OutputReport {
@@ -330,6 +359,7 @@ impl OutputReport {
             method: None,
             url: None,
             body: None,
+            absent: Vec::new(),
             reason: None,
         }
     }

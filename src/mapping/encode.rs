@@ -167,6 +167,8 @@ pub(crate) struct EncodeTemplate {
     pub(crate) types: Vec<String>,
     pub(crate) file: Arc<str>,
     pub(crate) kind: TemplateKind,
+    /// The canonical fields the template reads (dotted paths, from the compile step).
+    pub(crate) reads: Arc<[String]>,
 }
 
 /// The media type of a form body: parameter templates are sent as the body with it.
@@ -216,6 +218,7 @@ impl Encoder {
                 types: vec!["*".into()],
                 file: "canonical".into(),
                 kind: TemplateKind::Canonical,
+                reads: Arc::from([]),
             }],
         }
     }
@@ -229,6 +232,14 @@ impl Encoder {
     /// encoder) that renders this canonical type, if any.
     pub fn template_file(&self, event_type: &str) -> Option<&str> {
         self.template_for(event_type).map(|t| &*t.file)
+    }
+
+    /// The canonical fields (dotted paths such as `data.call.direction`) that the template
+    /// rendering `event_type` reads, as the compile step found them; empty when none does.
+    pub fn template_reads(&self, event_type: &str) -> &[String] {
+        self.template_for(event_type)
+            .map(|t| &*t.reads)
+            .unwrap_or_default()
     }
 
     fn template_for(&self, event_type: &str) -> Option<&EncodeTemplate> {

@@ -908,20 +908,24 @@ fn compile_encoder(
             problems.push(problem);
             continue;
         }
+        let mut reads = Vec::new();
         if let Some(parsed) = registry.get_template(&rel.value) {
-            typecheck::TemplateCheck {
+            let mut check = typecheck::TemplateCheck {
                 file: &path,
                 source: &source,
                 tables: &tables,
                 types,
                 problems,
-            }
-            .run(parsed);
+                reads: Default::default(),
+            };
+            check.run(parsed);
+            reads = check.reads.into_inner().into_iter().collect();
         }
         templates.push(EncodeTemplate {
             types: t.types.value,
             file: rel.value.as_str().into(),
             kind,
+            reads: reads.into(),
         });
     }
 

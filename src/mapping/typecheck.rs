@@ -96,6 +96,8 @@ pub(crate) struct TemplateCheck<'a> {
     pub types: Vec<String>,
     /// Where problems go.
     pub problems: &'a mut Vec<Problem>,
+    /// Every canonical field the template reads (dotted paths), filled as it is checked.
+    pub reads: std::cell::RefCell<std::collections::BTreeSet<String>>,
 }
 
 impl TemplateCheck<'_> {
@@ -534,6 +536,9 @@ impl TemplateCheck<'_> {
         match scope? {
             Context::Group(prefix) => {
                 let full = join(&prefix, &rest);
+                if schema::field_at(&full).is_some() {
+                    self.reads.borrow_mut().insert(full.clone());
+                }
                 (full.is_empty() || schema::is_readable(&full)).then_some(full)
             }
             Context::Text => rest.is_empty().then(String::new),

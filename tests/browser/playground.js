@@ -18,7 +18,7 @@ const TEMPLATE = "vidyo/templates/user-status.json.hbs";
   });
   const result = {};
   try {
-    const page = await browser.newPage({ viewport: { width: 1440, height: 1100 } });
+    const page = await browser.newPage({ viewport: { width: 1440, height: 1100 }, acceptDownloads: true });
     const consoleErrors = [];
     page.on("console", (m) => { if (m.type() === "error") consoleErrors.push(m.text()); });
     page.on("pageerror", (e) => consoleErrors.push(String(e)));
@@ -26,6 +26,12 @@ const TEMPLATE = "vidyo/templates/user-status.json.hbs";
     await page.waitForFunction(() => document.getElementById("status").textContent.startsWith("snapshot v"));
     result.status = await page.textContent("[data-testid=status]");
     result.fixtures = await page.locator("[data-testid=fixture] option").count();
+    // The cases offered follow the chosen source, grouped by the vendor they go to.
+    const groups = () => page.locator("[data-testid=fixture] optgroup").evaluateAll((gs) => gs.map((g) => g.label));
+    await page.selectOption("[data-testid=from]", "vidyo");
+    result.fixture_groups_vidyo = await groups();
+    await page.selectOption("[data-testid=from]", "auto");
+    result.fixtures_auto = await page.locator("[data-testid=fixture] option").count();
 
     // A RingCentral notification into Vidyo.
     await page.selectOption("[data-testid=from]", "ringcentral");
@@ -37,6 +43,12 @@ const TEMPLATE = "vidyo/templates/user-status.json.hbs";
     result.verdicts = await page.locator("[data-testid=verdict]").allTextContents();
     result.outputs = (await page.locator("[data-testid=output-body]").allTextContents()).map((t) => JSON.parse(t));
     result.errors_before = await page.locator("[data-testid=error]").count();
+    result.fixture_groups_ringcentral = await groups();
+    result.absent = await page.locator("[data-testid=absent]").allTextContents();
+    // Save as case: the download is a case file for the current input and output.
+    const [download] = await Promise.all([page.waitForEvent("download"), page.click("[data-testid=save-case]")]);
+    result.case_name = download.suggestedFilename();
+    result.case_yaml = fs.readFileSync(await download.path(), "utf8");
     await page.screenshot({ path: path.join(shots, "playground.png"), fullPage: true });
 
     // Break the Vidyo template on line 5: a field the canonical model lacks, refused at load.

@@ -57,9 +57,47 @@ async fn the_playground_in_a_real_browser() {
         page["status"].as_str().unwrap().starts_with("snapshot v1"),
         "{page}"
     );
+    // The cases offered are the chosen source's (ringcentral at first), grouped by target;
+    // `auto` offers every one.
+    let (first, all) = (
+        page["fixtures"].as_u64().unwrap(),
+        page["fixtures_auto"].as_u64().unwrap(),
+    );
+    assert!(all > 200 && first > 20 && first < all, "{first} of {all}");
+    for (from, groups) in [
+        ("ringcentral", &page["fixture_groups_ringcentral"]),
+        ("vidyo", &page["fixture_groups_vidyo"]),
+    ] {
+        let groups = groups.as_array().unwrap();
+        assert!(groups.len() > 1, "{from}: {groups:?}");
+        assert!(
+            groups
+                .iter()
+                .all(|g| g.as_str().unwrap().starts_with(&format!("{from} → "))),
+            "{from}: {groups:?}"
+        );
+    }
+    // Fields the Vidyo template reads that this notification lacks are flagged.
+    let absent = page["absent"][0].as_str().unwrap_or_default();
+    assert!(absent.contains("data.conference.room"), "{page}");
+    // "Save as case" downloads a case that passes as it is, in a copy of the mappings.
+    assert_eq!(page["case_name"], "playground-ringcentral-to-vidyo.yaml");
+    let copy = tempfile::tempdir().unwrap();
+    crate::support::copy_dir(&root().join("mappings"), copy.path());
+    let case = copy
+        .path()
+        .join("vidyo/cases/playground-ringcentral-to-vidyo.yaml");
+    std::fs::write(&case, page["case_yaml"].as_str().unwrap()).unwrap();
+    let set = std::sync::Arc::new(callgate::MappingSet::load(copy.path()).unwrap());
+    let saved = callgate::cases::run_all(&set)
+        .into_iter()
+        .find(|r| r.file == case)
+        .expect("the saved case runs");
     assert!(
-        page["fixtures"].as_u64().unwrap() > 100,
-        "every mapping case is offered"
+        saved.passed(),
+        "{:?}\n{}",
+        saved.failures,
+        page["case_yaml"]
     );
     assert_eq!(page["types"], json!(["call.alerting"]), "{page}");
     assert_eq!(page["verdicts"], json!(["apply"]), "{page}");

@@ -3,7 +3,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { fixtures: [], vendors: [], files: new Map(), edits: new Map(), current: null, tail: null, timer: null };
+const state = { fixtures: [], vendors: [], files: new Map(), edits: new Map(), current: null, tail: null, timer: null, report: null };
 
 function headers(extra) {
   const h = Object.assign({}, extra);
@@ -42,7 +42,8 @@ async function init() {
   });
   $("translate").addEventListener("click", translate);
   $("fixture").addEventListener("change", pickFixture);
-  $("from").addEventListener("change", () => { loadFiles(); schedule(); });
+  $("from").addEventListener("change", () => { fillFixtures(); loadFiles(); schedule(); });
+  $("save-case").addEventListener("click", saveCase);
   $("to").addEventListener("change", () => { loadFiles(); schedule(); });
   $("payload").addEventListener("input", schedule);
   $("file").addEventListener("change", showFile);
@@ -81,16 +82,20 @@ function fillVendors() {
   to.value = keepTo;
 }
 
+// The cases whose input is the chosen source's (every source's for auto), grouped by the
+// vendor they translate into.
 function fillFixtures() {
   const select = $("fixture");
-  select.replaceChildren(option("", "— paste a payload, or pick a mapping case —"));
+  const from = $("from").value;
+  const shown = state.fixtures.map((f, i) => [f, i]).filter(([f]) => from === "auto" || f.from === from);
+  select.replaceChildren(option("", "— paste a payload, or pick one of " + shown.length + " mapping cases —"));
   const groups = new Map();
-  state.fixtures.forEach((f, i) => {
+  for (const [f, i] of shown) {
     const key = f.from + " → " + f.to;
     if (!groups.has(key)) groups.set(key, el("optgroup", { label: key }));
     groups.get(key).append(option(String(i), f.name));
-  });
-  for (const g of groups.values()) select.append(g);
+  }
+  for (const key of [...groups.keys()].sort()) select.append(groups.get(key));
 }
 
 function pickFixture() {
@@ -99,6 +104,8 @@ function pickFixture() {
   $("payload").value = f.payload;
   $("from").value = f.from;
   $("to").value = f.to;
+  fillFixtures();
+  $("fixture").value = String(state.fixtures.indexOf(f));
   loadFiles().then(translate);
 }
 
@@ -184,6 +191,8 @@ function where(d) {
 }
 
 function showReport(report) {
+  state.report = report;
+  $("save-case").disabled = !(report.events || []).some((e) => e.output.status === "rendered");
   const errors = $("errors");
   errors.replaceChildren();
   if (report.errors.length === 0) errors.append(el("li", { class: "none", text: "none" }));
@@ -214,6 +223,10 @@ function eventCard(e, i) {
     el("pre", { "data-testid": "canonical", text: JSON.stringify(e.canonical, null, 2) })));
   const target = el("div", {}, el("h3", { text: "output" + (out.template ? " · " + out.template : "") }));
   if (out.status === "rendered") {
+    if (out.absent && out.absent.length) {
+      target.append(el("p", { class: "absent", "data-testid": "absent",
+        text: "absent in this event, so rendered as a default or left out: " + out.absent.join(", ") }));
+    }
     if (out.body !== undefined) {
       target.append(el("pre", { "data-testid": "output-body", text: JSON.stringify(out.body, null, 2) }));
     } else {
@@ -225,6 +238,47 @@ function eventCard(e, i) {
   cols.append(target);
   card.append(cols);
   return card;
+}
+
+// "Save as case": the current input and what it renders now, as a case file for
+// mappings/<to>/cases/ (README "cases/*.yaml"). Its values are JSON, which YAML reads as is.
+function caseYaml() {
+  const from = $("from").value, to = $("to").value, payload = $("payload").value;
+  let input;
+  try {
+    input = JSON.parse(payload);
+  } catch {
+    // A parameter payload: one URL or query string per line, each an inline map.
+    input = payload.split("\n").map((l) => l.trim()).filter(Boolean).map((line) => {
+      const query = line.includes("?") ? line.slice(line.indexOf("?") + 1) : line;
+      return Object.fromEntries(new URLSearchParams(query));
+    });
+    if (input.length === 1) input = input[0];
+  }
+  const outputs = state.report.events.filter((e) => e.output.status === "rendered").map((e) => e.output);
+  const expect = outputs.map((o) => ({ "$": o.body !== undefined ? o.body : { method: o.method, url: o.url } }));
+  const types = state.report.events.map((e) => e.canonical.type).filter(Boolean);
+  return [
+    "name: " + JSON.stringify("playground: " + from + " " + [...new Set(types)].join(", ") + " → " + to),
+    "from: " + JSON.stringify(from),
+    "to: " + JSON.stringify(to),
+    "input: " + JSON.stringify(input),
+    "# The whole output as rendered when this case was saved: review it before committing.",
+    "expect:",
+    ...expect.map((e) => "  - " + JSON.stringify(e)),
+    "outputs: " + outputs.length,
+    "",
+  ].join("\n");
+}
+
+function saveCase() {
+  if (!state.report) return;
+  const blob = new Blob([caseYaml()], { type: "application/yaml" });
+  const link = el("a", { href: URL.createObjectURL(blob), download: "playground-" + $("from").value + "-to-" + $("to").value + ".yaml" });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 1000);
 }
 
 // The live tail: /admin/tail is read with fetch (not EventSource) so that the admin token
