@@ -41,11 +41,19 @@ pub enum QueueError {
     /// The store's writer is behind: try again shortly (intake answers 503).
     #[error("the store is busy: too many writes waiting")]
     Busy,
+    /// The store's disk is full (SQLite `SQLITE_FULL`): nothing was written; writes succeed
+    /// again once space is freed (intake answers 503, `/readyz` says `store-full`).
+    #[error("the store's disk is full: {0}")]
+    NoSpace(String),
 }
 
 impl From<rusqlite::Error> for QueueError {
     fn from(e: rusqlite::Error) -> Self {
-        QueueError::Store(e.to_string())
+        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+            QueueError::NoSpace(e.to_string())
+        } else {
+            QueueError::Store(e.to_string())
+        }
     }
 }
 
@@ -194,6 +202,10 @@ pub trait Producer: Send + Sync {
     /// Whether a message of this (route, destination, partition) line is waiting or being
     /// delivered: a proxy route then queues the call's next event behind it.
     fn is_waiting(&self, route: &str, destination: &str, partition: &str) -> bool;
+    /// Whether the last write failed for want of disk space (and none succeeded since).
+    fn no_space(&self) -> bool {
+        false
+    }
 }
 
 /// The workers' half: leases due messages, each the oldest live one of its (destination,

@@ -116,6 +116,8 @@ pub struct SqliteQueue {
     commands: Mutex<Option<mpsc::Sender<Command>>>,
     depths: Arc<Depths>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Whether the last write failed for want of disk space.
+    no_space: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Whether the database at `path` can be opened for writing, or created: the file itself if
@@ -299,6 +301,7 @@ impl SqliteQueue {
             commands: Mutex::new(Some(tx)),
             depths,
             thread: Mutex::new(Some(thread)),
+            no_space: Arc::default(),
         })
     }
 
@@ -316,6 +319,8 @@ impl SqliteQueue {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let command = make(tx);
+        let writes = !matches!(command, Command::DeadLetters(..) | Command::GetSetting(..));
+        let no_space = self.no_space.clone();
         Box::pin(async move {
             let Some(sender) = sender else {
                 return Err(QueueError::Closed);
@@ -332,7 +337,26 @@ impl SqliteQueue {
             if sent.is_err() {
                 return Err(QueueError::Closed);
             }
-            rx.await.unwrap_or(Err(QueueError::Closed))
+            let result = rx.await.unwrap_or(Err(QueueError::Closed));
+            // The disk is full until a write goes through again.
+            let full = match &result {
+                Err(QueueError::NoSpace(_)) => Some(true),
+                Ok(_) if writes => Some(false),
+                _ => None,
+            };
+            if let Some(full) = full
+                && no_space.swap(full, std::sync::atomic::Ordering::Relaxed) != full
+            {
+                metrics::gauge!(m::STORE_FULL).set(if full { 1.0 } else { 0.0 });
+                if full {
+                    tracing::error!(
+                        "the store's disk is full: webhooks get 503 until space is freed"
+                    );
+                } else {
+                    tracing::warn!("the store writes again: its disk has space");
+                }
+            }
+            result
         })
     }
 
@@ -365,6 +389,9 @@ impl Producer for SqliteQueue {
     }
     fn total_depth(&self) -> u64 {
         self.depths.total()
+    }
+    fn no_space(&self) -> bool {
+        self.no_space.load(std::sync::atomic::Ordering::Relaxed)
     }
     fn is_waiting(&self, route: &str, destination: &str, partitionkey: &str) -> bool {
         self.depths

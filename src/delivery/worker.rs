@@ -8,6 +8,7 @@
 //! dead letters, from where it can be replayed once it is back. Delivery never names a
 //! transport: it sends through `dyn Outbound`.
 
+use super::QueueError;
 use super::lane::Admission;
 use super::{AttemptLog, Consumer, Leased, Settlement, Store};
 use crate::delivery::lane::Lane;
@@ -303,11 +304,46 @@ impl TailedAttempt {
     }
 }
 
+/// Records an attempt's settlement. A store that could not write it and said so before
+/// writing anything (disk full, writer busy) is asked again, backing off from 100 ms to 5 s,
+/// for up to half the lease: the message and the rest of its call go on as soon as the store
+/// writes again, instead of waiting for the lease to expire. Any other error leaves the
+/// lease to expire (at-least-once).
 async fn settle(consumer: &dyn Consumer, id: i64, lease: super::Lease, settlement: Settlement) {
-    if let Err(e) = consumer.settle(lease, settlement).await {
-        tracing::error!(id, error = %e, "cannot record the attempt; the lease will expire");
+    let give_up = tokio::time::Instant::now() + SETTLE_FOR;
+    let mut wait = Duration::from_millis(100);
+    let mut told = false;
+    loop {
+        // The same handle again: the refused settlement changed nothing.
+        let again = super::Lease { id: lease.id };
+        match consumer.settle(again, settlement.clone()).await {
+            Ok(()) => {
+                if told {
+                    tracing::info!(id, "the attempt is recorded after all");
+                }
+                return;
+            }
+            Err(e)
+                if !matches!(e, QueueError::NoSpace(_) | QueueError::Busy)
+                    || tokio::time::Instant::now() + wait > give_up =>
+            {
+                tracing::error!(id, error = %e, "cannot record the attempt; the lease will expire");
+                return;
+            }
+            Err(e) => {
+                if !told {
+                    tracing::warn!(id, error = %e, "cannot record the attempt yet; asking the store again");
+                    told = true;
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
     }
 }
+
+/// How long a settlement is retried: half the store's lease.
+const SETTLE_FOR: Duration = Duration::from_secs(150);
 
 #[cfg(test)]
 mod tests {

@@ -313,6 +313,13 @@ fn submit_problem(e: SubmitError) -> Problem {
             e.to_string(),
         )
         .retry_after(Duration::from_secs(5)),
+        SubmitError::Store(e @ QueueError::NoSpace(_)) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store-full",
+            "Store full",
+            e.to_string(),
+        )
+        .retry_after(Duration::from_secs(30)),
         SubmitError::Store(e) => Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "store-unavailable",

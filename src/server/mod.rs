@@ -36,8 +36,8 @@ pub struct Public {
     pub max_body: usize,
 }
 
-/// Health endpoints: `/healthz` (the process answers) and `/readyz` (store open, mappings
-/// loaded, not shutting down).
+/// Health endpoints: `/healthz` (the process answers) and `/readyz` (store open and writing —
+/// 503 `store-full` while its disk is full — mappings loaded, not shutting down).
 pub fn health(
     producer: Arc<dyn Producer>,
     ready: Arc<AtomicBool>,
@@ -65,6 +65,17 @@ pub fn health(
                             "not-ready",
                             "Not ready",
                             "starting or shutting down",
+                        )
+                        .into_response();
+                    }
+                    // Nothing can be accepted while the disk is full: a load balancer should
+                    // send webhooks elsewhere.
+                    if producer.no_space() {
+                        return Problem::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "store-full",
+                            "Store full",
+                            "the store's disk is full: webhooks get 503 until space is freed",
                         )
                         .into_response();
                     }

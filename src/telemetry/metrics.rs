@@ -24,6 +24,8 @@ pub const STORE_COMMITS: &str = "callgate_store_commits_total";
 /// Commands (enqueues, leases, settlements) those transactions carried: divided by
 /// [`STORE_COMMITS`], the mean group-commit batch size.
 pub const STORE_COMMIT_COMMANDS: &str = "callgate_store_commit_commands_total";
+/// 1 while the store's disk is full (its last write failed with no space), else 0.
+pub const STORE_FULL: &str = "callgate_store_full";
 /// Messages moved to the dead letters, by `destination`.
 pub const DEAD_LETTERS: &str = "callgate_dead_letters_total";
 
@@ -126,6 +128,10 @@ fn describe() {
     );
     metrics::describe_gauge!(QUEUE_DEPTH, "Messages waiting for delivery");
     metrics::describe_counter!(STORE_COMMITS, "Commits of the SQLite store's writer");
+    metrics::describe_gauge!(
+        STORE_FULL,
+        "1 while the store's disk is full (its last write failed for want of space)"
+    );
     metrics::describe_counter!(
         STORE_COMMIT_COMMANDS,
         "Commands in the SQLite store's commits (divided by commits: the mean batch)"
