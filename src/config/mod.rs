@@ -98,12 +98,14 @@ pub struct SourceConfig {
     #[serde(default)]
     pub event_filters: Vec<String>,
     /// Send a SignalR Ping after this long without sending anything (the official client's
-    /// `keepAliveIntervalInMilliseconds`). Default `15s`. (`signalr` only.)
+    /// `keepAliveIntervalInMilliseconds`); a `ringcentral-websocket` source sends a
+    /// `Heartbeat` after this long without a message from the server. Default `15s`.
     #[serde(default = "default_keep_alive", deserialize_with = "duration")]
     pub keep_alive: Duration,
     /// The hub is dead after this long without a message from it — a Ping counts, our own
     /// Pings do not (`serverTimeoutInMilliseconds`): the connection is dropped and made anew.
-    /// Default `30s`; must exceed `keep_alive`. (`signalr` only.)
+    /// The same for a `ringcentral-websocket` source (Heartbeat replies count). Default `30s`;
+    /// must exceed `keep_alive`.
     #[serde(default = "default_server_timeout", deserialize_with = "duration")]
     pub server_timeout: Duration,
 }

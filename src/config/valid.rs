@@ -200,6 +200,10 @@ pub struct RingCentralWebSocketSource {
     pub account: RingCentralAccount,
     /// The event filters it subscribes to (`/restapi/…`).
     pub event_filters: Vec<String>,
+    /// Send a `Heartbeat` after this long without a message from the server.
+    pub keep_alive: Duration,
+    /// Silence from the server after which the connection is dead (above `keep_alive`).
+    pub server_timeout: Duration,
 }
 
 /// How soon the sender of a route's requests wants its answer, and where that comes from:
@@ -479,6 +483,8 @@ fn source(s: &SourceConfig) -> Result<ValidSource, String> {
                     .clone()
                     .ok_or("a ringcentral-websocket source needs `ringcentral:`")?,
                 event_filters: s.event_filters.clone(),
+                keep_alive: s.keep_alive,
+                server_timeout: s.server_timeout,
             })
         }
     };

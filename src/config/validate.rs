@@ -481,6 +481,7 @@ fn check_sources(config: &Config, problems: &mut Found) {
         if !config.routes.iter().any(|r| r.name == source.route) {
             problems.push(format!("{at}: route `{}` is not configured", source.route));
         }
+        check_timers(&at, source, problems);
         match source.kind {
             SourceKind::RingcentralWebsocket => {
                 check_websocket_source(&at, config, source, problems)
@@ -490,8 +491,8 @@ fn check_sources(config: &Config, problems: &mut Found) {
     }
 }
 
-/// A `signalr` source: its timers, exactly one way to the hub, GUID subscriptions.
-fn check_signalr_source(at: &str, source: &SourceConfig, problems: &mut Found) {
+/// Every source's timers: a keep-alive above zero, a server timeout above it.
+fn check_timers(at: &str, source: &SourceConfig, problems: &mut Found) {
     if source.keep_alive.is_zero() {
         problems.push(format!(
             "{at}: keep_alive must be above 0 (a zero interval would send Pings without pause)"
@@ -499,11 +500,15 @@ fn check_signalr_source(at: &str, source: &SourceConfig, problems: &mut Found) {
     }
     if source.server_timeout <= source.keep_alive {
         problems.push(format!(
-                "{at}: server_timeout ({}) must exceed keep_alive ({}): the hub's Pings come no faster than ours",
-                humantime::format_duration(source.server_timeout),
-                humantime::format_duration(source.keep_alive)
-            ));
+            "{at}: server_timeout ({}) must exceed keep_alive ({}): the server's keep-alives come no faster than ours",
+            humantime::format_duration(source.server_timeout),
+            humantime::format_duration(source.keep_alive)
+        ));
     }
+}
+
+/// A `signalr` source: exactly one way to the hub, GUID subscriptions.
+fn check_signalr_source(at: &str, source: &SourceConfig, problems: &mut Found) {
     match (&source.token_url, &source.hub_url, &source.token) {
         (Some(url), None, None) => check_url(at, url.value(), problems),
         (None, Some(hub), Some(token)) => {

@@ -77,6 +77,8 @@ pub struct WsState {
     pub last_sent: Option<Value>,
     /// The open socket's control, when one is open and subscribed.
     pub live: Option<tokio::sync::mpsc::UnboundedSender<WsCommand>>,
+    /// The sockets open now stay open but answer nothing (a hung server).
+    pub mute: bool,
 }
 
 /// What a test makes the open socket do.
@@ -567,6 +569,9 @@ async fn ws_session(
                 let id = head["messageId"].as_str().unwrap_or("").to_string();
                 let reply = {
                     let mut s = state.lock().unwrap();
+                    if s.ws.mute {
+                        continue;
+                    }
                     match head["type"].as_str() {
                         Some("ClientRequest") if head["path"] == "/restapi/v1.0/subscription/" => {
                             s.ws.subscriptions += 1;

@@ -252,7 +252,7 @@ async fn nothing_is_sent_while_a_rate_limit_penalty_runs() {
 /// A gateway whose RingCentral route is fed by a `ringcentral-websocket` source.
 async fn websocket_gateway(
     dir: &std::path::Path,
-    source: &str,
+    (source, timers): (&str, &str),
     platform: &FakePlatform,
     receiver: &Receiver,
 ) -> callgate::Gateway {
@@ -265,7 +265,7 @@ async fn websocket_gateway(
          \x20   to:\n      - {{ name: vidyo, vendor: vidyo, url: '{url}', types: ['call.*'] }}\n\
          sources:\n  - name: {source}\n    kind: ringcentral-websocket\n    route: rc\n\
          \x20   ringcentral: {{ server: '{server}', client_id: {CLIENT_ID}, client_secret: {CLIENT_SECRET}, jwt: {JWT} }}\n\
-         \x20   event_filters: ['/restapi/v1.0/account/~/extension/~/telephony/sessions']\n",
+         \x20   event_filters: ['/restapi/v1.0/account/~/extension/~/telephony/sessions']\n{timers}",
         mappings = crate::support::root().join("mappings").display(),
         db = dir.join("callgate.db").display(),
         server = platform.url(),
@@ -284,10 +284,15 @@ struct Subscribed {
 }
 
 async fn subscribed_websocket_gateway(source: &str) -> Subscribed {
+    subscribed_with_timers(source, "").await
+}
+
+/// [`subscribed_websocket_gateway`] with extra source lines (`keep_alive`, `server_timeout`).
+async fn subscribed_with_timers(source: &str, timers: &str) -> Subscribed {
     let platform = FakePlatform::start(Duration::from_secs(3600)).await;
     let receiver = Receiver::ok().await;
     let dir = tempfile::tempdir().unwrap();
-    let gw = websocket_gateway(dir.path(), source, &platform, &receiver).await;
+    let gw = websocket_gateway(dir.path(), (source, timers), &platform, &receiver).await;
     wait_until("the socket subscription", || {
         platform.with(|s| s.ws.live.is_some())
     })
@@ -590,4 +595,31 @@ async fn a_failed_refresh_keeps_the_session_and_only_invalid_grant_ends_it() {
     });
     list().await.expect("a new session after invalid_grant");
     assert_eq!(platform.with(|s| s.jwt_grants), 2);
+}
+
+/// A RingCentral WebSocket server that keeps the connection open but stops answering (no
+/// Heartbeat reply, no notification) is noticed: after `keep_alive` of silence the source
+/// sends a Heartbeat, after `server_timeout` of silence it drops the socket and connects again
+/// (it used to wait a fixed 60 s + 30 s whatever the config said).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_server_that_stops_answering_is_dropped_and_reconnected() {
+    let Subscribed {
+        platform, gw, dir, ..
+    } = subscribed_with_timers("ws-hung", "    keep_alive: 300ms\n    server_timeout: 1s\n").await;
+    let before = platform.with(|s| s.ws.connections);
+    platform.with(|s| s.ws.mute = true);
+    // A new socket is not muted until the test says so: let it through.
+    wait_until("a reconnect after the server went silent", || {
+        platform.with(|s| {
+            if s.ws.connections > before {
+                s.ws.mute = false;
+                true
+            } else {
+                false
+            }
+        })
+    })
+    .await;
+    gw.shutdown().await;
+    drop(dir);
 }

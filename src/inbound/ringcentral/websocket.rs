@@ -28,10 +28,6 @@ use tokio_tungstenite::tungstenite::Message as Frame;
 const DETAILS_TIMEOUT: Duration = Duration::from_secs(30);
 /// The subscription reply must arrive within this.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Send a `Heartbeat` after this long without a frame (as `@rc-ex/ws` does).
-const SILENCE: Duration = Duration::from_secs(60);
-/// After a `Heartbeat`, the connection is dead if nothing arrives within this.
-const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Notification `uuid`s remembered to drop replays.
 const REMEMBERED: usize = 4096;
 /// Largest frame accepted.
@@ -53,6 +49,12 @@ pub struct WebSocketSource {
     pub intake: Intake,
     /// Connected or not (`/readyz`).
     pub state: SourceState,
+    /// Send a `Heartbeat` after this long without a message from the server
+    /// (`sources[].keep_alive`).
+    pub keep_alive: Duration,
+    /// The connection is dead after this long without a message from the server, Heartbeat
+    /// replies included (`sources[].server_timeout`, above `keep_alive`).
+    pub server_timeout: Duration,
 }
 
 /// The session context kept across connections.
@@ -99,6 +101,8 @@ pub async fn run_source(
         snapshots,
         intake,
         state,
+        keep_alive: source.keep_alive,
+        server_timeout: source.server_timeout,
     }
     .run(stop)
     .await;
@@ -240,9 +244,10 @@ impl WebSocketSource {
         let mut last = Instant::now();
         let mut heartbeat_sent: Option<Instant> = None;
         loop {
+            // Only what the server sends re-arms these: our own Heartbeats do not.
             let deadline = match heartbeat_sent {
-                Some(at) => at + HEARTBEAT_TIMEOUT,
-                None => last + SILENCE,
+                Some(_) => last + self.server_timeout,
+                None => last + self.keep_alive,
             };
             let message = tokio::select! {
                 message = next_message(&mut stream) => message,
