@@ -809,3 +809,45 @@ async fn a_hub_that_stops_talking_is_dropped_and_reconnected() {
     );
     gw.shutdown().await;
 }
+
+/// The hub's view of its clients: a client that completes the handshake and then sends
+/// nothing (not even Pings) while its TCP connection stays open is closed after the client
+/// timeout (30 s, ASP.NET Core's `ClientTimeoutInterval`), with a Close record saying why;
+/// the hub's own Pings to it do not count as hearing from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_talking_is_closed_by_the_hub() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as Frame;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(&config_text(dir.path(), "", &hub_routes(""))).await;
+    let mut socket = raw_socket(&gw).await;
+    socket
+        .send(Frame::Text(
+            "{\"protocol\":\"json\",\"version\":1}\u{1e}".into(),
+        ))
+        .await
+        .unwrap();
+    read_until(&mut socket, "{}").await.unwrap();
+    // Silent from here: read what the hub sends until it closes.
+    let mut pings = 0;
+    let read = async {
+        while let Some(Ok(frame)) = socket.next().await {
+            if let Frame::Text(text) = frame {
+                if text.contains("\"type\":6") {
+                    pings += 1;
+                }
+                if text.contains("\"type\":7") {
+                    return Some(text.to_string());
+                }
+            }
+        }
+        None
+    };
+    let close = tokio::time::timeout(Duration::from_secs(60), read)
+        .await
+        .expect("the hub closes a silent client within a minute")
+        .expect("a Close record before the socket ends");
+    assert!(close.contains("Client timeout"), "{close}");
+    assert!(pings >= 1, "the hub kept pinging the client: {pings}");
+    gw.shutdown().await;
+}
