@@ -9,12 +9,13 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("{file}: cannot read: {source}")]
+    // The I/O error is in the message, not a `source`: error chains would print it twice.
+    #[error("{file}: cannot read: {error}")]
     Read {
         /// The config file.
         file: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The YAML does not fit the schema (unknown key, wrong type); the message has the line.
     #[error("{file}: {message}")]
@@ -45,9 +46,9 @@ pub enum ConfigError {
 /// Reads and parses a config file and resolves its `${NAME}` references from the process
 /// environment.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
         file: path.to_path_buf(),
-        source,
+        error,
     })?;
     parse(path, &text, &|name| std::env::var(name).ok())
 }

@@ -632,3 +632,24 @@ fn translate_keeps_the_templates_key_order() {
         "keys out of the template's order: {line}\n{template}"
     );
 }
+
+/// An unreadable config is said once, naming the file (the I/O error used to be printed
+/// twice: once in the message, once as its cause).
+#[test]
+fn a_missing_config_file_is_reported_once() {
+    let out = callgate(
+        &["dlq", "--config", "/nonexistent/callgate.yaml", "list"],
+        None,
+    );
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("/nonexistent/callgate.yaml: cannot read"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("No such file or directory").count(),
+        1,
+        "{stderr}"
+    );
+}
