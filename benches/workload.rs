@@ -95,9 +95,13 @@ impl Workload {
     /// lifecycle, route, encode, commit, and the store batches. Returns the messages made.
     pub fn pipeline(&self, body: &[u8]) -> usize {
         let read = || read_payload(&Method::POST, &self.headers, None, body, false, false);
-        let inbound = Verifier::Open
-            .verify(&self.headers, body, read)
-            .expect("verified");
+        let presented = callgate::model::signature::Presented {
+            method: "POST",
+            target: "/hooks/rc",
+            headers: &self.headers,
+            body,
+        };
+        let inbound = Verifier::Open.verify(&presented, read).expect("verified");
         let accepted =
             pipeline::accept(&self.snapshot.mappings, &self.route, &inbound).expect("accepted");
         accepted.commit();

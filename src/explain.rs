@@ -8,7 +8,6 @@ use crate::mapping::{Edits, Location, MappingSet, Problem};
 use crate::model::inbound::Verifier;
 use crate::pipeline::{self, Fate, PipelineError, Routing};
 use crate::translate::{Payload, Translator};
-use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::sync::Arc;
@@ -217,7 +216,7 @@ fn explain_one(
         ..Diagnostic::new(stage, message, at)
     };
     // Local input is trusted: the open verifier is what makes it a `VerifiedInbound`.
-    let inbound = match Verifier::Open.verify(&HeaderMap::new(), b"", || {
+    let inbound = match Verifier::Open.verify(&crate::model::signature::Presented::local(), || {
         Ok((payload.value.clone(), payload.params))
     }) {
         Ok(inbound) => inbound,

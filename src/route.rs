@@ -67,6 +67,10 @@ pub struct Route {
     pub on_timeout: OnTimeout,
     /// How long a proxy forward may take before `on_timeout` acts.
     pub forward_timeout: std::time::Duration,
+    /// The source vendor's endpoint challenge, answered after verification (Zoom).
+    pub challenge: Option<Arc<crate::model::signature::Challenge>>,
+    /// The source vendor's validation query parameter, echoed as `text/plain` (Graph).
+    pub validation_query: Option<String>,
     /// Destinations, in config order.
     pub destinations: Vec<Arc<Destination>>,
     /// The handshake header to echo, when the source vendor has one.

@@ -178,13 +178,24 @@ impl Snapshot {
         to: &str,
         url: &str,
     ) -> Result<Snapshot, BuildError> {
+        // Translation feeds the pipeline directly (it verifies nothing), so the route's auth
+        // only has to be one validation accepts: a vendor that signs gets its own scheme.
+        let auth = mappings
+            .vendor(from)
+            .and_then(|v| v.signature.as_ref())
+            .map(|_| {
+                config::InboundAuth::Signature(config::SignatureKey {
+                    secret: EnvString::literal("translate"),
+                })
+            });
         let config = Arc::new(Config {
             mappings: mappings.root().to_path_buf(),
             routes: vec![RouteConfig {
                 name: "translate".into(),
                 path: "/translate".into(),
                 from: from.into(),
-                auth: None,
+                auth,
+                public_url: None,
                 ack: Ack::Queued,
                 on_timeout: OnTimeout::Fail,
                 forward_timeout: None,
@@ -331,6 +342,8 @@ fn route(
         forward_timeout: r.forward_timeout,
         destinations,
         handshake_header: source.and_then(|v| v.handshake_header.clone()),
+        challenge: source.and_then(|v| v.challenge.clone()),
+        validation_query: source.and_then(|v| v.validation_query.clone()),
         accept_empty: source.is_some_and(|v| v.accept_empty),
         params: source.is_some_and(|v| v.payload == PayloadKind::Params),
         fidelity,

@@ -13,7 +13,6 @@ use crate::model::params::{BadEscape, parse_url_params};
 use crate::pipeline::{self, Fate, PipelineError, Routing};
 use crate::route::Route;
 use crate::snapshot::Snapshot;
-use axum::http::HeaderMap;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
@@ -251,7 +250,7 @@ impl Translator {
     pub fn translate(&self, payload: &Payload) -> Result<Vec<Outcome>, TranslateError> {
         // Local input is trusted: the open verifier is what makes it a `VerifiedInbound`.
         let inbound = Verifier::Open
-            .verify(&HeaderMap::new(), b"", || {
+            .verify(&crate::model::signature::Presented::local(), || {
                 Ok((payload.value.clone(), payload.params))
             })
             .map_err(|e| TranslateError::Render(e.to_string()))?;

@@ -127,6 +127,7 @@ fn for_each_env_string(config: &mut Config, f: &mut dyn FnMut(&mut EnvString)) {
                     f(&mut b.password);
                 }
                 InboundAuth::Header(h) => f(&mut h.value),
+                InboundAuth::Signature(key) => f(&mut key.secret),
             }
         }
         if let Some(rc) = route.ringcentral.as_mut() {
@@ -307,6 +308,26 @@ mod tests {
             "route `p`: forward_timeout 10s must be above 0 and shorter than server.request_timeout 10s",
             "route `q`: forward_timeout is for ack: proxy routes",
             "route `l`, destination `d`: circuit_breaker failures and open_for must be above 0",
+        ] {
+            assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+        }
+    }
+
+    /// Vendor signature schemes: `auth: { signature }` only where the source vendor declares
+    /// one, a vendor with a signed challenge only with it, and `public_url` a base URL.
+    #[test]
+    fn signature_auth_fits_its_vendor() {
+        let mappings =
+            MappingSet::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings")).unwrap();
+        let config = parse_text(
+            "routes:\n  - { name: v, path: /v, from: vidyo, auth: { signature: { secret: s } }, to: [ { name: d, vendor: vidyo, url: 'http://x/' } ] }\n  - { name: z, path: /z, from: zoom-phone, to: [ { name: d, vendor: vidyo, url: 'http://x/' } ] }\n  - { name: t, path: /t, from: twilio, public_url: 'https://h/x?y=1', auth: { signature: { secret: s } }, to: [ { name: d, vendor: vidyo, url: 'http://x/' } ] }\n",
+        )
+        .unwrap();
+        let all = validate(&config, &mappings).join("\n");
+        for expected in [
+            "route `v`: auth signature needs a source vendor whose vendor.yaml declares `signature:` (vidyo does not)",
+            "route `z`: zoom-phone validates endpoints with a signed challenge: the route needs `auth: {signature: {secret: …}}`",
+            "route `t`: public_url `https://h/x?y=1` must be an http(s) URL without query",
         ] {
             assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
         }

@@ -10,6 +10,7 @@ pub mod validate;
 mod verifier_tests;
 
 use crate::model::inbound::Verifier;
+use crate::model::signature::SignatureScheme;
 use crate::model::standard_webhooks::Secret;
 use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
@@ -400,6 +401,11 @@ pub struct RouteConfig {
     /// How requests prove they come from the vendor. Default: none.
     #[serde(default)]
     pub auth: Option<InboundAuth>,
+    /// The route's URL as the sender sees it, up to the path (`https://hooks.example.com`),
+    /// when callgate is behind a proxy: signature schemes that sign the URL (Twilio) sign
+    /// this base + the request's path and query. Default: `http://` + the `Host` header.
+    #[serde(default)]
+    pub public_url: Option<String>,
     /// `queued` (default): answer 2xx once every outbound message is durably stored.
     /// `proxy`: forward to the first destination and return its reply.
     #[serde(default)]
@@ -502,6 +508,19 @@ pub enum InboundAuth {
     /// Standard Webhooks signatures (`webhook-id`, `webhook-timestamp`,
     /// `webhook-signature`; docs/protocols.md §8).
     StandardWebhooks(StandardWebhooksVerify),
+    /// The source vendor's own signature scheme (`signature:` in its `vendor.yaml`: Twilio's
+    /// `X-Twilio-Signature`, Zoom's `x-zm-signature`), keyed with this secret (Twilio's auth
+    /// token, Zoom's secret token). The vendor's challenge handshake, if it declares one, is
+    /// answered with the same secret.
+    Signature(SignatureKey),
+}
+
+/// `auth: { signature: { secret } }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignatureKey {
+    /// The signing secret.
+    pub secret: EnvString,
 }
 
 /// The schemes of [`InboundAuth`], as written.
@@ -511,6 +530,7 @@ const INBOUND_AUTH_SCHEMES: &[&str] = &[
     "bearer",
     "header",
     "standard_webhooks",
+    "signature",
 ];
 
 impl<'de> Deserialize<'de> for InboundAuth {
@@ -536,6 +556,7 @@ impl<'de> Deserialize<'de> for InboundAuth {
                     "bearer" => InboundAuth::Bearer(map.next_value()?),
                     "header" => InboundAuth::Header(map.next_value()?),
                     "standard_webhooks" => InboundAuth::StandardWebhooks(map.next_value()?),
+                    "signature" => InboundAuth::Signature(map.next_value()?),
                     other => return Err(de::Error::unknown_field(other, INBOUND_AUTH_SCHEMES)),
                 };
                 if let Some(second) = map.next_key::<String>()? {
@@ -854,7 +875,12 @@ fn durations<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error>
 /// The verifier a route's `auth` configures. `token_headers` are the headers the source
 /// vendor carries a shared token in (empty for vendors that declare none: config
 /// validation refuses `verification_token` there). Errors name a secret that does not parse.
-pub fn verifier(auth: Option<&InboundAuth>, token_headers: &[String]) -> Result<Verifier, String> {
+/// `signature` is the source vendor's declared scheme with the route's `public_url`.
+pub fn verifier(
+    auth: Option<&InboundAuth>,
+    token_headers: &[String],
+    signature: Option<(&std::sync::Arc<SignatureScheme>, Option<&str>)>,
+) -> Result<Verifier, String> {
     Ok(match auth {
         None => Verifier::Open,
         Some(InboundAuth::VerificationToken(token)) => Verifier::VerificationToken {
@@ -890,6 +916,19 @@ pub fn verifier(auth: Option<&InboundAuth>, token_headers: &[String]) -> Result<
                 .collect::<Result<_, _>>()?,
             tolerance: sw.tolerance,
         },
+        Some(InboundAuth::Signature(key)) => {
+            let Some((scheme, public_url)) = signature else {
+                return Err(
+                    "auth signature needs a source vendor whose vendor.yaml declares `signature:`"
+                        .into(),
+                );
+            };
+            Verifier::Signature {
+                scheme: scheme.clone(),
+                key: key.secret.value().as_bytes().to_vec(),
+                public_url: public_url.map(str::to_string),
+            }
+        }
     })
 }
 

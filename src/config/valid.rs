@@ -320,7 +320,10 @@ fn route(
     let source = (r.from != AUTO).then(|| mappings.vendor(&r.from)).flatten();
     let headers = source.map(|v| v.token_headers()).unwrap_or_default();
     let mut problems = Vec::new();
-    let verifier = super::verifier(r.auth.as_ref(), &headers).map_err(|e| Problem {
+    let signature = source
+        .and_then(|v| v.signature.as_ref())
+        .map(|scheme| (scheme, r.public_url.as_deref()));
+    let verifier = super::verifier(r.auth.as_ref(), &headers, signature).map_err(|e| Problem {
         at: At::Route(r.name.clone()),
         message: format!("route `{}`: {e}", r.name),
     });

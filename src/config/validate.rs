@@ -242,6 +242,36 @@ fn check_routes(config: &Config, mappings: &MappingSet, problems: &mut Found) {
                 known(mappings)
             ));
         }
+        let source = (route.from != AUTO)
+            .then(|| mappings.vendor(&route.from))
+            .flatten();
+        if source.is_some_and(|v| v.challenge.is_some())
+            && !matches!(route.auth, Some(InboundAuth::Signature(_)))
+        {
+            problems.push(format!(
+                "{at}: {} validates endpoints with a signed challenge: the route needs `auth: {{signature: {{secret: …}}}}`",
+                route.from
+            ));
+        }
+        if matches!(route.auth, Some(InboundAuth::Signature(_)))
+            && source.is_none_or(|v| v.signature.is_none())
+        {
+            problems.push(format!(
+                "{at}: auth signature needs a source vendor whose vendor.yaml declares `signature:` ({} does not)",
+                route.from
+            ));
+        }
+        if let Some(url) = &route.public_url {
+            match reqwest::Url::parse(url) {
+                Ok(u)
+                    if (u.scheme() == "http" || u.scheme() == "https")
+                        && u.query().is_none()
+                        && u.fragment().is_none() => {}
+                _ => problems.push(format!(
+                    "{at}: public_url `{url}` must be an http(s) URL without query, like https://hooks.example.com"
+                )),
+            }
+        }
         if let Some(auth) = &route.auth {
             // Exactly one scheme is a parse-time fact: `auth` is an enum.
             if let InboundAuth::Header(h) = auth
@@ -284,6 +314,7 @@ fn check_routes(config: &Config, mappings: &MappingSet, problems: &mut Found) {
                 InboundAuth::VerificationToken(v) => empty("verification_token", v, problems),
                 InboundAuth::Bearer(v) => empty("bearer", v, problems),
                 InboundAuth::Header(h) => empty("header value", &h.value, problems),
+                InboundAuth::Signature(key) => empty("signature secret", &key.secret, problems),
                 InboundAuth::Basic(b) => empty("basic password", &b.password, problems),
                 InboundAuth::StandardWebhooks(_) => {}
             }

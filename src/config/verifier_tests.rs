@@ -23,13 +23,19 @@ fn basic_u_p() -> Verifier {
             password: EnvString::literal("p"),
         })),
         &[],
+        None,
     )
     .unwrap()
 }
 
 /// `bearer: <token>`.
 fn bearer(token: &str) -> Verifier {
-    crate::config::verifier(Some(&InboundAuth::Bearer(EnvString::literal(token))), &[]).unwrap()
+    crate::config::verifier(
+        Some(&InboundAuth::Bearer(EnvString::literal(token))),
+        &[],
+        None,
+    )
+    .unwrap()
 }
 
 #[test]
@@ -41,6 +47,7 @@ fn each_verifier_accepts_its_credential_and_refuses_others() {
     let token = crate::config::verifier(
         Some(&InboundAuth::VerificationToken(EnvString::literal("t0k"))),
         &rc_headers,
+        None,
     )
     .unwrap();
     assert!(
@@ -94,6 +101,7 @@ fn each_verifier_accepts_its_credential_and_refuses_others() {
             value: EnvString::literal("k"),
         })),
         &[],
+        None,
     )
     .unwrap();
     assert!(header.check(&headers(&[("x-api-key", "k")]), b"").is_ok());
@@ -145,7 +153,7 @@ fn a_standard_webhooks_secret_that_does_not_parse_is_an_error_not_dropped() {
         secrets: vec![EnvString::literal("whsec_plain-not-base64!")],
         tolerance: std::time::Duration::from_secs(300),
     });
-    let Err(err) = crate::config::verifier(Some(&auth), &[]) else {
+    let Err(err) = crate::config::verifier(Some(&auth), &[], None) else {
         panic!("a secret that does not parse must fail the verifier");
     };
     assert!(err.contains("standard_webhooks secret"), "{err}");

@@ -8,6 +8,7 @@ use crate::mapping::AUTO;
 use crate::mapping::decode::DecodeError;
 use crate::model::inbound::{InboundError, PayloadError, read_payload};
 use crate::model::problem::Problem;
+use crate::model::signature::Presented;
 use crate::outbound::http::Reply;
 use crate::pipeline::PipelineError;
 use crate::route::Route;
@@ -145,6 +146,36 @@ async fn receive(
         return Ok(response);
     }
 
+    // A validation request (Microsoft Graph's `?validationToken=`): the token back as
+    // text/plain, no event. It carries no credentials, so it comes before verification; the
+    // echo is bounded and plain text.
+    if let Some(name) = &route.validation_query
+        && let Some(token) = parts.uri.query().and_then(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == name.as_str())
+                .map(|(_, v)| v.into_owned())
+        })
+    {
+        if token.len() > 1024 || token.chars().any(char::is_control) {
+            return Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-validation",
+                "Validation token refused",
+                format!("`{name}` must be at most 1024 characters without control characters"),
+            ));
+        }
+        tracing::info!(route = %route.name, "validation request answered");
+        return Ok((
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            ],
+            token,
+        )
+            .into_response());
+    }
+
     let read = || {
         read_payload(
             &parts.method,
@@ -161,8 +192,24 @@ async fn receive(
             json!({"status": "connection test accepted"}),
         )
     };
-    let inbound = match route.verifier.verify(&parts.headers, &bytes, read) {
+    let presented = Presented {
+        method: parts.method.as_str(),
+        target: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+        headers: &parts.headers,
+        body: &bytes,
+    };
+    let inbound = match route.verifier.verify(&presented, read) {
         Ok(inbound) if route.accept_empty && inbound.is_empty() => return Ok(connection_test()),
+        // The vendor's endpoint challenge (Zoom's `endpoint.url_validation`), verified like
+        // any request first: an unsigned one never gets the route's HMAC.
+        Ok(inbound)
+            if let Some(challenge) = &route.challenge
+                && let Some(key) = route.verifier.signing_key()
+                && let Some(reply) = challenge.answer(inbound.payload(), key) =>
+        {
+            tracing::info!(route = %route.name, "endpoint challenge answered");
+            return Ok(json_response(StatusCode::OK, reply));
+        }
         Err(InboundError::Payload(PayloadError::Empty(_))) if route.accept_empty => {
             return Ok(connection_test());
         }

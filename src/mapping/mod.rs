@@ -154,6 +154,12 @@ pub struct VendorMapping {
     pub drops_stale: bool,
     /// How soon the vendor, as a sender, wants its answer (`reply_within`).
     pub reply_within: Option<std::time::Duration>,
+    /// How the vendor signs its requests (`signature:`).
+    pub signature: Option<Arc<crate::model::signature::SignatureScheme>>,
+    /// Its endpoint challenge (`challenge:`).
+    pub challenge: Option<Arc<crate::model::signature::Challenge>>,
+    /// Its validation query parameter (`validation_query:`).
+    pub validation_query: Option<String>,
     /// The case files of `cases/`.
     pub cases: Vec<PathBuf>,
     decoder: Option<Decoder>,
@@ -457,6 +463,18 @@ fn load_vendor(files: &Files, folder: &Path, problems: &mut Vec<Problem>) -> Opt
         ));
     }
 
+    let vendor_path = folder.join("vendor.yaml");
+    let signature = vendor_file
+        .signature
+        .as_ref()
+        .and_then(|s| compile_signature(&vendor_path, s, problems))
+        .map(Arc::new);
+    let challenge = vendor_file
+        .challenge
+        .as_ref()
+        .and_then(|c| compile_challenge(&vendor_path, c, problems))
+        .map(Arc::new);
+
     let mut cases: Vec<PathBuf> = std::fs::read_dir(folder.join("cases"))
         .map(|d| {
             d.filter_map(Result::ok)
@@ -480,6 +498,9 @@ fn load_vendor(files: &Files, folder: &Path, problems: &mut Vec<Problem>) -> Opt
         hub_events: vendor_file.hub_events,
         drops_stale: vendor_file.sequence == schema::SequenceKind::MonotonicPerLeg,
         reply_within: vendor_file.reply_within,
+        signature,
+        challenge,
+        validation_query: vendor_file.validation_query,
         cases,
         decoder,
         encoder,
@@ -571,6 +592,122 @@ impl<'a> Files<'a> {
         };
         parse_yaml(path, &text, problems)
     }
+}
+
+/// `signature:` → a scheme, or a problem at its line naming what cannot be built.
+fn compile_signature(
+    file: &Path,
+    spanned: &Spanned<schema::SignatureFile>,
+    problems: &mut Vec<Problem>,
+) -> Option<crate::model::signature::SignatureScheme> {
+    use crate::model::signature::{Algorithm, Encoding, SignatureScheme, SignedPart};
+    let s = &spanned.value;
+    let start = problems.len();
+    let mut problem = |message: String| problems.push(at(file, spanned, message));
+    let algorithm = match s.algorithm.as_str() {
+        "hmac-sha1" => Some(Algorithm::HmacSha1),
+        "hmac-sha256" => Some(Algorithm::HmacSha256),
+        other => {
+            problem(format!(
+                "signature algorithm `{other}`: use hmac-sha1 or hmac-sha256"
+            ));
+            None
+        }
+    };
+    let encoding = match s.encoding.as_str() {
+        "hex" => Some(Encoding::Hex),
+        "base64" => Some(Encoding::Base64),
+        other => {
+            problem(format!("signature encoding `{other}`: use hex or base64"));
+            None
+        }
+    };
+    if axum::http::HeaderName::from_bytes(s.header.as_bytes()).is_err() {
+        problem(format!(
+            "signature header `{}` is not a valid header name",
+            s.header
+        ));
+    }
+    let mut signed = Vec::new();
+    for part in &s.signed {
+        signed.push(match part {
+            schema::SignedPartFile::Named(name) => match name.as_str() {
+                "method" => SignedPart::Method,
+                "url" => SignedPart::Url,
+                "body" => SignedPart::Body,
+                "sorted_form_params" => SignedPart::SortedFormParams,
+                other => {
+                    problem(format!(
+                        "signed part `{other}`: use method, url, body, sorted_form_params, {{header: name}} or {{text: \"…\"}}"
+                    ));
+                    continue;
+                }
+            },
+            schema::SignedPartFile::Header { header } => {
+                SignedPart::Header(header.to_ascii_lowercase())
+            }
+            schema::SignedPartFile::Text { text } => SignedPart::Literal(text.clone()),
+        });
+    }
+    if signed.is_empty() && s.signed.is_empty() {
+        problem("signature signs nothing: list its `signed` parts".into());
+    }
+    let timestamp = match &s.timestamp {
+        None => None,
+        Some(t) => match humantime::parse_duration(&t.tolerance) {
+            Ok(tolerance) if !tolerance.is_zero() => {
+                Some((t.header.to_ascii_lowercase(), tolerance))
+            }
+            _ => {
+                problem(format!(
+                    "signature timestamp tolerance `{}` is not a duration above 0 like 5m",
+                    t.tolerance
+                ));
+                None
+            }
+        },
+    };
+    if problems.len() > start {
+        return None;
+    }
+    Some(SignatureScheme {
+        header: s.header.to_ascii_lowercase(),
+        algorithm: algorithm?,
+        encoding: encoding?,
+        prefix: s.prefix.clone(),
+        signed,
+        timestamp,
+    })
+}
+
+/// `challenge:` → a challenge, or a problem at its line.
+fn compile_challenge(
+    file: &Path,
+    spanned: &Spanned<schema::ChallengeFile>,
+    problems: &mut Vec<Problem>,
+) -> Option<crate::model::signature::Challenge> {
+    use crate::model::signature::member_path;
+    let c = &spanned.value;
+    let path = |p: &str, problems: &mut Vec<Problem>| {
+        let parsed = member_path(p);
+        if parsed.is_none() {
+            problems.push(at(
+                file,
+                spanned,
+                format!("challenge path `{p}`: write a member path like $.payload.plainToken"),
+            ));
+        }
+        parsed
+    };
+    let event = path(&c.event, problems);
+    let token = path(&c.token, problems);
+    Some(crate::model::signature::Challenge {
+        event: event?,
+        equals: c.equals.clone(),
+        token: token?,
+        reply_token: c.reply_token.clone(),
+        reply_signed: c.reply_signed.clone(),
+    })
 }
 
 fn at<T>(file: &Path, spanned: &Spanned<T>, message: String) -> Problem {

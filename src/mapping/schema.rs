@@ -56,6 +56,84 @@ pub struct VendorFile {
     /// route's `server.request_timeout` is the budget).
     #[serde(default, deserialize_with = "reply_within")]
     pub reply_within: Option<std::time::Duration>,
+    /// How the vendor signs its requests; a route from it verifies with
+    /// `auth: { signature: { secret } }`. Default: none.
+    #[serde(default)]
+    pub signature: Option<Spanned<SignatureFile>>,
+    /// A challenge the vendor sends to validate an endpoint, answered without producing an
+    /// event (Zoom's `endpoint.url_validation`). Default: none.
+    #[serde(default)]
+    pub challenge: Option<Spanned<ChallengeFile>>,
+    /// A query parameter whose presence makes a request a validation, answered 200
+    /// `text/plain` with its value and no event (Microsoft Graph's `validationToken`).
+    #[serde(default)]
+    pub validation_query: Option<String>,
+}
+
+/// `signature:` in `vendor.yaml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignatureFile {
+    /// The header carrying the signature.
+    pub header: String,
+    /// `hmac-sha1` or `hmac-sha256`.
+    pub algorithm: String,
+    /// `hex` or `base64`.
+    pub encoding: String,
+    /// Text before the encoded MAC (`v0=`). Default: none.
+    #[serde(default)]
+    pub prefix: String,
+    /// The signed string's parts in order: `method`, `url`, `body`, `sorted_form_params`,
+    /// `{header: name}` or `{text: "v0:"}`.
+    pub signed: Vec<SignedPartFile>,
+    /// The header with the signing time (Unix seconds) and how far from now it may be.
+    #[serde(default)]
+    pub timestamp: Option<TimestampFile>,
+}
+
+/// One part of a signed string.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum SignedPartFile {
+    /// `method`, `url`, `body` or `sorted_form_params`.
+    Named(String),
+    /// `{header: name}`.
+    Header {
+        /// The header.
+        header: String,
+    },
+    /// `{text: "v0:"}`.
+    Text {
+        /// The text.
+        text: String,
+    },
+}
+
+/// `signature.timestamp`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimestampFile {
+    /// The header.
+    pub header: String,
+    /// How far from now, either way (`5m`).
+    pub tolerance: String,
+}
+
+/// `challenge:` in `vendor.yaml`: a request whose `event` path holds `equals` is a challenge;
+/// the reply is `{<reply_token>: token, <reply_signed>: hex HMAC-SHA256(route secret, token)}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChallengeFile {
+    /// Where the event name is (`$.event`).
+    pub event: String,
+    /// The event name that makes a challenge.
+    pub equals: String,
+    /// Where the token is (`$.payload.plainToken`).
+    pub token: String,
+    /// The reply's member holding the token.
+    pub reply_token: String,
+    /// The reply's member holding the signed token.
+    pub reply_signed: String,
 }
 
 /// `reply_within`: a humantime duration above zero (`3s`, `1500ms`).

@@ -4,6 +4,7 @@
 //! authentication is a type error. Secrets are compared in constant time.
 
 use crate::model::params::parse_urlencoded;
+use crate::model::signature::{Presented, SignatureError, SignatureScheme};
 use crate::model::standard_webhooks::{self, Secret, Signed};
 use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, Method, header::CONTENT_TYPE};
@@ -243,6 +244,16 @@ pub enum Verifier {
     Bearer(Vec<u8>),
     /// A token in a named header.
     Header(String, Vec<u8>),
+    /// The source vendor's declared signature scheme (`vendor.yaml` `signature:`), keyed with
+    /// the route's secret.
+    Signature {
+        /// The scheme.
+        scheme: std::sync::Arc<SignatureScheme>,
+        /// The key.
+        key: Vec<u8>,
+        /// The route's public base URL, for schemes that sign the URL.
+        public_url: Option<String>,
+    },
     /// Standard Webhooks signatures over the body (docs/protocols.md §8).
     StandardWebhooks {
         /// Any of these may have signed (rotation).
@@ -295,6 +306,15 @@ impl Verifier {
         }
     }
 
+    /// The key of a vendor signature scheme (`auth: { signature }`), which also answers the
+    /// vendor's endpoint challenge.
+    pub fn signing_key(&self) -> Option<&[u8]> {
+        match self {
+            Verifier::Signature { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+
     /// Whether this is a shared-token verifier (`verification_token`).
     pub fn is_token_verifier(&self) -> bool {
         matches!(self, Verifier::VerificationToken { .. })
@@ -307,9 +327,33 @@ impl Verifier {
     }
 
     /// Checks the request's credentials; signature schemes cover `body`, the exact bytes
-    /// received.
+    /// received. (A vendor scheme that signs the method or URL needs [`Self::check_request`].)
     pub fn check(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), VerifyError> {
+        self.check_request(&Presented {
+            method: "",
+            target: "",
+            headers,
+            body,
+        })
+    }
+
+    /// Checks the credentials of a request as it was presented.
+    pub fn check_request(&self, request: &Presented<'_>) -> Result<(), VerifyError> {
+        let (headers, body) = (request.headers, request.body);
         match self {
+            Verifier::Signature {
+                scheme,
+                key,
+                public_url,
+            } => {
+                let now = crate::model::clock::now_ms() / 1000;
+                scheme
+                    .verify(key, request, public_url.as_deref(), now)
+                    .map_err(|e| match e {
+                        SignatureError::Missing(name) => VerifyError::Missing(name),
+                        SignatureError::Invalid(why) => VerifyError::Invalid(why),
+                    })
+            }
             Verifier::Open => Ok(()),
             Verifier::VerificationToken {
                 headers: names,
@@ -352,11 +396,10 @@ impl Verifier {
     /// verified: an unauthenticated body is never parsed.
     pub fn verify(
         &self,
-        headers: &HeaderMap,
-        body: &[u8],
+        request: &Presented<'_>,
         read: impl FnOnce() -> Result<(Value, bool), PayloadError>,
     ) -> Result<VerifiedInbound, InboundError> {
-        self.check(headers, body).map_err(InboundError::Refused)?;
+        self.check_request(request).map_err(InboundError::Refused)?;
         let (payload, params) = read().map_err(InboundError::Payload)?;
         Ok(VerifiedInbound { payload, params })
     }

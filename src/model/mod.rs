@@ -13,4 +13,5 @@ pub mod outbound;
 pub mod params;
 pub mod problem;
 pub mod schema;
+pub mod signature;
 pub mod standard_webhooks;

@@ -27,3 +27,4 @@ mod serve;
 mod signing;
 mod support;
 mod tail;
+mod vendor_signatures;

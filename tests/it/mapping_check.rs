@@ -311,3 +311,38 @@ fn a_bad_strftime_pattern_in_time_format_is_refused() {
         &["not a valid strftime pattern"],
     );
 }
+
+/// A signature or handshake declaration that cannot be built is refused at load, naming the
+/// file, the line and what is wrong (issue: "check refuses a `verify:` or handshake declaration
+/// it cannot build").
+#[test]
+fn a_signature_scheme_or_challenge_that_cannot_be_built_is_refused() {
+    refused(
+        "twilio/vendor.yaml",
+        "algorithm: hmac-sha1",
+        "algorithm: hmac-md5",
+        "header: X-Twilio-Signature",
+        &["hmac-md5", "hmac-sha1 or hmac-sha256"],
+    );
+    refused(
+        "twilio/vendor.yaml",
+        "signed: [url, sorted_form_params]",
+        "signed: [url, sorted_params]",
+        "header: X-Twilio-Signature",
+        &["sorted_params", "sorted_form_params"],
+    );
+    refused(
+        "zoom-phone/vendor.yaml",
+        "tolerance: 5m",
+        "tolerance: soon",
+        "header: x-zm-signature",
+        &["soon", "duration"],
+    );
+    refused(
+        "zoom-phone/vendor.yaml",
+        "token: \"$.payload.plainToken\"",
+        "token: \"payload[plainToken]\"",
+        "event: \"$.event\"",
+        &["payload[plainToken]", "member path"],
+    );
+}
