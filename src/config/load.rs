@@ -145,10 +145,16 @@ fn for_each_env_string(config: &mut Config, f: &mut dyn FnMut(&mut EnvString)) {
                 basic,
                 bearer,
                 jwt_secret,
+                oauth2_client_credentials,
             }) = dest.auth.as_mut()
             {
                 bearer.iter_mut().for_each(&mut *f);
                 jwt_secret.iter_mut().for_each(&mut *f);
+                if let Some(o) = oauth2_client_credentials {
+                    f(&mut o.token_url);
+                    f(&mut o.client_id);
+                    f(&mut o.client_secret);
+                }
                 if let Some(b) = basic {
                     f(&mut b.username);
                     f(&mut b.password);

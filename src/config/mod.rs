@@ -732,6 +732,26 @@ pub struct OutboundAuth {
     /// Hub destinations: the HS256 secret that signs the JWTs clients connect with.
     #[serde(default)]
     pub jwt_secret: Option<EnvString>,
+    /// `Authorization: Bearer` with a token fetched by the OAuth 2.0 client credentials grant
+    /// (RFC 6749 §4.4; Microsoft Graph's app-only tokens), cached until a minute before it
+    /// expires and fetched again once when the receiver answers 401. Never logged.
+    #[serde(default)]
+    pub oauth2_client_credentials: Option<OAuth2ClientCredentials>,
+}
+
+/// `auth: { oauth2_client_credentials: { token_url, client_id, client_secret, scope } }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth2ClientCredentials {
+    /// The token endpoint (`https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token`).
+    pub token_url: EnvString,
+    /// The client id.
+    pub client_id: EnvString,
+    /// The client secret.
+    pub client_secret: EnvString,
+    /// The scope (`https://graph.microsoft.com/.default`). Default: none sent.
+    #[serde(default)]
+    pub scope: Option<String>,
 }
 
 /// A string that may hold `${NAME}` references to environment variables, resolved at load.

@@ -103,6 +103,8 @@ pub struct HttpTarget {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// The Standard Webhooks signing key (`sign:`).
     pub signer: Option<Secret>,
+    /// Bearer tokens from a client credentials grant (`auth.oauth2_client_credentials`).
+    pub oauth2: Option<super::OAuth2ClientCredentials>,
 }
 
 /// A hub destination.
@@ -390,6 +392,10 @@ fn destination(d: &DestinationConfig) -> Result<ValidDestination, String> {
                 .map(|sign| Secret::parse(sign.standard_webhooks.secret.value()))
                 .transpose()
                 .map_err(|e| format!("sign standard_webhooks: {e}"))?,
+            oauth2: d
+                .auth
+                .as_ref()
+                .and_then(|a| a.oauth2_client_credentials.clone()),
         }),
         (None, Some(path)) => Transport::Hub(HubTarget {
             path: path.clone(),
@@ -438,14 +444,27 @@ fn headers(
         Some(OutboundAuth {
             basic: Some(b),
             bearer: None,
+            oauth2_client_credentials: None,
             ..
         }) => Some(basic(b.username.value(), b.password.value())),
         Some(OutboundAuth {
             basic: None,
             bearer: Some(token),
+            oauth2_client_credentials: None,
             ..
         }) => Some(format!("Bearer {}", token.value())),
-        Some(_) => return Err("auth needs exactly one of basic, bearer".into()),
+        // Fetched at send time by the HTTP adapter.
+        Some(OutboundAuth {
+            basic: None,
+            bearer: None,
+            oauth2_client_credentials: Some(_),
+            ..
+        }) => None,
+        Some(_) => {
+            return Err(
+                "auth needs exactly one of basic, bearer, oauth2_client_credentials".into(),
+            );
+        }
         None => userinfo(url.value()).map(|(u, p)| basic(&u, &p)),
     };
     if let Some(credentials) = credentials {
@@ -505,6 +524,7 @@ fn rest_auth(auth: Option<&OutboundAuth>) -> Result<Option<RestAuth>, String> {
             basic: Some(b),
             bearer: None,
             jwt_secret: None,
+            oauth2_client_credentials: None,
         }) => Some(RestAuth::Basic {
             username: b.username.clone(),
             password: b.password.clone(),
@@ -513,6 +533,7 @@ fn rest_auth(auth: Option<&OutboundAuth>) -> Result<Option<RestAuth>, String> {
             basic: None,
             bearer: Some(token),
             jwt_secret: None,
+            oauth2_client_credentials: None,
         }) => Some(RestAuth::Bearer(token.clone())),
         Some(_) => return Err("rest_auth needs exactly one of basic, bearer".into()),
     })

@@ -462,12 +462,40 @@ fn check_destination<'a>(
         ));
     }
     if let Some(auth) = &dest.auth {
+        let schemes = [
+            auth.basic.is_some(),
+            auth.bearer.is_some(),
+            auth.oauth2_client_credentials.is_some(),
+        ]
+        .iter()
+        .filter(|s| **s)
+        .count();
         if dest.hub.is_some() {
-            if auth.basic.is_some() || auth.bearer.is_some() {
+            if schemes > 0 {
                 problems.push(format!("{at}: a hub's auth takes only jwt_secret"));
             }
-        } else if auth.basic.is_some() == auth.bearer.is_some() || auth.jwt_secret.is_some() {
-            problems.push(format!("{at}: auth needs exactly one of basic, bearer"));
+        } else if schemes != 1 || auth.jwt_secret.is_some() {
+            problems.push(format!(
+                "{at}: auth needs exactly one of basic, bearer, oauth2_client_credentials"
+            ));
+        }
+        if let Some(o) = &auth.oauth2_client_credentials {
+            check_url(
+                &format!("{at}: oauth2_client_credentials token_url"),
+                o.token_url.value(),
+                problems,
+            );
+            for (name, value) in [
+                ("client_id", &o.client_id),
+                ("client_secret", &o.client_secret),
+            ] {
+                if value.value().is_empty() {
+                    problems.push(format!(
+                        "{at}: oauth2_client_credentials {name} is empty (`{}` resolved to nothing)",
+                        value.raw()
+                    ));
+                }
+            }
         }
     }
     for (name, value) in &dest.headers {

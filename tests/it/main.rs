@@ -16,6 +16,7 @@ mod integrity;
 mod lanes;
 mod mapping_check;
 mod memory;
+mod oauth2;
 mod playground;
 mod properties;
 mod rc_platform;

@@ -43,6 +43,9 @@ pub enum SendError {
     /// Anything else (invalid URL or method, body error).
     #[error("request failed: {0}")]
     Other(String),
+    /// The OAuth 2.0 token endpoint gave no token (retried like a connect failure).
+    #[error("cannot get an access token: {0}")]
+    Token(String),
 }
 
 impl SendError {
@@ -50,7 +53,7 @@ impl SendError {
     pub fn as_attempt_result(&self) -> AttemptResult<'static> {
         match self {
             SendError::Timeout(_) => AttemptResult::Timeout,
-            SendError::Connect(_) => AttemptResult::Connect,
+            SendError::Connect(_) | SendError::Token(_) => AttemptResult::Connect,
             SendError::Other(_) => AttemptResult::Other,
         }
     }
@@ -80,6 +83,93 @@ pub struct HttpOutbound {
     base: (String, String),
     /// `sign: standard_webhooks` key.
     signer: Option<Secret>,
+    /// Bearer tokens from a client credentials grant.
+    oauth2: Option<TokenSource>,
+}
+
+/// Access tokens from an OAuth 2.0 client credentials grant (RFC 6749 §4.4), cached until a
+/// minute before they expire. Tokens are never logged or put in an error.
+struct TokenSource {
+    settings: crate::config::OAuth2ClientCredentials,
+    /// The token and when to fetch the next one.
+    cached: tokio::sync::Mutex<Option<(secrecy::SecretString, tokio::time::Instant)>>,
+}
+
+/// The token endpoint's answer (RFC 6749 §5.1).
+#[derive(serde::Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    /// Seconds; some servers send it as a string.
+    #[serde(default)]
+    expires_in: Option<serde_json::Value>,
+}
+
+impl TokenSource {
+    /// The cached token, or a new one when there is none or it expires within a minute.
+    async fn token(
+        &self,
+        http: &reqwest::Client,
+        timeout: Duration,
+    ) -> Result<secrecy::SecretString, SendError> {
+        let mut cached = self.cached.lock().await;
+        if let Some((token, until)) = &*cached
+            && tokio::time::Instant::now() < *until
+        {
+            return Ok(token.clone());
+        }
+        let s = &self.settings;
+        let mut form = vec![
+            ("grant_type", "client_credentials"),
+            ("client_id", s.client_id.value()),
+            ("client_secret", s.client_secret.value()),
+        ];
+        if let Some(scope) = &s.scope {
+            form.push(("scope", scope));
+        }
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&form)
+            .finish();
+        let response = http
+            .post(s.token_url.value())
+            .timeout(timeout)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| error(e, timeout))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(SendError::Token(format!(
+                "the token endpoint answered {status}"
+            )));
+        }
+        let bytes = response.bytes().await.map_err(|e| error(e, timeout))?;
+        let answer: TokenResponse = serde_json::from_slice(&bytes).map_err(|_| {
+            SendError::Token("the token endpoint's answer has no access_token".into())
+        })?;
+        let lifetime = answer
+            .expires_in
+            .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
+            .unwrap_or(3600);
+        let token = secrecy::SecretString::from(answer.access_token);
+        let until = tokio::time::Instant::now() + Duration::from_secs(lifetime.saturating_sub(60));
+        *cached = Some((token.clone(), until));
+        Ok(token)
+    }
+
+    /// Drops `used` from the cache (the receiver refused it), unless a newer one is there.
+    async fn forget(&self, used: &secrecy::SecretString) {
+        let mut cached = self.cached.lock().await;
+        if cached
+            .as_ref()
+            .is_some_and(|(token, _)| token.expose_secret() == used.expose_secret())
+        {
+            *cached = None;
+        }
+    }
 }
 
 impl HttpOutbound {
@@ -94,6 +184,10 @@ impl HttpOutbound {
                 target.sent_url.expose_secret().to_string(),
             ),
             signer: target.signer.clone(),
+            oauth2: target.oauth2.clone().map(|settings| TokenSource {
+                settings,
+                cached: tokio::sync::Mutex::new(None),
+            }),
         }
     }
 
@@ -114,6 +208,27 @@ impl HttpOutbound {
         &self,
         message: &Message,
         timeout: Duration,
+    ) -> Result<Reply, SendError> {
+        let Some(tokens) = &self.oauth2 else {
+            return self.send_once(message, timeout, None).await;
+        };
+        let token = tokens.token(&self.http, timeout).await?;
+        let reply = self.send_once(message, timeout, Some(&token)).await?;
+        if reply.status != StatusCode::UNAUTHORIZED {
+            return Ok(reply);
+        }
+        // The token was revoked or expired early: one new token, one more try.
+        tokens.forget(&token).await;
+        let token = tokens.token(&self.http, timeout).await?;
+        self.send_once(message, timeout, Some(&token)).await
+    }
+
+    /// One request, with `bearer` as its `Authorization` when given.
+    async fn send_once(
+        &self,
+        message: &Message,
+        timeout: Duration,
+        bearer: Option<&secrecy::SecretString>,
     ) -> Result<Reply, SendError> {
         let Request::Http(request) = &message.request else {
             return Err(SendError::Other("not an HTTP message".into()));
@@ -146,6 +261,12 @@ impl HttpOutbound {
                 )
                 .header(standard_webhooks::WEBHOOK_ID, id)
                 .header(standard_webhooks::WEBHOOK_TIMESTAMP, timestamp.to_string());
+        }
+        if let Some(token) = bearer {
+            let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
+                .map_err(|_| SendError::Token("the access token is not a header value".into()))?;
+            value.set_sensitive(true);
+            builder = builder.header(reqwest::header::AUTHORIZATION, value);
         }
         if let Some(body) = &request.body {
             builder = builder.body(body.clone());

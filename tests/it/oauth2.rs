@@ -1,0 +1,94 @@
+//! `auth: { oauth2_client_credentials }` against a real token endpoint and receiver on
+//! loopback: one token fetched for many deliveries, the grant's form as RFC 6749 §4.4 has it,
+//! and a 401 from the receiver (a revoked token) answered by one new token and one more try.
+
+use crate::harness::{Receiver, Reply, config_text, gateway, post};
+use crate::support::fixtures;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_is_fetched_once_cached_and_renewed_once_on_401() {
+    let issued = Arc::new(AtomicUsize::new(0));
+    let count = issued.clone();
+    let tokens = Receiver::start(move |_| {
+        let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+        Reply {
+            status: 200,
+            body: format!(
+                r#"{{"token_type":"Bearer","expires_in":3599,"access_token":"tok-{n}"}}"#
+            ),
+            delay: Duration::ZERO,
+            headers: vec![("content-type".into(), "application/json".into())],
+        }
+    })
+    .await;
+    // The receiver takes only the token it was told is current.
+    let current = Arc::new(Mutex::new("tok-1".to_string()));
+    let valid = current.clone();
+    let receiver = Receiver::start(move |r| {
+        let expected = format!("Bearer {}", valid.lock().unwrap());
+        match r.headers.get("authorization") {
+            Some(v) if v == expected.as_str() => Reply::ok(),
+            _ => Reply::status(401),
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let routes = format!(
+        "routes:\n  - name: rc\n    path: /rc\n    from: ringcentral\n    to:\n      - {{ name: graph, vendor: cloudevents, url: '{}', auth: {{ oauth2_client_credentials: {{ token_url: '{}', client_id: app-id, client_secret: app-secret, scope: 'https://graph.microsoft.com/.default' }} }} }}\n",
+        receiver.url("/events"),
+        tokens.url("/tenant/oauth2/v2.0/token"),
+    );
+    let gw = gateway(&config_text(dir.path(), "", &routes)).await;
+    let flow: Vec<String> = fixtures("ringcentral/flows/PSTN-RingCentral-DataStreams", ".json")
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    for body in &flow[5..7] {
+        let (status, reply) = post(&gw, "/rc", body).await;
+        assert_eq!(status, 200, "{reply}");
+    }
+    assert_eq!(receiver.wait_for(2, WAIT).await.len(), 2);
+    assert_eq!(
+        issued.load(Ordering::SeqCst),
+        1,
+        "one token for both deliveries"
+    );
+    let grant = form_urlencoded::parse(tokens.all()[0].body.as_bytes())
+        .into_owned()
+        .collect::<std::collections::HashMap<_, _>>();
+    assert_eq!(grant["grant_type"], "client_credentials");
+    assert_eq!(grant["client_id"], "app-id");
+    assert_eq!(grant["client_secret"], "app-secret");
+    assert_eq!(grant["scope"], "https://graph.microsoft.com/.default");
+
+    // The token is revoked: the next delivery is refused once, a new token is fetched, and
+    // the same attempt goes through with it.
+    *current.lock().unwrap() = "tok-2".into();
+    let (status, reply) = post(&gw, "/rc", &flow[7]).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(receiver.wait_for(3, WAIT).await.len(), 3);
+    assert_eq!(
+        issued.load(Ordering::SeqCst),
+        2,
+        "one new token after the 401"
+    );
+    let refused = receiver
+        .all()
+        .iter()
+        .filter(|r| {
+            r.headers
+                .get("authorization")
+                .is_some_and(|v| v == "Bearer tok-1")
+        })
+        .count();
+    assert_eq!(
+        refused, 3,
+        "two deliveries and the one refused try used the first token"
+    );
+    gw.shutdown().await;
+}
