@@ -22,7 +22,7 @@ async fn a_token_is_fetched_once_cached_and_renewed_once_on_401() {
                 r#"{{"token_type":"Bearer","expires_in":3599,"access_token":"tok-{n}"}}"#
             ),
             delay: Duration::ZERO,
-            headers: vec![("content-type".into(), "application/json".into())],
+            headers: vec![("content-type", "application/json".into())],
         }
     })
     .await;
