@@ -33,8 +33,15 @@ pub fn load_snapshot(
 ) -> Result<Snapshot, BuildError> {
     let (valid, mappings) = prepare(&config)?;
     let mut snapshot = Snapshot::build(Arc::new(valid), mappings, resources, version);
-    snapshot.content_hash =
-        content_hash(&format!("{:?}", snapshot.config), &snapshot.config.mappings);
+    // The directory files count as content: an edited directory is a new snapshot.
+    let mut hashed = format!("{:?}", snapshot.config);
+    for (name, file) in &snapshot.config.directories {
+        hashed.push_str(name);
+        hashed.push_str(&String::from_utf8_lossy(
+            &std::fs::read(file).unwrap_or_default(),
+        ));
+    }
+    snapshot.content_hash = content_hash(&hashed, &snapshot.config.mappings);
     Ok(snapshot)
 }
 

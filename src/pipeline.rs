@@ -40,6 +40,8 @@ pub enum SkipReason {
     /// It is the source vendor, and an earlier event of the same notification already
     /// carries the whole notification to it (README "Round-trip fidelity").
     SameNotification,
+    /// A directory table of its template has no entry for the event's key (an unmapped user).
+    NoDirectoryEntry,
 }
 
 impl SkipReason {
@@ -49,6 +51,7 @@ impl SkipReason {
             SkipReason::TypeFilter => "type filter",
             SkipReason::NoTemplate => "no template",
             SkipReason::SameNotification => "same notification",
+            SkipReason::NoDirectoryEntry => "no directory entry",
         }
     }
 }
@@ -312,7 +315,7 @@ fn encode(
 ) -> Routing {
     let event = context.event();
     let skip = |why: SkipReason| {
-        metrics::counter!(m::SKIPPED, "route" => route.name.clone(), "destination" => dest.name.clone(), "type" => m::type_label(&event.event_type, &route.from))
+        metrics::counter!(m::SKIPPED, "route" => route.name.clone(), "destination" => dest.name.clone(), "type" => m::type_label(&event.event_type, &route.from), "reason" => why.label())
             .increment(1);
         tracing::debug!(route = %route.name, destination = %dest.name, event_id = %event.id, partitionkey = %event.effective_partitionkey(), r#type = %event.event_type, why = why.label(), "skipped");
         Routing::Skipped(why)
@@ -331,7 +334,7 @@ fn encode(
         event_type: event.event_type.clone(),
         request,
     };
-    match encoder.render_in(context) {
+    match crate::mapping::directory::scope(&route.directories, || encoder.render_in(context)) {
         Ok(Some(rendered)) => {
             let out = encoder.outbound(rendered, &dest.url);
             match &dest.hub {
@@ -348,6 +351,10 @@ fn encode(
             }
         }
         Ok(None) => skip(SkipReason::NoTemplate),
+        Err(crate::mapping::encode::EncodeError::DirectoryMiss(miss)) => {
+            tracing::info!(route = %route.name, destination = %dest.name, event_id = %event.id, %miss, "skipped: no directory entry");
+            skip(SkipReason::NoDirectoryEntry)
+        }
         Err(e) => {
             tracing::error!(route = %route.name, destination = %dest.name, event_id = %event.id, partitionkey = %event.effective_partitionkey(), error = %e, "cannot encode: dead letter");
             Routing::Failed {

@@ -257,6 +257,16 @@ impl Reloader {
             .path
             .as_ref()
             .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()));
+        // Directory files (`directories:`) are watched too: ops edit them, a reload follows.
+        let directories: Vec<PathBuf> = self
+            .snapshots
+            .load()
+            .config
+            .directories
+            .values()
+            .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
+            .collect();
+        let watched_directories = directories.clone();
         let (watched_config, watched_mappings) = (config_file.clone(), mappings.clone());
         let mut debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| {
             let Ok(events) = result else { return };
@@ -265,6 +275,7 @@ impl Reloader {
                     && e.paths.iter().any(|p| {
                         (p.starts_with(&watched_mappings) && is_mapping_file(p))
                             || Some(p) == watched_config.as_ref()
+                            || watched_directories.contains(p)
                     })
             });
             if relevant {
@@ -281,6 +292,16 @@ impl Reloader {
             debouncer
                 .watch(dir, RecursiveMode::NonRecursive)
                 .map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
+        }
+        let mut folders: Vec<&Path> = directories.iter().filter_map(|f| f.parent()).collect();
+        folders.sort();
+        folders.dedup();
+        for folder in folders {
+            if config_file.as_deref().and_then(Path::parent) != Some(folder) {
+                debouncer
+                    .watch(folder, RecursiveMode::NonRecursive)
+                    .map_err(|e| format!("cannot watch {}: {e}", folder.display()))?;
+            }
         }
         Ok(WatchGuard {
             _debouncer: debouncer,

@@ -71,6 +71,8 @@ pub struct Route {
     pub challenge: Option<Arc<crate::model::signature::Challenge>>,
     /// The source vendor's validation query parameter, echoed as `text/plain` (Graph).
     pub validation_query: Option<String>,
+    /// The directory tables' entries its templates look up.
+    pub directories: Arc<crate::mapping::directory::Directories>,
     /// Destinations, in config order.
     pub destinations: Vec<Arc<Destination>>,
     /// The handshake header to echo, when the source vendor has one.

@@ -148,6 +148,7 @@ impl Snapshot {
                     .collect();
             routes.push(Arc::new(route(
                 r,
+                &valid.directories,
                 dests,
                 &mappings,
                 resources,
@@ -319,6 +320,7 @@ fn destination(
 
 fn route(
     r: &ValidRoute,
+    directories: &Arc<crate::mapping::directory::Directories>,
     destinations: Vec<Arc<Destination>>,
     mappings: &MappingSet,
     resources: &Resources,
@@ -344,6 +346,7 @@ fn route(
         handshake_header: source.and_then(|v| v.handshake_header.clone()),
         challenge: source.and_then(|v| v.challenge.clone()),
         validation_query: source.and_then(|v| v.validation_query.clone()),
+        directories: directories.clone(),
         accept_empty: source.is_some_and(|v| v.accept_empty),
         params: source.is_some_and(|v| v.payload == PayloadKind::Params),
         fidelity,

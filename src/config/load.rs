@@ -82,6 +82,9 @@ pub fn parse(
         if let StoreConfig::Sqlite { path } = &mut config.store {
             *path = dir.join(&*path);
         }
+        for file in config.directories.values_mut() {
+            *file = dir.join(&*file);
+        }
     }
     config.origin = Some(std::sync::Arc::new(super::Origin {
         file: path.to_path_buf(),

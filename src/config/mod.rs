@@ -50,6 +50,10 @@ pub struct Config {
     /// each feeds a route. Default: none.
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
+    /// Directory tables' entries by directory name: a CSV (`key,value` per line) or YAML map
+    /// file each, relative to this file's folder (mapping/directory.rs). Default: none.
+    #[serde(default)]
+    pub directories: BTreeMap<String, PathBuf>,
     /// A legacy receiver's base URL: every request no route matches is reverse-proxied there
     /// unchanged (method, path, query, headers, body). Default: none (404).
     #[serde(default)]
@@ -176,6 +180,7 @@ impl Default for Config {
             sources: Vec::new(),
             origin: None,
             fallback: None,
+            directories: BTreeMap::new(),
         }
     }
 }

@@ -26,6 +26,8 @@ pub struct ValidConfig {
     pub routes: Vec<ValidRoute>,
     /// The sources callgate connects out to, in config order.
     pub sources: Vec<ValidSource>,
+    /// The directory tables' entries, read from their files.
+    pub directories: Arc<crate::mapping::directory::Directories>,
 }
 
 /// A route: its verifier built, its destinations typed.
@@ -276,6 +278,18 @@ impl ValidConfig {
                 }),
             }
         }
+        let mut directories = crate::mapping::directory::Directories::default();
+        for (name, file) in &config.directories {
+            match crate::mapping::directory::load(file) {
+                Ok(entries) => {
+                    directories.0.insert(name.clone(), Arc::new(entries));
+                }
+                Err(message) => problems.push(Problem {
+                    at: At::Key("directories"),
+                    message: format!("directories.{name}: {message}"),
+                }),
+            }
+        }
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -283,6 +297,7 @@ impl ValidConfig {
             config,
             routes,
             sources,
+            directories: Arc::new(directories),
         })
     }
 

@@ -376,6 +376,16 @@ fn check_destination<'a>(
     hubs: &mut HashSet<&'a str>,
     problems: &mut Found,
 ) {
+    if let Some(vendor) = mappings.vendor(&dest.vendor) {
+        for directory in &vendor.directories {
+            if !config.directories.contains_key(directory) {
+                problems.push(format!(
+                    "{at}: vendor `{}` looks up the directory `{directory}`: name its file under `directories:` (a CSV of key,value lines or a YAML map)",
+                    dest.vendor
+                ));
+            }
+        }
+    }
     if mappings
         .vendor(&dest.vendor)
         .and_then(|v| v.encoder())

@@ -30,6 +30,9 @@ pub enum EncodeError {
         /// What Handlebars said.
         message: String,
     },
+    /// A directory table has no entry for the event's key: this destination is skipped.
+    #[error(transparent)]
+    DirectoryMiss(#[from] super::directory::DirectoryMiss),
     /// The template rendered text that is not JSON.
     #[error("{vendor}: template {template} rendered invalid JSON for event {event_id}: {message}")]
     InvalidJson {
@@ -66,7 +69,7 @@ impl EncodeError {
             EncodeError::InvalidJson {
                 vendor, template, ..
             } => Some((vendor, template, None)),
-            EncodeError::Serialise { .. } => None,
+            EncodeError::Serialise { .. } | EncodeError::DirectoryMiss(_) => None,
         }
     }
 }
@@ -331,6 +334,11 @@ impl Encoder {
         event: &CallEvent,
         e: handlebars::RenderError,
     ) -> EncodeError {
+        if let handlebars::RenderErrorReason::NestedError(inner) = e.reason()
+            && let Some(miss) = inner.downcast_ref::<super::directory::DirectoryMiss>()
+        {
+            return EncodeError::DirectoryMiss(miss.clone());
+        }
         EncodeError::Render {
             vendor: self.vendor.clone(),
             template: template.file.to_string(),

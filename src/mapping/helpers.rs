@@ -213,6 +213,10 @@ fn table(tables: &HashMap<String, Arc<Table>>, h: &Helper<'_>) -> Result<Value, 
     if !any {
         return Ok(Value::Null);
     }
+    if let Some(directory) = table.directory() {
+        return super::directory::lookup(directory, &key)
+            .map_err(|miss| RenderErrorReason::NestedError(Box::new(miss)).into());
+    }
     table
         .get(&key)
         .cloned()
@@ -306,6 +310,7 @@ mod tests {
             .into_iter()
             .collect(),
             default: None,
+            directory: None,
             ignore_case: false,
         });
         let tables = Arc::new(HashMap::from([("t".to_string(), Arc::new(table))]));

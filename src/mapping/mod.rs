@@ -4,6 +4,7 @@
 //! then decodes and encodes without re-parsing anything per event.
 
 pub mod decode;
+pub mod directory;
 pub mod encode;
 pub mod fidelity;
 pub mod helpers;
@@ -160,6 +161,8 @@ pub struct VendorMapping {
     pub challenge: Option<Arc<crate::model::signature::Challenge>>,
     /// Its validation query parameter (`validation_query:`).
     pub validation_query: Option<String>,
+    /// The directories its tables take their entries from (`{directory: name}`), sorted.
+    pub directories: Vec<String>,
     /// The case files of `cases/`.
     pub cases: Vec<PathBuf>,
     decoder: Option<Decoder>,
@@ -444,6 +447,12 @@ fn load_vendor(files: &Files, folder: &Path, problems: &mut Vec<Problem>) -> Opt
         decoder = Some(compile_decoder(&unit, &folder_name, file, problems));
     }
 
+    let mut directories: Vec<String> = tables
+        .values()
+        .filter_map(|t| t.directory().map(str::to_string))
+        .collect();
+    directories.sort();
+    directories.dedup();
     let tables = Arc::new(tables);
     let mut encoder = None;
     let encode_path = folder.join("encode.yaml");
@@ -501,6 +510,7 @@ fn load_vendor(files: &Files, folder: &Path, problems: &mut Vec<Problem>) -> Opt
         signature,
         challenge,
         validation_query: vendor_file.validation_query,
+        directories,
         cases,
         decoder,
         encoder,

@@ -433,7 +433,12 @@ pub type TablesFile = IndexMap<String, TableFile>;
 pub struct TableFile {
     /// Key → value, tried in file order for keys containing `*` (matches any text within
     /// one `/`-separated part); exact keys win. Values keep their line for error reports.
+    #[serde(default)]
     pub map: IndexMap<ScalarKey, Spanned<Value>>,
+    /// The entries come from the directory of this name, a file the configuration names
+    /// (`directories:`); a key it lacks skips the destination (mapping/directory.rs).
+    #[serde(default)]
+    pub directory: Option<String>,
     /// The value when no key matches; without it the lookup yields nothing.
     #[serde(default)]
     pub default: Option<Spanned<Value>>,

@@ -17,6 +17,8 @@ pub struct Table {
     ignore_case: bool,
     /// Every value with its line in `tables.yaml` (the default's too), for load-time checks.
     lines: Vec<(Value, u64)>,
+    /// Its entries come from this directory (`{directory: name}`).
+    directory: Option<String>,
 }
 
 /// A value as written, with no line (tests and built-in tables).
@@ -57,7 +59,13 @@ impl Table {
             default: file.default.as_ref().map(|d| d.value.clone()),
             ignore_case: file.ignore_case,
             lines,
+            directory: file.directory.clone(),
         }
+    }
+
+    /// The directory its entries come from, if it is a directory table.
+    pub fn directory(&self) -> Option<&str> {
+        self.directory.as_deref()
     }
 
     /// Whether the table has a `default` (so every lookup finds a value).
@@ -153,6 +161,7 @@ mod tests {
                 .collect(),
             default: default.map(|d| unspanned(json!(d))),
             ignore_case,
+            directory: None,
         })
     }
 

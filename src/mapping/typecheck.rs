@@ -389,7 +389,8 @@ impl TemplateCheck<'_> {
             );
             return;
         };
-        if table.has_default() {
+        // A directory's keys are the ops' data, not the mapping's: a miss skips the destination.
+        if table.has_default() || table.directory().is_some() {
             return;
         }
         // Each key part's possible values; `None` for free text (not enumerable).

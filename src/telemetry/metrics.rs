@@ -116,7 +116,7 @@ fn describe() {
     metrics::describe_counter!(EVENTS, "Decoded events by source vendor and canonical type");
     metrics::describe_counter!(
         SKIPPED,
-        "Events a destination had no template or filter for"
+        "Events a destination did not take, by reason (type filter, no template, same notification, no directory entry)"
     );
     metrics::describe_counter!(DROPPED, "Events dropped by the lifecycle tracker");
     metrics::describe_counter!(DEDUPED, "Events acknowledged as duplicates of stored ones");

@@ -6,6 +6,7 @@ mod cli;
 mod connections;
 mod crash;
 mod deploy;
+mod directories;
 mod disk_full;
 mod docs;
 mod flows;
