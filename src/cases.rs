@@ -76,7 +76,13 @@ fn evaluate(
         &case.to,
         "http://receiver.invalid/events",
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| e.to_string())?
+    .with_directories(crate::mapping::directory::Directories(
+        case.directories
+            .iter()
+            .map(|(name, entries)| (name.clone(), Arc::new(entries.clone())))
+            .collect(),
+    ));
     let inputs = match &case.input {
         Value::Array(items) => items.clone(),
         single => vec![single.clone()],

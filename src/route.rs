@@ -52,6 +52,7 @@ impl Destination {
 }
 
 /// A route at run time.
+#[derive(Clone)]
 pub struct Route {
     /// Route name.
     pub name: String,

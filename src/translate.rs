@@ -189,6 +189,15 @@ impl Translator {
         })
     }
 
+    /// The same translator with these directories for its directory tables (a case's
+    /// `directories:`; without them every directory lookup misses and skips).
+    pub fn with_directories(mut self, directories: crate::mapping::directory::Directories) -> Self {
+        let mut route = (*self.route).clone();
+        route.directories = Arc::new(directories);
+        self.route = Arc::new(route);
+        self
+    }
+
     /// The one-route snapshot and its route, for callers that run the pipeline's stages
     /// themselves (`explain`).
     pub(crate) fn parts(&self) -> (&Snapshot, &Arc<Route>) {

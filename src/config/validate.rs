@@ -376,7 +376,11 @@ fn check_destination<'a>(
     hubs: &mut HashSet<&'a str>,
     problems: &mut Found,
 ) {
-    if let Some(vendor) = mappings.vendor(&dest.vendor) {
+    // A configuration from a file must name the directories its destinations look up (one
+    // made in memory — translate, the cases — brings its own entries or none).
+    if config.origin.is_some()
+        && let Some(vendor) = mappings.vendor(&dest.vendor)
+    {
         for directory in &vendor.directories {
             if !config.directories.contains_key(directory) {
                 problems.push(format!(

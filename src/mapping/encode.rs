@@ -94,6 +94,8 @@ pub struct Rendered {
     pub template: Arc<str>,
     /// The payload.
     pub body: RenderedBody,
+    /// The rendered `path:` to append to the destination's URL (percent-encoded values).
+    pub path: Option<String>,
 }
 
 /// The payload of a [`Rendered`].
@@ -172,6 +174,8 @@ pub(crate) struct EncodeTemplate {
     pub(crate) kind: TemplateKind,
     /// The canonical fields the template reads (dotted paths, from the compile step).
     pub(crate) reads: Arc<[String]>,
+    /// Its `path:` template's name in the query (percent-escaping) registry.
+    pub(crate) path: Option<Arc<str>>,
 }
 
 /// The media type of a form body: parameter templates are sent as the body with it.
@@ -222,6 +226,7 @@ impl Encoder {
                 file: "canonical".into(),
                 kind: TemplateKind::Canonical,
                 reads: Arc::from([]),
+                path: None,
             }],
         }
     }
@@ -304,10 +309,24 @@ impl Encoder {
                 }
             }
         };
+        let path = match &template.path {
+            Some(name) => {
+                let data = context
+                    .get()
+                    .map_err(|e| self.render_error(template, event, e))?;
+                Some(
+                    self.query
+                        .render_with_context(name, data)
+                        .map_err(|e| self.render_error(template, event, e))?,
+                )
+            }
+            None => None,
+        };
         Ok(Some(Rendered {
             kind: template.kind,
             template: template.file.clone(),
             body,
+            path,
         }))
     }
 
@@ -350,6 +369,22 @@ impl Encoder {
 
     /// The request that carries a rendered payload to `url`.
     pub fn outbound(&self, rendered: Rendered, url: &str) -> OutboundMessage {
+        // The rendered path goes after the URL's path, before its query.
+        let joined;
+        let url = match &rendered.path {
+            Some(path) => {
+                let (base, query) = url
+                    .split_once('?')
+                    .map_or((url, None), |(b, q)| (b, Some(q)));
+                joined = format!(
+                    "{}{path}{}",
+                    base.trim_end_matches('/'),
+                    query.map(|q| format!("?{q}")).unwrap_or_default()
+                );
+                joined.as_str()
+            }
+            None => url,
+        };
         match rendered.body {
             RenderedBody::Query { params, order } if self.form_body => OutboundMessage {
                 method: self.method.clone(),

@@ -1061,18 +1061,69 @@ fn compile_encoder(
                 file: &path,
                 source: &source,
                 tables: &tables,
-                types,
+                types: types.clone(),
                 problems,
                 reads: Default::default(),
             };
             check.run(parsed);
             reads = check.reads.into_inner().into_iter().collect();
         }
+        // `path:`: inline, percent-escaped (the query registry), checked like a template;
+        // its problems are placed at its line in encode.yaml.
+        let url_path = match &t.path {
+            None => None,
+            Some(spanned) => {
+                let name = format!("{}#path", rel.value);
+                let text = &spanned.value;
+                if !text.starts_with('/') || text.contains(['?', '#']) {
+                    problems.push(at(
+                        file,
+                        spanned,
+                        format!(
+                            "template {}: path `{text}` must start with / and hold no ? or #",
+                            rel.value
+                        ),
+                    ));
+                    None
+                } else if let Err(e) = query.register_template_string(&name, text) {
+                    problems.push(at(
+                        file,
+                        spanned,
+                        format!("template {}: path: {}", rel.value, e.reason()),
+                    ));
+                    None
+                } else {
+                    let start = problems.len();
+                    if let Some(parsed) = query.get_template(&name) {
+                        let mut found = Vec::new();
+                        typecheck::TemplateCheck {
+                            file,
+                            source: text,
+                            tables: &tables,
+                            types: types.clone(),
+                            problems: &mut found,
+                            reads: Default::default(),
+                        }
+                        .run(parsed);
+                        // Inline text: its problems are at the `path:` line of encode.yaml.
+                        for p in found {
+                            problems.push(at(
+                                file,
+                                spanned,
+                                format!("template {}: path: {}", rel.value, p.message),
+                            ));
+                        }
+                    }
+                    (problems.len() == start).then(|| Arc::from(name.as_str()))
+                }
+            }
+        };
         templates.push(EncodeTemplate {
             types: t.types.value,
             file: rel.value.as_str().into(),
             kind,
             reads: reads.into(),
+            path: url_path,
         });
     }
 

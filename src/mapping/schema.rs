@@ -422,6 +422,11 @@ pub struct TemplateFile {
     /// `application/x-www-form-urlencoded`.
     #[serde(default)]
     pub query: Option<Spanned<String>>,
+    /// A path template appended to the destination's URL, inline (`"/users/{{table
+    /// \"teams_users\" data.user.id}}/presence/setPresence"`): `{{x}}` percent-encoded, so a
+    /// value never adds a `/`, `?` or `#`. Checked against the canonical model like templates.
+    #[serde(default)]
+    pub path: Option<Spanned<String>>,
 }
 
 /// `tables.yaml`: named lookup tables.
@@ -487,4 +492,7 @@ pub struct CaseFile {
     /// How many outputs the whole input must produce (0: the target skips every event).
     #[serde(default)]
     pub outputs: Option<usize>,
+    /// Entries of the target's directory tables for this case: `{name: {key: value}}`.
+    #[serde(default)]
+    pub directories: std::collections::HashMap<String, std::collections::HashMap<String, Value>>,
 }

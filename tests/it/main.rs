@@ -29,4 +29,5 @@ mod serve;
 mod signing;
 mod support;
 mod tail;
+mod teams;
 mod vendor_signatures;

@@ -346,3 +346,23 @@ fn a_signature_scheme_or_challenge_that_cannot_be_built_is_refused() {
         &["payload[plainToken]", "member path"],
     );
 }
+
+/// An encode `path:` template is checked like a template, its problems at its line in
+/// encode.yaml: a misspelt field, and a path that could add a query.
+#[test]
+fn a_url_path_template_is_checked_at_its_line() {
+    refused(
+        "msteams-presence/encode.yaml",
+        "data.user.id}}/presence",
+        "data.user.idd}}/presence",
+        "path: ",
+        &["data.user.idd", "data.user.id"],
+    );
+    refused(
+        "msteams-presence/encode.yaml",
+        "/presence/setPresence\"",
+        "/presence/setPresence?x=1\"",
+        "path: ",
+        &["must start with / and hold no ? or #"],
+    );
+}
