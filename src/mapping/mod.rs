@@ -687,6 +687,7 @@ fn compile_signature(
         prefix: s.prefix.clone(),
         signed,
         timestamp,
+        body_digest: s.body_digest.clone(),
     })
 }
 

@@ -89,6 +89,10 @@ pub struct SignatureFile {
     /// The header with the signing time (Unix seconds) and how far from now it may be.
     #[serde(default)]
     pub timestamp: Option<TimestampFile>,
+    /// A query parameter carrying the hex SHA-256 of the body when the sender signs a body
+    /// that has no form parameters (Twilio's `bodySHA256`).
+    #[serde(default)]
+    pub body_digest: Option<String>,
 }
 
 /// One part of a signed string.

@@ -248,3 +248,59 @@ async fn a_validation_query_is_echoed_as_plain_text() {
     );
     gw.shutdown().await;
 }
+
+const TWILIO_JSON: &str = r#"
+import json, sys
+from twilio.request_validator import RequestValidator
+r = json.load(sys.stdin)
+v = RequestValidator(r["token"])
+url = r["url"] + "?bodySHA256=" + v.compute_hash(r["body"])
+print(json.dumps({"url": url, "signature": v.compute_signature(url, {}),
+                  "valid": v.validate(url, r["body"], v.compute_signature(url, {}))}))
+"#;
+
+/// Twilio's JSON bodies are signed over the URL alone, which carries `bodySHA256`: the
+/// declared scheme (`body_digest: bodySHA256`) accepts what the official library signs and
+/// refuses a body that no longer matches its digest.
+#[test]
+fn a_twilio_json_body_is_covered_by_its_body_sha256() {
+    let set = callgate::MappingSet::load(&root().join("mappings")).unwrap();
+    let scheme = set.vendor("twilio").unwrap().signature.clone().unwrap();
+    let body = r#"{"CallSid":"CA1","CallStatus":"ringing"}"#;
+    let signed = python(
+        TWILIO_JSON,
+        &json!({"token": TWILIO_TOKEN, "url": "https://hooks.example.com/hooks/twilio", "body": body}),
+    );
+    assert_eq!(
+        signed["valid"], true,
+        "the library checks its own signature"
+    );
+    let url = signed["url"].as_str().unwrap();
+    let target = &url["https://hooks.example.com".len()..];
+    let headers: axum::http::HeaderMap = [(
+        "x-twilio-signature".parse().unwrap(),
+        signed["signature"].as_str().unwrap().parse().unwrap(),
+    )]
+    .into_iter()
+    .collect();
+    let request = |body: &'static str| callgate::model::signature::Presented {
+        method: "POST",
+        target,
+        headers: &headers,
+        body: body.as_bytes(),
+    };
+    let now = callgate::model::clock::now_ms() / 1000;
+    let public = Some("https://hooks.example.com");
+    assert_eq!(
+        scheme.verify(TWILIO_TOKEN.as_bytes(), &request(body), public, now),
+        Ok(())
+    );
+    let tampered = r#"{"CallSid":"CA1","CallStatus":"completed"}"#;
+    assert!(
+        scheme
+            .verify(TWILIO_TOKEN.as_bytes(), &request(tampered), public, now)
+            .unwrap_err()
+            .to_string()
+            .contains("bodySHA256")
+    );
+}
