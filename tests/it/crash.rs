@@ -20,22 +20,14 @@ async fn kill_9_mid_load_loses_no_acknowledged_event() {
     let _heavy = crate::harness::HEAVY.lock().await;
     let receiver = Receiver::ok().await;
     let dir = tempfile::tempdir().unwrap();
-    let (port, admin) = (free_port(), free_port());
-    let config = crate::harness::write_serve_config(
+    let port = free_port();
+    let config = serve_config(
         dir.path(),
-        (port, admin),
-        "",
-        &root().join("mappings"),
+        port,
+        &receiver,
         "retry: [0s, 100ms, 200ms, 500ms, 1s], timeout: 5s",
-        &format!(
-            "  - {{ name: rc, path: /rc, from: ringcentral, to: [ {{ name: ce, vendor: cloudevents, url: '{}' }} ] }}\n",
-            receiver.url("/events")
-        ),
     );
-    let template: Value = serde_json::from_str(
-        &std::fs::read_to_string(root().join("tests/fixtures/ringcentral/flows/PSTN-RingCentral-DataStreams/PSTN-RingCentral-DataStreams-07.json")).unwrap(),
-    )
-    .unwrap();
+    let template = answered();
     let bodies: Arc<Vec<(String, String)>> = Arc::new(
         (0..EVENTS)
             .map(|i| {
@@ -150,22 +142,14 @@ async fn kill_9_keeps_each_calls_order() {
     let _heavy = crate::harness::HEAVY.lock().await;
     let receiver = Receiver::ok().await;
     let dir = tempfile::tempdir().unwrap();
-    let (port, admin) = (free_port(), free_port());
-    let config = crate::harness::write_serve_config(
+    let port = free_port();
+    let config = serve_config(
         dir.path(),
-        (port, admin),
-        "",
-        &root().join("mappings"),
+        port,
+        &receiver,
         "retry: [0s, 100ms, 200ms, 500ms, 1s], timeout: 5s",
-        &format!(
-            "  - {{ name: rc, path: /rc, from: ringcentral, to: [ {{ name: ce, vendor: cloudevents, url: '{}' }} ] }}\n",
-            receiver.url("/events")
-        ),
     );
-    let template: Value = serde_json::from_str(
-        &std::fs::read_to_string(root().join("tests/fixtures/ringcentral/flows/PSTN-RingCentral-DataStreams/PSTN-RingCentral-DataStreams-07.json")).unwrap(),
-    )
-    .unwrap();
+    let template = answered();
     // Event `k` of call `c`: its own uuid, the call's session and party, a rising sequence.
     let body = |c: usize, k: usize| {
         let mut v = template.clone();
@@ -267,6 +251,17 @@ async fn kill_9_keeps_each_calls_order() {
     let _ = child.wait();
 }
 
+/// Delivery settings of the restart tests: quick retries, a timeout above the slow receiver.
+const SETTLED: &str = "retry: [0s, 100ms, 200ms], timeout: 10s";
+
+/// The real flow's answered notification, the template the load tests vary.
+fn answered() -> Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(root().join("tests/fixtures/ringcentral/flows/PSTN-RingCentral-DataStreams/PSTN-RingCentral-DataStreams-07.json")).unwrap(),
+    )
+    .unwrap()
+}
+
 /// Sends SIGTERM and returns the exit status.
 fn sigterm(mut child: std::process::Child) -> std::process::ExitStatus {
     let status = Command::new("kill")
@@ -277,14 +272,20 @@ fn sigterm(mut child: std::process::Child) -> std::process::ExitStatus {
     child.wait().unwrap()
 }
 
-/// A route from RingCentral to a CloudEvents receiver, for the real binary.
-fn serve_config(dir: &std::path::Path, port: u16, receiver: &Receiver) -> std::path::PathBuf {
+/// A route from RingCentral to a CloudEvents receiver, for the real binary, with these
+/// delivery settings.
+fn serve_config(
+    dir: &std::path::Path,
+    port: u16,
+    receiver: &Receiver,
+    delivery: &str,
+) -> std::path::PathBuf {
     crate::harness::write_serve_config(
         dir,
         (port, free_port()),
         "",
         &root().join("mappings"),
-        "retry: [0s, 100ms, 200ms], timeout: 10s",
+        delivery,
         &format!(
             "  - {{ name: rc, path: /rc, from: ringcentral, to: [ {{ name: ce, vendor: cloudevents, url: '{}' }} ] }}\n",
             receiver.url("/events")
@@ -332,7 +333,7 @@ async fn an_event_sent_again_after_a_restart_is_not_delivered_again() {
     let receiver = Receiver::ok().await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = serve_config(dir.path(), port, &receiver);
+    let config = serve_config(dir.path(), port, &receiver, SETTLED);
     let bodies = flow_bodies();
     let (first, next) = (&bodies[5], &bodies[6]);
     let child = spawn(&config);
@@ -385,7 +386,7 @@ async fn sigterm_finishes_attempts_in_flight_to_a_slow_receiver() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = serve_config(dir.path(), port, &receiver);
+    let config = serve_config(dir.path(), port, &receiver, SETTLED);
     let bodies = flow_bodies();
     let child = spawn(&config);
     wait_ready(port).await;

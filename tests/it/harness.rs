@@ -57,6 +57,41 @@ impl Reply {
     }
 }
 
+/// An OAuth 2.0 token endpoint on loopback: each request gets a new token `<prefix>-<n>`
+/// (n from 1), valid an hour; the returned counter says how many were issued.
+pub async fn token_endpoint(
+    prefix: &'static str,
+) -> (Receiver, Arc<std::sync::atomic::AtomicUsize>) {
+    let issued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = issued.clone();
+    let endpoint = Receiver::start(move |_| {
+        let n = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        Reply {
+            status: 200,
+            body: format!(
+                r#"{{"token_type":"Bearer","expires_in":3599,"access_token":"{prefix}-{n}"}}"#
+            ),
+            delay: Duration::ZERO,
+            headers: vec![("content-type", "application/json".into())],
+        }
+    })
+    .await;
+    (endpoint, issued)
+}
+
+/// A receiver that accepts only `Authorization: Bearer <current>` (else 401); the test
+/// changes `current` to revoke a token.
+pub async fn bearer_receiver(current: Arc<Mutex<String>>) -> Receiver {
+    Receiver::start(move |r| {
+        let expected = format!("Bearer {}", current.lock().unwrap());
+        match r.headers.get("authorization") {
+            Some(v) if v == expected.as_str() => Reply::ok(),
+            _ => Reply::status(401),
+        }
+    })
+    .await
+}
+
 /// Makes a `Receiver::refusing` receiver accept from now on.
 pub struct Release(Arc<std::sync::atomic::AtomicBool>);
 

@@ -2,9 +2,9 @@
 //! loopback: one token fetched for many deliveries, the grant's form as RFC 6749 §4.4 has it,
 //! and a 401 from the receiver (a revoked token) answered by one new token and one more try.
 
-use crate::harness::{Receiver, Reply, config_text, gateway, post};
+use crate::harness::{config_text, gateway, post};
 use crate::support::fixtures;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,31 +12,10 @@ const WAIT: Duration = Duration::from_secs(20);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_is_fetched_once_cached_and_renewed_once_on_401() {
-    let issued = Arc::new(AtomicUsize::new(0));
-    let count = issued.clone();
-    let tokens = Receiver::start(move |_| {
-        let n = count.fetch_add(1, Ordering::SeqCst) + 1;
-        Reply {
-            status: 200,
-            body: format!(
-                r#"{{"token_type":"Bearer","expires_in":3599,"access_token":"tok-{n}"}}"#
-            ),
-            delay: Duration::ZERO,
-            headers: vec![("content-type", "application/json".into())],
-        }
-    })
-    .await;
+    let (tokens, issued) = crate::harness::token_endpoint("tok").await;
     // The receiver takes only the token it was told is current.
     let current = Arc::new(Mutex::new("tok-1".to_string()));
-    let valid = current.clone();
-    let receiver = Receiver::start(move |r| {
-        let expected = format!("Bearer {}", valid.lock().unwrap());
-        match r.headers.get("authorization") {
-            Some(v) if v == expected.as_str() => Reply::ok(),
-            _ => Reply::status(401),
-        }
-    })
-    .await;
+    let receiver = crate::harness::bearer_receiver(current.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     let routes = format!(
         "routes:\n  - name: rc\n    path: /rc\n    from: ringcentral\n    to:\n      - {{ name: graph, vendor: cloudevents, url: '{}', auth: {{ oauth2_client_credentials: {{ token_url: '{}', client_id: app-id, client_secret: app-secret, scope: 'https://graph.microsoft.com/.default' }} }} }}\n",

@@ -5,10 +5,10 @@
 //! token fetched for all of them; the unmapped user is skipped with its reason; a 401 from
 //! Graph gets one new token.
 
-use crate::harness::{Receiver, Reply, config_text, gateway, post};
+use crate::harness::{config_text, gateway, post};
 use crate::support::root;
 use serde_json::{Value, json};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,30 +28,10 @@ fn input(name: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ringcentral_presence_and_calls_set_teams_presence_for_mapped_users_only() {
-    let issued = Arc::new(AtomicUsize::new(0));
-    let count = issued.clone();
-    let tokens = Receiver::start(move |_| {
-        let n = count.fetch_add(1, Ordering::SeqCst) + 1;
-        Reply {
-            status: 200,
-            body: format!(
-                r#"{{"token_type":"Bearer","expires_in":3599,"access_token":"graph-{n}"}}"#
-            ),
-            delay: Duration::ZERO,
-            headers: vec![("content-type", "application/json".into())],
-        }
-    })
-    .await;
+    let (tokens, issued) = crate::harness::token_endpoint("graph").await;
+    // The receiver takes only the token it was told is current.
     let current = Arc::new(Mutex::new("graph-1".to_string()));
-    let valid = current.clone();
-    let graph = Receiver::start(move |r| {
-        let expected = format!("Bearer {}", valid.lock().unwrap());
-        match r.headers.get("authorization") {
-            Some(v) if v == expected.as_str() => Reply::ok(),
-            _ => Reply::status(401),
-        }
-    })
-    .await;
+    let graph = crate::harness::bearer_receiver(current.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("teams-users.csv"),
