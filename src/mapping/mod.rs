@@ -428,6 +428,26 @@ fn load_vendor(files: &Files, folder: &Path, problems: &mut Vec<Problem>) -> Opt
         table_files = file;
     }
     for (name, file) in &table_files {
+        // A directory's entries come from its file: anything written beside it would be
+        // ignored without a word.
+        if let Some(directory) = &file.directory {
+            let own = [
+                ("map", !file.map.is_empty()),
+                ("default", file.default.is_some()),
+            ];
+            for (key, written) in own {
+                if written {
+                    problems.push(at(
+                        &tables_path,
+                        directory,
+                        format!(
+                            "table `{name}` takes its entries from the directory `{}`: drop its `{key}` (put entries in the directory's file)",
+                            directory.value
+                        ),
+                    ));
+                }
+            }
+        }
         tables.insert(name.clone(), Arc::new(Table::compile(file)));
     }
 

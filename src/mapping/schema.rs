@@ -447,7 +447,7 @@ pub struct TableFile {
     /// The entries come from the directory of this name, a file the configuration names
     /// (`directories:`); a key it lacks skips the destination (mapping/directory.rs).
     #[serde(default)]
-    pub directory: Option<String>,
+    pub directory: Option<Spanned<String>>,
     /// The value when no key matches; without it the lookup yields nothing.
     #[serde(default)]
     pub default: Option<Spanned<Value>>,

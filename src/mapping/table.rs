@@ -59,7 +59,7 @@ impl Table {
             default: file.default.as_ref().map(|d| d.value.clone()),
             ignore_case: file.ignore_case,
             lines,
-            directory: file.directory.clone(),
+            directory: file.directory.as_ref().map(|d| d.value.clone()),
         }
     }
 

@@ -366,3 +366,24 @@ fn a_url_path_template_is_checked_at_its_line() {
         &["must start with / and hold no ? or #"],
     );
 }
+
+/// A directory table takes its entries from the directory file only: entries or a default
+/// written beside `directory:` would be ignored without a word, so they are refused at its
+/// line.
+#[test]
+fn a_directory_table_with_its_own_entries_is_refused() {
+    refused(
+        "msteams-presence/tables.yaml",
+        "teams_users: { directory: teams_users }",
+        "teams_users: { directory: teams_users, default: nobody }",
+        "teams_users: { directory",
+        &["teams_users", "directory", "default"],
+    );
+    refused(
+        "msteams-presence/tables.yaml",
+        "teams_app: { directory: teams_app }",
+        "teams_app: { directory: teams_app, map: { session_id: x } }",
+        "teams_app: { directory",
+        &["teams_app", "directory", "map"],
+    );
+}
