@@ -4,7 +4,7 @@
 
 use crate::harness::{config_text, gateway, post};
 use crate::support::fixtures;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -68,6 +68,56 @@ async fn a_token_is_fetched_once_cached_and_renewed_once_on_401() {
     assert_eq!(
         refused, 3,
         "two deliveries and the one refused try used the first token"
+    );
+    gw.shutdown().await;
+}
+
+/// A broken token endpoint loses nothing: an error status, then a huge body that is not a
+/// token, then a token. The delivery waits in the queue, retried like a connect failure,
+/// and goes through with the token once there is one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_token_endpoint_delays_delivery_and_loses_nothing() {
+    let asked = Arc::new(AtomicUsize::new(0));
+    let count = asked.clone();
+    let tokens =
+        crate::harness::Receiver::start(move |_| match count.fetch_add(1, Ordering::SeqCst) {
+            0 => crate::harness::Reply::status(503),
+            1 => crate::harness::Reply {
+                status: 200,
+                body: "x".repeat(4 << 20),
+                delay: Duration::ZERO,
+                headers: Vec::new(),
+            },
+            _ => crate::harness::Reply {
+                status: 200,
+                body: r#"{"access_token":"tok-good","expires_in":3600}"#.into(),
+                delay: Duration::ZERO,
+                headers: vec![("content-type", "application/json".into())],
+            },
+        })
+        .await;
+    let receiver = crate::harness::bearer_receiver(Arc::new(Mutex::new("tok-good".into()))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let routes = format!(
+        "routes:\n  - name: rc\n    path: /rc\n    from: ringcentral\n    to:\n      - {{ name: graph, vendor: cloudevents, url: '{}', auth: {{ oauth2_client_credentials: {{ token_url: '{}', client_id: app-id, client_secret: app-secret }} }} }}\n",
+        receiver.url("/events"),
+        tokens.url("/token"),
+    );
+    let gw = gateway(&config_text(dir.path(), "", &routes)).await;
+    let flow: Vec<String> = fixtures("ringcentral/flows/PSTN-RingCentral-DataStreams", ".json")
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    let (status, reply) = post(&gw, "/rc", &flow[5]).await;
+    assert_eq!(status, 200, "{reply}");
+    let got = receiver.wait_for(1, WAIT).await;
+    assert_eq!(got.len(), 1, "delivered once the endpoint gave a token");
+    assert_eq!(asked.load(Ordering::SeqCst), 3);
+    assert!(
+        receiver
+            .all()
+            .iter()
+            .all(|r| r.headers["authorization"] == "Bearer tok-good")
     );
     gw.shutdown().await;
 }

@@ -146,7 +146,8 @@ impl TokenSource {
                 "the token endpoint answered {status}"
             )));
         }
-        let bytes = response.bytes().await.map_err(|e| error(e, timeout))?;
+        // Bounded like a receiver's reply: a broken endpoint's huge body is cut, not buffered.
+        let bytes = read_bounded(response, timeout).await?;
         let answer: TokenResponse = serde_json::from_slice(&bytes).map_err(|_| {
             SendError::Token("the token endpoint's answer has no access_token".into())
         })?;
@@ -271,20 +272,10 @@ impl HttpOutbound {
         if let Some(body) = &request.body {
             builder = builder.body(body.clone());
         }
-        let mut response = builder.send().await.map_err(|e| error(e, timeout))?;
+        let response = builder.send().await.map_err(|e| error(e, timeout))?;
         let status = response.status();
         let headers = response.headers().clone();
-        // Read at most MAX_REPLY bytes, whatever the receiver sends: a huge reply must not be
-        // buffered whole (the rest is dropped with the connection).
-        let mut bytes = Vec::new();
-        while bytes.len() < MAX_REPLY {
-            match response.chunk().await.map_err(|e| error(e, timeout))? {
-                Some(chunk) => {
-                    bytes.extend_from_slice(&chunk[..chunk.len().min(MAX_REPLY - bytes.len())])
-                }
-                None => break,
-            }
-        }
+        let bytes = read_bounded(response, timeout).await?;
         let body = String::from_utf8_lossy(&bytes).into_owned();
         Ok(Reply {
             status,
@@ -292,6 +283,24 @@ impl HttpOutbound {
             body,
         })
     }
+}
+
+/// At most MAX_REPLY bytes of a response body, whatever the other side sends: a huge body
+/// is never buffered whole (the rest is dropped with the connection).
+async fn read_bounded(
+    mut response: reqwest::Response,
+    timeout: Duration,
+) -> Result<Vec<u8>, SendError> {
+    let mut bytes = Vec::new();
+    while bytes.len() < MAX_REPLY {
+        match response.chunk().await.map_err(|e| error(e, timeout))? {
+            Some(chunk) => {
+                bytes.extend_from_slice(&chunk[..chunk.len().min(MAX_REPLY - bytes.len())])
+            }
+            None => break,
+        }
+    }
+    Ok(bytes)
 }
 
 /// A request's error, classified: timeouts name the timeout that ran out.
