@@ -335,12 +335,10 @@ fn explain_one(
 /// A body as the page shows it: the JSON text as sent, or, when it is not JSON, as a string.
 fn raw_body(body: String) -> Box<serde_json::value::RawValue> {
     use serde_json::value::{RawValue, to_raw_value};
-    if serde_json::from_str::<serde::de::IgnoredAny>(&body).is_ok()
-        && let Ok(raw) = RawValue::from_string(body.trim().to_string())
-    {
-        return raw;
+    match serde_json::from_str::<&RawValue>(body.trim()) {
+        Ok(raw) => raw.to_owned(),
+        Err(_) => to_raw_value(&body).unwrap_or_else(|_| RawValue::NULL.to_owned()),
     }
-    to_raw_value(&body).unwrap_or_else(|_| RawValue::NULL.to_owned())
 }
 
 /// Whether a dotted path (`data.call.direction`) is missing or null in a canonical event.

@@ -242,6 +242,13 @@ pub fn decode(
 /// Passes decoded events through the route's lifecycle tracker (reserving each applied
 /// event's place), routes them and encodes one message per accepting destination.
 pub fn route_events(mappings: &MappingSet, route: &Route, decoded: Decoded) -> Accepted {
+    // Every template rendered here sees the route's directories: set once per notification.
+    crate::mapping::directory::scope(&route.directories, || {
+        route_in_scope(mappings, route, decoded)
+    })
+}
+
+fn route_in_scope(mappings: &MappingSet, route: &Route, decoded: Decoded) -> Accepted {
     let Decoded { vendor, events } = decoded;
     let several = events.len() > 1;
     // The notification's first event carries it whole to a destination of its own vendor.
@@ -334,7 +341,7 @@ fn encode(
         event_type: event.event_type.clone(),
         request,
     };
-    match crate::mapping::directory::scope(&route.directories, || encoder.render_in(context)) {
+    match encoder.render_in(context) {
         Ok(Some(rendered)) => {
             let out = encoder.outbound(rendered, &dest.url);
             match &dest.hub {

@@ -95,10 +95,7 @@ impl Outcome {
         let Outcome::Message { request, .. } = self else {
             return None;
         };
-        let form = request.headers.iter().any(|(name, value)| {
-            name.eq_ignore_ascii_case("content-type")
-                && value.eq_ignore_ascii_case(crate::mapping::encode::FORM_CONTENT_TYPE)
-        });
+        let form = is_form(request);
         Some(match &request.body {
             // A form body is shown as the request with its parameters decoded.
             Some(body) if form => {
@@ -127,18 +124,28 @@ impl Outcome {
     /// The line `translate` prints, as text: a JSON body exactly as `serve` sends it (compact,
     /// keys in the template's order); otherwise [`output_line`](Self::output_line).
     pub fn output_text(&self) -> Option<String> {
-        match self {
-            Outcome::Message { request, .. } => match (&request.body, self.output_line()?) {
-                (Some(body), Value::Object(_) | Value::Array(_))
-                    if serde_json::from_str::<serde::de::IgnoredAny>(body).is_ok() =>
-                {
-                    Some(body.clone())
-                }
-                (_, line) => Some(line.to_string()),
-            },
-            _ => None,
+        let Outcome::Message { request, .. } = self else {
+            return None;
+        };
+        match &request.body {
+            // Checked, not parsed into a tree: the text is what is printed.
+            Some(body)
+                if !is_form(request)
+                    && serde_json::from_str::<serde::de::IgnoredAny>(body).is_ok() =>
+            {
+                Some(body.clone())
+            }
+            _ => self.output_line().map(|line| line.to_string()),
         }
     }
+}
+
+/// Whether a request's body is a form (`application/x-www-form-urlencoded`).
+fn is_form(request: &crate::model::message::HttpRequest) -> bool {
+    request.headers.iter().any(|(name, value)| {
+        name.eq_ignore_ascii_case("content-type")
+            && value.eq_ignore_ascii_case(crate::mapping::encode::FORM_CONTENT_TYPE)
+    })
 }
 
 /// Translates payloads from one vendor to another, keeping lifecycle state across calls.
