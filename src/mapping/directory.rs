@@ -119,6 +119,23 @@ mod tests {
                 .unwrap_err()
                 .contains("users.csv:2: key `101` is listed twice")
         );
+        // Broken and hostile files are refused with file and line, never half-read.
+        std::fs::write(&csv, "101,a\njust-a-key\n").unwrap();
+        assert!(
+            load(&csv)
+                .unwrap_err()
+                .contains("users.csv:2: expected `key,value`")
+        );
+        std::fs::write(&csv, " ,a\n").unwrap();
+        assert!(load(&csv).unwrap_err().contains("users.csv:1: empty key"));
+        std::fs::write(&csv, [0xff, 0xfe, b',', b'x']).unwrap();
+        assert!(load(&csv).unwrap_err().contains("cannot read"));
+        let yaml_list = dir.path().join("list.yaml");
+        std::fs::write(&yaml_list, "- not\n- a map\n").unwrap();
+        assert!(load(&yaml_list).unwrap_err().contains("list.yaml"));
+        // A value may hold commas: only the first one splits.
+        std::fs::write(&csv, "k,a,b\n").unwrap();
+        assert_eq!(load(&csv).unwrap()["k"], "a,b");
         let yaml = dir.path().join("app.yaml");
         std::fs::write(&yaml, "session: app-id\n").unwrap();
         assert_eq!(load(&yaml).unwrap()["session"], "app-id");

@@ -364,5 +364,69 @@ mod tests {
             scheme.verify(b"secret", &request(body), None, 1_700_009_000),
             Err(SignatureError::Invalid(_))
         ));
+        // Hostile headers: a timestamp that is not a number, a missing one, a signature of
+        // another length.
+        for (timestamp, signature) in [
+            (Some("soon"), format!("v0={hex}")),
+            (None, format!("v0={hex}")),
+            (Some("1700000000"), "v0=".to_string()),
+            (Some("1700000000"), format!("v0={hex}{hex}")),
+        ] {
+            let mut h = headers(&[("x-zm-signature", &signature)]);
+            if let Some(t) = timestamp {
+                h.insert("x-zm-request-timestamp", t.parse().unwrap());
+            }
+            let r = Presented {
+                method: "POST",
+                target: "/z",
+                headers: &h,
+                body,
+            };
+            assert!(scheme.verify(b"secret", &r, None, 1_700_000_010).is_err());
+        }
+        // A signature header whose bytes are not text.
+        let mut h = headers(&[("x-zm-request-timestamp", "1700000000")]);
+        h.insert(
+            "x-zm-signature",
+            axum::http::HeaderValue::from_bytes(&[0xff, 0xfe]).unwrap(),
+        );
+        let r = Presented {
+            method: "POST",
+            target: "/z",
+            headers: &h,
+            body,
+        };
+        assert!(scheme.verify(b"secret", &r, None, 1_700_000_010).is_err());
+    }
+
+    /// A challenge is answered only when its event and token are where declared and the
+    /// token is text; anything else is not a challenge (it goes on as an event).
+    #[test]
+    fn a_challenge_answers_only_its_own_shape() {
+        let challenge = Challenge {
+            event: vec!["event".into()],
+            equals: "endpoint.url_validation".into(),
+            token: vec!["payload".into(), "plainToken".into()],
+            reply_token: "plainToken".into(),
+            reply_signed: "encryptedToken".into(),
+        };
+        let json = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap();
+        let answer = challenge
+            .answer(
+                &json(r#"{"event":"endpoint.url_validation","payload":{"plainToken":"t"}}"#),
+                b"k",
+            )
+            .unwrap();
+        assert_eq!(answer["plainToken"], "t");
+        assert_eq!(answer["encryptedToken"].as_str().unwrap().len(), 64);
+        for other in [
+            r#"{"event":"phone.callee_ringing","payload":{"plainToken":"t"}}"#,
+            r#"{"event":"endpoint.url_validation","payload":{"plainToken":5}}"#,
+            r#"{"event":"endpoint.url_validation","payload":[]}"#,
+            r#"{"event":["endpoint.url_validation"]}"#,
+            r#"[]"#,
+        ] {
+            assert_eq!(challenge.answer(&json(other), b"k"), None, "{other}");
+        }
     }
 }
