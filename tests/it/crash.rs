@@ -21,12 +21,7 @@ async fn kill_9_mid_load_loses_no_acknowledged_event() {
     let receiver = Receiver::ok().await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = serve_config(
-        dir.path(),
-        port,
-        &receiver,
-        "retry: [0s, 100ms, 200ms, 500ms, 1s], timeout: 5s",
-    );
+    let config = serve_config(dir.path(), port, &receiver, UNDER_LOAD);
     let template = answered();
     let bodies: Arc<Vec<(String, String)>> = Arc::new(
         (0..EVENTS)
@@ -143,12 +138,7 @@ async fn kill_9_keeps_each_calls_order() {
     let receiver = Receiver::ok().await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = serve_config(
-        dir.path(),
-        port,
-        &receiver,
-        "retry: [0s, 100ms, 200ms, 500ms, 1s], timeout: 5s",
-    );
+    let config = serve_config(dir.path(), port, &receiver, UNDER_LOAD);
     let template = answered();
     // Event `k` of call `c`: its own uuid, the call's session and party, a rising sequence.
     let body = |c: usize, k: usize| {
@@ -250,6 +240,9 @@ async fn kill_9_keeps_each_calls_order() {
         .status();
     let _ = child.wait();
 }
+
+/// Delivery settings of the kill -9 tests: retries that outlast a restart.
+const UNDER_LOAD: &str = "retry: [0s, 100ms, 200ms, 500ms, 1s], timeout: 5s";
 
 /// Delivery settings of the restart tests: quick retries, a timeout above the slow receiver.
 const SETTLED: &str = "retry: [0s, 100ms, 200ms], timeout: 10s";
