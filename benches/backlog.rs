@@ -115,6 +115,7 @@ async fn run(backlog: bool) -> (Duration, Duration) {
             path: dir.path().join("q.db"),
         },
         &DeliveryConfig::default(),
+        &callgate::config::ArchiveConfig::default(),
         false,
     )
     .await

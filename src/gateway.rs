@@ -88,7 +88,7 @@ impl Gateway {
         let config = Arc::new(config);
         let resources = Resources::new().map_err(StartError::Client)?;
         resources.tail.set_bodies(config.server.tail_bodies);
-        let store = open_store(&config.store, &config.delivery, false)
+        let store = open_store(&config.store, &config.delivery, &config.archive, false)
             .await
             .map_err(StartError::Store)?;
         if let Some(table) = store.shared.clone() {

@@ -374,7 +374,7 @@ async fn shutdown_signal() {
 
 async fn dlq(config_path: &Path, action: DlqAction) -> anyhow::Result<ExitCode> {
     let config = config::load(config_path)?;
-    let store = open_store(&config.store, &config.delivery, true).await?;
+    let store = open_store(&config.store, &config.delivery, &config.archive, true).await?;
     let queue = store.dead_letters.clone();
     let mut out = std::io::stdout().lock();
     match action {

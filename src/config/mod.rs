@@ -43,6 +43,10 @@ pub struct Config {
     /// Retries, timeouts and limits of outbound delivery.
     #[serde(default)]
     pub delivery: DeliveryConfig,
+    /// What is kept of every accepted payload for replay and call timelines (README
+    /// "Replay"). Default: 7 days, at most 1 GiB.
+    #[serde(default)]
+    pub archive: ArchiveConfig,
     /// Inbound routes: a path, a source vendor, and where its events go.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
@@ -176,6 +180,7 @@ impl Default for Config {
             mappings: default_mappings(),
             store: StoreConfig::default(),
             delivery: DeliveryConfig::default(),
+            archive: ArchiveConfig::default(),
             routes: Vec::new(),
             sources: Vec::new(),
             origin: None,
@@ -360,6 +365,43 @@ pub struct DeliveryConfig {
     /// is acknowledged without being queued again. Default `24h`.
     #[serde(default = "default_dedupe_window", deserialize_with = "duration")]
     pub dedupe_window: Duration,
+}
+
+/// The archive (README "Replay", "Call timeline"): every accepted inbound payload with its
+/// canonical events and their fates, then each delivery's outcome, kept on the store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveConfig {
+    /// How long a record is kept. `0s` turns the archive off. Default `7d`.
+    #[serde(default = "default_archive_retention", deserialize_with = "duration")]
+    pub retention: Duration,
+    /// Most bytes of records kept; the oldest go first beyond it (SQLite: record text; NATS:
+    /// the stream's `max_bytes`). Default 1 GiB.
+    #[serde(default = "default_archive_max_bytes")]
+    pub max_bytes: u64,
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        ArchiveConfig {
+            retention: default_archive_retention(),
+            max_bytes: default_archive_max_bytes(),
+        }
+    }
+}
+
+impl ArchiveConfig {
+    /// Whether anything is archived.
+    pub fn enabled(&self) -> bool {
+        !self.retention.is_zero() && self.max_bytes > 0
+    }
+}
+
+fn default_archive_retention() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
+}
+fn default_archive_max_bytes() -> u64 {
+    1 << 30
 }
 
 impl Default for DeliveryConfig {

@@ -19,13 +19,18 @@
 //! - the [`SharedTable`] (lifecycle leg states) is the stream `CALLGATE_shared`, one message
 //!   per key, kept 2 hours: each instance writes its commits and follows everyone's;
 //! - [`Settings`](super::Settings) are the stream `CALLGATE_settings`, one message per key,
-//!   kept until replaced.
+//!   kept until replaced;
+//! - the [`Archive`] is the stream `CALLGATE_archive` (subject `callgate.CALLGATE.archive`,
+//!   `max_age` = `archive.retention`, `max_bytes` = `archive.max_bytes`), one message per
+//!   record; reads start at the window's first record (`DeliverPolicy::ByStartTime`) and
+//!   filter keys as they go.
 //!
 //! What this store cannot keep exactly across instances, it keeps per instance: the attempt
 //! log and the deferral count of a message live with the instance that holds it (a takeover
 //! starts them again from JetStream's delivery count), and depth counters are the last
 //! consumer info (refreshed every 2 s) plus this instance's own changes since.
 
+use super::archive::{Archive, Archived, Query, Record};
 use super::{
     AttemptLog, BoxFuture, Consumer, DeadLetter, DeadLetters, Enqueued, EventBatch, Lease, Leased,
     Message, Producer, QueueError, Request, Settlement, SharedEntries, SharedTable, hex16,
@@ -71,6 +76,8 @@ pub struct JetStreamConfig {
     pub dedupe_window: Duration,
     /// Most messages waiting per destination.
     pub max_queue_depth: u64,
+    /// The archive's limits, when it keeps one.
+    pub archive: Option<crate::config::ArchiveConfig>,
 }
 
 /// A message as stored in the queue stream: the v2 record of its request, and what the
@@ -185,6 +192,7 @@ pub struct JetStreamQueue {
     dedupe: stream::Stream,
     shared: stream::Stream,
     settings: stream::Stream,
+    archive: Option<stream::Stream>,
     shared_puts: mpsc::UnboundedSender<(String, Vec<u8>)>,
     config: JetStreamConfig,
     /// Lines by consumer name.
@@ -292,6 +300,22 @@ impl JetStreamQueue {
             },
         )
         .await?;
+        let archive = match &config.archive {
+            Some(limits) => Some(
+                create(
+                    "_archive",
+                    "callgate archive: accepted payloads, their events and fates, outcomes",
+                    format!("{prefix}.archive"),
+                    stream::Config {
+                        max_age: limits.retention,
+                        max_bytes: i64::try_from(limits.max_bytes).unwrap_or(i64::MAX),
+                        ..Default::default()
+                    },
+                )
+                .await?,
+            ),
+            None => None,
+        };
         // One task publishes shared puts, so they reach the stream in the order made.
         let (shared_puts, mut puts) = mpsc::unbounded_channel::<(String, Vec<u8>)>();
         let (publisher, shared_prefix) = (js.clone(), format!("{prefix}.shared."));
@@ -310,6 +334,7 @@ impl JetStreamQueue {
             dedupe,
             shared,
             settings,
+            archive,
             shared_puts,
             config,
             lines: Mutex::default(),
@@ -931,6 +956,94 @@ impl super::Settings for JetStreamQueue {
     }
 }
 
+impl Archive for JetStreamQueue {
+    fn append(&self, records: Vec<Record>) -> BoxFuture<'_, Result<(), QueueError>> {
+        Box::pin(async move {
+            if self.archive.is_none() {
+                return Ok(());
+            }
+            self.check_open()?;
+            let subject = format!("callgate.{}.archive", self.config.stream);
+            // Published back to back, then every acknowledgement awaited: one round trip.
+            let mut acks = Vec::with_capacity(records.len());
+            for record in &records {
+                let body = serde_json::to_vec(record).map_err(store_error)?;
+                acks.push(
+                    self.js
+                        .publish(subject.clone(), body.into())
+                        .await
+                        .map_err(store_error)?,
+                );
+            }
+            for ack in acks {
+                ack.await.map_err(store_error)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn read(&self, query: Query) -> BoxFuture<'_, Result<Vec<Archived>, QueueError>> {
+        Box::pin(async move {
+            let Some(stream) = &self.archive else {
+                return Ok(Vec::new());
+            };
+            let mut stream = stream.clone();
+            let state = &stream.info().await.map_err(store_error)?.state;
+            if state.messages == 0 {
+                return Ok(Vec::new());
+            }
+            let last = state.last_sequence;
+            let deliver_policy = match query.after {
+                Some(after) => consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: after + 1,
+                },
+                None if query.since > 0 => consumer::DeliverPolicy::ByStartTime {
+                    start_time: time::OffsetDateTime::from_unix_timestamp_nanos(
+                        i128::from(query.since) * 1_000_000,
+                    )
+                    .map_err(store_error)?,
+                },
+                None => consumer::DeliverPolicy::All,
+            };
+            if query.after.is_some_and(|after| after >= last) {
+                return Ok(Vec::new());
+            }
+            let consumer = stream
+                .create_consumer(consumer::pull::OrderedConfig {
+                    deliver_policy,
+                    ..Default::default()
+                })
+                .await
+                .map_err(store_error)?;
+            let mut messages = consumer.messages().await.map_err(store_error)?;
+            let mut out = Vec::new();
+            loop {
+                let next = tokio::time::timeout(REQUEST_TIMEOUT, messages.next()).await;
+                let message = match next {
+                    Ok(Some(Ok(message))) => message,
+                    Ok(Some(Err(e))) => return Err(store_error(e)),
+                    // Nothing more within the timeout: the window's records were read.
+                    Ok(None) | Err(_) => break,
+                };
+                let seq = message.info().map_err(store_error)?.stream_sequence;
+                match serde_json::from_slice::<Record>(&message.payload) {
+                    Ok(record) => {
+                        let archived = Archived { seq, record };
+                        if query.matches(&archived) {
+                            out.push(archived);
+                        }
+                    }
+                    Err(e) => tracing::warn!(seq, error = %e, "unreadable archive record: skipped"),
+                }
+                if out.len() >= query.limit || seq >= last {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+    }
+}
+
 impl SharedTable for JetStreamQueue {
     fn put(&self, key: String, value: Vec<u8>) {
         let _ = self.shared_puts.send((key, value));
@@ -1133,6 +1246,7 @@ mod tests {
             ack_wait: Duration::from_secs(2),
             dedupe_window: Duration::from_secs(3600),
             max_queue_depth: 1000,
+            archive: Some(crate::config::ArchiveConfig::default()),
         })
         .await
         .unwrap();
@@ -1153,6 +1267,7 @@ mod tests {
             ack_wait: Duration::from_secs(2),
             dedupe_window: Duration::from_secs(3600),
             max_queue_depth: 1000,
+            archive: Some(crate::config::ArchiveConfig::default()),
         })
         .await
         .unwrap();
@@ -1166,5 +1281,21 @@ mod tests {
         suite::order_dedupe_and_dead_letters(&open(&nats.url, "SUITE1").await).await;
         suite::deferral_keeps_order_and_budget(&open(&nats.url, "SUITE2").await).await;
         suite::leases_and_dedupe_survive_a_restart(|| open(&nats.url, "SUITE3")).await;
+        let archived = open(&nats.url, "SUITE4").await;
+        let q = JetStreamQueue::open(JetStreamConfig {
+            url: nats.url.clone(),
+            stream: "SUITE4".into(),
+            replicas: 1,
+            partitions: 4,
+            ack_wait: Duration::from_secs(2),
+            dedupe_window: Duration::from_secs(3600),
+            max_queue_depth: 1000,
+            archive: Some(crate::config::ArchiveConfig::default()),
+        })
+        .await
+        .unwrap();
+        crate::delivery::archive::suite::reads_by_time_and_key(q.as_ref()).await;
+        archived.close();
+        q.close();
     }
 }

@@ -2,6 +2,7 @@
 //! (intake's atomic, deduplicated enqueue), [`Consumer`] (lease → opaque [`Lease`] → settle)
 //! and [`DeadLetters`] — the stored [`Message`], the SQLite backend, lanes and the workers.
 
+pub mod archive;
 pub mod jetstream;
 pub mod lane;
 pub mod sqlite;
@@ -10,7 +11,7 @@ pub mod worker;
 pub use crate::model::message::{HttpRequest, HubPush, Message, Request};
 pub use crate::model::outbound::BoxFuture;
 
-use crate::config::{DeliveryConfig, StoreConfig};
+use crate::config::{ArchiveConfig, DeliveryConfig, StoreConfig};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -279,6 +280,8 @@ pub struct Store {
     pub shared: Option<Arc<dyn SharedTable>>,
     /// Durable settings (`None` for a store opened only to read dead letters).
     pub settings: Option<Arc<dyn Settings>>,
+    /// The archive (`None` when `archive.retention` is 0).
+    pub archive: Option<Arc<dyn archive::Archive>>,
     closer: Arc<dyn Fn() + Send + Sync>,
 }
 
@@ -296,6 +299,7 @@ impl Store {
             dead_letters,
             shared: None,
             settings: None,
+            archive: None,
             closer: Arc::new(close),
         }
     }
@@ -306,12 +310,14 @@ impl Store {
     }
 }
 
-/// Opens the store the configuration names. `admin`: open beside a running gateway (for
-/// `callgate dlq`), leaving leases alone. Errors: the SQLite file cannot be opened, or the
-/// NATS server cannot be reached or refuses the stream.
+/// Opens the store the configuration names, with its archive when `archive` keeps one.
+/// `admin`: open beside a running gateway (for `callgate dlq`), leaving leases alone.
+/// Errors: the SQLite file cannot be opened, or the NATS server cannot be reached or
+/// refuses a stream.
 pub async fn open_store(
     store: &StoreConfig,
     delivery: &DeliveryConfig,
+    archive: &ArchiveConfig,
     admin: bool,
 ) -> Result<Store, QueueError> {
     match store {
@@ -319,11 +325,26 @@ pub async fn open_store(
             let q = Arc::new(if admin {
                 sqlite::SqliteQueue::open_admin(path)?
             } else {
-                sqlite::SqliteQueue::open(path, delivery.dedupe_window, delivery.max_queue_depth)?
+                sqlite::SqliteQueue::open_archived(
+                    path,
+                    delivery.dedupe_window,
+                    delivery.max_queue_depth,
+                    sqlite::ArchiveLimits {
+                        retention_ms: if archive.enabled() {
+                            ms(archive.retention)
+                        } else {
+                            0
+                        },
+                        max_bytes: archive.max_bytes,
+                    },
+                )?
             });
             let closer = q.clone();
             let mut store = Store::new(q.clone(), q.clone(), q.clone(), move || closer.close());
-            store.settings = Some(q);
+            store.settings = Some(q.clone());
+            if archive.enabled() {
+                store.archive = Some(q);
+            }
             Ok(store)
         }
         StoreConfig::Nats {
@@ -342,12 +363,16 @@ pub async fn open_store(
                 ack_wait: (delivery.timeout * 2).max(Duration::from_secs(2)),
                 dedupe_window: delivery.dedupe_window,
                 max_queue_depth: delivery.max_queue_depth,
+                archive: archive.enabled().then_some(archive.clone()),
             })
             .await?;
             let closer = q.clone();
             let mut store = Store::new(q.clone(), q.clone(), q.clone(), move || closer.close());
             store.shared = Some(q.clone());
-            store.settings = Some(q);
+            store.settings = Some(q.clone());
+            if archive.enabled() {
+                store.archive = Some(q);
+            }
             Ok(store)
         }
     }

@@ -7,6 +7,7 @@
 //! when the head is acknowledged or dies. Leasing reads only due heads through a partial
 //! index, so its cost does not grow with a backlog behind a receiver that is down.
 
+use super::archive::{Archive, Archived, Query, Record};
 use super::{
     AttemptLog, BoxFuture, Consumer, DeadLetter, DeadLetters, Enqueued, EventBatch, Lease, Leased,
     Message, Producer, QueueError, Request, Settlement, ms,
@@ -49,6 +50,25 @@ enum Command {
     Purge(oneshot::Sender<Result<usize, QueueError>>),
     GetSetting(String, oneshot::Sender<Result<Option<String>, QueueError>>),
     SetSetting(String, String, oneshot::Sender<Result<(), QueueError>>),
+    Archive(Vec<Record>, oneshot::Sender<Result<(), QueueError>>),
+}
+
+/// What the writer keeps of the archive: records younger than `retention_ms`, at most
+/// `max_bytes` of record text (a zero retention keeps nothing).
+#[derive(Debug, Clone, Copy)]
+pub struct ArchiveLimits {
+    /// Age limit, ms.
+    pub retention_ms: i64,
+    /// Size limit, bytes of record text.
+    pub max_bytes: u64,
+}
+
+impl ArchiveLimits {
+    /// No archive.
+    pub const OFF: ArchiveLimits = ArchiveLimits {
+        retention_ms: 0,
+        max_bytes: 0,
+    };
 }
 
 /// A change of a line's live-message count, applied to [`Depths`] after the commit:
@@ -114,6 +134,8 @@ impl Depths {
 /// The SQLite queue.
 pub struct SqliteQueue {
     commands: Mutex<Option<mpsc::Sender<Command>>>,
+    /// A second connection for archive reads, so a long read never holds the writer.
+    reader: Arc<Mutex<Option<Connection>>>,
     depths: Arc<Depths>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Whether the last write failed for want of disk space.
@@ -175,13 +197,29 @@ impl SqliteQueue {
         dedupe_window: Duration,
         max_depth: u64,
     ) -> Result<SqliteQueue, QueueError> {
-        SqliteQueue::open_with(path, dedupe_window, max_depth, true)
+        SqliteQueue::open_with(path, dedupe_window, max_depth, true, ArchiveLimits::OFF)
+    }
+
+    /// [`SqliteQueue::open`], keeping an archive within `archive` (pruned by the writer).
+    pub fn open_archived(
+        path: &Path,
+        dedupe_window: Duration,
+        max_depth: u64,
+        archive: ArchiveLimits,
+    ) -> Result<SqliteQueue, QueueError> {
+        SqliteQueue::open_with(path, dedupe_window, max_depth, true, archive)
     }
 
     /// Opens the database for administration (`callgate dlq`) beside a running gateway:
     /// leases are left alone.
     pub fn open_admin(path: &Path) -> Result<SqliteQueue, QueueError> {
-        SqliteQueue::open_with(path, Duration::from_secs(24 * 3600), u64::MAX, false)
+        SqliteQueue::open_with(
+            path,
+            Duration::from_secs(24 * 3600),
+            u64::MAX,
+            false,
+            ArchiveLimits::OFF,
+        )
     }
 
     fn open_with(
@@ -189,6 +227,7 @@ impl SqliteQueue {
         dedupe_window: Duration,
         max_depth: u64,
         recover: bool,
+        archive: ArchiveLimits,
     ) -> Result<SqliteQueue, QueueError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| {
@@ -233,8 +272,18 @@ impl SqliteQueue {
                error TEXT, excerpt TEXT);
              CREATE INDEX IF NOT EXISTS attempts_task ON attempts(task_id);
              CREATE TABLE IF NOT EXISTS dedupe(key TEXT PRIMARY KEY, seen_at INTEGER NOT NULL);
-             CREATE INDEX IF NOT EXISTS dedupe_age ON dedupe(seen_at);",
+             CREATE INDEX IF NOT EXISTS dedupe_age ON dedupe(seen_at);
+             CREATE TABLE IF NOT EXISTS archive(
+               seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, record TEXT NOT NULL);
+             CREATE INDEX IF NOT EXISTS archive_at ON archive(at);
+             CREATE TABLE IF NOT EXISTS archive_keys(
+               key TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY(key, seq)) WITHOUT ROWID;
+             CREATE INDEX IF NOT EXISTS archive_keys_seq ON archive_keys(seq);",
         )?;
+        let archived_bytes: f64 =
+            conn.query_row("SELECT total(length(CAST(record AS BLOB))) FROM archive", [], |r| {
+                r.get(0)
+            })?;
         // A crash leaves leases behind: their attempts may or may not have reached the
         // receiver, so they are offered again (at-least-once).
         let recovered = if recover {
@@ -290,15 +339,25 @@ impl SqliteQueue {
                 depths.apply((format!("{route}/{dest}"), partitionkey, n));
             }
         }
+        let reader = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        reader.busy_timeout(Duration::from_secs(5))?;
         let (tx, rx) = mpsc::channel(CHANNEL);
         let thread_depths = depths.clone();
         let window = ms(dedupe_window);
+        let kept = Kept {
+            limits: archive,
+            bytes: archived_bytes as u64,
+        };
         let thread = std::thread::Builder::new()
             .name("callgate-sqlite".into())
-            .spawn(move || writer(conn, rx, thread_depths, window, max_depth))
+            .spawn(move || writer(conn, rx, thread_depths, window, max_depth, kept))
             .map_err(|e| QueueError::Store(e.to_string()))?;
         Ok(SqliteQueue {
             commands: Mutex::new(Some(tx)),
+            reader: Arc::new(Mutex::new(Some(reader))),
             depths,
             thread: Mutex::new(Some(thread)),
             no_space: Arc::default(),
@@ -366,6 +425,7 @@ impl SqliteQueue {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
+        self.reader.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(thread) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = thread.join();
         }
@@ -423,6 +483,137 @@ impl super::Settings for SqliteQueue {
     }
 }
 
+impl Archive for SqliteQueue {
+    fn append(&self, records: Vec<Record>) -> BoxFuture<'_, Result<(), QueueError>> {
+        self.send(|tx| Command::Archive(records, tx))
+    }
+    fn read(&self, query: Query) -> BoxFuture<'_, Result<Vec<Archived>, QueueError>> {
+        let reader = self.reader.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let guard = reader.lock().unwrap_or_else(|e| e.into_inner());
+                let conn = guard.as_ref().ok_or(QueueError::Closed)?;
+                read_archive(conn, &query)
+            })
+            .await
+            .map_err(|e| QueueError::Store(e.to_string()))?
+        })
+    }
+}
+
+/// Archive records matching `query`, oldest first: through the key index when a key is
+/// given, else through the time index.
+fn read_archive(conn: &Connection, query: &Query) -> Result<Vec<Archived>, QueueError> {
+    let until = query.until.unwrap_or(i64::MAX);
+    let after = query.after.map_or(-1, |a| a as i64);
+    let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+    let mut out = Vec::new();
+    let mut push = |seq: i64, text: String| -> Result<(), QueueError> {
+        match serde_json::from_str::<Record>(&text) {
+            Ok(record) => out.push(Archived {
+                seq: seq as u64,
+                record,
+            }),
+            Err(e) => tracing::warn!(seq, error = %e, "unreadable archive record: skipped"),
+        }
+        Ok(())
+    };
+    let rows: Vec<(i64, String)> = match &query.key {
+        Some(key) => conn
+            .prepare_cached(
+                "SELECT a.seq, a.record FROM archive_keys k JOIN archive a ON a.seq = k.seq
+                 WHERE k.key = ?1 AND a.at >= ?2 AND a.at < ?3 AND a.seq > ?4
+                 ORDER BY a.seq LIMIT ?5",
+            )?
+            .query_map(params![key, query.since, until, after, limit], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<Result<_, _>>()?,
+        None => conn
+            .prepare_cached(
+                "SELECT seq, record FROM archive
+                 WHERE at >= ?1 AND at < ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
+            )?
+            .query_map(params![query.since, until, after, limit], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<Result<_, _>>()?,
+    };
+    for (seq, text) in rows {
+        push(seq, text)?;
+    }
+    Ok(out)
+}
+
+/// The archive's limits and the bytes of record text it holds now.
+struct Kept {
+    limits: ArchiveLimits,
+    bytes: u64,
+}
+
+impl Kept {
+    /// Appends records with their keys.
+    fn append(&mut self, tx: &Connection, records: Vec<Record>, now: i64) -> Result<(), QueueError> {
+        if self.limits.retention_ms == 0 {
+            return Ok(());
+        }
+        let mut insert = tx.prepare_cached("INSERT INTO archive(at, record) VALUES (?1, ?2)")?;
+        let mut key = tx.prepare_cached("INSERT OR IGNORE INTO archive_keys(key, seq) VALUES (?1, ?2)")?;
+        for record in records {
+            let text = serde_json::to_string(&record).map_err(|e| QueueError::Store(e.to_string()))?;
+            let at = if record.at() > 0 { record.at() } else { now };
+            insert.execute(params![at, text])?;
+            let seq = tx.last_insert_rowid();
+            for k in record.keys() {
+                key.execute(params![k, seq])?;
+            }
+            self.bytes += text.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Drops records older than the retention, then the oldest while over the size limit.
+    fn prune(&mut self, tx: &Connection, now: i64, sweep: bool) -> Result<(), rusqlite::Error> {
+        if self.limits.retention_ms == 0 {
+            return Ok(());
+        }
+        let mut dropped = false;
+        if sweep {
+            let mut old = tx.prepare_cached(
+                "DELETE FROM archive WHERE at < ?1 RETURNING length(CAST(record AS BLOB))",
+            )?;
+            let freed: i64 = old
+                .query_map([now.saturating_sub(self.limits.retention_ms)], |r| r.get::<_, i64>(0))?
+                .sum::<Result<i64, _>>()?;
+            dropped |= freed > 0;
+            self.bytes = self.bytes.saturating_sub(freed as u64);
+        }
+        // In small steps, so that no more goes than the limit needs.
+        while self.bytes > self.limits.max_bytes {
+            let mut oldest = tx.prepare_cached(
+                "DELETE FROM archive WHERE seq IN (SELECT seq FROM archive ORDER BY seq LIMIT 16)
+                 RETURNING length(CAST(record AS BLOB))",
+            )?;
+            let lengths: Vec<i64> = oldest
+                .query_map([], |r| r.get::<_, i64>(0))?
+                .collect::<Result<_, _>>()?;
+            if lengths.is_empty() {
+                self.bytes = 0;
+                break;
+            }
+            dropped = true;
+            self.bytes = self.bytes.saturating_sub(lengths.iter().sum::<i64>() as u64);
+        }
+        if dropped {
+            tx.execute(
+                "DELETE FROM archive_keys WHERE seq < (SELECT coalesce(min(seq), 9223372036854775807) FROM archive)",
+                [],
+            )?;
+        }
+        Ok(())
+    }
+}
+
 impl DeadLetters for SqliteQueue {
     fn list(&self, limit: usize) -> BoxFuture<'_, Result<Vec<DeadLetter>, QueueError>> {
         self.send(|tx| Command::DeadLetters(None, limit, tx))
@@ -452,6 +643,7 @@ fn writer(
     depths: Arc<Depths>,
     window: i64,
     max_depth: u64,
+    mut kept: Kept,
 ) {
     let mut last_sweep = 0i64;
     while let Some(first) = rx.blocking_recv() {
@@ -468,7 +660,8 @@ fn writer(
         let mut deltas: Vec<Delta> = Vec::new();
         let result = (|| -> Result<(), rusqlite::Error> {
             let mut tx = conn.transaction()?;
-            if now - last_sweep > 60_000 {
+            let sweep = now - last_sweep > 60_000;
+            if sweep {
                 tx.execute("DELETE FROM dedupe WHERE seen_at < ?1", [now - window])?;
                 tx.execute(
                     "UPDATE tasks SET state = 'ready', lease_until = NULL
@@ -484,9 +677,10 @@ fn writer(
                     now,
                     &mut replies,
                     &mut deltas,
-                    (&depths, max_depth),
+                    (&depths, max_depth, &mut kept),
                 );
             }
+            kept.prune(&tx, now, sweep)?;
             tx.commit()
         })();
         let outcome = result.map_err(QueueError::from);
@@ -514,7 +708,7 @@ fn run(
     now: i64,
     replies: &mut Vec<Reply>,
     deltas: &mut Vec<Delta>,
-    (depths, max_depth): (&Depths, u64),
+    (depths, max_depth, kept): (&Depths, u64, &mut Kept),
 ) {
     fn defer<T: Send + 'static>(
         replies: &mut Vec<Reply>,
@@ -594,6 +788,10 @@ fn run(
                 )?;
                 Ok(())
             });
+            defer(replies, reply, value);
+        }
+        Command::Archive(records, reply) => {
+            let value = isolated(tx, deltas, |c, _| kept.append(c, records, now));
             defer(replies, reply, value);
         }
         Command::Purge(reply) => {
@@ -945,6 +1143,92 @@ mod tests {
                 _ => suite::leases_and_dedupe_survive_a_restart(|| async { open(&path) }).await,
             }
         }
+    }
+
+    #[tokio::test]
+    async fn passes_the_archive_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = SqliteQueue::open_archived(
+            &dir.path().join("q.db"),
+            Duration::from_secs(3600),
+            1000,
+            ArchiveLimits {
+                retention_ms: 3_600_000,
+                max_bytes: 1 << 20,
+            },
+        )
+        .unwrap();
+        crate::delivery::archive::suite::reads_by_time_and_key(&q).await;
+    }
+
+    /// The archive keeps to its size limit: the oldest records go first, their keys with them.
+    #[tokio::test]
+    async fn the_archive_is_pruned_by_size() {
+        use crate::delivery::archive::{Outcome, Query};
+        let dir = tempfile::tempdir().unwrap();
+        let q = SqliteQueue::open_archived(
+            &dir.path().join("q.db"),
+            Duration::from_secs(3600),
+            1000,
+            ArchiveLimits {
+                retention_ms: 3_600_000,
+                max_bytes: 64 * 1024,
+            },
+        )
+        .unwrap();
+        let now = now_ms();
+        for chunk in 0..20 {
+            let records = (0..100)
+                .map(|n| {
+                    Record::Outcome(Outcome {
+                        at: now,
+                        route: "r".into(),
+                        destination: "d".into(),
+                        event_id: format!("e{chunk}-{n}"),
+                        partitionkey: format!("call-{chunk}"),
+                        outcome: "delivered".into(),
+                        attempt: 1,
+                        status: Some(200),
+                        detail: Some("x".repeat(100)),
+                    })
+                })
+                .collect();
+            q.append(records).await.unwrap();
+        }
+        let kept = q
+            .read(Query {
+                since: 0,
+                limit: usize::MAX,
+                ..Query::default()
+            })
+            .await
+            .unwrap();
+        let bytes: usize = kept
+            .iter()
+            .map(|a| serde_json::to_string(&a.record).unwrap().len())
+            .sum();
+        assert!(bytes <= 64 * 1024, "{bytes} bytes kept");
+        assert!(kept.len() > 100, "only the oldest went: {} kept", kept.len());
+        let oldest = q
+            .read(Query {
+                since: 0,
+                key: Some("call-0".into()),
+                limit: usize::MAX,
+                ..Query::default()
+            })
+            .await
+            .unwrap();
+        assert!(oldest.is_empty(), "the first records and their keys are gone");
+        let newest = q
+            .read(Query {
+                since: 0,
+                key: Some("call-19".into()),
+                limit: usize::MAX,
+                ..Query::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(newest.len(), 100);
     }
 
     /// A store written by callgate 0.1 (schema 1, v1 records, every live row `ready`) opens,
