@@ -13,6 +13,7 @@ use crate::inbound::signalr::client::SourceStates;
 use crate::intake::Intake;
 use crate::lifecycle::{LegState, LegUpdate, Lifecycles};
 use crate::reload::{Reloader, Trigger, WatchGuard};
+use crate::server::archive::ArchiveApi;
 use crate::server::{self, Public, admin};
 use crate::snapshot::{BuildError, Resources, Snapshot};
 use crate::supervisor::{Component, Supervisor};
@@ -125,6 +126,7 @@ impl Gateway {
             max_depth: config.delivery.max_queue_depth,
             turns: Arc::default(),
             tail: resources.tail.clone(),
+            archive: store.archive.clone(),
         };
         let public = server::public_router(
             Arc::new(Public {
@@ -164,6 +166,11 @@ impl Gateway {
                 public: addr,
                 tail: resources.tail.clone(),
                 keepers: keepers_registry.clone(),
+                archive: Arc::new(ArchiveApi {
+                    archive: store.archive.clone(),
+                    intake: intake.clone(),
+                    reloader: reloader.clone(),
+                }),
             }),
             health,
         );

@@ -5,6 +5,9 @@
 //! [`SubmitError`] into its own reply.
 
 use crate::config::{Ack, OnTimeout};
+use crate::delivery::archive::{
+    Archive, ArchivedEvent, DestinationFate as ArchivedFate, Received, Record,
+};
 use crate::delivery::lane::Admission;
 use crate::delivery::{EventBatch, Producer, QueueError};
 use crate::model::inbound::VerifiedInbound;
@@ -32,6 +35,8 @@ pub struct Intake {
     pub turns: Arc<Turns>,
     /// The live tail: every accepted or dropped event, and every proxy forward.
     pub tail: Tail,
+    /// The archive, when the store keeps one: every accepted payload is appended to it.
+    pub archive: Option<Arc<dyn Archive>>,
 }
 
 /// How many locks the calls share (a call waits only for payloads of calls that hash alike).
@@ -179,6 +184,8 @@ impl Intake {
             let _turn = self.turns.take(&route.name, decoded.partitionkeys()).await;
             let accepted = pipeline::route_events(&snapshot.mappings, route, decoded);
             let submitted = self.submit(route, &accepted).await?;
+            self.archive(route, inbound, &accepted, &submitted, None)
+                .await;
             Ok((accepted, submitted))
         }
         .instrument(span)
@@ -242,6 +249,108 @@ impl Intake {
             accepted.commit();
         }
         Ok(submitted)
+    }
+
+    /// Appends an accepted payload to the archive (when there is one) with its events and
+    /// their fates. The messages are already stored or forwarded: a failure here is logged
+    /// and counted, and the payload stays accepted. `replay`: the replay that sent it.
+    pub async fn archive(
+        &self,
+        route: &Route,
+        inbound: &VerifiedInbound,
+        accepted: &Accepted,
+        submitted: &Submitted,
+        replay: Option<&str>,
+    ) {
+        let Some(archive) = &self.archive else {
+            return;
+        };
+        let message_status = match submitted {
+            // The vendor gets the receiver's error and sends again: nothing was taken.
+            Submitted::Refused(_) => return,
+            Submitted::Queued {
+                stored: 0,
+                duplicates,
+            } if *duplicates > 0 => "duplicate",
+            Submitted::Queued { .. } | Submitted::QueuedAfterTimeout | Submitted::QueuedBehind => {
+                "queued"
+            }
+            Submitted::Forwarded(_) => "forwarded",
+            Submitted::NothingToForward | Submitted::DeadLettered(_) => "dead",
+        };
+        let events = accepted
+            .fates
+            .iter()
+            .map(|fate| match fate {
+                Fate::Applied(applied) => ArchivedEvent {
+                    event: applied.event.clone(),
+                    verdict: "apply".into(),
+                    reason: None,
+                    fates: applied
+                        .routed
+                        .iter()
+                        .map(|(name, routing)| {
+                            let (status, reason) = match routing {
+                                Routing::Message(_) => (message_status, None),
+                                Routing::Skipped(why) => ("skipped", Some(why.label().to_string())),
+                                Routing::Failed { error, .. } => ("dead", Some(error.clone())),
+                            };
+                            ArchivedFate {
+                                destination: name.clone(),
+                                status: status.into(),
+                                reason,
+                            }
+                        })
+                        .collect(),
+                },
+                Fate::Dropped(verdict) => ArchivedEvent {
+                    event: verdict.event().clone(),
+                    verdict: verdict.label().into(),
+                    reason: Some(verdict.reason()),
+                    fates: Vec::new(),
+                },
+            })
+            .collect();
+        let at = crate::model::clock::now_ms();
+        // A proxy forward's reply is its outcome: archived beside the payload.
+        let forwarded: Vec<Record> = match submitted {
+            Submitted::Forwarded(reply) => accepted
+                .applied()
+                .flat_map(|a| &a.routed)
+                .filter_map(|(_, routing)| match routing {
+                    Routing::Message(m) => {
+                        Some(Record::Outcome(crate::delivery::archive::Outcome {
+                            at,
+                            route: m.route.clone(),
+                            destination: m.destination.clone(),
+                            event_id: m.event_id.clone(),
+                            partitionkey: m.partitionkey.clone(),
+                            outcome: "delivered".into(),
+                            attempt: 1,
+                            status: Some(reply.status.as_u16()),
+                            detail: Some(reply.body.chars().take(200).collect()),
+                        }))
+                    }
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let record = Record::Received(Received {
+            at,
+            route: route.name.clone(),
+            vendor: accepted.vendor.clone(),
+            payload: inbound.payload().clone(),
+            params: inbound.is_params(),
+            events,
+            replay: replay.map(str::to_string),
+        });
+        let mut records = vec![record];
+        records.extend(forwarded);
+        if let Err(error) = archive.append(records).await {
+            metrics::counter!(m::ARCHIVE_FAILURES).increment(1);
+            tracing::error!(route = %route.name, %error, "cannot archive an accepted payload");
+        }
     }
 
     /// Tells the tail what became of each event of an accepted payload: `status` for each

@@ -18,11 +18,13 @@ pub mod model;
 pub mod outbound;
 pub mod pipeline;
 pub mod reload;
+pub mod replay;
 pub mod route;
 pub mod server;
 pub mod snapshot;
 pub mod supervisor;
 pub mod telemetry;
+pub mod timeline;
 pub mod translate;
 
 pub use gateway::Gateway;

@@ -313,6 +313,19 @@ fn route_in_scope(mappings: &MappingSet, route: &Route, decoded: Decoded) -> Acc
     }
 }
 
+/// Renders one event for one destination of `route` (a replay's: the route's directories
+/// in scope, no lifecycle).
+pub fn encode_event(
+    mappings: &MappingSet,
+    route: &Route,
+    dest: &Destination,
+    event: &CallEvent,
+) -> Routing {
+    crate::mapping::directory::scope(&route.directories, || {
+        encode(mappings, route, dest, &EventContext::new(event))
+    })
+}
+
 /// Renders one event for one destination.
 fn encode(
     mappings: &MappingSet,

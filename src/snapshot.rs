@@ -105,7 +105,14 @@ pub struct Snapshot {
     destinations: HashMap<String, Arc<Destination>>,
     /// Route hooks by route name (shared with the adapters that register them).
     pub hooks: Arc<RouteHooks>,
+    /// What delivers a replay's messages to a URL no route names (`replay --to-url`): a
+    /// plain HTTP adapter (no auth, no signing) and one lane for all such URLs.
+    to_url: (Arc<HttpOutbound>, Arc<crate::delivery::lane::Lane>),
 }
+
+/// The destination-name prefix of `replay --to-url` messages: `to-url-<16 hex of URL and
+/// vendor>`.
+pub const TO_URL_PREFIX: &str = "to-url-";
 
 impl std::fmt::Debug for Snapshot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -156,6 +163,29 @@ impl Snapshot {
             )));
         }
         let by_path = routes.iter().map(|r| (r.path.clone(), r.clone())).collect();
+        let plain = crate::config::valid::HttpTarget {
+            stored_url: String::new(),
+            sent_url: String::new().into(),
+            headers: Vec::new(),
+            signer: None,
+            oauth2: None,
+        };
+        let to_url = (
+            Arc::new(HttpOutbound::new(
+                resources.http.clone(),
+                config.delivery.timeout,
+                &plain,
+            )),
+            resources.lanes.get_or_create(
+                TO_URL_PREFIX,
+                LaneSettings {
+                    rate: None,
+                    // A few at a time: a replay to a URL is a catch-up, not live traffic.
+                    max_in_flight: 8,
+                    breaker: None,
+                },
+            ),
+        );
         Snapshot {
             version,
             content_hash: String::new(),
@@ -167,6 +197,29 @@ impl Snapshot {
             by_path,
             destinations,
             hooks: resources.hooks.clone(),
+            to_url,
+        }
+    }
+
+    /// A destination of `route` for a URL no route names, rendered by `vendor`'s mapping
+    /// (`replay --to-url`): its name is [`TO_URL_PREFIX`] + 16 hex digits of the URL and
+    /// vendor, and the workers deliver it through the plain HTTP adapter.
+    pub fn to_url_destination(&self, route: &str, url: &str, vendor: &str) -> Destination {
+        let name = format!(
+            "{TO_URL_PREFIX}{}",
+            crate::delivery::hex16(&format!("{vendor} {url}"))
+        );
+        Destination {
+            key: format!("{route}/{name}"),
+            name,
+            vendor: vendor.to_string(),
+            url: url.to_string(),
+            hub: None,
+            undeliverable_after: Duration::from_secs(600),
+            types: vec!["*".into()],
+            outbound: self.to_url.0.clone(),
+            http: Some(self.to_url.0.clone()),
+            lane: self.to_url.1.clone(),
         }
     }
 
@@ -260,12 +313,21 @@ impl Snapshot {
 
 impl crate::delivery::worker::Targets for Snapshot {
     fn target(&self, key: &str) -> Option<crate::delivery::worker::Target<'_>> {
-        self.destinations
-            .get(key)
-            .map(|d| crate::delivery::worker::Target {
+        if let Some(d) = self.destinations.get(key) {
+            return Some(crate::delivery::worker::Target {
                 lane: &d.lane,
                 outbound: d.outbound.as_ref(),
                 undeliverable_after: d.undeliverable_after,
+            });
+        }
+        // A replay's message to a URL (the URL is in the message itself).
+        let (_, destination) = key.split_once('/')?;
+        destination
+            .starts_with(TO_URL_PREFIX)
+            .then(|| crate::delivery::worker::Target {
+                lane: &self.to_url.1,
+                outbound: self.to_url.0.as_ref(),
+                undeliverable_after: Duration::from_secs(600),
             })
     }
 }

@@ -113,41 +113,48 @@ impl Record {
     /// 200 characters each.
     pub fn keys(&self) -> Vec<String> {
         let mut keys: Vec<String> = Vec::new();
-        let mut add = |key: Option<&str>| {
-            if let Some(key) = key.map(str::trim).filter(|k| !k.is_empty() && k.len() <= 200)
-                && !keys.iter().any(|k| k == key)
-            {
-                keys.push(key.to_string());
-            }
-        };
         match self {
             Record::Received(r) => {
                 for e in &r.events {
-                    let e = &e.event;
-                    add(Some(&e.id));
-                    add(e.partitionkey.as_deref());
-                    add(e.subject.as_deref());
-                    if let Some(call) = &e.data.call {
-                        add(call.id.as_deref());
-                        add(call.leg_id.as_deref());
-                        for party in [&call.from, &call.to].into_iter().flatten() {
-                            add(party.number.as_deref());
-                            add(party.user_id.as_deref());
-                        }
-                    }
-                    if let Some(user) = &e.data.user {
-                        add(user.id.as_deref());
-                        add(user.login.as_deref());
-                        add(user.extension.as_deref());
-                    }
+                    event_keys(&e.event, &mut keys);
                 }
             }
             Record::Outcome(o) => {
-                add(Some(&o.event_id));
-                add(Some(&o.partitionkey));
+                add_key(&mut keys, Some(&o.event_id));
+                add_key(&mut keys, Some(&o.partitionkey));
             }
         }
         keys
+    }
+}
+
+fn add_key(keys: &mut Vec<String>, key: Option<&str>) {
+    if let Some(key) = key
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= 200)
+        && !keys.iter().any(|k| k == key)
+    {
+        keys.push(key.to_string());
+    }
+}
+
+/// The search keys of one event (see [`Record::keys`]), added to `keys`.
+pub fn event_keys(e: &CallEvent, keys: &mut Vec<String>) {
+    add_key(keys, Some(&e.id));
+    add_key(keys, e.partitionkey.as_deref());
+    add_key(keys, e.subject.as_deref());
+    if let Some(call) = &e.data.call {
+        add_key(keys, call.id.as_deref());
+        add_key(keys, call.leg_id.as_deref());
+        for party in [&call.from, &call.to].into_iter().flatten() {
+            add_key(keys, party.number.as_deref());
+            add_key(keys, party.user_id.as_deref());
+        }
+    }
+    if let Some(user) = &e.data.user {
+        add_key(keys, user.id.as_deref());
+        add_key(keys, user.login.as_deref());
+        add_key(keys, user.extension.as_deref());
     }
 }
 
@@ -278,7 +285,11 @@ pub(crate) mod suite {
             .await
             .unwrap();
         assert_eq!(window.len(), 4, "records 2 and 3 with their outcomes");
-        assert!(window.iter().all(|a| (base + 200..base + 400).contains(&a.record.at())));
+        assert!(
+            window
+                .iter()
+                .all(|a| (base + 200..base + 400).contains(&a.record.at()))
+        );
 
         let by_call = archive
             .read(Query {
@@ -290,7 +301,11 @@ pub(crate) mod suite {
             .await
             .unwrap();
         assert_eq!(by_call.len(), 10);
-        assert!(by_call.iter().all(|a| a.record.keys().contains(&"call-b".into())));
+        assert!(
+            by_call
+                .iter()
+                .all(|a| a.record.keys().contains(&"call-b".into()))
+        );
         let by_number = archive
             .read(Query {
                 since: 0,

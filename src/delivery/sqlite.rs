@@ -280,10 +280,11 @@ impl SqliteQueue {
                key TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY(key, seq)) WITHOUT ROWID;
              CREATE INDEX IF NOT EXISTS archive_keys_seq ON archive_keys(seq);",
         )?;
-        let archived_bytes: f64 =
-            conn.query_row("SELECT total(length(CAST(record AS BLOB))) FROM archive", [], |r| {
-                r.get(0)
-            })?;
+        let archived_bytes: f64 = conn.query_row(
+            "SELECT total(length(CAST(record AS BLOB))) FROM archive",
+            [],
+            |r| r.get(0),
+        )?;
         // A crash leaves leases behind: their attempts may or may not have reached the
         // receiver, so they are offered again (at-least-once).
         let recovered = if recover {
@@ -553,14 +554,21 @@ struct Kept {
 
 impl Kept {
     /// Appends records with their keys.
-    fn append(&mut self, tx: &Connection, records: Vec<Record>, now: i64) -> Result<(), QueueError> {
+    fn append(
+        &mut self,
+        tx: &Connection,
+        records: Vec<Record>,
+        now: i64,
+    ) -> Result<(), QueueError> {
         if self.limits.retention_ms == 0 {
             return Ok(());
         }
         let mut insert = tx.prepare_cached("INSERT INTO archive(at, record) VALUES (?1, ?2)")?;
-        let mut key = tx.prepare_cached("INSERT OR IGNORE INTO archive_keys(key, seq) VALUES (?1, ?2)")?;
+        let mut key =
+            tx.prepare_cached("INSERT OR IGNORE INTO archive_keys(key, seq) VALUES (?1, ?2)")?;
         for record in records {
-            let text = serde_json::to_string(&record).map_err(|e| QueueError::Store(e.to_string()))?;
+            let text =
+                serde_json::to_string(&record).map_err(|e| QueueError::Store(e.to_string()))?;
             let at = if record.at() > 0 { record.at() } else { now };
             insert.execute(params![at, text])?;
             let seq = tx.last_insert_rowid();
@@ -583,7 +591,9 @@ impl Kept {
                 "DELETE FROM archive WHERE at < ?1 RETURNING length(CAST(record AS BLOB))",
             )?;
             let freed: i64 = old
-                .query_map([now.saturating_sub(self.limits.retention_ms)], |r| r.get::<_, i64>(0))?
+                .query_map([now.saturating_sub(self.limits.retention_ms)], |r| {
+                    r.get::<_, i64>(0)
+                })?
                 .sum::<Result<i64, _>>()?;
             dropped |= freed > 0;
             self.bytes = self.bytes.saturating_sub(freed as u64);
@@ -602,7 +612,9 @@ impl Kept {
                 break;
             }
             dropped = true;
-            self.bytes = self.bytes.saturating_sub(lengths.iter().sum::<i64>() as u64);
+            self.bytes = self
+                .bytes
+                .saturating_sub(lengths.iter().sum::<i64>() as u64);
         }
         if dropped {
             tx.execute(
@@ -1208,7 +1220,11 @@ mod tests {
             .map(|a| serde_json::to_string(&a.record).unwrap().len())
             .sum();
         assert!(bytes <= 64 * 1024, "{bytes} bytes kept");
-        assert!(kept.len() > 100, "only the oldest went: {} kept", kept.len());
+        assert!(
+            kept.len() > 100,
+            "only the oldest went: {} kept",
+            kept.len()
+        );
         let oldest = q
             .read(Query {
                 since: 0,
@@ -1218,7 +1234,10 @@ mod tests {
             })
             .await
             .unwrap();
-        assert!(oldest.is_empty(), "the first records and their keys are gone");
+        assert!(
+            oldest.is_empty(),
+            "the first records and their keys are gone"
+        );
         let newest = q
             .read(Query {
                 since: 0,

@@ -9,6 +9,7 @@
 //! transport: it sends through `dyn Outbound`.
 
 use super::QueueError;
+use super::archive::{Archive, Outcome as ArchivedOutcome, Record};
 use super::lane::Admission;
 use super::{AttemptLog, Consumer, Leased, Settlement, Store};
 use crate::delivery::lane::Lane;
@@ -91,11 +92,15 @@ pub async fn run(
                             break;
                         };
                         let consumer = store.consumer.clone();
+                        let archive = store.archive.clone();
                         let targets = targets();
                         let (policy, wake, tail) = (policy.clone(), wake.clone(), tail.clone());
                         tokio::spawn(async move {
-                            attempt(consumer.as_ref(), targets.as_ref(), &policy, &tail, leased)
-                                .await;
+                            let settled = Settled {
+                                consumer: consumer.as_ref(),
+                                archive: archive.as_deref(),
+                            };
+                            attempt(settled, targets.as_ref(), &policy, &tail, leased).await;
                             drop(permit);
                             // The call's next message may be due now.
                             wake.notify_one();
@@ -119,7 +124,7 @@ pub async fn run(
 /// One leased message: lane, send, settle; in a `delivery` span naming the route,
 /// destination, delivery id, event id, call id and attempt.
 pub async fn attempt(
-    consumer: &dyn Consumer,
+    consumer: Settled<'_>,
     targets: &dyn Targets,
     policy: &RetryPolicy,
     tail: &Tail,
@@ -140,7 +145,7 @@ pub async fn attempt(
 }
 
 async fn attempt_in_span(
-    consumer: &dyn Consumer,
+    consumer: Settled<'_>,
     targets: &dyn Targets,
     policy: &RetryPolicy,
     tail: &Tail,
@@ -170,7 +175,20 @@ async fn attempt_in_span(
             next_attempt: None,
         }
         .publish(tail, &message);
-        settle(consumer, lease.id(), lease, Settlement::Dead { log }).await;
+        let outcome = ArchivedOutcome {
+            at: log.at,
+            route: message.route.clone(),
+            destination: message.destination.clone(),
+            event_id: message.event_id.clone(),
+            partitionkey: message.partitionkey.clone(),
+            outcome: "dead".into(),
+            attempt: attempts + 1,
+            status: None,
+            detail: log.error.clone(),
+        };
+        consumer
+            .settle(lease, Settlement::Dead { log }, Some(outcome))
+            .await;
         return;
     };
     let permit = match dest.lane.admit() {
@@ -179,7 +197,9 @@ async fn attempt_in_span(
             metrics::counter!(m::DEFERRED, "destination" => key.clone(), "reason" => reason.label())
                 .increment(1);
             tracing::debug!(?after, reason = reason.label(), "deferred by the lane");
-            settle(consumer, lease.id(), lease, Settlement::Defer { after }).await;
+            consumer
+                .settle(lease, Settlement::Defer { after }, None)
+                .await;
             return;
         }
     };
@@ -272,7 +292,60 @@ async fn attempt_in_span(
         }
         .publish(tail, &message);
     }
-    settle(consumer, lease.id(), lease, settlement).await;
+    let archived = (!outcome.is_empty()).then(|| ArchivedOutcome {
+        at: now_ms(),
+        route: message.route.clone(),
+        destination: message.destination.clone(),
+        event_id: message.event_id.clone(),
+        partitionkey: message.partitionkey.clone(),
+        outcome: if outcome == "retrying" {
+            "retry"
+        } else {
+            outcome
+        }
+        .to_string(),
+        attempt: attempts + 1,
+        status: result.status,
+        detail: match &settlement {
+            Settlement::Retry { log, .. } | Settlement::Dead { log } => {
+                log.error.clone().or(log.excerpt.clone())
+            }
+            _ => result.excerpt.clone(),
+        },
+    });
+    consumer.settle(lease, settlement, archived).await;
+}
+
+/// Where an attempt is recorded: the store's consumer and, when the store keeps one, its
+/// archive (the attempt's outcome).
+#[derive(Clone, Copy)]
+pub struct Settled<'a> {
+    /// Settles the lease.
+    pub consumer: &'a dyn Consumer,
+    /// Archives the outcome.
+    pub archive: Option<&'a dyn Archive>,
+}
+
+impl Settled<'_> {
+    /// Settles the lease and archives the outcome, both sent to the store at once (SQLite
+    /// commits them together when it can).
+    async fn settle(
+        self,
+        lease: super::Lease,
+        settlement: Settlement,
+        outcome: Option<ArchivedOutcome>,
+    ) {
+        let id = lease.id();
+        let archive = async {
+            if let (Some(archive), Some(outcome)) = (self.archive, outcome)
+                && let Err(error) = archive.append(vec![Record::Outcome(outcome)]).await
+            {
+                metrics::counter!(m::ARCHIVE_FAILURES).increment(1);
+                tracing::error!(id, %error, "cannot archive a delivery outcome");
+            }
+        };
+        tokio::join!(settle(self.consumer, id, lease, settlement), archive);
+    }
 }
 
 /// An attempt's outcome, as the tail shows it.

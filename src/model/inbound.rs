@@ -40,6 +40,12 @@ impl VerifiedInbound {
         }
     }
 
+    /// A payload read back from the archive (`replay --reroute`): it passed its route's
+    /// verifier when it was accepted, and only accepted payloads are archived.
+    pub(crate) fn from_archive(payload: Value, params: bool) -> VerifiedInbound {
+        VerifiedInbound { payload, params }
+    }
+
     /// Whether the payload is an empty object (no fields, no parameters).
     pub fn is_empty(&self) -> bool {
         self.payload.as_object().is_some_and(|m| m.is_empty())

@@ -41,6 +41,8 @@ pub struct Admin {
     pub tail: Tail,
     /// RingCentral subscription keepers (`/admin/ringcentral`).
     pub keepers: Arc<crate::inbound::ringcentral::keeper::Keepers>,
+    /// Replay and call timelines (`/admin/replay`, `/admin/calls…`).
+    pub archive: Arc<super::archive::ArchiveApi>,
 }
 
 type AdminState = Arc<Admin>;
@@ -58,6 +60,7 @@ pub fn router(admin: Arc<Admin>, health: Router) -> Router {
         .route("/admin/ringcentral", get(ringcentral))
         .route("/token/{user}/rte/", get(rte_token))
         .merge(playground::api().with_state(admin.reloader.clone()))
+        .merge(super::archive::api().with_state(admin.archive.clone()))
         .route(
             "/admin/tail",
             get(super::tail::tail).with_state(admin.tail.clone()),
@@ -79,6 +82,7 @@ pub fn router(admin: Arc<Admin>, health: Router) -> Router {
         .with_state(admin)
         .merge(health)
         .merge(playground::assets())
+        .merge(super::archive::assets())
 }
 
 /// Refuses what a web page on the same host could make a browser send: without a token,

@@ -3,6 +3,7 @@
 //! small; the webhook transport is `inbound/webhook.rs`, the pipeline `pipeline.rs`.
 
 pub mod admin;
+pub mod archive;
 pub mod fallback;
 pub mod listen;
 pub mod playground;

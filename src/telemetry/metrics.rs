@@ -28,6 +28,10 @@ pub const STORE_COMMIT_COMMANDS: &str = "callgate_store_commit_commands_total";
 pub const STORE_FULL: &str = "callgate_store_full";
 /// Messages moved to the dead letters, by `destination`.
 pub const DEAD_LETTERS: &str = "callgate_dead_letters_total";
+/// Archive records that could not be written (the payload or outcome itself was taken).
+pub const ARCHIVE_FAILURES: &str = "callgate_archive_failures_total";
+/// Messages queued by replays, by `route` and `destination`.
+pub const REPLAYED: &str = "callgate_replayed_total";
 
 /// Messages a lane deferred without an attempt, by `destination` and `reason`
 /// (`breaker_open`, `max_in_flight`, `rate_limited`).
@@ -137,6 +141,11 @@ fn describe() {
         "Commands in the SQLite store's commits (divided by commits: the mean batch)"
     );
     metrics::describe_counter!(DEAD_LETTERS, "Messages moved to the dead letters");
+    metrics::describe_counter!(
+        ARCHIVE_FAILURES,
+        "Archive records that could not be written"
+    );
+    metrics::describe_counter!(REPLAYED, "Messages queued by replays");
     metrics::describe_counter!(DEFERRED, "Messages deferred by a lane without an attempt");
     metrics::describe_gauge!(
         BREAKER_STATE,

@@ -24,6 +24,8 @@ const LAYERS: &[&[&str]] = &[
     &["pipeline"],
     &["snapshot"],
     &["intake"],
+    // Replay queues through intake's store and turns; a timeline reads the archive.
+    &["replay", "timeline"],
     &["translate"],
     &["cases", "explain"],
     // Prepare: config + mappings → checked → Snapshot (runs the cases); reload swaps it.

@@ -52,7 +52,7 @@ pub fn api() -> Router<Arc<Reloader>> {
 
 /// A static asset with headers that keep the page to itself: scripts and styles only from
 /// this listener, no framing, no referrer, no MIME sniffing.
-fn asset(content_type: &'static str, body: &'static str) -> Response {
+pub(super) fn asset(content_type: &'static str, body: &'static str) -> Response {
     let mut response = body.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
