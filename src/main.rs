@@ -149,6 +149,79 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Send a time window of the archive again, through a running gateway's queue (lanes,
+    /// retries and dead letters apply), in each call's original order, with the original
+    /// idempotency keys (event id; `webhook-id` when signed): a receiver that saw a message
+    /// drops it.
+    ///
+    /// By default the archived canonical events are rendered through today's mapping of
+    /// --destination (or of --vendor for --to-url). --reroute runs the archived vendor
+    /// payloads through today's routes and mappings as if they arrived now (a fixed mapping
+    /// re-applied); replay has a lifecycle tracker of its own, so nothing is dropped as stale
+    /// for having been delivered live.
+    ///
+    /// Calls that went on: with --until, a call or user with archived events after the
+    /// window is left out (replaying it would end its receiver on an old state) unless
+    /// --include-superseded. Without --until, events that arrive while the replay runs are
+    /// sent after it too, so each call ends on its latest state. Running the same replay
+    /// again (same mode, target and configuration) queues only what an interrupted run did
+    /// not.
+    ///
+    /// Examples:
+    ///   callgate replay --since 2026-12-04T09:00Z --destination vidyo
+    ///   callgate replay --since 2h --route rc-to-vidyo --destination vidyo --call 7Bd7kR0
+    ///   callgate replay --since 2026-12-04T09:00Z --until 2026-12-04T10:00Z --reroute --dry-run
+    ///   callgate replay --since 1d --to-url https://backup.example/events --vendor vidyo --type 'call.*'
+    #[command(verbatim_doc_comment)]
+    Replay {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// Start of the window: RFC 3339 (`2026-12-04T09:00Z`, seconds optional, any offset)
+        /// or a duration ago (`2h`, `1d`).
+        #[arg(long, value_name = "TIME")]
+        since: String,
+        /// End of the window, exclusive, same forms. Default: now, and what arrives while the
+        /// replay runs.
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// Only payloads of this route (default: every route that has --destination).
+        #[arg(long, value_name = "ROUTE")]
+        route: Option<String>,
+        /// Send to this destination of the route(s), by name.
+        #[arg(long, value_name = "NAME", conflicts_with = "to_url")]
+        destination: Option<String>,
+        /// Send to a URL no route names (plain HTTP POST, no auth), rendered by --vendor.
+        #[arg(long, value_name = "URL", requires = "vendor")]
+        to_url: Option<String>,
+        /// The vendor whose mapping renders for --to-url (`vidyo`, `enreach`, …).
+        #[arg(long, value_name = "VENDOR", requires = "to_url")]
+        vendor: Option<String>,
+        /// Only this call: a call id, leg id, user, partitionkey or phone number.
+        #[arg(long, value_name = "ID")]
+        call: Option<String>,
+        /// Only this canonical type, exact or a prefix ending in `*` (`call.*`).
+        #[arg(long = "type", value_name = "TYPE")]
+        event_type: Option<String>,
+        /// Run the archived payloads through today's routes and mappings (every destination
+        /// of the route, or only --destination).
+        #[arg(long)]
+        reroute: bool,
+        /// Queue nothing: print each message that would be sent (one JSON line each).
+        #[arg(long)]
+        dry_run: bool,
+        /// Also send calls that went on after --until.
+        #[arg(long, requires = "until")]
+        include_superseded: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Look up calls in a running gateway's archive: what happened to a call, in which
+    /// order, in which vendor shape, and what each receiver answered.
+    Calls {
+        #[command(subcommand)]
+        action: CallsAction,
+    },
     /// The RingCentral subscription keepers of a running gateway.
     Ringcentral {
         #[command(subcommand)]
@@ -180,6 +253,34 @@ struct AdminArgs {
         hide_env_values = true
     )]
     token: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum CallsAction {
+    /// A call's timeline: each event received (time, type, vendor, leg, event id, the
+    /// lifecycle's verdict), then per destination its fate and every delivery attempt.
+    /// `--json` prints the whole timeline with payloads and canonical events
+    /// (`GET /admin/calls/{id}`). The page: http://ADMIN/admin/timeline?call=ID
+    Show {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// A call id, leg id, user, partitionkey or phone number.
+        id: String,
+        /// Print the timeline as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The calls a call id, leg id, user or phone number finds, most recent first: ordering
+    /// key, first and last time, events, vendors, types. Exit 1 if none.
+    Search {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// What to look for.
+        term: String,
+        /// Print the calls as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -274,6 +375,51 @@ fn main() -> ExitCode {
                 runtime().and_then(|rt| rt.block_on(cli::tail::run(args)))
             })
             .map(|()| ExitCode::SUCCESS),
+        Command::Replay {
+            admin,
+            since,
+            until,
+            route,
+            destination,
+            to_url,
+            vendor,
+            call,
+            event_type,
+            reroute,
+            dry_run,
+            include_superseded,
+            json,
+        } => admin_endpoint(admin).and_then(|(admin, authorization)| {
+            let request = callgate::replay::ReplayRequest {
+                since,
+                until,
+                route,
+                destination,
+                to_url,
+                vendor,
+                call,
+                types: event_type,
+                reroute,
+                dry_run,
+                include_superseded,
+            };
+            runtime().and_then(|rt| {
+                rt.block_on(cli::archive::replay(&admin, authorization, &request, json))
+            })
+        }),
+        Command::Calls {
+            action: CallsAction::Show { admin, id, json },
+        } => admin_endpoint(admin).and_then(|(admin, authorization)| {
+            runtime()
+                .and_then(|rt| rt.block_on(cli::archive::show(&admin, authorization, &id, json)))
+        }),
+        Command::Calls {
+            action: CallsAction::Search { admin, term, json },
+        } => admin_endpoint(admin).and_then(|(admin, authorization)| {
+            runtime().and_then(|rt| {
+                rt.block_on(cli::archive::search(&admin, authorization, &term, json))
+            })
+        }),
         Command::Ringcentral {
             action: RingcentralAction::Status { admin },
         } => admin_endpoint(admin).and_then(|(admin, authorization)| {

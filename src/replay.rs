@@ -136,7 +136,7 @@ pub fn parse_time(text: &str, now_ms: i64) -> Result<i64, String> {
         .next()
         .and_then(|t| {
             let rest = &text[t + 1..];
-            let end = rest.find(|c: char| c == 'Z' || c == 'z' || c == '+' || c == '-')?;
+            let end = rest.find(['Z', 'z', '+', '-'])?;
             (rest[..end].len() == 5).then(|| format!("{}:00{}", &text[..t + 1 + end], &rest[end..]))
         });
     parse(text)

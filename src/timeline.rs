@@ -227,7 +227,7 @@ pub async fn search(
         }
     }
     let mut found: Vec<CallSummary> = calls.into_values().collect();
-    found.sort_by(|a, b| b.last.cmp(&a.last));
+    found.sort_by_key(|c| std::cmp::Reverse(c.last));
     found.truncate(limit);
     Ok(found)
 }

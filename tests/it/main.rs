@@ -22,6 +22,7 @@ mod playground;
 mod properties;
 mod rc_platform;
 mod reload;
+mod replay;
 mod ringcentral;
 mod roundtrip;
 mod scale;

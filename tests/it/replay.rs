@@ -1,0 +1,480 @@
+//! Archive and replay (README "Replay", "Call timeline") against real parts: a receiver added
+//! after 200 events across 20 calls gets exactly the window it asks for, each event once, in
+//! order per call (SQLite and a real nats-server); the same replay run again queues nothing;
+//! calls that went on past the window are left out; a fixed mapping re-applied with
+//! `--reroute` delivers the corrected shape with the original idempotency keys; a call's
+//! timeline and search over the archive.
+
+use crate::harness::{NatsServer, Receiver, client, drained, get_json};
+use crate::support::root;
+use callgate::Gateway;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const CALLS: usize = 20;
+const PER_CALL: usize = 10;
+
+/// Event `k` of call `c`: a distinct RingCentral notification with sequence `k + 1`; its
+/// uuid is the CloudEvents id the receivers see.
+pub fn notification(call: usize, k: usize) -> (String, String) {
+    let mut v: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join(
+            "tests/fixtures/ringcentral/flows/PSTN-RingCentral-DataStreams/PSTN-RingCentral-DataStreams-07.json",
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let id = format!("c{call}-{k}");
+    v["uuid"] = id.clone().into();
+    v["body"]["telephonySessionId"] = format!("replay-call-{call}").into();
+    v["body"]["sequence"] = (k + 1).into();
+    (id, v.to_string())
+}
+
+/// A config file with a RingCentral route whose destinations are `destinations` (YAML flow
+/// items), on `store`.
+fn write_config(dir: &Path, mappings: &Path, store: &str, destinations: &str) -> PathBuf {
+    let path = dir.join("callgate.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "server: {{ listen: 127.0.0.1:0, admin_listen: 127.0.0.1:0 }}\n\
+             mappings: {}\n\
+             store: {store}\n\
+             delivery: {{ retry: [0s, 50ms, 100ms], timeout: 2s }}\n\
+             routes:\n  - {{ name: rc, path: /rc, from: ringcentral, to: [ {destinations} ] }}\n",
+            mappings.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Sends calls `calls`, each call's events in order (the calls side by side).
+async fn send_calls(gw: &Gateway, calls: std::ops::Range<usize>) {
+    let mut senders = tokio::task::JoinSet::new();
+    for call in calls {
+        let url = format!("http://{}/rc", gw.addr);
+        senders.spawn(async move {
+            for k in 0..PER_CALL {
+                let (_, body) = notification(call, k);
+                let status = client()
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status();
+                assert_eq!(status, 200);
+            }
+        });
+    }
+    while let Some(done) = senders.join_next().await {
+        done.unwrap();
+    }
+}
+
+/// Now, after the clock has moved on from `after` (so a window bound falls between two
+/// sends).
+async fn tick(after: i64) -> i64 {
+    loop {
+        let now = callgate::model::clock::now_ms();
+        if now > after {
+            return now;
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+fn rfc3339(ms: i64) -> String {
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(ms as u64))
+        .to_string()
+}
+
+/// POSTs a replay request to the admin listener: (status, body).
+pub async fn replay(admin: std::net::SocketAddr, request: Value) -> (u16, Value) {
+    let response = client()
+        .post(format!("http://{admin}/admin/replay"))
+        .json(&request)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Per call, the event numbers a receiver got, in arrival order (repeats kept).
+pub fn arrivals(receiver: &Receiver) -> HashMap<usize, Vec<usize>> {
+    let mut calls: HashMap<usize, Vec<usize>> = HashMap::new();
+    for r in receiver.accepted() {
+        let id = r.json()["id"].as_str().unwrap_or_default().to_string();
+        let (call, k) = id
+            .strip_prefix('c')
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(c, k)| Some((c.parse().ok()?, k.parse().ok()?)))
+            .unwrap_or_else(|| panic!("unexpected event id {id}"));
+        calls.entry(call).or_default().push(k);
+    }
+    calls
+}
+
+/// The whole story on one store: 100 events of calls 0–9, then 100 of calls 10–19; a
+/// receiver added afterwards asks for the second half.
+async fn a_receiver_added_later_gets_its_window(store: &str) {
+    let live = Receiver::ok().await;
+    let later = Receiver::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mappings = root().join("mappings");
+    let live_dest = format!(
+        "{{ name: live, vendor: cloudevents, url: '{}' }}",
+        live.url("/events")
+    );
+    let config = write_config(dir.path(), &mappings, store, &live_dest);
+    let gw = Gateway::start_from_file(&config).await.unwrap();
+
+    send_calls(&gw, 0..CALLS / 2).await;
+    let since = tick(callgate::model::clock::now_ms()).await;
+    send_calls(&gw, CALLS / 2..CALLS).await;
+    let until = tick(callgate::model::clock::now_ms()).await;
+    live.wait_for(CALLS * PER_CALL, Duration::from_secs(30))
+        .await;
+
+    // The new receiver joins the route.
+    write_config(
+        dir.path(),
+        &mappings,
+        store,
+        &format!(
+            "{live_dest}, {{ name: later, vendor: cloudevents, url: '{}' }}",
+            later.url("/events")
+        ),
+    );
+    let reloaded = client()
+        .post(format!("http://{}/admin/reload", gw.admin_addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reloaded.status(), 200);
+
+    let window = json!({"since": rfc3339(since), "until": rfc3339(until), "destination": "later"});
+    let (status, report) = replay(gw.admin_addr, window.clone()).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["queued"], 100, "{report}");
+    assert_eq!(report["payloads"], 100, "{report}");
+    assert_eq!(report["superseded"], json!([]), "{report}");
+    later.wait_for(100, Duration::from_secs(30)).await;
+    drained(&gw).await;
+
+    let got = arrivals(&later);
+    assert_eq!(
+        got.keys()
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>(),
+        (CALLS / 2..CALLS).collect(),
+        "exactly the calls of the window"
+    );
+    for (call, order) in &got {
+        assert_eq!(
+            order,
+            &(0..PER_CALL).collect::<Vec<_>>(),
+            "call {call}: each event once, in order"
+        );
+    }
+    // The live receiver got nothing more.
+    assert_eq!(live.accepted().len(), CALLS * PER_CALL);
+
+    // The same replay again (a run interrupted by a crash, say) queues nothing new.
+    let (status, again) = replay(gw.admin_addr, window.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(again["queued"], 0, "{again}");
+    assert_eq!(again["already_replayed"], 100, "{again}");
+
+    // Call 15 goes on after the window: replaying the window would end it on an old state.
+    let (_, body) = notification(15, PER_CALL);
+    let (status, _) = crate::harness::post(&gw, "/rc", &body).await;
+    assert_eq!(status, 200);
+    let mut dry = window.clone();
+    dry["dry_run"] = true.into();
+    let (_, report) = replay(gw.admin_addr, dry.clone()).await;
+    assert_eq!(report["queued"], 90, "{report}");
+    assert_eq!(report["superseded"], json!(["replay-call-15"]), "{report}");
+    assert_eq!(report["skipped"]["superseded"], 10, "{report}");
+    assert_eq!(
+        report["messages"].as_array().unwrap().len(),
+        90,
+        "a dry run lists what it would send"
+    );
+    dry["include_superseded"] = true.into();
+    let (_, report) = replay(gw.admin_addr, dry).await;
+    assert_eq!(report["queued"], 100, "{report}");
+    later.wait_for(101, Duration::from_secs(20)).await;
+    drained(&gw).await;
+    assert_eq!(
+        later.accepted().len(),
+        101,
+        "the window and call 15's live event (later is on the route now): dry runs send nothing"
+    );
+    assert_eq!(
+        arrivals(&later)[&15],
+        (0..=PER_CALL).collect::<Vec<_>>(),
+        "the live event after the replayed ones"
+    );
+
+    // The timeline of a call: every event in order, with both destinations' outcomes.
+    let timeline = get_json(&format!(
+        "http://{}/admin/calls/replay-call-12",
+        gw.admin_addr
+    ))
+    .await;
+    let events = timeline["events"].as_array().unwrap();
+    assert_eq!(events.len(), PER_CALL);
+    for (k, event) in events.iter().enumerate() {
+        assert_eq!(event["event"]["id"], format!("c12-{k}"));
+        assert_eq!(event["vendor"], "ringcentral");
+        assert_eq!(event["verdict"], "apply");
+        assert_eq!(
+            event["payload"]["uuid"],
+            format!("c12-{k}"),
+            "the vendor payload"
+        );
+        let destinations = event["destinations"].as_array().unwrap();
+        let of = |name: &str| {
+            destinations
+                .iter()
+                .find(|d| d["destination"] == name)
+                .unwrap_or_else(|| panic!("{name} in {event}"))
+                .clone()
+        };
+        assert_eq!(of("live")["status"], "queued");
+        assert_eq!(of("live")["outcomes"][0]["outcome"], "delivered");
+        assert_eq!(of("live")["outcomes"][0]["status"], 200);
+        assert_eq!(of("later")["status"], "replayed");
+        assert_eq!(of("later")["outcomes"][0]["outcome"], "delivered");
+    }
+    // Searching by a phone number of the call finds it.
+    let number = events[0]["event"]["data"]["call"]["from"]["number"]
+        .as_str()
+        .expect("the event has a caller number")
+        .to_string();
+    let mut search = reqwest::Url::parse(&format!("http://{}/admin/calls", gw.admin_addr)).unwrap();
+    search.query_pairs_mut().append_pair("q", &number);
+    let found = get_json(search.as_str()).await;
+    let calls: Vec<&str> = found["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["partitionkey"].as_str())
+        .collect();
+    assert!(calls.contains(&"replay-call-12"), "{found}");
+    let missing = client()
+        .get(format!("http://{}/admin/calls/nobody", gw.admin_addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_added_later_gets_exactly_its_window_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!(
+        "{{ kind: sqlite, path: {} }}",
+        dir.path().join("store.db").display()
+    );
+    a_receiver_added_later_gets_its_window(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_added_later_gets_exactly_its_window_nats() {
+    let nats = NatsServer::start().await;
+    let store = format!("{{ kind: nats, url: '{}', stream: REPLAY }}", nats.url());
+    a_receiver_added_later_gets_its_window(&store).await;
+}
+
+/// A mapping bug sends the wrong Vidyo state; the fixed mapping re-applied with `--reroute`
+/// delivers the right one, with each message's original `webhook-id`, although the live
+/// lifecycle tracker has seen every event already.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fixed_mapping_rerouted_delivers_the_corrected_shape() {
+    let receiver = Receiver::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mappings = dir.path().join("mappings");
+    crate::support::copy_dir(&root().join("mappings"), &mappings);
+    // Without its cases (which would refuse the bug) and with the bug.
+    std::fs::remove_dir_all(mappings.join("vidyo/cases")).unwrap();
+    let tables = mappings.join("vidyo/tables.yaml");
+    let fixed = std::fs::read_to_string(&tables).unwrap();
+    let right = "\"call.connected/*/*\": Busy";
+    assert!(fixed.contains(right));
+    std::fs::write(
+        &tables,
+        fixed.replace(right, "\"call.connected/*/*\": Online"),
+    )
+    .unwrap();
+    let store = format!(
+        "{{ kind: sqlite, path: {} }}",
+        dir.path().join("store.db").display()
+    );
+    let dest = format!(
+        "{{ name: vidyo, vendor: vidyo, url: '{}', sign: {{ standard_webhooks: {{ secret: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw' }} }} }}",
+        receiver.url("/vidyo")
+    );
+    let config = write_config(dir.path(), &mappings, &store, &dest);
+    let gw = Gateway::start_from_file(&config).await.unwrap();
+    let since = callgate::model::clock::now_ms();
+    for call in 0..5 {
+        for k in 0..3 {
+            let (_, body) = notification(call, k);
+            assert_eq!(crate::harness::post(&gw, "/rc", &body).await.0, 200);
+        }
+    }
+    let wrong = receiver.wait_for(15, Duration::from_secs(20)).await;
+    let state = |r: &crate::harness::Received| {
+        r.json()["userStatusNotification"]["user"]["userState"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        wrong.iter().all(|r| state(r) == "Online"),
+        "the bug is live"
+    );
+
+    std::fs::write(&tables, &fixed).unwrap();
+    let reloaded = client()
+        .post(format!("http://{}/admin/reload", gw.admin_addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reloaded.status(), 200);
+    let (status, report) = replay(
+        gw.admin_addr,
+        json!({"since": rfc3339(since), "reroute": true, "destination": "vidyo"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["queued"], 15, "nothing dropped as stale: {report}");
+    let all = receiver.wait_for(30, Duration::from_secs(20)).await;
+    drained(&gw).await;
+    let corrected = &all[15..];
+    assert!(
+        corrected.iter().all(|r| state(r) == "Busy"),
+        "the corrected shape"
+    );
+    let id = |r: &crate::harness::Received| r.headers["webhook-id"].to_str().unwrap().to_string();
+    let mut before: Vec<String> = wrong.iter().map(id).collect();
+    let mut after: Vec<String> = corrected.iter().map(id).collect();
+    before.sort();
+    after.sort();
+    assert_eq!(before, after, "the same idempotency keys");
+    // In order per call: each call's sequence numbers rise.
+    let mut per_call: HashMap<String, Vec<u64>> = HashMap::new();
+    for r in corrected {
+        let v = r.json();
+        per_call
+            .entry(
+                v["userStatusNotification"]["conference"]["uniqueCallID"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+            .or_default()
+            .push(v["sequenceNum"].as_u64().unwrap());
+    }
+    assert_eq!(per_call.len(), 5);
+    assert!(per_call.values().all(|s| s.windows(2).all(|w| w[0] < w[1])));
+    gw.shutdown().await;
+}
+
+/// Bad replay requests get a problem naming what is wrong, and nothing is queued.
+#[tokio::test]
+async fn bad_replay_requests_are_refused_with_the_reason() {
+    let receiver = Receiver::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!(
+        "{{ kind: sqlite, path: {} }}",
+        dir.path().join("store.db").display()
+    );
+    let dest = format!(
+        "{{ name: ce, vendor: cloudevents, url: '{}' }}",
+        receiver.url("/e")
+    );
+    let config = write_config(dir.path(), &root().join("mappings"), &store, &dest);
+    let gw = Gateway::start_from_file(&config).await.unwrap();
+    for (request, says) in [
+        (
+            json!({"since": "yesterday", "destination": "ce"}),
+            "not a time",
+        ),
+        (json!({"since": "1h"}), "name where to send"),
+        (
+            json!({"since": "1h", "destination": "nope"}),
+            "no route has a destination `nope`",
+        ),
+        (
+            json!({"since": "1h", "route": "nope", "destination": "ce"}),
+            "no route `nope`",
+        ),
+        (
+            json!({"since": "1h", "to_url": "http://x/"}),
+            "needs --vendor",
+        ),
+        (
+            json!({"since": "1h", "to_url": "file:///etc/passwd", "vendor": "vidyo"}),
+            "only http",
+        ),
+        (
+            json!({"since": "1h", "to_url": "http://x/", "vendor": "nope"}),
+            "no templates",
+        ),
+        (
+            json!({"since": "1h", "until": "2h", "destination": "ce"}),
+            "window is empty",
+        ),
+        (
+            json!({"since": "1h", "destination": "ce", "surprise": 1}),
+            "unknown field",
+        ),
+        (
+            json!({"since": "x".repeat(100_000), "destination": "ce"}),
+            "not a time",
+        ),
+    ] {
+        let (status, problem) = replay(gw.admin_addr, request.clone()).await;
+        assert_eq!(status, 400, "{request}: {problem}");
+        let detail = problem["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains(says), "{request}: {detail}");
+    }
+    for bad in ["", "%00", &"x".repeat(300)] {
+        let status = client()
+            .get(format!("http://{}/admin/calls/{bad}", gw.admin_addr))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert!(status == 400 || status == 404, "{bad:?}: {status}");
+    }
+    assert_eq!(gw.store.producer.total_depth(), 0);
+    gw.shutdown().await;
+}
+
+/// With `archive.retention: 0s` nothing is archived and replay says so.
+#[tokio::test]
+async fn without_an_archive_replay_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = crate::harness::config_text(
+        dir.path(),
+        "",
+        "archive: { retention: 0s }\nroutes:\n  - { name: rc, path: /rc, from: ringcentral, to: [ { name: ce, vendor: cloudevents, url: 'http://127.0.0.1:9/' } ] }\n",
+    );
+    let gw = crate::harness::gateway(&text).await;
+    let (status, problem) =
+        replay(gw.admin_addr, json!({"since": "1h", "destination": "ce"})).await;
+    assert_eq!(status, 409, "{problem}");
+    assert!(gw.store.archive.is_none());
+    gw.shutdown().await;
+}
