@@ -151,13 +151,11 @@ pub async fn timeline(archive: &dyn Archive, id: &str) -> Result<Timeline, Queue
         }));
     }
     for outcome in outcomes {
-        // The latest event with this id and route carries it (a replay's outcomes follow
-        // the original's).
-        let Some(event) = events
-            .iter_mut()
-            .rev()
-            .find(|e| e.event.id == outcome.event_id && e.route == outcome.route)
-        else {
+        // The latest applied event with this id and route carries it (a replay's outcomes
+        // follow the original's; a duplicate dropped by the lifecycle sent nothing).
+        let Some(event) = events.iter_mut().rev().find(|e| {
+            e.verdict == "apply" && e.event.id == outcome.event_id && e.route == outcome.route
+        }) else {
             continue;
         };
         match event

@@ -624,3 +624,140 @@ async fn kill_9_during_a_replay_loses_nothing() {
     let (ok, _, err) = cli(&["calls", "show", "no-such-call", "--config", &config]);
     assert!(!ok && err.contains("404"), "{err}");
 }
+
+/// The timeline page in a real browser: the real RingCentral flow (three legs), one
+/// notification sent twice (dropped as a duplicate) and a receiver that refuses holds (a dead
+/// letter); the page draws one lane per leg and each event with its fates, shows an event's
+/// payload and canonical form, and loads nothing from elsewhere. Screenshot:
+/// `target/timeline/timeline.png`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_call_timeline_in_a_real_browser() {
+    let vidyo = Receiver::ok().await;
+    let strict = Receiver::start(|r| {
+        if r.body.contains("\"call.held\"") {
+            crate::harness::Reply::status(400)
+        } else {
+            crate::harness::Reply::ok()
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = crate::harness::config_text(
+        dir.path(),
+        "",
+        &format!(
+            "routes:\n  - {{ name: rc, path: /rc, from: ringcentral, to: [ {{ name: vidyo, vendor: vidyo, url: '{}' }}, {{ name: audit, vendor: cloudevents, url: '{}' }} ] }}\n",
+            vidyo.url("/vidyo"),
+            strict.url("/audit")
+        ),
+    );
+    let gw = crate::harness::gateway(&text).await;
+    let flow = crate::support::fixtures("ringcentral/flows/PSTN-RingCentral-DataStreams", ".json");
+    for (n, file) in flow.iter().enumerate() {
+        let body = std::fs::read_to_string(file).unwrap();
+        assert_eq!(crate::harness::post(&gw, "/rc", &body).await.0, 200);
+        if n == 5 {
+            // Sent again by the vendor: dropped as a duplicate.
+            assert_eq!(crate::harness::post(&gw, "/rc", &body).await.0, 200);
+        }
+    }
+    drained(&gw).await;
+
+    let shots = root().join("target/timeline");
+    std::fs::create_dir_all(&shots).unwrap();
+    let session = "s-718107795d564867a6f635fd81e89940";
+    let leg = "p-718107795d564867a6f635fd81e89940-3";
+    let out = tokio::process::Command::new("node")
+        .arg(root().join("tests/browser/timeline.js"))
+        .arg(format!("http://{}", gw.admin_addr))
+        .arg(session)
+        .arg(leg)
+        .arg(&shots)
+        .output()
+        .await
+        .expect("node runs (scripts/test runs `npm ci` in tests/browser and installs chromium)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the browser run failed: {stderr}");
+    let page: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+
+    let api = get_json(&format!("http://{}/admin/calls/{session}", gw.admin_addr)).await;
+    let events = api["events"].as_array().unwrap();
+    let types: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"]["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(page["types"], json!(types), "{page}");
+    assert_eq!(page["calls"], 1, "{page}");
+    assert_eq!(
+        page["lanes"].as_array().unwrap().len(),
+        3,
+        "one lane per leg: {page}"
+    );
+    let dots: Vec<&str> = page["dots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    assert_eq!(dots.len(), events.len());
+    assert_eq!(
+        dots.iter().filter(|d| d.contains("dropped")).count(),
+        events.iter().filter(|e| e["verdict"] != "apply").count(),
+        "{page}"
+    );
+    assert!(
+        dots.iter().any(|d| d.contains("dropped")),
+        "the duplicate: {page}"
+    );
+    assert!(
+        page["fates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f.as_str().unwrap().starts_with("dropped: duplicate")),
+        "{page}"
+    );
+    assert!(
+        dots.iter().any(|d| d.contains("failed")),
+        "the refused hold: {page}"
+    );
+    let held = page["held_fates"].as_str().unwrap();
+    assert!(
+        held.contains("audit") && held.contains("dead 400"),
+        "{held}"
+    );
+    assert!(
+        held.contains("vidyo") && held.contains("delivered 200"),
+        "{held}"
+    );
+    assert_eq!(page["held_event"]["type"], "call.held");
+    assert_eq!(page["held_payload"]["body"]["telephonySessionId"], session);
+    assert!(
+        page["held_verdict"].as_str().unwrap().contains("apply"),
+        "{page}"
+    );
+    // One leg alone, by its id: its own events only.
+    let leg_events: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"]["data"]["call"]["leg_id"] == leg)
+        .collect();
+    assert!(leg_events.len() >= 3 && leg_events.len() < events.len());
+    assert_eq!(
+        page["leg_types"],
+        json!(
+            leg_events
+                .iter()
+                .map(|e| &e["event"]["type"])
+                .collect::<Vec<_>>()
+        ),
+        "{page}"
+    );
+    assert!(
+        page["missing"].as_str().unwrap().contains("no event of"),
+        "{page}"
+    );
+    assert_eq!(page["console_errors"], json!([]), "{page}");
+    assert_eq!(page["foreign_requests"], json!([]), "{page}");
+    assert!(shots.join("timeline.png").exists());
+    gw.shutdown().await;
+}
