@@ -5,7 +5,7 @@
 //!
 //! Triggers: a debounced watch of the config file and the mappings folder, `SIGHUP`, and
 //! `POST /admin/reload`. Reloads run one at a time. Settings that need a restart (`server`,
-//! `store`, `delivery`) are refused with a message saying so; every other section applies,
+//! `store`, `delivery`, `archive`) are refused with a message saying so; every other section applies,
 //! sources and RingCentral keepers through the gateway's supervisor ([`Reloader::on_swap`]).
 
 use crate::config::valid::ValidConfig;
@@ -189,6 +189,9 @@ impl Reloader {
         }
         if config.delivery != self.base.delivery {
             restart.push("delivery");
+        }
+        if config.archive != self.base.archive {
+            restart.push("archive");
         }
         if !restart.is_empty() {
             return Err(format!(

@@ -421,6 +421,15 @@ impl Run<'_> {
             self.skip("type filter");
             return false;
         }
+        // A payload found by `--call` may carry other calls' events too.
+        if let Some(call) = &self.request.call {
+            let mut keys = Vec::new();
+            crate::delivery::archive::event_keys(event, &mut keys);
+            if !keys.contains(call) {
+                self.skip("another call");
+                return false;
+            }
+        }
         let partition = (
             route.to_string(),
             event.effective_partitionkey().to_string(),

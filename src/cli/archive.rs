@@ -33,6 +33,17 @@ async fn call(
     Ok(body)
 }
 
+/// Prints a line to stdout; a closed pipe (`| head`) ends the output quietly instead of
+/// panicking as `println!` would.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout().lock(), $($arg)*).is_err() {
+            return Ok(ExitCode::SUCCESS);
+        }
+    }};
+}
+
 fn base(admin: &str) -> &str {
     admin.trim_end_matches('/')
 }
@@ -55,12 +66,12 @@ pub async fn replay(
     )
     .await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&body)?);
+        out!("{}", serde_json::to_string_pretty(&body)?);
         return Ok(ExitCode::SUCCESS);
     }
     let report: ReplayReport = serde_json::from_value(body).context("unreadable replay report")?;
     for message in &report.messages {
-        println!("{}", serde_json::to_string(message)?);
+        out!("{}", serde_json::to_string(message)?);
     }
     let verb = if request.dry_run {
         "would queue"
@@ -110,7 +121,7 @@ pub async fn search(
     url.query_pairs_mut().append_pair("q", term);
     let body = call(admin, authorization, client.get(url)).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&body["calls"])?);
+        out!("{}", serde_json::to_string_pretty(&body["calls"])?);
         return Ok(ExitCode::SUCCESS);
     }
     let calls: Vec<CallSummary> =
@@ -120,7 +131,7 @@ pub async fn search(
         return Ok(ExitCode::from(1));
     }
     for c in calls {
-        println!(
+        out!(
             "{}\t{} … {}\t{} events\t{}\t{}",
             c.partitionkey,
             rfc3339(c.first),
@@ -150,11 +161,11 @@ pub async fn show(
         .push(id);
     let body = call(admin, authorization, client.get(url)).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&body)?);
+        out!("{}", serde_json::to_string_pretty(&body)?);
         return Ok(ExitCode::SUCCESS);
     }
     let timeline: Timeline = serde_json::from_value(body).context("unreadable timeline")?;
-    println!(
+    out!(
         "{}: {} events ({})",
         timeline.id,
         timeline.events.len(),
@@ -172,7 +183,7 @@ pub async fn show(
             Some(reason) => format!("dropped: {reason}"),
             None => e.verdict.clone(),
         };
-        println!(
+        out!(
             "{}  {:<18} {:<10} leg {:<12} {}  [{}]",
             rfc3339(e.received_at),
             e.event.event_type,
@@ -194,7 +205,7 @@ pub async fn show(
                     o.status.map(|s| format!(" {s}")).unwrap_or_default()
                 ));
             }
-            println!("{line}");
+            out!("{line}");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -369,7 +369,7 @@ pub struct DeliveryConfig {
 
 /// The archive (README "Replay", "Call timeline"): every accepted inbound payload with its
 /// canonical events and their fates, then each delivery's outcome, kept on the store.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ArchiveConfig {
     /// How long a record is kept. `0s` turns the archive off. Default `7d`.

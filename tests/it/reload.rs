@@ -345,6 +345,26 @@ async fn routes_reload_from_the_config_file_and_bad_files_are_refused() {
         "{body}"
     );
     assert_eq!(get("/third").await, 404);
+    // The archive lives on the store: the same.
+    std::fs::write(
+        &config,
+        format!(
+            "{head}archive: {{ retention: 1d }}\nroutes:\n{}{}",
+            route("second"),
+            route("third")
+        ),
+    )
+    .unwrap();
+    let (status, body) = reload().await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("`archive` changed, which needs a restart"),
+        "{body}"
+    );
+    assert_eq!(get("/third").await, 404);
 
     // Broken YAML: refused with its file and line.
     std::fs::write(

@@ -208,8 +208,20 @@ async fn a_receiver_added_later_gets_its_window(store: &str) {
         "a dry run lists what it would send"
     );
     dry["include_superseded"] = true.into();
-    let (_, report) = replay(gw.admin_addr, dry).await;
+    let (_, report) = replay(gw.admin_addr, dry.clone()).await;
     assert_eq!(report["queued"], 100, "{report}");
+    // One call only.
+    dry["call"] = "replay-call-12".into();
+    let (_, report) = replay(gw.admin_addr, dry).await;
+    assert_eq!(report["queued"], 10, "{report}");
+    assert!(
+        report["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["partitionkey"] == "replay-call-12"),
+        "{report}"
+    );
     later.wait_for(101, Duration::from_secs(20)).await;
     drained(&gw).await;
     assert_eq!(
