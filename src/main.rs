@@ -172,6 +172,8 @@ enum Command {
     ///   callgate replay --since 2h --route rc-to-vidyo --destination vidyo --call 7Bd7kR0
     ///   callgate replay --since 2026-12-04T09:00Z --until 2026-12-04T10:00Z --reroute --dry-run
     ///   callgate replay --since 1d --to-url https://backup.example/events --vendor vidyo --type 'call.*'
+    ///   callgate replay --since 2026-12-04T09:00Z --until 2026-12-04T10:00Z \
+    ///       --destination vidyo --include-superseded --json --admin http://10.0.0.5:9090
     #[command(verbatim_doc_comment)]
     Replay {
         #[command(flatten)]

@@ -1173,6 +1173,46 @@ mod tests {
         crate::delivery::archive::suite::reads_by_time_and_key(&q).await;
     }
 
+    /// A record that cannot be read (written by hand, or damaged) is skipped with a warning;
+    /// the others are still read.
+    #[tokio::test]
+    async fn an_unreadable_archive_record_is_skipped() {
+        use crate::delivery::archive::Query;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.db");
+        let q = SqliteQueue::open_archived(
+            &path,
+            Duration::from_secs(3600),
+            1000,
+            ArchiveLimits {
+                retention_ms: 3_600_000,
+                max_bytes: 1 << 20,
+            },
+        )
+        .unwrap();
+        crate::delivery::archive::suite::reads_by_time_and_key(&q).await;
+        let all = Query {
+            since: 0,
+            limit: usize::MAX,
+            ..Query::default()
+        };
+        let before = q.read(all.clone()).await.unwrap().len();
+        let raw = Connection::open(&path).unwrap();
+        for junk in [
+            "not json",
+            "{\"kind\":\"nothing\"}",
+            "{\"kind\":\"outcome\"}",
+            "\u{0}",
+        ] {
+            raw.execute(
+                "INSERT INTO archive(at, record) VALUES (?1, ?2)",
+                params![now_ms(), junk],
+            )
+            .unwrap();
+        }
+        assert_eq!(q.read(all).await.unwrap().len(), before);
+    }
+
     /// The archive keeps to its size limit: the oldest records go first, their keys with them.
     #[tokio::test]
     async fn the_archive_is_pruned_by_size() {

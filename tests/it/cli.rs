@@ -653,3 +653,26 @@ fn a_missing_config_file_is_reported_once() {
         "{stderr}"
     );
 }
+
+/// `callgate replay --help` shows every flag of its own in an example.
+#[test]
+fn replay_help_has_an_example_of_every_flag() {
+    let out = callgate(&["replay", "--help"], None);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    let (about, options) = help.split_once("Options:").expect("an options section");
+    let examples = about.split_once("Examples:").expect("examples").1;
+    let flags: Vec<&str> = options
+        .split_whitespace()
+        .filter(|w| w.starts_with("--"))
+        .map(|w| w.trim_end_matches([',', '.', ')']))
+        .filter(|f| !["--config", "--token", "--help"].contains(f))
+        .collect();
+    assert!(flags.len() >= 12, "{flags:?}");
+    for flag in flags {
+        assert!(
+            examples.contains(flag),
+            "no example uses {flag}:\n{examples}"
+        );
+    }
+}
