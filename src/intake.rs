@@ -183,9 +183,7 @@ impl Intake {
             }
             let _turn = self.turns.take(&route.name, decoded.partitionkeys()).await;
             let accepted = pipeline::route_events(&snapshot.mappings, route, decoded);
-            let submitted = self.submit(route, &accepted).await?;
-            self.archive(route, inbound, &accepted, &submitted, None)
-                .await;
+            let submitted = self.submit(route, inbound, &accepted).await?;
             Ok((accepted, submitted))
         }
         .instrument(span)
@@ -227,22 +225,31 @@ impl Intake {
         }
     }
 
-    /// Takes an accepted payload on `route`.
+    /// Takes an accepted payload on `route`, and archives it: on a queued route in the same
+    /// write as its messages, on a proxy route once the forward is answered.
     pub async fn submit(
         &self,
         route: &Route,
+        inbound: &VerifiedInbound,
         accepted: &Accepted,
     ) -> Result<Submitted, SubmitError> {
         let submitted = match route.ack {
             Ack::Queued => {
-                let queued = self.enqueue(route, accepted.batches()).await?;
+                let record = self
+                    .archive
+                    .as_ref()
+                    .map(|_| received(route, inbound, accepted, "queued"));
+                let queued = self.enqueue(route, accepted.batches(), record).await?;
                 self.publish(route, accepted, "queued");
                 queued
             }
             Ack::Proxy => {
                 // Before the forward, so that the tail shows the event before its outcome.
                 self.publish(route, accepted, "forwarded");
-                self.proxy(route, accepted).await?
+                let submitted = self.proxy(route, accepted).await?;
+                self.archive_forwarded(route, inbound, accepted, &submitted)
+                    .await;
+                submitted
             }
         };
         if !matches!(submitted, Submitted::Refused(_)) {
@@ -251,21 +258,20 @@ impl Intake {
         Ok(submitted)
     }
 
-    /// Appends an accepted payload to the archive (when there is one) with its events and
-    /// their fates. The messages are already stored or forwarded: a failure here is logged
-    /// and counted, and the payload stays accepted. `replay`: the replay that sent it.
-    pub async fn archive(
+    /// Archives a proxy route's payload (when there is an archive) once the forward is
+    /// answered, with the receiver's reply as each forwarded message's outcome. A failure is
+    /// logged and counted: the payload stays accepted.
+    async fn archive_forwarded(
         &self,
         route: &Route,
         inbound: &VerifiedInbound,
         accepted: &Accepted,
         submitted: &Submitted,
-        replay: Option<&str>,
     ) {
         let Some(archive) = &self.archive else {
             return;
         };
-        let message_status = match submitted {
+        let status = match submitted {
             // The vendor gets the receiver's error and sends again: nothing was taken.
             Submitted::Refused(_) => return,
             Submitted::Queued {
@@ -278,75 +284,26 @@ impl Intake {
             Submitted::Forwarded(_) => "forwarded",
             Submitted::NothingToForward | Submitted::DeadLettered(_) => "dead",
         };
-        let events = accepted
-            .fates
-            .iter()
-            .map(|fate| match fate {
-                Fate::Applied(applied) => ArchivedEvent {
-                    event: applied.event.clone(),
-                    verdict: "apply".into(),
-                    reason: None,
-                    fates: applied
-                        .routed
-                        .iter()
-                        .map(|(name, routing)| {
-                            let (status, reason) = match routing {
-                                Routing::Message(_) => (message_status, None),
-                                Routing::Skipped(why) => ("skipped", Some(why.label().to_string())),
-                                Routing::Failed { error, .. } => ("dead", Some(error.clone())),
-                            };
-                            ArchivedFate {
-                                destination: name.clone(),
-                                status: status.into(),
-                                reason,
-                            }
-                        })
-                        .collect(),
-                },
-                Fate::Dropped(verdict) => ArchivedEvent {
-                    event: verdict.event().clone(),
-                    verdict: verdict.label().into(),
-                    reason: Some(verdict.reason()),
-                    fates: Vec::new(),
-                },
-            })
-            .collect();
-        let at = crate::model::clock::now_ms();
-        // A proxy forward's reply is its outcome: archived beside the payload.
-        let forwarded: Vec<Record> = match submitted {
-            Submitted::Forwarded(reply) => accepted
-                .applied()
-                .flat_map(|a| &a.routed)
-                .filter_map(|(_, routing)| match routing {
-                    Routing::Message(m) => {
-                        Some(Record::Outcome(crate::delivery::archive::Outcome {
-                            at,
-                            route: m.route.clone(),
-                            destination: m.destination.clone(),
-                            event_id: m.event_id.clone(),
-                            partitionkey: m.partitionkey.clone(),
-                            outcome: "delivered".into(),
-                            attempt: 1,
-                            status: Some(reply.status.as_u16()),
-                            detail: Some(reply.body.chars().take(200).collect()),
-                        }))
-                    }
-                    _ => None,
-                })
-                .collect(),
-            _ => Vec::new(),
-        };
-        let record = Record::Received(Received {
-            at,
-            route: route.name.clone(),
-            vendor: accepted.vendor.clone(),
-            payload: inbound.payload().clone(),
-            params: inbound.is_params(),
-            events,
-            replay: replay.map(str::to_string),
-        });
-        let mut records = vec![record];
-        records.extend(forwarded);
+        let record = received(route, inbound, accepted, status);
+        let mut records = Vec::with_capacity(2);
+        if let Submitted::Forwarded(reply) = submitted {
+            for (_, routing) in accepted.applied().flat_map(|a| &a.routed) {
+                if let Routing::Message(m) = routing {
+                    records.push(Record::Outcome(crate::delivery::archive::Outcome {
+                        at: record.at,
+                        route: m.route.clone(),
+                        destination: m.destination.clone(),
+                        event_id: m.event_id.clone(),
+                        partitionkey: m.partitionkey.clone(),
+                        outcome: "delivered".into(),
+                        attempt: 1,
+                        status: Some(reply.status.as_u16()),
+                        detail: Some(reply.body.chars().take(200).collect()),
+                    }));
+                }
+            }
+        }
+        records.insert(0, Record::Received(record));
         if let Err(error) = archive.append(records).await {
             metrics::counter!(m::ARCHIVE_FAILURES).increment(1);
             tracing::error!(route = %route.name, %error, "cannot archive an accepted payload");
@@ -406,6 +363,7 @@ impl Intake {
         &self,
         route: &Route,
         batches: Vec<EventBatch>,
+        record: Option<Received>,
     ) -> Result<Submitted, SubmitError> {
         for dest in &route.destinations {
             let wanted = batches
@@ -421,11 +379,11 @@ impl Intake {
                 });
             }
         }
-        let out = self
-            .producer
-            .enqueue(batches)
-            .await
-            .map_err(SubmitError::Store)?;
+        let out = match record {
+            Some(record) => self.producer.enqueue_archived(batches, record).await,
+            None => self.producer.enqueue(batches).await,
+        }
+        .map_err(SubmitError::Store)?;
         if out.duplicates > 0 {
             metrics::counter!(m::DEDUPED, "route" => route.name.clone())
                 .increment(out.duplicates as u64);
@@ -498,7 +456,7 @@ impl Intake {
                     .is_waiting(&route.name, name, &message.partitionkey)
                 {
                     tracing::info!(event_id = %message.event_id, partitionkey = %message.partitionkey, "the call has messages waiting: queued behind them");
-                    self.enqueue(route, live(index)).await?;
+                    self.enqueue(route, live(index), None).await?;
                     return Ok(Submitted::QueuedBehind);
                 }
                 // The lane protects the receiver in proxy mode too: an open breaker or an
@@ -509,7 +467,7 @@ impl Intake {
                         metrics::counter!(m::DEFERRED, "destination" => dest.key.clone(), "reason" => why.label())
                             .increment(1);
                         if route.on_timeout == OnTimeout::Queue {
-                            self.enqueue(route, live(index)).await?;
+                            self.enqueue(route, live(index), None).await?;
                             return Ok(Submitted::QueuedAfterTimeout);
                         }
                         return Err(SubmitError::Deferred {
@@ -556,7 +514,7 @@ impl Intake {
                     Ok(reply) => return Ok(Submitted::Refused(reply)),
                     Err(SendError::Timeout(after)) if route.on_timeout == OnTimeout::Queue => {
                         tracing::warn!(event_id = %message.event_id, partitionkey = %message.partitionkey, ?after, "proxy forward timed out: queued instead");
-                        self.enqueue(route, live(index)).await?;
+                        self.enqueue(route, live(index), None).await?;
                         return Ok(Submitted::QueuedAfterTimeout);
                     }
                     Err(SendError::Timeout(after)) => return Err(SubmitError::Timeout(after)),
@@ -578,5 +536,56 @@ impl Intake {
             ),
             None => Submitted::NothingToForward,
         })
+    }
+}
+
+/// The archive record of an accepted payload: its events, the lifecycle's verdicts and each
+/// destination's fate, `message_status` for the destinations that got a message.
+fn received(
+    route: &Route,
+    inbound: &VerifiedInbound,
+    accepted: &Accepted,
+    message_status: &str,
+) -> Received {
+    let events = accepted
+        .fates
+        .iter()
+        .map(|fate| match fate {
+            Fate::Applied(applied) => ArchivedEvent {
+                event: applied.event.clone(),
+                verdict: "apply".into(),
+                reason: None,
+                fates: applied
+                    .routed
+                    .iter()
+                    .map(|(name, routing)| {
+                        let (status, reason) = match routing {
+                            Routing::Message(_) => (message_status, None),
+                            Routing::Skipped(why) => ("skipped", Some(why.label().to_string())),
+                            Routing::Failed { error, .. } => ("dead", Some(error.clone())),
+                        };
+                        ArchivedFate {
+                            destination: name.clone(),
+                            status: status.into(),
+                            reason,
+                        }
+                    })
+                    .collect(),
+            },
+            Fate::Dropped(verdict) => ArchivedEvent {
+                event: verdict.event().clone(),
+                verdict: verdict.label().into(),
+                reason: Some(verdict.reason()),
+                fates: Vec::new(),
+            },
+        })
+        .collect();
+    Received {
+        at: crate::model::clock::now_ms(),
+        route: route.name.clone(),
+        vendor: accepted.vendor.clone(),
+        payload: inbound.payload().clone(),
+        params: inbound.is_params(),
+        events,
     }
 }

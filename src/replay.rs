@@ -333,10 +333,10 @@ pub async fn replay(
     Ok(run.report)
 }
 
-/// A received record's route and applied events (replays' own records are not replayed).
+/// A received record's route and applied events.
 fn received(archived: &Archived) -> Option<(&str, impl Iterator<Item = &CallEvent>)> {
     match &archived.record {
-        Record::Received(r) if r.replay.is_none() => Some((
+        Record::Received(r) => Some((
             r.route.as_str(),
             r.events
                 .iter()
@@ -383,9 +383,6 @@ impl Run<'_> {
             let Record::Received(received) = &archived.record else {
                 continue;
             };
-            if received.replay.is_some() {
-                continue;
-            }
             let Some((route, dest)) = self
                 .plan
                 .routes

@@ -39,10 +39,6 @@ pub struct Received {
     pub params: bool,
     /// Its canonical events, in payload order.
     pub events: Vec<ArchivedEvent>,
-    /// The replay that produced it, if any (its id): replayed messages are archived too,
-    /// so the timeline shows them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replay: Option<String>,
 }
 
 /// One canonical event of a payload, with the lifecycle's verdict and its fates.
@@ -158,6 +154,21 @@ pub fn event_keys(e: &CallEvent, keys: &mut Vec<String>) {
     }
 }
 
+impl Received {
+    /// Marks the fates of applied events whose batch the store found to be a duplicate:
+    /// `duplicate[i]` is the store's answer for the i-th applied event (the i-th batch).
+    pub fn mark_duplicates(&mut self, duplicate: &[bool]) {
+        let applied = self.events.iter_mut().filter(|e| e.verdict == "apply");
+        for (event, _) in applied.zip(duplicate).filter(|(_, dup)| **dup) {
+            for fate in &mut event.fates {
+                if fate.status == "queued" {
+                    fate.status = "duplicate".into();
+                }
+            }
+        }
+    }
+}
+
 /// A record read back, with its place in the archive.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Archived {
@@ -233,7 +244,6 @@ pub(crate) mod suite {
                     reason: None,
                 }],
             }],
-            replay: None,
         })
     }
 
@@ -249,6 +259,60 @@ pub(crate) mod suite {
             status: Some(200),
             detail: None,
         })
+    }
+
+    /// A payload's record is stored with its messages; a batch the store has seen before
+    /// marks its event's fates `duplicate`.
+    pub async fn archived_enqueue_marks_duplicates(store: &crate::delivery::Store) {
+        use crate::delivery::{EventBatch, suite::message};
+        let archive = store.archive.as_ref().expect("a store with an archive");
+        let Record::Received(mut record) = received(crate::model::clock::now_ms(), "call-d", 1)
+        else {
+            unreachable!()
+        };
+        record.events.push(record.events[0].clone());
+        let batch = |key: &str| EventBatch {
+            dedupe_key: key.into(),
+            messages: vec![message("call-d", 1)],
+        };
+        let first = store
+            .producer
+            .enqueue_archived(vec![batch("k-a")], record.clone())
+            .await
+            .unwrap();
+        assert_eq!(first.stored, 1);
+        // The same first event again, and a new one.
+        let again = store
+            .producer
+            .enqueue_archived(vec![batch("k-a"), batch("k-b")], record.clone())
+            .await
+            .unwrap();
+        assert_eq!((again.stored, again.duplicates), (1, 1));
+        let read = archive
+            .read(Query {
+                key: Some("call-d".into()),
+                limit: 10,
+                ..Query::default()
+            })
+            .await
+            .unwrap();
+        let fates: Vec<Vec<&str>> = read
+            .iter()
+            .filter_map(|a| match &a.record {
+                Record::Received(r) => Some(
+                    r.events
+                        .iter()
+                        .map(|e| e.fates[0].status.as_str())
+                        .collect(),
+                ),
+                Record::Outcome(_) => None,
+            })
+            .collect();
+        assert_eq!(
+            fates,
+            [vec!["queued", "queued"], vec!["duplicate", "queued"]],
+            "both payloads archived, the repeat marked"
+        );
     }
 
     /// Appends keep order; reads bound by time, key, sequence and limit.

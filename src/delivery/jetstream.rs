@@ -573,15 +573,23 @@ impl JetStreamQueue {
         Ok(state.first_sequence..state.last_sequence + 1)
     }
 
-    async fn enqueue_batches(&self, events: Vec<EventBatch>) -> Result<Enqueued, QueueError> {
+    async fn enqueue_batches(
+        &self,
+        events: Vec<EventBatch>,
+        duplicate: &mut Vec<bool>,
+    ) -> Result<Enqueued, QueueError> {
         self.check_open()?;
         let mut out = Enqueued::default();
         for batch in events {
+            duplicate.push(false);
             let key = hex16(&batch.dedupe_key) + &hex16(&format!("~{}", batch.dedupe_key));
             let seen = format!("callgate.{}.seen.{key}", self.config.stream);
             match self.dedupe.get_last_raw_message_by_subject(&seen).await {
                 Ok(_) => {
                     out.duplicates += 1;
+                    if let Some(last) = duplicate.last_mut() {
+                        *last = true;
+                    }
                     continue;
                 }
                 Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {}
@@ -1088,7 +1096,25 @@ impl SharedTable for JetStreamQueue {
 
 impl Producer for JetStreamQueue {
     fn enqueue(&self, events: Vec<EventBatch>) -> BoxFuture<'_, Result<Enqueued, QueueError>> {
-        Box::pin(self.enqueue_batches(events))
+        Box::pin(async move { self.enqueue_batches(events, &mut Vec::new()).await })
+    }
+
+    fn enqueue_archived(
+        &self,
+        events: Vec<EventBatch>,
+        mut record: super::archive::Received,
+    ) -> BoxFuture<'_, Result<Enqueued, QueueError>> {
+        Box::pin(async move {
+            let mut duplicate = Vec::new();
+            let enqueued = self.enqueue_batches(events, &mut duplicate).await?;
+            record.mark_duplicates(&duplicate);
+            // The messages are stored: the payload is accepted whatever becomes of its record.
+            if let Err(error) = self.append(vec![Record::Received(record)]).await {
+                metrics::counter!(crate::telemetry::metrics::ARCHIVE_FAILURES).increment(1);
+                tracing::error!(%error, "cannot archive an accepted payload");
+            }
+            Ok(enqueued)
+        })
     }
 
     fn depth(&self, route: &str, destination: &str) -> u64 {
@@ -1297,5 +1323,20 @@ mod tests {
         crate::delivery::archive::suite::reads_by_time_and_key(q.as_ref()).await;
         archived.close();
         q.close();
+        let store = crate::delivery::open_store(
+            &crate::config::StoreConfig::Nats {
+                url: crate::config::EnvString::literal(&nats.url),
+                stream: "SUITE5".into(),
+                replicas: 1,
+                partitions: 4,
+            },
+            &crate::config::DeliveryConfig::default(),
+            &crate::config::ArchiveConfig::default(),
+            false,
+        )
+        .await
+        .unwrap();
+        crate::delivery::archive::suite::archived_enqueue_marks_duplicates(&store).await;
+        store.close();
     }
 }

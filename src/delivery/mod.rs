@@ -196,6 +196,16 @@ pub trait Producer: Send + Sync {
     /// Stores the messages of several events atomically (all or nothing), skipping events
     /// whose dedupe key was seen within the window. Returns once durably committed.
     fn enqueue(&self, events: Vec<EventBatch>) -> BoxFuture<'_, Result<Enqueued, QueueError>>;
+    /// [`enqueue`](Producer::enqueue), and the payload's archive record with it: in the same
+    /// transaction (SQLite), or once the messages are stored (NATS, which has no transaction
+    /// across streams). The record's i-th applied event is the i-th batch: one the store
+    /// finds to be a duplicate gets the fate `duplicate`. A store without an archive stores
+    /// the messages only.
+    fn enqueue_archived(
+        &self,
+        events: Vec<EventBatch>,
+        record: archive::Received,
+    ) -> BoxFuture<'_, Result<Enqueued, QueueError>>;
     /// Messages waiting (not dead) for a destination, by route and destination name.
     fn depth(&self, route: &str, destination: &str) -> u64;
     /// Messages waiting over all destinations.

@@ -37,6 +37,7 @@ type Reply = Box<dyn FnOnce(Result<(), QueueError>)>;
 enum Command {
     Enqueue(
         Vec<EventBatch>,
+        Option<super::archive::Received>,
         oneshot::Sender<Result<Enqueued, QueueError>>,
     ),
     Lease(usize, oneshot::Sender<Result<Vec<Leased>, QueueError>>),
@@ -441,7 +442,14 @@ impl Drop for SqliteQueue {
 
 impl Producer for SqliteQueue {
     fn enqueue(&self, events: Vec<EventBatch>) -> BoxFuture<'_, Result<Enqueued, QueueError>> {
-        self.send(|tx| Command::Enqueue(events, tx))
+        self.send(|tx| Command::Enqueue(events, None, tx))
+    }
+    fn enqueue_archived(
+        &self,
+        events: Vec<EventBatch>,
+        record: super::archive::Received,
+    ) -> BoxFuture<'_, Result<Enqueued, QueueError>> {
+        self.send(|tx| Command::Enqueue(events, Some(record), tx))
     }
     fn depth(&self, route: &str, destination: &str) -> u64 {
         self.depths
@@ -744,7 +752,7 @@ fn run(
         Ok(value)
     }
     match command {
-        Command::Enqueue(events, reply) => {
+        Command::Enqueue(events, record, reply) => {
             let mut change: HashMap<String, i64> = HashMap::new();
             for (destination, _, by) in deltas.iter() {
                 *change.entry(destination.clone()).or_default() += by;
@@ -754,7 +762,15 @@ fn run(
                 change,
                 max_depth,
             };
-            let value = isolated(tx, deltas, |c, d| enqueue(c, events, now, d, &mut limit));
+            // The messages and the payload's archive record commit together.
+            let value = isolated(tx, deltas, |c, d| {
+                let (enqueued, duplicate) = enqueue(c, events, now, d, &mut limit)?;
+                if let Some(mut record) = record {
+                    record.mark_duplicates(&duplicate);
+                    kept.append(c, vec![Record::Received(record)], now)?;
+                }
+                Ok(enqueued)
+            });
             defer(replies, reply, value);
         }
         Command::Lease(max, reply) => {
@@ -881,8 +897,9 @@ fn enqueue(
     now: i64,
     deltas: &mut Vec<Delta>,
     limit: &mut Limit<'_>,
-) -> Result<Enqueued, QueueError> {
+) -> Result<(Enqueued, Vec<bool>), QueueError> {
     let mut out = Enqueued::default();
+    let mut duplicate = Vec::with_capacity(events.len());
     let mut mark =
         tx.prepare_cached("INSERT OR IGNORE INTO dedupe(key, seen_at) VALUES (?1, ?2)")?;
     let mut insert = tx.prepare_cached(
@@ -891,7 +908,9 @@ fn enqueue(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9)",
     )?;
     for event in events {
-        if mark.execute(params![event.dedupe_key, now])? == 0 {
+        let seen = mark.execute(params![event.dedupe_key, now])? == 0;
+        duplicate.push(seen);
+        if seen {
             out.duplicates += 1;
             continue;
         }
@@ -932,7 +951,7 @@ fn enqueue(
             out.stored += 1;
         }
     }
-    Ok(out)
+    Ok((out, duplicate))
 }
 
 const COLUMNS: &str =
@@ -1171,6 +1190,22 @@ mod tests {
         )
         .unwrap();
         crate::delivery::archive::suite::reads_by_time_and_key(&q).await;
+    }
+
+    #[tokio::test]
+    async fn an_archived_enqueue_marks_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::delivery::open_store(
+            &crate::config::StoreConfig::Sqlite {
+                path: dir.path().join("q.db"),
+            },
+            &DeliveryConfig::default(),
+            &crate::config::ArchiveConfig::default(),
+            false,
+        )
+        .await
+        .unwrap();
+        crate::delivery::archive::suite::archived_enqueue_marks_duplicates(&store).await;
     }
 
     /// A record that cannot be read (written by hand, or damaged) is skipped with a warning;

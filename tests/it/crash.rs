@@ -112,6 +112,15 @@ async fn kill_9_mid_load_loses_no_acknowledged_event() {
     );
     assert_eq!(missing, 0, "acknowledged events were lost");
 
+    // The archive was written in the same transaction as the messages: every acknowledged
+    // payload is in it, across the kill.
+    let archived = archived_event_ids(&dir.path().join("store.db"));
+    let unarchived = acked.iter().filter(|id| !archived.contains(*id)).count();
+    assert_eq!(
+        unarchived, 0,
+        "acknowledged payloads missing from the archive"
+    );
+
     // SIGTERM: stop intake, finish in flight, exit 0 with the queue intact.
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -439,4 +448,30 @@ async fn sigterm_finishes_attempts_in_flight_to_a_slow_receiver() {
         assert_eq!(n, 1, "{id} was sent {n} times");
     }
     assert!(sigterm(child).success());
+}
+
+/// The event ids of every payload in a SQLite store's archive.
+fn archived_event_ids(store: &std::path::Path) -> std::collections::HashSet<String> {
+    let db =
+        rusqlite::Connection::open_with_flags(store, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("the store opens");
+    let mut statement = db.prepare("SELECT record FROM archive").unwrap();
+    let records: Vec<String> = statement
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    records
+        .iter()
+        .filter_map(|text| serde_json::from_str::<Value>(text).ok())
+        .filter(|record| record["kind"] == "received")
+        .flat_map(|record| {
+            record["events"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e["event"]["id"].as_str().map(str::to_string))
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
