@@ -3,6 +3,8 @@
 #
 #   bash benches/e2e.sh [rounds]      # proxy and queued, `rounds` (default 3) of each
 #   bash benches/e2e.sh nats          # also the queued mode on NATS JetStream
+#   bash benches/e2e.sh archive       # also proxy and queued with `archive.retention: 0s`
+#                                     # (what keeping the archive costs, side by side)
 #
 # Side by side, each pinned to core 0 (taskset) while wrk (one thread, concurrency $C) and
 # the loopback receiver share core 1:
@@ -24,11 +26,13 @@ cd "$(dirname "$0")/.."
 
 ROUNDS=3
 NATS=""
+ARCHIVE=""
 for arg in "$@"; do
   case $arg in
     nats) NATS=1 ;;
+    archive) ARCHIVE=1 ;;
     [0-9]*) ROUNDS=$arg ;;
-    *) echo "usage: bash benches/e2e.sh [rounds] [nats]" >&2; exit 2 ;;
+    *) echo "usage: bash benches/e2e.sh [rounds] [nats] [archive]" >&2; exit 2 ;;
   esac
 done
 C=${C:-32}
@@ -61,6 +65,17 @@ sed -e "s|127.0.0.1:18080|127.0.0.1:18083|; s|127.0.0.1:19090|127.0.0.1:19093|; 
     "$work/callgate.yaml" > "$work/callgate-queued.yaml"
 CALLGATE_LOG=warn ./target/release/callgate serve --config "$work/callgate-queued.yaml" & queued_pid=$!; pids+=($queued_pid)
 wait_port 18090; wait_port 18080; wait_port 18083
+
+if [ -n "$ARCHIVE" ]; then
+  # The same two routes without the archive: proxy pinned like the other, queued unpinned.
+  { sed -e "s|127.0.0.1:18080|127.0.0.1:18084|; s|127.0.0.1:19090|127.0.0.1:19094|; s|callgate.db|noarchive.db|" \
+      "$work/callgate.yaml"; echo "archive: { retention: 0s }"; } > "$work/callgate-noarchive.yaml"
+  CALLGATE_LOG=warn taskset -c 0 ./target/release/callgate serve --config "$work/callgate-noarchive.yaml" & noarchive_pid=$!; pids+=($noarchive_pid)
+  { sed -e "s|127.0.0.1:18080|127.0.0.1:18085|; s|127.0.0.1:19090|127.0.0.1:19095|; s|callgate.db|noarchive-queued.db|" \
+      "$work/callgate.yaml"; echo "archive: { retention: 0s }"; } > "$work/callgate-noarchive-queued.yaml"
+  CALLGATE_LOG=warn ./target/release/callgate serve --config "$work/callgate-noarchive-queued.yaml" & noarchive_queued_pid=$!; pids+=($noarchive_queued_pid)
+  wait_port 18084; wait_port 18085
+fi
 
 if [ -n "$NATS" ]; then
   mkdir -p "$work/nats"
@@ -127,6 +142,11 @@ load http://127.0.0.1:18090/ 2 >/dev/null
 load http://127.0.0.1:18080/proxy/rc 2 >/dev/null
 load http://127.0.0.1:18083/queued/rc 2 0,1 >/dev/null
 for _ in $(seq 1200); do [ "$(metric 19093 callgate_queue_depth)" = "0" ] && break; sleep 0.05; done
+if [ -n "$ARCHIVE" ]; then
+  load http://127.0.0.1:18084/proxy/rc 2 >/dev/null
+  load http://127.0.0.1:18085/queued/rc 2 0,1 >/dev/null
+  for _ in $(seq 1200); do [ "$(metric 19095 callgate_queue_depth)" = "0" ] && break; sleep 0.05; done
+fi
 
 for round in $(seq "$ROUNDS"); do
   echo "round $round of $ROUNDS"
@@ -134,6 +154,10 @@ for round in $(seq "$ROUNDS"); do
   run proxy http://127.0.0.1:18080/proxy/rc "$gw_pid"
   run queued http://127.0.0.1:18083/queued/rc "$queued_pid" 19093
   if [ -n "$NATS" ]; then run nats-queued http://127.0.0.1:18082/queued/rc "$nats_gw_pid" 19092; fi
+  if [ -n "$ARCHIVE" ]; then
+    run proxy-no-archive http://127.0.0.1:18084/proxy/rc "$noarchive_pid"
+    run queued-no-archive http://127.0.0.1:18085/queued/rc "$noarchive_queued_pid" 19095
+  fi
 done
 
 python3 - "$work/runs" "$idle_baseline" "$idle_callgate" "$ROUNDS" "$C" <<'PY'
