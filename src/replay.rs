@@ -34,8 +34,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
-/// Most archive records one replay reads.
-pub const MAX_RECORDS: usize = 1_000_000;
+/// Archive records read at a time: what a replay holds in memory.
+const PAGE: usize = 1000;
+/// Messages a dry run lists at most (it counts them all).
+const MAX_LISTED: usize = 1000;
 /// Catch-up rounds of an open-ended replay (events archived while it ran).
 const CATCH_UP_ROUNDS: usize = 5;
 
@@ -99,8 +101,8 @@ pub struct ReplayReport {
     pub skipped: BTreeMap<String, usize>,
     /// Calls or users left out because they went on after `until`.
     pub superseded: Vec<String>,
-    /// Dry run: the messages, in order (`route`, `destination`, `partitionkey`, `event_id`,
-    /// `event_type`, `request`).
+    /// Dry run: the first 1,000 messages, in order (`route`, `destination`, `partitionkey`,
+    /// `event_id`, `event_type`, `request`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub messages: Vec<serde_json::Value>,
 }
@@ -262,70 +264,77 @@ pub async fn replay(
         lifecycles: BTreeMap::new(),
         replayed: HashSet::new(),
         left_out: BTreeSet::new(),
+        catch_up: false,
     };
     run.report.replay = run.key.clone();
     run.report.since = since;
     run.report.until = until;
 
-    let records = archive
-        .read(Query {
-            since,
-            until,
-            key: request.call.clone(),
-            after: None,
-            limit: MAX_RECORDS,
-        })
-        .await?;
-    let superseded: HashSet<(String, String)> = match until {
-        Some(until) if !request.include_superseded => archive
+    // Calls that went on after the window: their keys only, read a page at a time.
+    let mut superseded: HashSet<(String, String)> = HashSet::new();
+    if let Some(until) = until.filter(|_| !request.include_superseded) {
+        let mut after = None;
+        loop {
+            let page = archive
+                .read(Query {
+                    since: until,
+                    key: request.call.clone(),
+                    after,
+                    limit: PAGE,
+                    ..Query::default()
+                })
+                .await?;
+            for (route, events) in page.iter().filter_map(received) {
+                for event in events {
+                    superseded.insert((
+                        route.to_string(),
+                        event.effective_partitionkey().to_string(),
+                    ));
+                }
+            }
+            after = page.last().map(|a| a.seq);
+            if page.len() < PAGE {
+                break;
+            }
+        }
+    }
+    // The window, a page at a time (memory holds one page); an open window ends now.
+    let end = until.unwrap_or(now + 1);
+    let mut last = None;
+    loop {
+        let page = archive
             .read(Query {
-                since: until,
+                since,
+                until: Some(end),
                 key: request.call.clone(),
-                limit: MAX_RECORDS,
-                ..Query::default()
+                after: last,
+                limit: PAGE,
             })
-            .await?
-            .iter()
-            .filter_map(received)
-            .flat_map(|(route, events)| {
-                events.map(move |e| (route.to_string(), e.effective_partitionkey().to_string()))
-            })
-            .collect(),
-        _ => HashSet::new(),
-    };
-    let mut last = records.last().map(|a| a.seq);
-    run.replay_records(&records, &superseded).await?;
-    // Open-ended: what the live gateway archived meanwhile, for the calls replayed, goes
+            .await?;
+        last = page.last().map(|a| a.seq).or(last);
+        run.replay_records(&page, &superseded, false).await?;
+        if page.len() < PAGE {
+            break;
+        }
+    }
+    // Open window: what the live gateway archived meanwhile for the calls replayed goes
     // after, so that each call ends on its latest state.
     if until.is_none() {
         for _ in 0..CATCH_UP_ROUNDS {
-            let Some(after) = last else { break };
-            let more: Vec<Archived> = archive
+            let page = archive
                 .read(Query {
                     since,
-                    after: Some(after),
                     key: request.call.clone(),
-                    limit: MAX_RECORDS,
+                    after: last,
+                    limit: PAGE,
                     ..Query::default()
                 })
-                .await?
-                .into_iter()
-                .filter(|a| {
-                    received(a).is_some_and(|(route, mut events)| {
-                        events.any(|e| {
-                            run.replayed.contains(&(
-                                route.to_string(),
-                                e.effective_partitionkey().to_string(),
-                            ))
-                        })
-                    })
-                })
-                .collect();
-            if more.is_empty() {
+                .await?;
+            if page.is_empty() {
                 break;
             }
-            last = more.last().map(|a| a.seq);
-            run.replay_records(&more, &HashSet::new()).await?;
+            last = page.last().map(|a| a.seq);
+            run.replay_records(&page, &superseded, true).await?;
         }
     }
     run.report.superseded = std::mem::take(&mut run.left_out).into_iter().collect();
@@ -360,6 +369,8 @@ struct Run<'a> {
     replayed: HashSet<(String, String)>,
     /// Partitionkeys left out as superseded.
     left_out: BTreeSet<String>,
+    /// Catching up: only calls already replayed.
+    catch_up: bool,
 }
 
 impl Run<'_> {
@@ -374,11 +385,14 @@ impl Run<'_> {
             .is_none_or(|pattern| type_matches(pattern, &event.event_type))
     }
 
+    /// Replays `records`; `catch_up`: only events of calls already replayed.
     async fn replay_records(
         &mut self,
         records: &[Archived],
         superseded: &HashSet<(String, String)>,
+        catch_up: bool,
     ) -> Result<(), ReplayError> {
+        self.catch_up = catch_up;
         for archived in records {
             let Record::Received(received) = &archived.record else {
                 continue;
@@ -431,6 +445,9 @@ impl Run<'_> {
             route.to_string(),
             event.effective_partitionkey().to_string(),
         );
+        if self.catch_up && !self.replayed.contains(&partition) {
+            return false;
+        }
         if superseded.contains(&partition) {
             self.skip("superseded");
             self.left_out.insert(partition.1);
@@ -539,7 +556,8 @@ impl Run<'_> {
             return Ok(());
         }
         if self.request.dry_run {
-            for new in &messages {
+            let room = MAX_LISTED.saturating_sub(self.report.messages.len());
+            for new in messages.iter().take(room) {
                 let m = &new.message;
                 self.report.messages.push(serde_json::json!({
                     "route": m.route,
