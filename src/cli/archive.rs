@@ -2,36 +2,11 @@
 //! (`POST /admin/replay`, `GET /admin/calls`, `GET /admin/calls/{id}`), so that a replay
 //! queues through the gateway's own store, lanes and per-call turns.
 
-use anyhow::{Context as _, bail};
+use super::admin_call as call;
+use anyhow::Context as _;
 use callgate::replay::{ReplayReport, ReplayRequest};
 use callgate::timeline::{CallSummary, Timeline};
-use serde_json::Value;
 use std::process::ExitCode;
-
-/// Sends a request to the admin listener; the body of a success, or the problem's detail.
-async fn call(
-    admin: &str,
-    authorization: Option<String>,
-    request: reqwest::RequestBuilder,
-) -> anyhow::Result<Value> {
-    let request = match authorization {
-        Some(auth) => request.header("authorization", auth),
-        None => request,
-    };
-    let response = request
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the admin listener at {admin}"))?;
-    let status = response.status();
-    let body: Value = serde_json::from_slice(&response.bytes().await?).unwrap_or(Value::Null);
-    if !status.is_success() {
-        bail!(
-            "{admin}: HTTP {status}: {}",
-            body["detail"].as_str().unwrap_or("no detail")
-        );
-    }
-    Ok(body)
-}
 
 /// Prints a line to stdout; a closed pipe (`| head`) ends the output quietly instead of
 /// panicking as `println!` would.

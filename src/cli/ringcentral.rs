@@ -1,29 +1,14 @@
 //! `callgate ringcentral status`: the subscription keepers' state from a running gateway's
 //! `GET /admin/ringcentral`, one line per route.
 
-use anyhow::{Context as _, bail};
 use serde_json::Value;
 use std::process::ExitCode;
 
 /// Prints each keeper; exit 1 unless every one is active.
 pub async fn status(admin: &str, authorization: Option<String>) -> anyhow::Result<ExitCode> {
-    let mut request =
+    let request =
         reqwest::Client::new().get(format!("{}/admin/ringcentral", admin.trim_end_matches('/')));
-    if let Some(auth) = authorization {
-        request = request.header("authorization", auth);
-    }
-    let response = request
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the admin listener at {admin}"))?;
-    let status = response.status();
-    let body: Value = serde_json::from_slice(&response.bytes().await?).unwrap_or(Value::Null);
-    if !status.is_success() {
-        bail!(
-            "{admin}: HTTP {status}: {}",
-            body["detail"].as_str().unwrap_or("")
-        );
-    }
+    let body: Value = super::admin_call(admin, authorization, request).await?;
     let keepers = body["subscriptions"]
         .as_array()
         .cloned()

@@ -1176,19 +1176,24 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn passes_the_archive_suite() {
-        let dir = tempfile::tempdir().unwrap();
-        let q = SqliteQueue::open_archived(
-            &dir.path().join("q.db"),
+    /// A store keeping an hour of archive, at most `max_bytes`.
+    fn archived(path: &Path, max_bytes: u64) -> SqliteQueue {
+        SqliteQueue::open_archived(
+            path,
             Duration::from_secs(3600),
             1000,
             ArchiveLimits {
                 retention_ms: 3_600_000,
-                max_bytes: 1 << 20,
+                max_bytes,
             },
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn passes_the_archive_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = archived(&dir.path().join("q.db"), 1 << 20);
         crate::delivery::archive::suite::reads_by_time_and_key(&q).await;
     }
 
@@ -1215,16 +1220,7 @@ mod tests {
         use crate::delivery::archive::Query;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("q.db");
-        let q = SqliteQueue::open_archived(
-            &path,
-            Duration::from_secs(3600),
-            1000,
-            ArchiveLimits {
-                retention_ms: 3_600_000,
-                max_bytes: 1 << 20,
-            },
-        )
-        .unwrap();
+        let q = archived(&path, 1 << 20);
         crate::delivery::archive::suite::reads_by_time_and_key(&q).await;
         let all = Query {
             since: 0,
@@ -1253,16 +1249,7 @@ mod tests {
     async fn the_archive_is_pruned_by_size() {
         use crate::delivery::archive::{Outcome, Query};
         let dir = tempfile::tempdir().unwrap();
-        let q = SqliteQueue::open_archived(
-            &dir.path().join("q.db"),
-            Duration::from_secs(3600),
-            1000,
-            ArchiveLimits {
-                retention_ms: 3_600_000,
-                max_bytes: 64 * 1024,
-            },
-        )
-        .unwrap();
+        let q = archived(&dir.path().join("q.db"), 64 * 1024);
         let now = now_ms();
         for chunk in 0..20 {
             let records = (0..100)

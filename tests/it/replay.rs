@@ -94,6 +94,16 @@ fn rfc3339(ms: i64) -> String {
         .to_string()
 }
 
+/// Reloads the gateway's config file through the admin API.
+async fn reload(gw: &Gateway) {
+    let reloaded = client()
+        .post(format!("http://{}/admin/reload", gw.admin_addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reloaded.status(), 200);
+}
+
 /// POSTs a replay request to the admin listener: (status, body).
 pub async fn replay(admin: std::net::SocketAddr, request: Value) -> (u16, Value) {
     let response = client()
@@ -152,12 +162,7 @@ async fn a_receiver_added_later_gets_its_window(store: &str) {
             later.url("/events")
         ),
     );
-    let reloaded = client()
-        .post(format!("http://{}/admin/reload", gw.admin_addr))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(reloaded.status(), 200);
+    reload(&gw).await;
 
     let window = json!({"since": rfc3339(since), "until": rfc3339(until), "destination": "later"});
     let (status, report) = replay(gw.admin_addr, window.clone()).await;
@@ -357,12 +362,7 @@ async fn a_fixed_mapping_rerouted_delivers_the_corrected_shape() {
     );
 
     std::fs::write(&tables, &fixed).unwrap();
-    let reloaded = client()
-        .post(format!("http://{}/admin/reload", gw.admin_addr))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(reloaded.status(), 200);
+    reload(&gw).await;
     let (status, report) = replay(
         gw.admin_addr,
         json!({"since": rfc3339(since), "reroute": true, "destination": "vidyo"}),
@@ -823,12 +823,7 @@ async fn a_large_window_is_replayed_page_by_page() {
         &store,
         &dest.replace(", types: ['none.*']", ""),
     );
-    let reloaded = client()
-        .post(format!("http://{}/admin/reload", gw.admin_addr))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(reloaded.status(), 200);
+    reload(&gw).await;
     let (_, dry) = replay(
         gw.admin_addr,
         json!({"since": since, "destination": "restored", "dry_run": true}),
