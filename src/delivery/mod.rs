@@ -213,7 +213,8 @@ pub trait Producer: Send + Sync {
     /// Whether a message of this (route, destination, partition) line is waiting or being
     /// delivered: a proxy route then queues the call's next event behind it.
     fn is_waiting(&self, route: &str, destination: &str, partition: &str) -> bool;
-    /// Whether the last write failed for want of disk space (and none succeeded since).
+    /// Whether a write failed for want of disk space and no write that adds rows (an
+    /// enqueue, an archive record) has succeeded since.
     fn no_space(&self) -> bool {
         false
     }

@@ -380,7 +380,10 @@ impl SqliteQueue {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let command = make(tx);
-        let writes = !matches!(command, Command::DeadLetters(..) | Command::GetSetting(..));
+        // Only a write that adds rows shows the disk has room again: a lease or a settlement
+        // can go through on a full disk (it rewrites pages it has), and must not tell
+        // `/readyz` that intake would.
+        let adds_rows = matches!(command, Command::Enqueue(..) | Command::Archive(..));
         let no_space = self.no_space.clone();
         Box::pin(async move {
             let Some(sender) = sender else {
@@ -399,10 +402,10 @@ impl SqliteQueue {
                 return Err(QueueError::Closed);
             }
             let result = rx.await.unwrap_or(Err(QueueError::Closed));
-            // The disk is full until a write goes through again.
+            // The disk is full until a write that adds rows goes through again.
             let full = match &result {
                 Err(QueueError::NoSpace(_)) => Some(true),
-                Ok(_) if writes => Some(false),
+                Ok(_) if adds_rows => Some(false),
                 _ => None,
             };
             if let Some(full) = full
