@@ -69,6 +69,7 @@ pub struct Gateway {
     tail: crate::telemetry::tail::Tail,
     servers: Vec<JoinHandle<()>>,
     workers: JoinHandle<()>,
+    archiver: Option<crate::delivery::archive::Archiver>,
     background: Vec<JoinHandle<()>>,
     _watch: Option<WatchGuard>,
 }
@@ -118,6 +119,11 @@ impl Gateway {
             sources.clone(),
             keepers_registry.clone(),
         );
+        // Records that commit with nothing else (outcomes, proxy forwards) go in batches.
+        let archiver = store
+            .archive
+            .clone()
+            .map(crate::delivery::archive::Archiver::spawn);
         // One intake for webhooks and sources: a call's payloads take turns whichever
         // transport brought them.
         let intake = Intake {
@@ -126,7 +132,7 @@ impl Gateway {
             max_depth: config.delivery.max_queue_depth,
             turns: Arc::default(),
             tail: resources.tail.clone(),
-            archive: store.archive.clone(),
+            archiver: archiver.clone(),
         };
         let public = server::public_router(
             Arc::new(Public {
@@ -206,6 +212,7 @@ impl Gateway {
             config.delivery.workers,
             wake,
             resources.tail.clone(),
+            archiver.clone(),
             stop_rx.clone(),
         ));
 
@@ -299,6 +306,7 @@ impl Gateway {
             tail: resources.tail.clone(),
             servers,
             workers,
+            archiver,
             background,
             _watch: watch_guard,
         })
@@ -318,6 +326,10 @@ impl Gateway {
         let _ = self.workers.await;
         for task in self.background {
             let _ = task.await;
+        }
+        // The last outcomes and forwards are written before the store closes.
+        if let Some(archiver) = &self.archiver {
+            archiver.flush().await;
         }
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || store.close())

@@ -6,7 +6,7 @@
 
 use crate::config::{Ack, OnTimeout};
 use crate::delivery::archive::{
-    Archive, ArchivedEvent, DestinationFate as ArchivedFate, Received, Record,
+    ArchivedEvent, Archiver, DestinationFate as ArchivedFate, Received, Record,
 };
 use crate::delivery::lane::Admission;
 use crate::delivery::{EventBatch, Producer, QueueError};
@@ -35,8 +35,9 @@ pub struct Intake {
     pub turns: Arc<Turns>,
     /// The live tail: every accepted or dropped event, and every proxy forward.
     pub tail: Tail,
-    /// The archive, when the store keeps one: every accepted payload is appended to it.
-    pub archive: Option<Arc<dyn Archive>>,
+    /// The archive's writer, when the store keeps one: every accepted payload is archived
+    /// (a queued route's with its messages, in the same write; a proxy route's through it).
+    pub archiver: Option<Archiver>,
 }
 
 /// How many locks the calls share (a call waits only for payloads of calls that hash alike).
@@ -236,7 +237,7 @@ impl Intake {
         let submitted = match route.ack {
             Ack::Queued => {
                 let record = self
-                    .archive
+                    .archiver
                     .as_ref()
                     .map(|_| received(route, inbound, accepted, "queued"));
                 let queued = self.enqueue(route, accepted.batches(), record).await?;
@@ -259,8 +260,9 @@ impl Intake {
     }
 
     /// Archives a proxy route's payload (when there is an archive) once the forward is
-    /// answered, with the receiver's reply as each forwarded message's outcome. A failure is
-    /// logged and counted: the payload stays accepted.
+    /// answered, with the receiver's reply as each forwarded message's outcome: handed to the
+    /// archiver (in order, under the call's turn), so the sender's answer never waits for a
+    /// write.
     async fn archive_forwarded(
         &self,
         route: &Route,
@@ -268,7 +270,7 @@ impl Intake {
         accepted: &Accepted,
         submitted: &Submitted,
     ) {
-        let Some(archive) = &self.archive else {
+        let Some(archiver) = &self.archiver else {
             return;
         };
         let status = match submitted {
@@ -285,7 +287,7 @@ impl Intake {
             Submitted::NothingToForward | Submitted::DeadLettered(_) => "dead",
         };
         let record = received(route, inbound, accepted, status);
-        let mut records = Vec::with_capacity(2);
+        let mut records = Vec::new();
         if let Submitted::Forwarded(reply) = submitted {
             for (_, routing) in accepted.applied().flat_map(|a| &a.routed) {
                 if let Routing::Message(m) = routing {
@@ -303,10 +305,9 @@ impl Intake {
                 }
             }
         }
-        records.insert(0, Record::Received(record));
-        if let Err(error) = archive.append(records).await {
-            metrics::counter!(m::ARCHIVE_FAILURES).increment(1);
-            tracing::error!(route = %route.name, %error, "cannot archive an accepted payload");
+        archiver.record(Record::Received(record)).await;
+        for outcome in records {
+            archiver.record(outcome).await;
         }
     }
 

@@ -169,6 +169,102 @@ impl Received {
     }
 }
 
+/// A record ready to store: its time, its JSON text and its search keys, made by the
+/// caller so that a store's single writer only inserts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// When it happened, Unix ms.
+    pub at: i64,
+    /// The record as JSON text.
+    pub text: String,
+    /// Its search keys ([`Record::keys`]).
+    pub keys: Vec<String>,
+}
+
+impl Row {
+    /// Serialises a record.
+    pub fn of(record: &Record) -> Row {
+        Row {
+            at: record.at(),
+            // A record is plain data: serialising it cannot fail.
+            text: serde_json::to_string(record).unwrap_or_default(),
+            keys: record.keys(),
+        }
+    }
+}
+
+/// How many records the archiver takes into one append.
+const ARCHIVER_BATCH: usize = 1024;
+/// How many records may wait for the archiver; beyond it senders wait (backpressure).
+const ARCHIVER_QUEUE: usize = 16 * 1024;
+
+enum Archiving {
+    Record(Record),
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+/// Writes records that need not commit with anything else (delivery outcomes, proxy
+/// forwards) in batches, off the caller's path: one append carries every record waiting,
+/// so a busy gateway makes one archive write for many requests. Records keep the order
+/// they were sent in.
+#[derive(Clone)]
+pub struct Archiver {
+    tx: tokio::sync::mpsc::Sender<Archiving>,
+}
+
+impl Archiver {
+    /// Starts the task that writes to `archive`.
+    pub fn spawn(archive: std::sync::Arc<dyn Archive>) -> Archiver {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Archiving>(ARCHIVER_QUEUE);
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(ARCHIVER_BATCH);
+            let mut flushed = Vec::new();
+            while let Some(first) = rx.recv().await {
+                let mut next = Some(first);
+                while let Some(item) = next {
+                    match item {
+                        Archiving::Record(record) => batch.push(record),
+                        Archiving::Flush(done) => flushed.push(done),
+                    }
+                    next = if batch.len() < ARCHIVER_BATCH {
+                        rx.try_recv().ok()
+                    } else {
+                        None
+                    };
+                }
+                if !batch.is_empty() {
+                    let records = std::mem::replace(&mut batch, Vec::with_capacity(ARCHIVER_BATCH));
+                    let count = records.len() as u64;
+                    if let Err(error) = archive.append(records).await {
+                        metrics::counter!(crate::telemetry::metrics::ARCHIVE_FAILURES)
+                            .increment(count);
+                        tracing::error!(%error, records = count, "cannot archive records");
+                    }
+                }
+                for done in flushed.drain(..) {
+                    let _ = done.send(());
+                }
+            }
+        });
+        Archiver { tx }
+    }
+
+    /// Hands a record to the archiver (waits only when it is far behind).
+    pub async fn record(&self, record: Record) {
+        if self.tx.send(Archiving::Record(record)).await.is_err() {
+            tracing::error!("the archiver has stopped: record not archived");
+        }
+    }
+
+    /// Waits until every record handed over before is written.
+    pub async fn flush(&self) {
+        let (done, written) = tokio::sync::oneshot::channel();
+        if self.tx.send(Archiving::Flush(done)).await.is_ok() {
+            let _ = written.await;
+        }
+    }
+}
+
 /// A record read back, with its place in the archive.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Archived {

@@ -7,7 +7,7 @@
 //! when the head is acknowledged or dies. Leasing reads only due heads through a partial
 //! index, so its cost does not grow with a backlog behind a receiver that is down.
 
-use super::archive::{Archive, Archived, Query, Record};
+use super::archive::{Archive, Archived, Query, Record, Row};
 use super::{
     AttemptLog, BoxFuture, Consumer, DeadLetter, DeadLetters, Enqueued, EventBatch, Lease, Leased,
     Message, Producer, QueueError, Request, Settlement, ms,
@@ -37,7 +37,7 @@ type Reply = Box<dyn FnOnce(Result<(), QueueError>)>;
 enum Command {
     Enqueue(
         Vec<EventBatch>,
-        Option<super::archive::Received>,
+        Option<(super::archive::Received, Row)>,
         oneshot::Sender<Result<Enqueued, QueueError>>,
     ),
     Lease(usize, oneshot::Sender<Result<Vec<Leased>, QueueError>>),
@@ -51,7 +51,7 @@ enum Command {
     Purge(oneshot::Sender<Result<usize, QueueError>>),
     GetSetting(String, oneshot::Sender<Result<Option<String>, QueueError>>),
     SetSetting(String, String, oneshot::Sender<Result<(), QueueError>>),
-    Archive(Vec<Record>, oneshot::Sender<Result<(), QueueError>>),
+    Archive(Vec<Row>, oneshot::Sender<Result<(), QueueError>>),
 }
 
 /// What the writer keeps of the archive: records younger than `retention_ms`, at most
@@ -452,7 +452,9 @@ impl Producer for SqliteQueue {
         events: Vec<EventBatch>,
         record: super::archive::Received,
     ) -> BoxFuture<'_, Result<Enqueued, QueueError>> {
-        self.send(|tx| Command::Enqueue(events, Some(record), tx))
+        // Serialised here, on the caller's thread: the writer only inserts.
+        let row = Row::of(&Record::Received(record.clone()));
+        self.send(|tx| Command::Enqueue(events, Some((record, row)), tx))
     }
     fn depth(&self, route: &str, destination: &str) -> u64 {
         self.depths
@@ -497,7 +499,8 @@ impl super::Settings for SqliteQueue {
 
 impl Archive for SqliteQueue {
     fn append(&self, records: Vec<Record>) -> BoxFuture<'_, Result<(), QueueError>> {
-        self.send(|tx| Command::Archive(records, tx))
+        let rows = records.iter().map(Row::of).collect();
+        self.send(|tx| Command::Archive(rows, tx))
     }
     fn read(&self, query: Query) -> BoxFuture<'_, Result<Vec<Archived>, QueueError>> {
         let reader = self.reader.clone();
@@ -565,28 +568,21 @@ struct Kept {
 
 impl Kept {
     /// Appends records with their keys.
-    fn append(
-        &mut self,
-        tx: &Connection,
-        records: Vec<Record>,
-        now: i64,
-    ) -> Result<(), QueueError> {
+    fn append(&mut self, tx: &Connection, rows: Vec<Row>, now: i64) -> Result<(), QueueError> {
         if self.limits.retention_ms == 0 {
             return Ok(());
         }
         let mut insert = tx.prepare_cached("INSERT INTO archive(at, record) VALUES (?1, ?2)")?;
         let mut key =
             tx.prepare_cached("INSERT OR IGNORE INTO archive_keys(key, seq) VALUES (?1, ?2)")?;
-        for record in records {
-            let text =
-                serde_json::to_string(&record).map_err(|e| QueueError::Store(e.to_string()))?;
-            let at = if record.at() > 0 { record.at() } else { now };
-            insert.execute(params![at, text])?;
+        for row in rows {
+            let at = if row.at > 0 { row.at } else { now };
+            insert.execute(params![at, row.text])?;
             let seq = tx.last_insert_rowid();
-            for k in record.keys() {
+            for k in &row.keys {
                 key.execute(params![k, seq])?;
             }
-            self.bytes += text.len() as u64;
+            self.bytes += row.text.len() as u64;
         }
         Ok(())
     }
@@ -768,9 +764,12 @@ fn run(
             // The messages and the payload's archive record commit together.
             let value = isolated(tx, deltas, |c, d| {
                 let (enqueued, duplicate) = enqueue(c, events, now, d, &mut limit)?;
-                if let Some(mut record) = record {
-                    record.mark_duplicates(&duplicate);
-                    kept.append(c, vec![Record::Received(record)], now)?;
+                if let Some((mut record, mut row)) = record {
+                    if duplicate.contains(&true) {
+                        record.mark_duplicates(&duplicate);
+                        row = Row::of(&Record::Received(record));
+                    }
+                    kept.append(c, vec![row], now)?;
                 }
                 Ok(enqueued)
             });

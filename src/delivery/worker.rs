@@ -9,7 +9,7 @@
 //! transport: it sends through `dyn Outbound`.
 
 use super::QueueError;
-use super::archive::{Archive, Outcome as ArchivedOutcome, Record};
+use super::archive::{Archiver, Outcome as ArchivedOutcome, Record};
 use super::lane::Admission;
 use super::{AttemptLog, Consumer, Leased, Settlement, Store};
 use crate::delivery::lane::Lane;
@@ -76,6 +76,7 @@ pub async fn run(
     workers: usize,
     wake: Arc<Notify>,
     tail: Tail,
+    archiver: Option<Archiver>,
     mut stop: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(workers));
@@ -92,13 +93,13 @@ pub async fn run(
                             break;
                         };
                         let consumer = store.consumer.clone();
-                        let archive = store.archive.clone();
+                        let archiver = archiver.clone();
                         let targets = targets();
                         let (policy, wake, tail) = (policy.clone(), wake.clone(), tail.clone());
                         tokio::spawn(async move {
                             let settled = Settled {
                                 consumer: consumer.as_ref(),
-                                archive: archive.as_deref(),
+                                archiver: archiver.as_ref(),
                             };
                             attempt(settled, targets.as_ref(), &policy, &tail, leased).await;
                             drop(permit);
@@ -316,19 +317,18 @@ async fn attempt_in_span(
     consumer.settle(lease, settlement, archived).await;
 }
 
-/// Where an attempt is recorded: the store's consumer and, when the store keeps one, its
-/// archive (the attempt's outcome).
+/// Where an attempt is recorded: the store's consumer and, when the store keeps one, the
+/// archive's writer (the attempt's outcome).
 #[derive(Clone, Copy)]
 pub struct Settled<'a> {
     /// Settles the lease.
     pub consumer: &'a dyn Consumer,
     /// Archives the outcome.
-    pub archive: Option<&'a dyn Archive>,
+    pub archiver: Option<&'a Archiver>,
 }
 
 impl Settled<'_> {
-    /// Settles the lease and archives the outcome, both sent to the store at once (SQLite
-    /// commits them together when it can).
+    /// Settles the lease, then hands the outcome to the archiver (written in its next batch).
     async fn settle(
         self,
         lease: super::Lease,
@@ -336,15 +336,10 @@ impl Settled<'_> {
         outcome: Option<ArchivedOutcome>,
     ) {
         let id = lease.id();
-        let archive = async {
-            if let (Some(archive), Some(outcome)) = (self.archive, outcome)
-                && let Err(error) = archive.append(vec![Record::Outcome(outcome)]).await
-            {
-                metrics::counter!(m::ARCHIVE_FAILURES).increment(1);
-                tracing::error!(id, %error, "cannot archive a delivery outcome");
-            }
-        };
-        tokio::join!(settle(self.consumer, id, lease, settlement), archive);
+        settle(self.consumer, id, lease, settlement).await;
+        if let (Some(archiver), Some(outcome)) = (self.archiver, outcome) {
+            archiver.record(Record::Outcome(outcome)).await;
+        }
     }
 }
 

@@ -94,6 +94,35 @@ fn rfc3339(ms: i64) -> String {
         .to_string()
 }
 
+/// The timeline of `id` once every message it queued or replayed has an outcome in the
+/// archive (outcomes are written in the archiver's next batch, just after settlement).
+async fn settled_timeline(
+    admin: std::net::SocketAddr,
+    id: &str,
+    also: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let timeline = get_json(&format!("http://{admin}/admin/calls/{id}")).await;
+        let pending = timeline["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|e| e["destinations"].as_array().cloned().unwrap_or_default())
+            .any(|d| {
+                d["status"] == "queued" && d["outcomes"].as_array().is_none_or(|o| o.is_empty())
+            });
+        if !pending && also(&timeline) {
+            return timeline;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "outcomes never archived: {timeline}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Reloads the gateway's config file through the admin API.
 async fn reload(gw: &Gateway) {
     let reloaded = client()
@@ -241,10 +270,16 @@ async fn a_receiver_added_later_gets_its_window(store: &str) {
     );
 
     // The timeline of a call: every event in order, with both destinations' outcomes.
-    let timeline = get_json(&format!(
-        "http://{}/admin/calls/replay-call-12",
-        gw.admin_addr
-    ))
+    // Every event has the replay's delivery too.
+    let timeline = settled_timeline(gw.admin_addr, "replay-call-12", |t| {
+        t["events"].as_array().is_some_and(|events| {
+            events.iter().all(|e| {
+                e["destinations"]
+                    .as_array()
+                    .is_some_and(|d| d.iter().any(|d| d["destination"] == "later"))
+            })
+        })
+    })
     .await;
     let events = timeline["events"].as_array().unwrap();
     assert_eq!(events.len(), PER_CALL);
@@ -621,7 +656,12 @@ async fn kill_9_during_a_replay_loses_nothing() {
         );
     }
 
-    // The call's story in the terminal.
+    // The call's story in the terminal, once the replay's outcomes are archived (those
+    // written in the instant before the kill may be missing: outcomes go in batches).
+    settled_timeline(([127, 0, 0, 1], admin).into(), "replay-call-3", |t| {
+        t.to_string().contains("\"destination\":\"to-url-")
+    })
+    .await;
     let (ok, out, err) = cli(&["calls", "show", "replay-call-3", "--config", &config]);
     assert!(ok, "{err}");
     assert!(out.starts_with("replay-call-3: 10 events"), "{out}");
@@ -675,6 +715,10 @@ async fn the_call_timeline_in_a_real_browser() {
     }
     drained(&gw).await;
 
+    settled_timeline(gw.admin_addr, "s-718107795d564867a6f635fd81e89940", |_| {
+        true
+    })
+    .await;
     let shots = root().join("target/timeline");
     std::fs::create_dir_all(&shots).unwrap();
     let session = "s-718107795d564867a6f635fd81e89940";
