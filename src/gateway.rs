@@ -69,7 +69,6 @@ pub struct Gateway {
     tail: crate::telemetry::tail::Tail,
     servers: Vec<JoinHandle<()>>,
     workers: JoinHandle<()>,
-    archiver: Option<crate::delivery::archive::Archiver>,
     background: Vec<JoinHandle<()>>,
     _watch: Option<WatchGuard>,
 }
@@ -119,11 +118,6 @@ impl Gateway {
             sources.clone(),
             keepers_registry.clone(),
         );
-        // Records that commit with nothing else (outcomes, proxy forwards) go in batches.
-        let archiver = store
-            .archive
-            .clone()
-            .map(crate::delivery::archive::Archiver::spawn);
         // One intake for webhooks and sources: a call's payloads take turns whichever
         // transport brought them.
         let intake = Intake {
@@ -132,7 +126,7 @@ impl Gateway {
             max_depth: config.delivery.max_queue_depth,
             turns: Arc::default(),
             tail: resources.tail.clone(),
-            archiver: archiver.clone(),
+            archiver: store.archiver.clone(),
         };
         let public = server::public_router(
             Arc::new(Public {
@@ -212,7 +206,6 @@ impl Gateway {
             config.delivery.workers,
             wake,
             resources.tail.clone(),
-            archiver.clone(),
             stop_rx.clone(),
         ));
 
@@ -306,7 +299,6 @@ impl Gateway {
             tail: resources.tail.clone(),
             servers,
             workers,
-            archiver,
             background,
             _watch: watch_guard,
         })
@@ -328,7 +320,7 @@ impl Gateway {
             let _ = task.await;
         }
         // The last outcomes and forwards are written before the store closes.
-        if let Some(archiver) = &self.archiver {
+        if let Some(archiver) = &self.store.archiver {
             archiver.flush().await;
         }
         let store = self.store.clone();

@@ -293,6 +293,9 @@ pub struct Store {
     pub settings: Option<Arc<dyn Settings>>,
     /// The archive (`None` when `archive.retention` is 0).
     pub archive: Option<Arc<dyn archive::Archive>>,
+    /// Writes the archive's records that commit with nothing else (outcomes, proxy
+    /// forwards) in batches; `None` without an archive.
+    pub archiver: Option<archive::Archiver>,
     closer: Arc<dyn Fn() + Send + Sync>,
 }
 
@@ -311,6 +314,7 @@ impl Store {
             shared: None,
             settings: None,
             archive: None,
+            archiver: None,
             closer: Arc::new(close),
         }
     }
@@ -355,6 +359,7 @@ pub async fn open_store(
             store.settings = Some(q.clone());
             if archive.enabled() {
                 store.archive = Some(q);
+                store.archiver = store.archive.clone().map(archive::Archiver::spawn);
             }
             Ok(store)
         }
@@ -383,6 +388,7 @@ pub async fn open_store(
             store.settings = Some(q.clone());
             if archive.enabled() {
                 store.archive = Some(q);
+                store.archiver = store.archive.clone().map(archive::Archiver::spawn);
             }
             Ok(store)
         }

@@ -76,7 +76,6 @@ pub async fn run(
     workers: usize,
     wake: Arc<Notify>,
     tail: Tail,
-    archiver: Option<Archiver>,
     mut stop: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(workers));
@@ -93,7 +92,7 @@ pub async fn run(
                             break;
                         };
                         let consumer = store.consumer.clone();
-                        let archiver = archiver.clone();
+                        let archiver = store.archiver.clone();
                         let targets = targets();
                         let (policy, wake, tail) = (policy.clone(), wake.clone(), tail.clone());
                         tokio::spawn(async move {
