@@ -278,7 +278,7 @@ pub async fn replay(
             let page = archive
                 .read(Query {
                     since: until,
-                    key: request.call.clone(),
+                    term: request.call.clone(),
                     after,
                     limit: PAGE,
                     ..Query::default()
@@ -306,7 +306,8 @@ pub async fn replay(
             .read(Query {
                 since,
                 until: Some(end),
-                key: request.call.clone(),
+                key: None,
+                term: request.call.clone(),
                 after: last,
                 limit: PAGE,
             })
@@ -324,7 +325,7 @@ pub async fn replay(
             let page = archive
                 .read(Query {
                     since,
-                    key: request.call.clone(),
+                    term: request.call.clone(),
                     after: last,
                     limit: PAGE,
                     ..Query::default()

@@ -6,14 +6,14 @@
 //! calls a term finds.
 
 use crate::delivery::QueueError;
-use crate::delivery::archive::{Archive, Outcome, Query, Record, event_keys};
+use crate::delivery::archive::{Archive, Archived, Outcome, Query, Record, event_keys};
 use crate::model::event::CallEvent;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Most records one timeline or search reads.
 pub const MAX_RECORDS: usize = 20_000;
-/// Most calls a term may find whose outcomes a timeline also reads.
+/// Most calls a term that is not a partitionkey may name.
 const MAX_PARTITIONS: usize = 50;
 
 /// A call's timeline.
@@ -81,16 +81,60 @@ pub struct CallSummary {
     pub types: Vec<String>,
 }
 
-/// The timeline of `id` (a call, leg, user, partitionkey or phone number), from the whole
-/// archive. An id nothing matches gives an empty timeline.
-pub async fn timeline(archive: &dyn Archive, id: &str) -> Result<Timeline, QueueError> {
-    let records = archive
+/// Every record of the calls `id` names: the call itself when `id` is a partitionkey (the
+/// index), else the calls whose events have `id` as a search term (found by a scan of the
+/// archive, then read through the index), oldest first.
+async fn find(archive: &dyn Archive, id: &str) -> Result<Vec<Archived>, QueueError> {
+    let indexed = archive
         .read(Query {
             key: Some(id.to_string()),
             limit: MAX_RECORDS,
             ..Query::default()
         })
         .await?;
+    if !indexed.is_empty() {
+        return Ok(indexed);
+    }
+    let hits = archive
+        .read(Query {
+            term: Some(id.to_string()),
+            limit: MAX_RECORDS,
+            ..Query::default()
+        })
+        .await?;
+    let mut calls: Vec<String> = Vec::new();
+    for archived in &hits {
+        if let Record::Received(received) = &archived.record {
+            for e in &received.events {
+                let key = e.event.effective_partitionkey().to_string();
+                if !calls.contains(&key) && calls.len() < MAX_PARTITIONS {
+                    calls.push(key);
+                }
+            }
+        }
+    }
+    let mut records: Vec<Archived> = Vec::new();
+    for call in calls {
+        records.extend(
+            archive
+                .read(Query {
+                    key: Some(call),
+                    limit: MAX_RECORDS,
+                    ..Query::default()
+                })
+                .await?,
+        );
+    }
+    records.sort_by_key(|a| a.seq);
+    records.dedup_by_key(|a| a.seq);
+    records.truncate(MAX_RECORDS);
+    Ok(records)
+}
+
+/// The timeline of `id` (a call, leg, user, partitionkey or phone number), from the whole
+/// archive. An id nothing matches gives an empty timeline.
+pub async fn timeline(archive: &dyn Archive, id: &str) -> Result<Timeline, QueueError> {
+    let records = find(archive, id).await?;
     let mut events = Vec::new();
     let mut partitionkeys: Vec<String> = Vec::new();
     let mut outcomes: Vec<Outcome> = Vec::new();
@@ -131,25 +175,6 @@ pub async fn timeline(archive: &dyn Archive, id: &str) -> Result<Timeline, Queue
             Record::Outcome(outcome) => outcomes.push(outcome.clone()),
         }
     }
-    // Outcomes are found by their call: when the id was another key (a number, a leg),
-    // read those of the calls it found.
-    for key in partitionkeys
-        .iter()
-        .filter(|k| *k != id)
-        .take(MAX_PARTITIONS)
-    {
-        let more = archive
-            .read(Query {
-                key: Some(key.clone()),
-                limit: MAX_RECORDS,
-                ..Query::default()
-            })
-            .await?;
-        outcomes.extend(more.into_iter().filter_map(|a| match a.record {
-            Record::Outcome(o) => Some(o),
-            Record::Received(_) => None,
-        }));
-    }
     for outcome in outcomes {
         // The latest applied event with this id and route carries it (a replay's outcomes
         // follow the original's; a duplicate dropped by the lifecycle sent nothing).
@@ -185,13 +210,7 @@ pub async fn search(
     term: &str,
     limit: usize,
 ) -> Result<Vec<CallSummary>, QueueError> {
-    let records = archive
-        .read(Query {
-            key: Some(term.to_string()),
-            limit: MAX_RECORDS,
-            ..Query::default()
-        })
-        .await?;
+    let records = find(archive, term).await?;
     let mut calls: BTreeMap<String, CallSummary> = BTreeMap::new();
     for archived in &records {
         let Record::Received(received) = &archived.record else {

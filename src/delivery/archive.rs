@@ -103,24 +103,39 @@ impl Record {
         }
     }
 
-    /// The words it is found by: for a payload, each event's id, partitionkey, subject,
-    /// call and leg ids, parties' numbers and user ids, and the user's id, login and
-    /// extension; for an outcome, its event id and partitionkey. Deduplicated, at most
-    /// 200 characters each.
+    /// Its index keys: the partitionkeys (calls, users) of its events, or of its outcome. One
+    /// or two per record, so that the index a store keeps stays cheap to write.
     pub fn keys(&self) -> Vec<String> {
         let mut keys: Vec<String> = Vec::new();
         match self {
             Record::Received(r) => {
                 for e in &r.events {
-                    event_keys(&e.event, &mut keys);
+                    add_key(&mut keys, Some(e.event.effective_partitionkey()));
+                }
+            }
+            Record::Outcome(o) => add_key(&mut keys, Some(&o.partitionkey)),
+        }
+        keys
+    }
+
+    /// The words it is found by: for a payload, each event's id, partitionkey, subject, call
+    /// and leg ids, parties' numbers and user ids, and the user's id, login and extension;
+    /// for an outcome, its event id and partitionkey. Deduplicated, at most 200 characters
+    /// each. Only [`keys`](Record::keys) are indexed: the rest are found by a scan.
+    pub fn terms(&self) -> Vec<String> {
+        let mut terms: Vec<String> = Vec::new();
+        match self {
+            Record::Received(r) => {
+                for e in &r.events {
+                    event_keys(&e.event, &mut terms);
                 }
             }
             Record::Outcome(o) => {
-                add_key(&mut keys, Some(&o.event_id));
-                add_key(&mut keys, Some(&o.partitionkey));
+                add_key(&mut terms, Some(&o.event_id));
+                add_key(&mut terms, Some(&o.partitionkey));
             }
         }
-        keys
+        terms
     }
 }
 
@@ -134,7 +149,7 @@ fn add_key(keys: &mut Vec<String>, key: Option<&str>) {
     }
 }
 
-/// The search keys of one event (see [`Record::keys`]), added to `keys`.
+/// The search terms of one event (see [`Record::terms`]), added to `keys`.
 pub fn event_keys(e: &CallEvent, keys: &mut Vec<String>) {
     add_key(keys, Some(&e.id));
     add_key(keys, e.partitionkey.as_deref());
@@ -281,8 +296,11 @@ pub struct Query {
     pub since: i64,
     /// Before this time (Unix ms, exclusive); `None`: up to the last record.
     pub until: Option<i64>,
-    /// Only records with this key (see [`Record::keys`]).
+    /// Only records with this index key, a partitionkey (see [`Record::keys`]).
     pub key: Option<String>,
+    /// Only records with this search term (see [`Record::terms`]): found by scanning the
+    /// window's records, not through the index.
+    pub term: Option<String>,
     /// Only records after this sequence number.
     pub after: Option<u64>,
     /// At most this many (the oldest first).
@@ -301,6 +319,10 @@ impl Query {
                 .key
                 .as_ref()
                 .is_none_or(|key| archived.record.keys().iter().any(|k| k == key))
+            && self
+                .term
+                .as_ref()
+                .is_none_or(|term| archived.record.terms().iter().any(|t| t == term))
     }
 }
 
@@ -469,7 +491,7 @@ pub(crate) mod suite {
         let by_number = archive
             .read(Query {
                 since: 0,
-                key: Some("+15550100".into()),
+                term: Some("+15550100".into()),
                 limit: 3,
                 ..Query::default()
             })
@@ -481,7 +503,7 @@ pub(crate) mod suite {
             .read(Query {
                 since: 0,
                 after: Some(by_number[2].seq),
-                key: Some("e9".into()),
+                term: Some("e9".into()),
                 limit: 1000,
                 ..Query::default()
             })

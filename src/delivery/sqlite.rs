@@ -517,45 +517,61 @@ impl Archive for SqliteQueue {
 }
 
 /// Archive records matching `query`, oldest first: through the key index when a key is
-/// given, else through the time index.
+/// given, else through the time index; a search term is looked for in each record's text
+/// (its JSON string, quoted) and then checked against the record's terms.
 fn read_archive(conn: &Connection, query: &Query) -> Result<Vec<Archived>, QueueError> {
     let until = query.until.unwrap_or(i64::MAX);
     let after = query.after.map_or(-1, |a| a as i64);
-    let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+    // Without a term every row selected matches: SQLite applies the limit.
+    let limit = match &query.term {
+        Some(_) => -1,
+        None => i64::try_from(query.limit).unwrap_or(i64::MAX),
+    };
+    let needle = query
+        .term
+        .as_ref()
+        .map(|t| serde_json::to_string(t).unwrap_or_default())
+        .unwrap_or_default();
+    let mut statement = match &query.key {
+        Some(_) => conn.prepare_cached(
+            "SELECT a.seq, a.record FROM archive_keys k JOIN archive a ON a.seq = k.seq
+             WHERE k.key = ?1 AND a.at >= ?2 AND a.at < ?3 AND a.seq > ?4
+               AND (?6 = '' OR instr(a.record, ?6) > 0)
+             ORDER BY a.seq LIMIT ?5",
+        )?,
+        None => conn.prepare_cached(
+            "SELECT seq, record FROM archive
+             WHERE ?1 IS NULL AND at >= ?2 AND at < ?3 AND seq > ?4
+               AND (?6 = '' OR instr(record, ?6) > 0)
+             ORDER BY seq LIMIT ?5",
+        )?,
+    };
+    let mut rows = statement.query(params![query.key, query.since, until, after, limit, needle])?;
     let mut out = Vec::new();
-    let mut push = |seq: i64, text: String| -> Result<(), QueueError> {
-        match serde_json::from_str::<Record>(&text) {
-            Ok(record) => out.push(Archived {
-                seq: seq as u64,
-                record,
-            }),
-            Err(e) => tracing::warn!(seq, error = %e, "unreadable archive record: skipped"),
+    while let Some(row) = rows.next()? {
+        let (seq, text): (i64, String) = (row.get(0)?, row.get(1)?);
+        let record = match serde_json::from_str::<Record>(&text) {
+            Ok(record) => record,
+            Err(e) => {
+                tracing::warn!(seq, error = %e, "unreadable archive record: skipped");
+                continue;
+            }
+        };
+        let archived = Archived {
+            seq: seq as u64,
+            record,
+        };
+        if query
+            .term
+            .as_ref()
+            .is_some_and(|term| !archived.record.terms().contains(term))
+        {
+            continue;
         }
-        Ok(())
-    };
-    let rows: Vec<(i64, String)> = match &query.key {
-        Some(key) => conn
-            .prepare_cached(
-                "SELECT a.seq, a.record FROM archive_keys k JOIN archive a ON a.seq = k.seq
-                 WHERE k.key = ?1 AND a.at >= ?2 AND a.at < ?3 AND a.seq > ?4
-                 ORDER BY a.seq LIMIT ?5",
-            )?
-            .query_map(params![key, query.since, until, after, limit], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?
-            .collect::<Result<_, _>>()?,
-        None => conn
-            .prepare_cached(
-                "SELECT seq, record FROM archive
-                 WHERE at >= ?1 AND at < ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
-            )?
-            .query_map(params![query.since, until, after, limit], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?
-            .collect::<Result<_, _>>()?,
-    };
-    for (seq, text) in rows {
-        push(seq, text)?;
+        out.push(archived);
+        if out.len() >= query.limit {
+            break;
+        }
     }
     Ok(out)
 }
