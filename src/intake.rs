@@ -276,10 +276,7 @@ impl Intake {
         let status = match submitted {
             // The vendor gets the receiver's error and sends again: nothing was taken.
             Submitted::Refused(_) => return,
-            Submitted::Queued {
-                stored: 0,
-                duplicates,
-            } if *duplicates > 0 => "duplicate",
+            // (`Queued` is a queued route's answer: archived with its messages, not here.)
             Submitted::Queued { .. } | Submitted::QueuedAfterTimeout | Submitted::QueuedBehind => {
                 "queued"
             }
@@ -326,14 +323,10 @@ impl Intake {
                         .routed
                         .iter()
                         .map(|(name, routing)| {
-                            let (status, reason, body) = match routing {
-                                Routing::Message(m) => (status, None, m.request.body()),
-                                Routing::Skipped(why) => {
-                                    ("skipped", Some(why.label().to_string()), None)
-                                }
-                                Routing::Failed { error, .. } => {
-                                    ("dead", Some(error.clone()), None)
-                                }
+                            let (status, reason) = routing.status(status);
+                            let body = match routing {
+                                Routing::Message(m) => m.request.body(),
+                                _ => None,
                             };
                             DestinationFate {
                                 destination: name.clone(),
@@ -546,7 +539,7 @@ fn received(
     route: &Route,
     inbound: &VerifiedInbound,
     accepted: &Accepted,
-    message_status: &str,
+    message_status: &'static str,
 ) -> Received {
     let events = accepted
         .fates
@@ -560,11 +553,7 @@ fn received(
                     .routed
                     .iter()
                     .map(|(name, routing)| {
-                        let (status, reason) = match routing {
-                            Routing::Message(_) => (message_status, None),
-                            Routing::Skipped(why) => ("skipped", Some(why.label().to_string())),
-                            Routing::Failed { error, .. } => ("dead", Some(error.clone())),
-                        };
+                        let (status, reason) = routing.status(message_status);
                         ArchivedFate {
                             destination: name.clone(),
                             status: status.into(),

@@ -74,6 +74,18 @@ pub enum Routing {
     },
 }
 
+impl Routing {
+    /// The fate in words, as the tail and the archive say it: `sent` (`queued`,
+    /// `forwarded`) for a message, `skipped` with its reason, `dead` with the mapping error.
+    pub fn status(&self, sent: &'static str) -> (&'static str, Option<String>) {
+        match self {
+            Routing::Message(_) => (sent, None),
+            Routing::Skipped(why) => ("skipped", Some(why.label().to_string())),
+            Routing::Failed { error, .. } => ("dead", Some(error.clone())),
+        }
+    }
+}
+
 /// An event the lifecycle tracker let through, with what it became per destination.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Applied {

@@ -264,7 +264,6 @@ pub async fn replay(
         lifecycles: BTreeMap::new(),
         replayed: HashSet::new(),
         left_out: BTreeSet::new(),
-        catch_up: false,
     };
     run.report.replay = run.key.clone();
     run.report.since = since;
@@ -357,6 +356,14 @@ fn received(archived: &Archived) -> Option<(&str, impl Iterator<Item = &CallEven
     }
 }
 
+/// What a batch of records is replayed under: the calls left out as superseded and, when
+/// catching up, only the calls already replayed.
+#[derive(Clone, Copy)]
+struct Scope<'a> {
+    superseded: &'a HashSet<(String, String)>,
+    catch_up: bool,
+}
+
 struct Run<'a> {
     snapshot: &'a Snapshot,
     intake: &'a Intake,
@@ -370,8 +377,6 @@ struct Run<'a> {
     replayed: HashSet<(String, String)>,
     /// Partitionkeys left out as superseded.
     left_out: BTreeSet<String>,
-    /// Catching up: only calls already replayed.
-    catch_up: bool,
 }
 
 impl Run<'_> {
@@ -393,7 +398,10 @@ impl Run<'_> {
         superseded: &HashSet<(String, String)>,
         catch_up: bool,
     ) -> Result<(), ReplayError> {
-        self.catch_up = catch_up;
+        let scope = Scope {
+            superseded,
+            catch_up,
+        };
         for archived in records {
             let Record::Received(received) = &archived.record else {
                 continue;
@@ -409,11 +417,11 @@ impl Run<'_> {
             };
             self.report.payloads += 1;
             if self.request.reroute {
-                self.reroute(&route, dest.as_deref(), received, superseded)
+                self.reroute(&route, dest.as_deref(), received, scope)
                     .await?;
             } else if let Some(dest) = dest {
                 for archived_event in received.events.iter().filter(|e| e.verdict == "apply") {
-                    self.resend(&route, &dest, &archived_event.event, superseded)
+                    self.resend(&route, &dest, &archived_event.event, scope)
                         .await?;
                 }
             }
@@ -423,12 +431,7 @@ impl Run<'_> {
 
     /// Whether the event may go: its type is wanted and its call did not go on past the
     /// window (counted otherwise).
-    fn admit(
-        &mut self,
-        route: &str,
-        event: &CallEvent,
-        superseded: &HashSet<(String, String)>,
-    ) -> bool {
+    fn admit(&mut self, route: &str, event: &CallEvent, scope: Scope<'_>) -> bool {
         if !self.wanted(event) {
             self.skip("type filter");
             return false;
@@ -446,10 +449,10 @@ impl Run<'_> {
             route.to_string(),
             event.effective_partitionkey().to_string(),
         );
-        if self.catch_up && !self.replayed.contains(&partition) {
+        if scope.catch_up && !self.replayed.contains(&partition) {
             return false;
         }
-        if superseded.contains(&partition) {
+        if scope.superseded.contains(&partition) {
             self.skip("superseded");
             self.left_out.insert(partition.1);
             return false;
@@ -464,9 +467,9 @@ impl Run<'_> {
         route: &Route,
         dest: &Destination,
         event: &CallEvent,
-        superseded: &HashSet<(String, String)>,
+        scope: Scope<'_>,
     ) -> Result<(), ReplayError> {
-        if !self.admit(&route.name, event, superseded) {
+        if !self.admit(&route.name, event, scope) {
             return Ok(());
         }
         let routing = pipeline::encode_event(&self.snapshot.mappings, route, dest, event);
@@ -483,7 +486,7 @@ impl Run<'_> {
         route: &Route,
         dest: Option<&Destination>,
         received: &crate::delivery::archive::Received,
-        superseded: &HashSet<(String, String)>,
+        scope: Scope<'_>,
     ) -> Result<(), ReplayError> {
         let inbound = VerifiedInbound::from_archive(received.payload.clone(), received.params);
         let lifecycle = self
@@ -509,7 +512,7 @@ impl Run<'_> {
                 self.skip("dropped by the lifecycle");
                 continue;
             };
-            if !self.admit(&route.name, &applied.event, superseded) {
+            if !self.admit(&route.name, &applied.event, scope) {
                 continue;
             }
             let routed: Vec<(String, Routing)> = applied

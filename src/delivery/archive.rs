@@ -5,8 +5,8 @@
 //! pruned by age and size; a JetStream stream with `max_age` and `max_bytes`, so every
 //! instance reads the same archive), one test suite.
 //!
-//! Records are looked up by time and by search key: a record's keys are the ids and numbers
-//! a user searches for (call, leg, partitionkey, user, extension, phone number, event id).
+//! Records are looked up by time, by index key (the partitionkeys of their events) and by
+//! search term (call, leg, user, extension, phone number, event id: found by a scan).
 
 use super::{BoxFuture, QueueError};
 use crate::model::event::CallEvent;

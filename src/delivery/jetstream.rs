@@ -1263,19 +1263,28 @@ mod tests {
         }
     }
 
-    async fn open(url: &str, stream: &str) -> Store {
-        let q = JetStreamQueue::open(JetStreamConfig {
+    /// A test queue's settings: 2 s `ack_wait`, an hour's dedupe window, an archive.
+    fn test_config(
+        url: impl Into<String>,
+        stream: impl Into<String>,
+        partitions: u32,
+    ) -> JetStreamConfig {
+        JetStreamConfig {
             url: url.into(),
             stream: stream.into(),
             replicas: 1,
-            partitions: 64,
+            partitions,
             ack_wait: Duration::from_secs(2),
             dedupe_window: Duration::from_secs(3600),
             max_queue_depth: 1000,
             archive: Some(crate::config::ArchiveConfig::default()),
-        })
-        .await
-        .unwrap();
+        }
+    }
+
+    async fn open(url: &str, stream: &str) -> Store {
+        let q = JetStreamQueue::open(test_config(url, stream, 64))
+            .await
+            .unwrap();
         let closer = q.clone();
         let mut store = Store::new(q.clone(), q.clone(), q.clone(), move || closer.close());
         store.settings = Some(q);
@@ -1285,18 +1294,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn passes_the_queue_suite() {
         let nats = NatsServer::start().await;
-        let q = JetStreamQueue::open(JetStreamConfig {
-            url: nats.url.clone(),
-            stream: "PROBE".into(),
-            replicas: 1,
-            partitions: 64,
-            ack_wait: Duration::from_secs(2),
-            dedupe_window: Duration::from_secs(3600),
-            max_queue_depth: 1000,
-            archive: Some(crate::config::ArchiveConfig::default()),
-        })
-        .await
-        .unwrap();
+        let q = JetStreamQueue::open(test_config(nats.url.clone(), "PROBE", 64))
+            .await
+            .unwrap();
         // The suite's partitions a, b and z must fall into different buckets.
         let buckets = ["a", "b", "z"].map(|p| q.bucket(p));
         assert!(
@@ -1308,18 +1308,9 @@ mod tests {
         suite::deferral_keeps_order_and_budget(&open(&nats.url, "SUITE2").await).await;
         suite::leases_and_dedupe_survive_a_restart(|| open(&nats.url, "SUITE3")).await;
         let archived = open(&nats.url, "SUITE4").await;
-        let q = JetStreamQueue::open(JetStreamConfig {
-            url: nats.url.clone(),
-            stream: "SUITE4".into(),
-            replicas: 1,
-            partitions: 4,
-            ack_wait: Duration::from_secs(2),
-            dedupe_window: Duration::from_secs(3600),
-            max_queue_depth: 1000,
-            archive: Some(crate::config::ArchiveConfig::default()),
-        })
-        .await
-        .unwrap();
+        let q = JetStreamQueue::open(test_config(nats.url.clone(), "SUITE4", 4))
+            .await
+            .unwrap();
         crate::delivery::archive::suite::reads_by_time_and_key(q.as_ref()).await;
         archived.close();
         q.close();

@@ -452,8 +452,13 @@ impl Producer for SqliteQueue {
         events: Vec<EventBatch>,
         record: super::archive::Received,
     ) -> BoxFuture<'_, Result<Enqueued, QueueError>> {
-        // Serialised here, on the caller's thread: the writer only inserts.
-        let row = Row::of(&Record::Received(record.clone()));
+        // Serialised here, on the caller's thread: the writer only inserts. The record goes
+        // along (moved, not copied) to be marked should the store find a duplicate.
+        let record = Record::Received(record);
+        let row = Row::of(&record);
+        let Record::Received(record) = record else {
+            unreachable!("made as Received above")
+        };
         self.send(|tx| Command::Enqueue(events, Some((record, row)), tx))
     }
     fn depth(&self, route: &str, destination: &str) -> u64 {

@@ -3,7 +3,7 @@
 //! id, an unmapped one skips that destination with its reason (reply, tail, metric), and an
 //! edit of the file is picked up by the file watch without a restart.
 
-use crate::harness::{Receiver, client, config_text, post};
+use crate::harness::{Receiver, config_text, post};
 use crate::support::{copy_dir, fixtures, root};
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -101,14 +101,8 @@ async fn a_directory_maps_users_skips_the_unmapped_and_follows_edits() {
     std::fs::write(&users, "809646016,aad-user-1\n555,aad-user-555\n").unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let status: Value = client()
-            .get(format!("http://{}/admin/mappings", gw.admin_addr))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let status: Value =
+            crate::harness::get_json(&format!("http://{}/admin/mappings", gw.admin_addr)).await;
         if status["version"].as_u64() > Some(1) {
             break;
         }

@@ -288,6 +288,22 @@ async fn raw_socket(
     socket
 }
 
+/// A raw socket whose JSON handshake the hub has answered (`{}`).
+async fn handshaken_socket(
+    gw: &callgate::gateway::Gateway,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    use futures_util::SinkExt;
+    let mut socket = raw_socket(gw).await;
+    socket
+        .send(tokio_tungstenite::tungstenite::Message::Text(
+            "{\"protocol\":\"json\",\"version\":1}\u{1e}".into(),
+        ))
+        .await
+        .unwrap();
+    read_until(&mut socket, "{}").await.unwrap();
+    socket
+}
+
 /// Reads text frames until one contains `needle`, or the socket closes (`None`).
 async fn read_until(
     socket: &mut tokio_tungstenite::WebSocketStream<
@@ -367,14 +383,7 @@ async fn the_hub_survives_split_garbage_and_oversized_records() {
     );
 
     // An oversized record (no separator within 32 KiB) is refused the same way.
-    let mut socket = raw_socket(&gw).await;
-    socket
-        .send(Frame::Text(
-            "{\"protocol\":\"json\",\"version\":1}\u{1e}".into(),
-        ))
-        .await
-        .unwrap();
-    read_until(&mut socket, "{}").await.unwrap();
+    let mut socket = handshaken_socket(&gw).await;
     socket
         .send(Frame::Text("x".repeat(40 * 1024).into()))
         .await
@@ -816,18 +825,11 @@ async fn a_hub_that_stops_talking_is_dropped_and_reconnected() {
 /// the hub's own Pings to it do not count as hearing from it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_talking_is_closed_by_the_hub() {
-    use futures_util::{SinkExt, StreamExt};
+    use futures_util::StreamExt;
     use tokio_tungstenite::tungstenite::Message as Frame;
     let dir = tempfile::tempdir().unwrap();
     let gw = gateway(&config_text(dir.path(), "", &hub_routes(""))).await;
-    let mut socket = raw_socket(&gw).await;
-    socket
-        .send(Frame::Text(
-            "{\"protocol\":\"json\",\"version\":1}\u{1e}".into(),
-        ))
-        .await
-        .unwrap();
-    read_until(&mut socket, "{}").await.unwrap();
+    let mut socket = handshaken_socket(&gw).await;
     // Silent from here: read what the hub sends until it closes.
     let mut pings = 0;
     let read = async {
