@@ -54,6 +54,8 @@ struct Skeleton {
     #[serde(default)]
     store: Option<Spanned<Keys>>,
     #[serde(default)]
+    archive: Option<Spanned<Keys>>,
+    #[serde(default)]
     mappings: Option<Spanned<IgnoredAny>>,
     #[serde(default)]
     fallback: Option<Spanned<IgnoredAny>>,
@@ -97,6 +99,7 @@ impl Lines {
             ("server", &skeleton.server),
             ("delivery", &skeleton.delivery),
             ("store", &skeleton.store),
+            ("archive", &skeleton.archive),
         ];
         for (name, section) in keyed {
             let Some(section) = section else { continue };

@@ -65,6 +65,13 @@ fn problems(config: &Config, mappings: &MappingSet) -> Vec<Problem> {
     let problems = &mut found;
     check_server(config, problems);
     check_store(&config.store, problems);
+    if config.archive.max_bytes == 0 && !config.archive.retention.is_zero() {
+        problems.at(At::Key("archive.max_bytes"));
+        problems.push(
+            "archive.max_bytes must be above 0 (to turn the archive off, set archive.retention: 0s)"
+                .into(),
+        );
+    }
     if let Some(fallback) = &config.fallback {
         problems.at(At::Key("fallback"));
         check_url("fallback", fallback.value(), problems);

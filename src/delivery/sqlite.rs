@@ -1335,6 +1335,62 @@ mod tests {
         assert_eq!(newest.len(), 100);
     }
 
+    /// The archive keeps to its retention: a record older than it goes at the writer's
+    /// sweep (the first transaction sweeps, then one a minute), its index key with it.
+    #[tokio::test]
+    async fn the_archive_is_pruned_by_age() {
+        use crate::delivery::archive::{Outcome, Query};
+        let dir = tempfile::tempdir().unwrap();
+        let q = SqliteQueue::open_archived(
+            &dir.path().join("q.db"),
+            Duration::from_secs(3600),
+            1000,
+            ArchiveLimits {
+                retention_ms: 60_000,
+                max_bytes: 1 << 20,
+            },
+        )
+        .unwrap();
+        let now = now_ms();
+        let outcome = |at: i64, call: &str| {
+            Record::Outcome(Outcome {
+                at,
+                route: "r".into(),
+                destination: "d".into(),
+                event_id: format!("e-{call}"),
+                partitionkey: call.into(),
+                outcome: "delivered".into(),
+                attempt: 1,
+                status: Some(200),
+                detail: None,
+            })
+        };
+        q.append(vec![
+            outcome(now - 120_000, "call-old"),
+            outcome(now - 1_000, "call-new"),
+        ])
+        .await
+        .unwrap();
+        let read = |key: Option<&str>| {
+            q.read(Query {
+                since: 0,
+                key: key.map(str::to_owned),
+                limit: usize::MAX,
+                ..Query::default()
+            })
+        };
+        let kept = read(None).await.unwrap();
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert_eq!(kept[0].record.at(), now - 1_000);
+        assert!(read(Some("call-old")).await.unwrap().is_empty());
+        assert_eq!(read(Some("call-new")).await.unwrap().len(), 1);
+        let raw = Connection::open(dir.path().join("q.db")).unwrap();
+        let keys: i64 = raw
+            .query_row("SELECT count(*) FROM archive_keys", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(keys, 1, "the old record's key went with it");
+    }
+
     /// A store written by callgate 0.1 (schema 1, v1 records, every live row `ready`) opens,
     /// keeps its per-call order and delivers its messages.
     #[tokio::test]

@@ -275,7 +275,8 @@ fn semantic_config_errors_name_their_line_and_an_unwritable_store_is_refused() {
              store: {{ kind: sqlite, path: {} }}\n\
              routes:\n  - name: a\n    path: /a/{{id}}\n    from: vidyo\n    to:\n\
              \x20     - {{ name: d, vendor: vidyo, url: 'http://x/#frag' }}\n\
-             mappings: {}\n",
+             mappings: {}\n\
+             archive:\n  max_bytes: 0\n",
             dir.path().join("a-file/sub/callgate.db").display(),
             root().join("mappings").display()
         ),
@@ -288,6 +289,7 @@ fn semantic_config_errors_name_their_line_and_an_unwritable_store_is_refused() {
         "bad.yaml:3: server.request_timeout must be above 0",
         "bad.yaml:6: route `a`: path `/a/{id}` is not a literal path",
         "bad.yaml:10: route `a`, destination `d`: url `http://x/#frag` has a #fragment",
+        "bad.yaml:13: archive.max_bytes must be above 0",
     ] {
         assert!(
             stderr.contains(expected),
@@ -300,7 +302,8 @@ fn semantic_config_errors_name_their_line_and_an_unwritable_store_is_refused() {
         .unwrap()
         .replace("request_timeout: 0s", "request_timeout: 5s")
         .replace("/a/{id}", "/a")
-        .replace("#frag", "");
+        .replace("#frag", "")
+        .replace("max_bytes: 0", "max_bytes: 1000000");
     std::fs::write(&config, text_ok).unwrap();
     let out = callgate(&["check", "--config", config.to_str().unwrap()], None);
     let stderr = text(&out.stderr);
