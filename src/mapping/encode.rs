@@ -7,6 +7,7 @@
 
 use super::fidelity;
 use super::helpers::{QUERY_VALUE, json_escape, percent_escape};
+use super::plan::RenderPlan;
 use crate::model::event::CallEvent;
 use handlebars::{Context, Handlebars};
 use percent_encoding::{percent_decode_str, utf8_percent_encode};
@@ -176,6 +177,24 @@ pub(crate) struct EncodeTemplate {
     pub(crate) reads: Arc<[String]>,
     /// Its `path:` template's name in the query (percent-escaping) registry.
     pub(crate) path: Option<Arc<str>>,
+    /// The body or query template compiled into a plan; `None`: `handlebars` renders it.
+    pub(crate) plan: Option<RenderPlan>,
+    /// The `path:` template's plan.
+    pub(crate) path_plan: Option<RenderPlan>,
+}
+
+/// What renders a template: its plan (the default), or `handlebars`, the reference the plans
+/// are tested against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// The plan; `handlebars` when the template has none or the plan refuses the event
+    /// (then `handlebars`' own error is reported).
+    Planned,
+    /// The plan only: a template without one, or an event it refuses, is an
+    /// [`EncodeError::Render`] (for the differential test).
+    PlanOnly,
+    /// `handlebars` only.
+    Handlebars,
 }
 
 /// The media type of a form body: parameter templates are sent as the body with it.
@@ -227,6 +246,8 @@ impl Encoder {
                 kind: TemplateKind::Canonical,
                 reads: Arc::from([]),
                 path: None,
+                plan: None,
+                path_plan: None,
             }],
         }
     }
@@ -261,10 +282,81 @@ impl Encoder {
         self.render_in(&EventContext::new(event))
     }
 
+    /// Renders an event with the given [`Engine`].
+    pub fn render_with(
+        &self,
+        event: &CallEvent,
+        engine: Engine,
+    ) -> Result<Option<Rendered>, EncodeError> {
+        self.render_by(&EventContext::new(event), engine)
+    }
+
+    /// The template files (and `#path` templates) that have no render plan, with why:
+    /// `handlebars` renders them.
+    pub fn unplanned(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        for t in &self.templates {
+            if t.kind != TemplateKind::Canonical && t.plan.is_none() {
+                found.push(t.file.to_string());
+            }
+            if t.path.is_some() && t.path_plan.is_none() {
+                found.push(format!("{}#path", t.file));
+            }
+        }
+        found
+    }
+
+    /// A template's text from its plan or from `handlebars`, as `engine` says.
+    fn text(
+        &self,
+        template: &EncodeTemplate,
+        plan: Option<&RenderPlan>,
+        name: &str,
+        registry: &Handlebars<'static>,
+        context: &EventContext<'_>,
+        engine: Engine,
+    ) -> Result<String, EncodeError> {
+        let event = context.event();
+        if engine != Engine::Handlebars {
+            if let Some(plan) = plan {
+                let mut out = String::with_capacity(1024);
+                if plan.render(event, &mut out).is_ok() {
+                    return Ok(out);
+                }
+            }
+            if engine == Engine::PlanOnly {
+                return Err(EncodeError::Render {
+                    vendor: self.vendor.clone(),
+                    template: template.file.to_string(),
+                    event_id: event.id.clone(),
+                    line: None,
+                    message: match plan {
+                        Some(_) => "the render plan refused the event".into(),
+                        None => "the template has no render plan".into(),
+                    },
+                });
+            }
+        }
+        let data = context
+            .get()
+            .map_err(|e| self.render_error(template, event, e))?;
+        registry
+            .render_with_context(name, data)
+            .map_err(|e| self.render_error(template, event, e))
+    }
+
     /// Renders an event from its shared [`EventContext`]. A JSON body is validated and
     /// compacted without a JSON tree, unless the event goes back to its own vendor
     /// with fidelity extensions to apply, which patch a parsed tree.
     pub fn render_in(&self, context: &EventContext<'_>) -> Result<Option<Rendered>, EncodeError> {
+        self.render_by(context, Engine::Planned)
+    }
+
+    fn render_by(
+        &self,
+        context: &EventContext<'_>,
+        engine: Engine,
+    ) -> Result<Option<Rendered>, EncodeError> {
         let event = context.event();
         let Some(template) = self.template_for(&event.event_type) else {
             return Ok(None);
@@ -272,17 +364,19 @@ impl Encoder {
         let body = match template.kind {
             TemplateKind::Canonical => RenderedBody::Json(self.canonical_json(event)?),
             TemplateKind::JsonBody | TemplateKind::Query => {
-                let data = context
-                    .get()
-                    .map_err(|e| self.render_error(template, event, e))?;
                 let registry = if template.kind == TemplateKind::Query {
                     &self.query
                 } else {
                     &self.json
                 };
-                let text = registry
-                    .render_with_context(&template.file, data)
-                    .map_err(|e| self.render_error(template, event, e))?;
+                let text = self.text(
+                    template,
+                    template.plan.as_ref(),
+                    &template.file,
+                    registry,
+                    context,
+                    engine,
+                )?;
                 let patch = event.data.vendor == self.vendor
                     && fidelity::has_residual(&event.data.extensions);
                 let invalid = |message: String| EncodeError::InvalidJson {
@@ -310,16 +404,14 @@ impl Encoder {
             }
         };
         let path = match &template.path {
-            Some(name) => {
-                let data = context
-                    .get()
-                    .map_err(|e| self.render_error(template, event, e))?;
-                Some(
-                    self.query
-                        .render_with_context(name, data)
-                        .map_err(|e| self.render_error(template, event, e))?,
-                )
-            }
+            Some(name) => Some(self.text(
+                template,
+                template.path_plan.as_ref(),
+                name,
+                &self.query,
+                context,
+                engine,
+            )?),
             None => None,
         };
         Ok(Some(Rendered {

@@ -9,6 +9,7 @@ pub mod encode;
 pub mod fidelity;
 pub mod helpers;
 pub mod path;
+pub mod plan;
 pub mod schema;
 pub mod table;
 pub mod typecheck;
@@ -1077,7 +1078,9 @@ fn compile_encoder(
             continue;
         }
         let mut reads = Vec::new();
+        let mut plan = None;
         if let Some(parsed) = registry.get_template(&rel.value) {
+            let before = problems.len();
             let mut check = typecheck::TemplateCheck {
                 file: &path,
                 source: &source,
@@ -1088,6 +1091,9 @@ fn compile_encoder(
             };
             check.run(parsed);
             reads = check.reads.into_inner().into_iter().collect();
+            if problems.len() == before {
+                plan = planned(parsed, &tables, kind, &rel.value);
+            }
         }
         // `path:`: inline, percent-escaped (the query registry), checked like a template;
         // its problems are placed at its line in encode.yaml.
@@ -1139,12 +1145,18 @@ fn compile_encoder(
                 }
             }
         };
+        let path_plan = url_path.as_ref().and_then(|name| {
+            let parsed = query.get_template(name)?;
+            planned(parsed, &tables, TemplateKind::Query, name)
+        });
         templates.push(EncodeTemplate {
             types: t.types.value,
             file: rel.value.as_str().into(),
             kind,
             reads: reads.into(),
             path: url_path,
+            plan,
+            path_plan,
         });
     }
 
@@ -1156,5 +1168,30 @@ fn compile_encoder(
         json,
         query,
         templates,
+    }
+}
+
+/// A checked template's render plan, or `None` (logged) when it uses what plans do not
+/// render: `handlebars` renders it then.
+fn planned(
+    parsed: &handlebars::template::Template,
+    tables: &HashMap<String, Arc<Table>>,
+    kind: TemplateKind,
+    name: &str,
+) -> Option<plan::RenderPlan> {
+    let escape = match kind {
+        TemplateKind::Query => plan::Escape::Percent,
+        _ => plan::Escape::Json,
+    };
+    match plan::RenderPlan::compile(parsed, tables, escape) {
+        Ok(plan) => Some(plan),
+        Err(plan::Unplanned(why)) => {
+            tracing::debug!(
+                template = name,
+                why,
+                "no render plan: handlebars renders it"
+            );
+            None
+        }
     }
 }

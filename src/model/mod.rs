@@ -7,6 +7,7 @@
 
 pub mod clock;
 pub mod event;
+pub mod fields;
 pub mod inbound;
 pub mod message;
 pub mod outbound;

@@ -18,6 +18,7 @@ mod lanes;
 mod mapping_check;
 mod memory;
 mod oauth2;
+mod plans;
 mod playground;
 mod properties;
 mod rc_platform;
