@@ -6,7 +6,8 @@
 
 use super::path::CompiledPath;
 use super::value::{ConvertError, Scope, ValueExpr, text};
-use crate::model::event::{CallEvent, CallState, SPEC_VERSION};
+use crate::model::event::{CallData, CallEvent, CallState, SPEC_VERSION};
+use crate::model::fields::Write;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -120,6 +121,17 @@ impl DecodeError {
     }
 }
 
+/// How a decode rule builds its event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Build {
+    /// Each `set` writes its field of the typed event (the default).
+    Typed,
+    /// The fields go into a JSON object that serde then reads into the event: the reference
+    /// the typed writes are tested against, and what a rule with a field no typed write
+    /// knows uses.
+    Json,
+}
+
 /// A compiled `decode.yaml`.
 #[derive(Debug)]
 pub struct Decoder {
@@ -140,8 +152,8 @@ pub struct Rule {
     pub(crate) each: Option<CompiledPath>,
     pub(crate) lets: Vec<ValueExpr>,
     pub(crate) event_type: ValueExpr,
-    /// Canonical field (dotted, as written) → its parts and value.
-    pub(crate) sets: Vec<(String, Vec<String>, ValueExpr)>,
+    /// Canonical field (dotted, as written) → its parts, value and typed write.
+    pub(crate) sets: Vec<(String, Vec<String>, ValueExpr, Option<Write>)>,
     pub(crate) keeps: Vec<(String, ValueExpr)>,
     /// `let` names, by position.
     pub(crate) let_names: Vec<String>,
@@ -166,6 +178,16 @@ impl Decoder {
         &self,
         payload: &Value,
         max_events: usize,
+    ) -> Result<Vec<CallEvent>, DecodeError> {
+        self.decode_by(payload, max_events, Build::Typed)
+    }
+
+    /// [`Decoder::decode`], building events as `build` says.
+    pub fn decode_by(
+        &self,
+        payload: &Value,
+        max_events: usize,
+        build: Build,
     ) -> Result<Vec<CallEvent>, DecodeError> {
         if !payload.is_object() {
             return Err(DecodeError::Shape {
@@ -228,7 +250,7 @@ impl Decoder {
         };
         let mut events = items
             .into_iter()
-            .map(|item| self.decode_item(rule, root, item))
+            .map(|item| self.decode_item(rule, root, item, build))
             .collect::<Result<Vec<_>, _>>()?;
         // CloudEvents: `source` + `id` is unique per event. One notification that yields
         // several events (RingCentral `parties[]`) gives each the notification id plus `#`
@@ -252,6 +274,7 @@ impl Decoder {
         rule: &Rule,
         root: &Value,
         item: &Value,
+        build: Build,
     ) -> Result<CallEvent, DecodeError> {
         let failed = |field: &str, e: ConvertError| DecodeError::Convert {
             vendor: self.vendor.clone(),
@@ -287,17 +310,6 @@ impl Decoder {
                 rule: rule.name.clone(),
             })?;
 
-        let mut event = Map::new();
-        event.insert("specversion".into(), SPEC_VERSION.into());
-        event.insert("type".into(), Value::String(event_type.clone()));
-        let mut data = Map::new();
-        data.insert("vendor".into(), Value::String(self.vendor.clone()));
-        event.insert("data".into(), Value::Object(data));
-        for (field, target, expr) in &rule.sets {
-            if let Some(value) = expr.eval(&scope).map_err(|e| failed(field, e))? {
-                insert(&mut event, target, value.into_owned());
-            }
-        }
         let mut extensions = Map::new();
         for (name, expr) in &rule.keeps {
             if let Some(value) = expr
@@ -305,6 +317,20 @@ impl Decoder {
                 .map_err(|e| failed(&format!("keep {name}"), e))?
             {
                 extensions.insert(name.clone(), value.into_owned());
+            }
+        }
+        if build == Build::Typed && rule.sets.iter().all(|s| s.3.is_some()) {
+            return self.typed_item(rule, &scope, event_type, extensions, item);
+        }
+        let mut event = Map::new();
+        event.insert("specversion".into(), SPEC_VERSION.into());
+        event.insert("type".into(), Value::String(event_type.clone()));
+        let mut data = Map::new();
+        data.insert("vendor".into(), Value::String(self.vendor.clone()));
+        event.insert("data".into(), Value::Object(data));
+        for (field, target, expr, _) in &rule.sets {
+            if let Some(value) = expr.eval(&scope).map_err(|e| failed(field, e))? {
+                insert(&mut event, target, value.into_owned());
             }
         }
         self.fill_defaults(&mut event, &event_type, root, item);
@@ -318,6 +344,89 @@ impl Decoder {
         })
     }
 
+    /// The event of one item built by typed writes, with the defaults [`Self::fill_defaults`]
+    /// gives a JSON-built one.
+    fn typed_item(
+        &self,
+        rule: &Rule,
+        scope: &Scope<'_>,
+        event_type: String,
+        extensions: Map<String, Value>,
+        item: &Value,
+    ) -> Result<CallEvent, DecodeError> {
+        let mut event = CallEvent {
+            specversion: SPEC_VERSION.into(),
+            id: String::new(),
+            source: String::new(),
+            event_type,
+            time: None,
+            subject: None,
+            sequence: None,
+            partitionkey: None,
+            datacontenttype: None,
+            data: CallData {
+                vendor: self.vendor.clone(),
+                ..CallData::default()
+            },
+            other: Map::new(),
+            null_members: Vec::new(),
+        };
+        // Which defaulted fields a rule wrote (a written null counts, as in the JSON).
+        let (mut id, mut source, mut content_type, mut subject, mut key, mut state) =
+            (false, false, false, false, false, false);
+        for (field, _, expr, write) in &rule.sets {
+            let Some(write) = write else { continue };
+            let Some(value) = expr.eval(scope).map_err(|e| DecodeError::Convert {
+                vendor: self.vendor.clone(),
+                rule: rule.name.clone(),
+                field: field.to_string(),
+                value: e.value,
+                format: e.format,
+            })?
+            else {
+                continue;
+            };
+            write(&mut event, value.into_owned()).map_err(|e| DecodeError::Canonical {
+                vendor: self.vendor.clone(),
+                rule: rule.name.clone(),
+                message: e.to_string(),
+            })?;
+            match field.as_str() {
+                "id" => id = true,
+                "source" => source = true,
+                "datacontenttype" => content_type = true,
+                "subject" => subject = true,
+                "partitionkey" => key = true,
+                "data.call.state" => state = true,
+                _ => {}
+            }
+        }
+        if !source {
+            event.source = format!("/vendors/{}", self.vendor);
+        }
+        if !id {
+            event.id = payload_hash(scope.root, item);
+        }
+        if !content_type {
+            event.datacontenttype = Some("application/json".into());
+        }
+        let call_id = event.data.call.as_ref().and_then(|c| c.id.clone());
+        let user_id = event.data.user.as_ref().and_then(|u| u.id.clone());
+        if let Some(partition) = call_id.or(user_id) {
+            if !subject {
+                event.subject = Some(partition.clone());
+            }
+            if !key {
+                event.partitionkey = Some(partition);
+            }
+        }
+        if !state && let Some(call_state) = CallState::for_type(&event.event_type) {
+            event.data.call.get_or_insert_with(Default::default).state = Some(call_state);
+        }
+        event.data.extensions = extensions;
+        Ok(event)
+    }
+
     fn fill_defaults(
         &self,
         event: &mut Map<String, Value>,
@@ -328,15 +437,9 @@ impl Decoder {
         event
             .entry("source")
             .or_insert_with(|| Value::String(format!("/vendors/{}", self.vendor)));
-        event.entry("id").or_insert_with(|| {
-            let mut hasher = Sha256::new();
-            hasher.update(root.to_string().as_bytes());
-            if !std::ptr::eq(root, item) {
-                hasher.update(item.to_string().as_bytes());
-            }
-            let digest = hasher.finalize();
-            Value::String(digest[..16].iter().map(|b| format!("{b:02x}")).collect())
-        });
+        event
+            .entry("id")
+            .or_insert_with(|| Value::String(payload_hash(root, item)));
         event
             .entry("datacontenttype")
             .or_insert_with(|| "application/json".into());
@@ -369,6 +472,18 @@ impl Decoder {
             }
         }
     }
+}
+
+/// The id of an event its rule gives none: hex SHA-256 (first 32 digits) of the payload's
+/// JSON text, and of the item's when the rule has `each`.
+fn payload_hash(root: &Value, item: &Value) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(root.to_string().as_bytes());
+    if !std::ptr::eq(root, item) {
+        hasher.update(item.to_string().as_bytes());
+    }
+    let digest = hasher.finalize();
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn insert(target: &mut Map<String, Value>, path: &[String], value: Value) {

@@ -176,13 +176,18 @@ impl VendorMapping {
         self.encoder.as_ref()
     }
 
+    /// The vendor's compiled `decode.yaml`, if it has one.
+    pub fn decoder(&self) -> Option<&Decoder> {
+        self.decoder.as_ref()
+    }
+
     /// The canonical fields this vendor's decode rules set (dotted paths, `type` included).
     pub fn decoded_fields(&self) -> Vec<&str> {
         let mut fields = Vec::new();
         if let Some(decoder) = &self.decoder {
             fields.push("type");
             for rule in &decoder.rules {
-                for (field, _, _) in &rule.sets {
+                for (field, _, _, _) in &rule.sets {
                     if !fields.contains(&field.as_str()) {
                         fields.push(field);
                     }
@@ -900,6 +905,7 @@ fn compile_rule(
                 target.clone(),
                 target.split('.').map(str::to_string).collect(),
                 expr,
+                model::fields::write(target),
             ));
         }
     }

@@ -271,10 +271,118 @@ const READS: &[(&str, Read)] = &[
     ("data.callback.id", |e| text(&e.data.callback.as_ref()?.id)),
 ];
 
+/// Writes one field a decode rule sets, from the JSON value the rule computed, exactly as
+/// reading the event's JSON would (`"7"` and `7` both as text, enums by canonical name); the
+/// group it belongs to is created if absent. Errors are serde's, as a whole-event read gives.
+pub type Write = fn(&mut CallEvent, Value) -> Result<(), serde_json::Error>;
+
+/// The write of a field a decode rule may set, or `None` for any other name.
+pub fn write(path: &str) -> Option<Write> {
+    WRITES.iter().find(|(p, _)| *p == path).map(|(_, w)| *w)
+}
+
+use super::event::{opt_bool, opt_f64, opt_text, text as text_or_number};
+use serde::Deserialize as _;
+use serde_json::Value;
+
+fn call_mut(e: &mut CallEvent) -> &mut Call {
+    e.data.call.get_or_insert_with(Default::default)
+}
+fn from_mut(e: &mut CallEvent) -> &mut Party {
+    call_mut(e).from.get_or_insert_with(Default::default)
+}
+fn to_mut(e: &mut CallEvent) -> &mut Party {
+    call_mut(e).to.get_or_insert_with(Default::default)
+}
+fn user_mut(e: &mut CallEvent) -> &mut User {
+    e.data.user.get_or_insert_with(Default::default)
+}
+fn conference_mut(e: &mut CallEvent) -> &mut Conference {
+    e.data.conference.get_or_insert_with(Default::default)
+}
+fn room_mut(e: &mut CallEvent) -> &mut Room {
+    conference_mut(e).room.get_or_insert_with(Default::default)
+}
+fn endpoint_mut(e: &mut CallEvent) -> &mut Endpoint {
+    e.data.endpoint.get_or_insert_with(Default::default)
+}
+fn recording_mut(e: &mut CallEvent) -> &mut Recording {
+    e.data.recording.get_or_insert_with(Default::default)
+}
+
+/// `field = reader(value)?` as a [`Write`].
+macro_rules! writes {
+    ($( $path:literal => |$e:ident| $place:expr, $read:expr; )*) => {
+        &[ $( ($path, |$e: &mut CallEvent, value: Value| {
+            $place = $read(value)?;
+            Ok(())
+        }) ),* ]
+    };
+}
+
+/// Every field a decode rule may set (the schema's settable fields; `fields` tests it).
+const WRITES: &[(&str, Write)] = writes! {
+    "id" => |e| e.id, text_or_number;
+    "source" => |e| e.source, String::deserialize;
+    "time" => |e| e.time, opt_text;
+    "subject" => |e| e.subject, opt_text;
+    "sequence" => |e| e.sequence, opt_text;
+    "partitionkey" => |e| e.partitionkey, opt_text;
+    "datacontenttype" => |e| e.datacontenttype, Option::<String>::deserialize;
+    "data.vendor_event" => |e| e.data.vendor_event, opt_text;
+    "data.tenant" => |e| e.data.tenant, opt_text;
+    "data.call.id" => |e| call_mut(e).id, opt_text;
+    "data.call.leg_id" => |e| call_mut(e).leg_id, opt_text;
+    "data.call.direction" => |e| call_mut(e).direction, Option::<Direction>::deserialize;
+    "data.call.state" => |e| call_mut(e).state, Option::<CallState>::deserialize;
+    "data.call.reason" => |e| call_mut(e).reason, Option::<EndReason>::deserialize;
+    "data.call.vendor_reason" => |e| call_mut(e).vendor_reason, opt_text;
+    "data.call.from.number" => |e| from_mut(e).number, opt_text;
+    "data.call.from.name" => |e| from_mut(e).name, opt_text;
+    "data.call.from.user_id" => |e| from_mut(e).user_id, opt_text;
+    "data.call.to.number" => |e| to_mut(e).number, opt_text;
+    "data.call.to.name" => |e| to_mut(e).name, opt_text;
+    "data.call.to.user_id" => |e| to_mut(e).user_id, opt_text;
+    "data.user.id" => |e| user_mut(e).id, opt_text;
+    "data.user.login" => |e| user_mut(e).login, opt_text;
+    "data.user.display_name" => |e| user_mut(e).display_name, opt_text;
+    "data.user.extension" => |e| user_mut(e).extension, opt_text;
+    "data.user.presence" => |e| user_mut(e).presence, Option::<Presence>::deserialize;
+    "data.user.on_call" => |e| user_mut(e).on_call, opt_bool;
+    "data.user.in_meeting" => |e| user_mut(e).in_meeting, opt_bool;
+    "data.user.wrap_up" => |e| user_mut(e).wrap_up, opt_bool;
+    "data.conference.id" => |e| conference_mut(e).id, opt_text;
+    "data.conference.name" => |e| conference_mut(e).name, opt_text;
+    "data.conference.type" => |e| conference_mut(e).kind, opt_text;
+    "data.conference.room.id" => |e| room_mut(e).id, opt_text;
+    "data.conference.room.name" => |e| room_mut(e).name, opt_text;
+    "data.conference.room.display_name" => |e| room_mut(e).display_name, opt_text;
+    "data.endpoint.type" => |e| endpoint_mut(e).kind, opt_text;
+    "data.endpoint.ip" => |e| endpoint_mut(e).ip, opt_text;
+    "data.endpoint.guid" => |e| endpoint_mut(e).guid, opt_text;
+    "data.endpoint.application" => |e| endpoint_mut(e).application, opt_text;
+    "data.endpoint.version" => |e| endpoint_mut(e).version, opt_text;
+    "data.endpoint.os" => |e| endpoint_mut(e).os, opt_text;
+    "data.endpoint.device" => |e| endpoint_mut(e).device, opt_text;
+    "data.recording.id" => |e| recording_mut(e).id, opt_text;
+    "data.recording.segment_id" => |e| recording_mut(e).segment_id, opt_text;
+    "data.recording.file" => |e| recording_mut(e).file, opt_text;
+    "data.recording.urls" => |e| recording_mut(e).urls, Option::<Vec<String>>::deserialize;
+    "data.recording.started_at" => |e| recording_mut(e).started_at, opt_text;
+    "data.recording.ended_at" => |e| recording_mut(e).ended_at, opt_text;
+    "data.recording.duration_s" => |e| recording_mut(e).duration_s, opt_f64;
+    "data.recording.paused_s" => |e| recording_mut(e).paused_s, opt_f64;
+    "data.recording.result" => |e| recording_mut(e).result, opt_text;
+    "data.recording.variant" => |e| recording_mut(e).variant, opt_text;
+    "data.queue.id" => |e| e.data.queue.get_or_insert_with(Default::default).id, opt_text;
+    "data.queue.name" => |e| e.data.queue.get_or_insert_with(Default::default).name, opt_text;
+    "data.callback.id" => |e| e.data.callback.get_or_insert_with(Default::default).id, opt_text;
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::{Value, json};
+    use serde_json::json;
 
     /// What the event's JSON holds at a dotted name.
     fn at<'a>(json: &'a Value, path: &str) -> Option<&'a Value> {
@@ -299,6 +407,21 @@ mod tests {
                 other => other.clone(),
             });
             assert_eq!(as_json(read(event)), expected, "{path} of {json}");
+        }
+    }
+
+    #[test]
+    fn every_settable_field_has_a_write() {
+        for field in schema::FIELDS.iter().filter(|f| f.settable) {
+            if field.path != "type" {
+                assert!(write(field.path).is_some(), "{} has no write", field.path);
+            }
+        }
+        for (path, _) in WRITES {
+            assert!(
+                schema::field_at(path).is_some(),
+                "{path} is not in the schema"
+            );
         }
     }
 

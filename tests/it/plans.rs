@@ -1,12 +1,15 @@
-//! Render plans against `handlebars`, the reference (issue 22, item 2): every shipped template
-//! has a plan, and the plan's output is byte for byte `handlebars`' (after the same
-//! compaction) for every event of every mapping case and for generated canonical events of
-//! every type with missing and hostile values. Where `handlebars` refuses an event, the
-//! plan refuses it too (and then `handlebars`' error is what the user sees).
+//! Compiled mappings against their references (issue 22). Render plans against `handlebars`:
+//! every shipped template has a plan, and the plan's output is byte for byte `handlebars'`
+//! (after the same compaction) for every event of every mapping case and for generated
+//! canonical events of every type with missing and hostile values; where `handlebars` refuses
+//! an event, the plan refuses it too (and then `handlebars`' error is what the user sees).
+//! Typed decode writes against the JSON-built event serde reads: the same events, or both
+//! refusing, for every fixture of every vendor and for generated payloads.
 
 use crate::support::mappings;
 use callgate::CallEvent;
 use callgate::mapping::DecodeOptions;
+use callgate::mapping::decode::Build;
 use callgate::mapping::directory::{self, Directories};
 use callgate::mapping::encode::{EncodeError, Engine, Rendered};
 use callgate::model::event::{
@@ -107,6 +110,8 @@ fn plans_render_every_case_as_handlebars_does() {
                 fidelity: true,
                 max_events: 0,
             };
+            compare_decode(&vendor, &payload.value)
+                .unwrap_or_else(|e| panic!("{}: {e}", fixture.file));
             let Ok(decoded) = set.decode(&vendor, &payload.value, options) else {
                 continue;
             };
@@ -419,6 +424,97 @@ fn plans_render_generated_events_as_handlebars_does() {
                     "{vendor}: only {count} events rendered by both"
                 );
             }
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+/// Decodes `payload` as `vendor` both ways: whether it decoded, or how the two differ.
+fn compare_decode(vendor: &str, payload: &Value) -> Result<bool, String> {
+    let set = mappings();
+    let Some(decoder) = set.vendor(vendor).and_then(|v| v.decoder()) else {
+        return Ok(false);
+    };
+    let typed = decoder.decode_by(payload, 0, Build::Typed);
+    let reference = decoder.decode_by(payload, 0, Build::Json);
+    match (&typed, &reference) {
+        (Ok(a), Ok(b)) if a == b => Ok(true),
+        (Err(a), Err(b)) if std::mem::discriminant(a) == std::mem::discriminant(b) => Ok(false),
+        _ => Err(format!(
+            "{vendor}: typed writes and the JSON-built event differ for {payload}\ntyped: {typed:?}\njson: {reference:?}"
+        )),
+    }
+}
+
+/// Every recorded payload of every vendor (tests/fixtures), decoded both ways.
+#[test]
+fn typed_decode_builds_every_fixture_as_serde_does() {
+    let set = mappings();
+    let mut decoded = 0;
+    for vendor in set.vendors().filter(|v| v.decoder().is_some()) {
+        if !crate::support::root()
+            .join("tests/fixtures")
+            .join(&vendor.id)
+            .is_dir()
+        {
+            continue;
+        }
+        let translator = Translator::new(set.clone(), &vendor.id, "cloudevents", "http://x/")
+            .unwrap_or_else(|e| panic!("{}: {e}", vendor.id));
+        let files = crate::support::fixtures(&vendor.id, ".json")
+            .into_iter()
+            .chain(crate::support::fixtures(&vendor.id, ".txt"));
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            let Ok(payloads) = translator.read(&text) else {
+                continue;
+            };
+            for payload in payloads {
+                if compare_decode(&vendor.id, &payload.value)
+                    .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+                {
+                    decoded += 1;
+                }
+            }
+        }
+    }
+    assert!(decoded > 80, "only {decoded} fixtures decoded");
+}
+
+/// Payloads shaped like the vendors' (their field names and values) with hostile and wrong
+/// types in every place: decoded both ways, the same events or both refusing.
+#[test]
+fn typed_decode_builds_generated_payloads_as_serde_does() {
+    std::thread::Builder::new()
+        .stack_size(256 << 20)
+        .spawn(|| {
+            let mut runner =
+                proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(2000));
+            let vendors: Vec<String> = mappings()
+                .vendors()
+                .filter(|v| v.decoder().is_some())
+                .map(|v| v.id.clone())
+                .collect();
+            let decoded = std::cell::Cell::new(0);
+            let result = runner.run(&crate::properties::arbitrary_json(), |payload| {
+                for vendor in &vendors {
+                    match compare_decode(vendor, &payload) {
+                        Err(e) => return Err(TestCaseError::fail(e)),
+                        Ok(true) => decoded.set(decoded.get() + 1),
+                        Ok(false) => {}
+                    }
+                }
+                Ok(())
+            });
+            if let Err(e) = result {
+                panic!("{e}");
+            }
+            assert!(
+                decoded.get() > 40,
+                "only {} payloads decoded",
+                decoded.get()
+            );
         })
         .unwrap()
         .join()

@@ -7,7 +7,7 @@ use callgate::mapping::DecodeOptions;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-fn arbitrary_json() -> impl Strategy<Value = Value> {
+pub fn arbitrary_json() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
