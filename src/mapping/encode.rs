@@ -291,8 +291,8 @@ impl Encoder {
         self.render_by(&EventContext::new(event), engine)
     }
 
-    /// The template files (and `#path` templates) that have no render plan, with why:
-    /// `handlebars` renders them.
+    /// The template files (and `#path` templates) that have no render plan: `handlebars`
+    /// renders them.
     pub fn unplanned(&self) -> Vec<String> {
         let mut found = Vec::new();
         for t in &self.templates {
@@ -306,7 +306,19 @@ impl Encoder {
         found
     }
 
-    /// A template's text from its plan or from `handlebars`, as `engine` says.
+    /// The JSON body templates whose plan is not proven to write valid JSON: their output
+    /// is parsed to check it before it is sent.
+    pub fn unproven(&self) -> Vec<String> {
+        self.templates
+            .iter()
+            .filter(|t| t.kind == TemplateKind::JsonBody)
+            .filter(|t| !t.plan.as_ref().is_some_and(RenderPlan::writes_compact_json))
+            .map(|t| t.file.to_string())
+            .collect()
+    }
+
+    /// A template's text from its plan or from `handlebars`, as `engine` says, and whether
+    /// it came from a plan proven to write compact JSON.
     fn text(
         &self,
         template: &EncodeTemplate,
@@ -315,13 +327,13 @@ impl Encoder {
         registry: &Handlebars<'static>,
         context: &EventContext<'_>,
         engine: Engine,
-    ) -> Result<String, EncodeError> {
+    ) -> Result<(String, bool), EncodeError> {
         let event = context.event();
         if engine != Engine::Handlebars {
             if let Some(plan) = plan {
                 let mut out = String::with_capacity(1024);
                 if plan.render(event, &mut out).is_ok() {
-                    return Ok(out);
+                    return Ok((out, plan.writes_compact_json()));
                 }
             }
             if engine == Engine::PlanOnly {
@@ -342,6 +354,7 @@ impl Encoder {
             .map_err(|e| self.render_error(template, event, e))?;
         registry
             .render_with_context(name, data)
+            .map(|text| (text, false))
             .map_err(|e| self.render_error(template, event, e))
     }
 
@@ -369,7 +382,7 @@ impl Encoder {
                 } else {
                     &self.json
                 };
-                let text = self.text(
+                let (text, compact) = self.text(
                     template,
                     template.plan.as_ref(),
                     &template.file,
@@ -399,19 +412,24 @@ impl Encoder {
                         fidelity::apply(&mut payload, &event.data.extensions);
                         RenderedBody::Json(payload.to_string())
                     }
+                    // Proven at load: valid and compact already.
+                    _ if compact => RenderedBody::Json(text),
                     _ => RenderedBody::Json(compact_json(&text).map_err(invalid)?),
                 }
             }
         };
         let path = match &template.path {
-            Some(name) => Some(self.text(
-                template,
-                template.path_plan.as_ref(),
-                name,
-                &self.query,
-                context,
-                engine,
-            )?),
+            Some(name) => Some(
+                self.text(
+                    template,
+                    template.path_plan.as_ref(),
+                    name,
+                    &self.query,
+                    context,
+                    engine,
+                )?
+                .0,
+            ),
             None => None,
         };
         Ok(Some(Rendered {

@@ -44,6 +44,9 @@ pub struct Refused;
 pub struct RenderPlan {
     steps: Vec<Step>,
     escape: Escape,
+    /// Proven at load to write valid JSON for every event, already compact (see
+    /// [`RenderPlan::writes_compact_json`]).
+    compact_json: bool,
 }
 
 #[derive(Debug)]
@@ -128,10 +131,22 @@ impl RenderPlan {
         escape: Escape,
     ) -> Result<RenderPlan, Unplanned> {
         let compiler = Compiler { tables };
+        let mut steps = compiler.template(template, Scope::Event)?;
+        let compact_json = escape == Escape::Json && proof::compact_json(&mut steps);
         Ok(RenderPlan {
-            steps: compiler.template(template, Scope::Event)?,
+            steps,
             escape,
+            compact_json,
         })
+    }
+
+    /// Whether what this plan writes is proven at load to be valid, compact JSON whatever
+    /// the event (so the output needs no validating parse): every `{{x}}` sits inside a JSON
+    /// string, every `{{json x}}` and number helper where a value may stand, and every way
+    /// through the conditionals and loops forms valid JSON; the template text's whitespace
+    /// outside strings is removed at load.
+    pub fn writes_compact_json(&self) -> bool {
+        self.compact_json
     }
 
     /// Renders `event`, appending to `out` (as `handlebars` would write it).
@@ -876,9 +891,264 @@ fn rfc3339(value: &Val<'_>) -> Result<chrono::DateTime<chrono::FixedOffset>, Ref
     chrono::DateTime::parse_from_rfc3339(&value.render()).map_err(|_| Refused)
 }
 
+/// The load-time proof that a plan writes valid JSON, and the compaction of its text.
+mod proof {
+    use super::{Expr, Helper, Step};
+
+    /// What a piece of one way through the plan writes.
+    #[derive(Clone, Copy)]
+    enum Piece {
+        /// Template text, by its index among the plan's texts.
+        Raw(usize),
+        /// Escaped text: only inside a JSON string.
+        Text,
+        /// An integer (`epoch_*`): inside a string, or as a number token.
+        Integer,
+        /// A JSON value (`{{json x}}`): a whole value token, outside strings.
+        Value,
+    }
+
+    /// Ways through the plan considered at most: beyond, nothing is proven.
+    const MAX_WAYS: usize = 4096;
+
+    /// Proves the plan writes valid JSON whatever the event, and if so removes the
+    /// whitespace outside strings from its texts.
+    pub(super) fn compact_json(steps: &mut [Step]) -> bool {
+        let mut texts = Vec::new();
+        let Some(ways) = expand(steps, &mut texts) else {
+            return false;
+        };
+        // Whether each text starts inside a string: the same on every way, or no proof.
+        let mut starts: Vec<Option<bool>> = vec![None; texts.len()];
+        for way in &ways {
+            for representative in [Representative::Zero, Representative::Other] {
+                match skeleton(way, &texts, &mut starts, representative) {
+                    Some(text) if valid(&text) => {}
+                    _ => return false,
+                }
+            }
+        }
+        let mut index = 0;
+        compact(steps, &starts, &mut index);
+        true
+    }
+
+    /// The texts of the plan in order, and every way through it (`#if` both branches,
+    /// `#each` zero, one and two times).
+    fn expand(steps: &[Step], texts: &mut Vec<String>) -> Option<Vec<Vec<Piece>>> {
+        let mut ways: Vec<Vec<Piece>> = vec![Vec::new()];
+        for step in steps {
+            let choices: Vec<Vec<Piece>> = match step {
+                Step::Raw(text) => {
+                    texts.push(text.to_string());
+                    vec![vec![Piece::Raw(texts.len() - 1)]]
+                }
+                Step::Write { escaped: false, .. } => return None,
+                Step::Write { value, .. } => vec![vec![match value {
+                    Expr::Call(Helper::EpochS | Helper::EpochMs | Helper::EpochUs, _) => {
+                        Piece::Integer
+                    }
+                    _ => Piece::Text,
+                }]],
+                Step::Json(_) => vec![vec![Piece::Value]],
+                Step::If {
+                    then, otherwise, ..
+                } => {
+                    let mut both = expand(then, texts)?;
+                    both.extend(expand(otherwise, texts)?);
+                    both
+                }
+                Step::Each {
+                    body, otherwise, ..
+                } => {
+                    let once = expand(body, texts)?;
+                    let mut choices = vec![Vec::new()];
+                    if let Some(otherwise) = otherwise {
+                        choices.extend(expand(otherwise, texts)?);
+                    }
+                    for a in &once {
+                        choices.push(a.clone());
+                        for b in &once {
+                            choices.push([a.as_slice(), b.as_slice()].concat());
+                        }
+                    }
+                    choices
+                }
+            };
+            if ways.len() * choices.len() > MAX_WAYS {
+                return None;
+            }
+            ways = ways
+                .iter()
+                .flat_map(|way| {
+                    choices
+                        .iter()
+                        .map(move |choice| [way.as_slice(), choice.as_slice()].concat())
+                })
+                .collect();
+        }
+        Some(ways)
+    }
+
+    /// Which stand-ins a skeleton writes for integers and values: between them they make any
+    /// token that would run into the template's text (`1{{json x}}`, `{{epoch_s t}}5`) fail.
+    #[derive(Clone, Copy)]
+    enum Representative {
+        /// `0` for both.
+        Zero,
+        /// `-1` for an integer, `""` for a value.
+        Other,
+    }
+
+    /// One way's text with stand-ins for what the event writes, or `None` when a piece
+    /// stands where it could break the JSON; records where each text starts.
+    fn skeleton(
+        way: &[Piece],
+        texts: &[String],
+        starts: &mut [Option<bool>],
+        representative: Representative,
+    ) -> Option<String> {
+        let (mut out, mut in_string, mut escaped) = (String::new(), false, false);
+        for piece in way {
+            match piece {
+                Piece::Raw(index) => {
+                    match starts[*index] {
+                        Some(start) if start != in_string || escaped => return None,
+                        _ if escaped => return None,
+                        _ => starts[*index] = Some(in_string),
+                    }
+                    for b in texts[*index].bytes() {
+                        if in_string {
+                            match (escaped, b) {
+                                (true, _) => escaped = false,
+                                (false, b'\\') => escaped = true,
+                                (false, b'"') => in_string = false,
+                                _ => {}
+                            }
+                        } else if b == b'"' {
+                            in_string = true;
+                        }
+                    }
+                    out.push_str(&texts[*index]);
+                }
+                Piece::Text if in_string && !escaped => out.push('a'),
+                Piece::Integer if in_string && !escaped => out.push('1'),
+                Piece::Integer if !in_string => out.push_str(match representative {
+                    Representative::Zero => "0",
+                    Representative::Other => "-1",
+                }),
+                Piece::Value if !in_string => out.push_str(match representative {
+                    Representative::Zero => "0",
+                    Representative::Other => "\"\"",
+                }),
+                _ => return None,
+            }
+        }
+        Some(out)
+    }
+
+    fn valid(text: &str) -> bool {
+        use serde::Deserialize as _;
+        let mut input = serde_json::Deserializer::from_str(text);
+        serde::de::IgnoredAny::deserialize(&mut input).is_ok() && input.end().is_ok()
+    }
+
+    /// Removes JSON whitespace outside strings from each text, knowing where it starts.
+    fn compact(steps: &mut [Step], starts: &[Option<bool>], index: &mut usize) {
+        for step in steps {
+            match step {
+                Step::Raw(text) => {
+                    let mut in_string = starts[*index].unwrap_or(false);
+                    *index += 1;
+                    let mut escaped = false;
+                    let mut out = String::with_capacity(text.len());
+                    for c in text.chars() {
+                        if in_string {
+                            out.push(c);
+                            match (escaped, c) {
+                                (true, _) => escaped = false,
+                                (false, '\\') => escaped = true,
+                                (false, '"') => in_string = false,
+                                _ => {}
+                            }
+                        } else if !matches!(c, ' ' | '\t' | '\n' | '\r') {
+                            in_string = c == '"';
+                            out.push(c);
+                        }
+                    }
+                    *text = out.into();
+                }
+                Step::If {
+                    then, otherwise, ..
+                } => {
+                    compact(then, starts, index);
+                    compact(otherwise, starts, index);
+                }
+                Step::Each {
+                    body, otherwise, ..
+                } => {
+                    compact(body, starts, index);
+                    if let Some(otherwise) = otherwise {
+                        compact(otherwise, starts, index);
+                    }
+                }
+                Step::Write { .. } | Step::Json(_) => {}
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn proven(text: &str) -> bool {
+        let template = Template::compile(text).unwrap();
+        RenderPlan::compile(&template, &HashMap::new(), Escape::Json)
+            .unwrap()
+            .writes_compact_json()
+    }
+
+    #[test]
+    fn the_json_proof_accepts_only_what_is_valid_for_every_event() {
+        for ok in [
+            r#"{ "a": "{{id}}", "b": {{json data.call}} }"#,
+            r#"{"t": {{#if time}}{{epoch_ms time}}{{else}}0{{/if}}, "s": "x {{type}} y"}"#,
+            r#"{"u": "{{#each data.recording.urls}}{{this}};{{/each}}"}"#,
+            r#"{"a": {{json (obj x=id)}} }"#,
+        ] {
+            assert!(proven(ok), "{ok}");
+        }
+        for not in [
+            r#"{"a": {{id}}}"#,
+            r#"{"a": 1{{json id}}}"#,
+            r#"{"a": {{json id}}5}"#,
+            r#"{"a": {{epoch_s time}}5}"#,
+            r#"{"a": "{{json id}}"}"#,
+            r#"{"a": "\\{{id}}"}"#,
+            r#"{"a": {{{id}}}}"#,
+            r#"{"a": 1{{#if id}}, "b": 2{{/if}}"#,
+            r#"[{{#each data.recording.urls}}"{{this}}"{{/each}}]"#,
+            r#"[{{#each data.recording.urls}}"{{this}}"{{#unless @last}},{{/unless}}{{/each}}]"#,
+        ] {
+            assert!(!proven(not), "{not}");
+        }
+    }
+
+    #[test]
+    fn proven_text_is_compacted_outside_strings_only() {
+        let template = Template::compile("{ \"a b\" :\n \"{{id}} \" }").unwrap();
+        let plan = RenderPlan::compile(&template, &HashMap::new(), Escape::Json).unwrap();
+        assert!(plan.writes_compact_json());
+        let event: CallEvent = serde_json::from_value(serde_json::json!({
+            "specversion": "1.0", "id": "x y", "source": "/s", "type": "call.ended",
+            "data": {"vendor": "v"}
+        }))
+        .unwrap();
+        let mut out = String::new();
+        plan.render(&event, &mut out).unwrap();
+        assert_eq!(out, r#"{"a b":"x y "}"#);
+    }
 
     #[test]
     fn json_escaping_is_serde_jsons() {

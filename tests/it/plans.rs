@@ -85,6 +85,31 @@ fn every_shipped_template_has_a_plan() {
     }
 }
 
+/// Which JSON templates are proven at load to write valid, compact JSON (their output is
+/// not parsed again); the others are checked by a parse, as before.
+#[test]
+fn shipped_json_templates_are_proven_or_named() {
+    let set = mappings();
+    let mut unproven = Vec::new();
+    for vendor in set.vendors() {
+        if let Some(encoder) = vendor.encoder() {
+            for file in encoder.unproven() {
+                unproven.push(format!("{}/{file}", vendor.id));
+            }
+        }
+    }
+    // EnableX's `#each` writes `, ` between items by `@last`, which the proof does not
+    // follow; RingCentral's `{{number sequence}}` stands outside a string and writes nothing
+    // for a null. Both are parsed after rendering, as before plans.
+    assert_eq!(
+        unproven,
+        [
+            "enablex/templates/webhook.json.hbs",
+            "ringcentral/templates/telephony-session.json.hbs"
+        ]
+    );
+}
+
 /// Every event of every mapping case, rendered for every vendor.
 #[test]
 fn plans_render_every_case_as_handlebars_does() {
