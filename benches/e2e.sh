@@ -5,6 +5,9 @@
 #   bash benches/e2e.sh nats          # also the queued mode on NATS JetStream
 #   bash benches/e2e.sh archive       # also proxy and queued with `archive.retention: 0s`
 #                                     # (what keeping the archive costs, side by side)
+#   bash benches/e2e.sh fixed         # also baseline and proxy at one fixed offered rate
+#                                     # both sustain (RATE, default 4000 req/s): wrk paces
+#                                     # each connection with delay() = C / RATE
 #
 # Side by side, each pinned to core 0 (taskset) while wrk (one thread, concurrency $C) and
 # the loopback receiver share core 1:
@@ -27,12 +30,15 @@ cd "$(dirname "$0")/.."
 ROUNDS=3
 NATS=""
 ARCHIVE=""
+FIXED=""
+RATE=${RATE:-4000}
 for arg in "$@"; do
   case $arg in
     nats) NATS=1 ;;
     archive) ARCHIVE=1 ;;
+    fixed) FIXED=1 ;;
     [0-9]*) ROUNDS=$arg ;;
-    *) echo "usage: bash benches/e2e.sh [rounds] [nats] [archive]" >&2; exit 2 ;;
+    *) echo "usage: bash benches/e2e.sh [rounds] [nats] [archive] [fixed]" >&2; exit 2 ;;
   esac
 done
 C=${C:-32}
@@ -97,6 +103,7 @@ echo "idle RSS: baseline $(kib $baseline_pid VmRSS) KiB, callgate $(kib $gw_pid 
 idle_baseline=$(kib $baseline_pid VmRSS); idle_callgate=$(kib $gw_pid VmRSS)
 
 # load <url> <seconds> [cores]: wrk (on core 1 unless told), its JSON line on stdout.
+# With DELAY_MS set, each connection waits that long before each request (a paced load).
 load() {
   RUN_ID="r$RANDOM$RANDOM" taskset -c "${3:-1}" wrk -t1 -c"$C" -d"$2s" -s benches/e2e/ringcentral.lua "$1" | tail -n 1
 }
@@ -158,6 +165,14 @@ for round in $(seq "$ROUNDS"); do
     run proxy-no-archive http://127.0.0.1:18084/proxy/rc "$noarchive_pid"
     run queued-no-archive http://127.0.0.1:18085/queued/rc "$noarchive_queued_pid" 19095
   fi
+  if [ -n "$FIXED" ]; then
+    # C connections each waiting C / RATE seconds between requests offer about RATE req/s.
+    export DELAY_MS=$(( C * 1000 / RATE ))
+    run "baseline-at-$RATE" http://127.0.0.1:18090/ "$baseline_pid"
+    run "proxy-at-$RATE" http://127.0.0.1:18080/proxy/rc "$gw_pid"
+    if [ -n "$ARCHIVE" ]; then run "proxy-no-archive-at-$RATE" http://127.0.0.1:18084/proxy/rc "$noarchive_pid"; fi
+    unset DELAY_MS
+  fi
 done
 
 python3 - "$work/runs" "$idle_baseline" "$idle_callgate" "$ROUNDS" "$C" <<'PY'
@@ -178,10 +193,10 @@ for p in peers:
     m = med[p]
     print(f"| {p} | {m['cpu_us']:.1f} µs | {m['rps']:,.0f} | {m['p50_ms']:.2f} ms | {m['p99_ms']:.2f} ms | "
           f"{m['peak_rss_kib'] / 1024:.1f} MiB | {m['failed']:.0f} |")
-b = med["baseline"]
-print("\nratios to baseline (target for proxy: CPU ≤ 2.0×, p99 ≤ 1.5×)")
-for p in [p for p in peers[1:] if "queued" not in p]:
+print("\nratios to the baseline of the same load (target for proxy, issue 22: CPU ≤ 2.5×, p99 ≤ 2.5×)")
+for p in [p for p in peers if "queued" not in p and not p.startswith("baseline")]:
     m = med[p]
+    b = med["baseline" + (p[p.index("-at-"):] if "-at-" in p else "")]
     print(f"  {p:12s} CPU {m['cpu_us'] / b['cpu_us']:.2f}×  req/s {m['rps'] / b['rps']:.2f}×  "
           f"p50 {m['p50_ms'] / b['p50_ms']:.2f}×  p99 {m['p99_ms'] / b['p99_ms']:.2f}×")
 print(f"\nidle RSS: baseline {int(idle_b) / 1024:.1f} MiB, callgate {int(idle_c) / 1024:.1f} MiB (target ≤ 24 MiB; under load ≤ 48 MiB)")

@@ -14,6 +14,13 @@ local template = '{"uuid":"%s-%d-%d","event":"/restapi/v1.0/account/809646016/ex
   .. '{"ccMailboxes":["809646016"],"to":"#1052016@sip.ringcentral.com:5060","sid":"53205738620264","srvLvl":"-149699523",'
   .. '"srvLvlExt":"406"},"rcc":false},"park":{},"missedCall":false,"standAlone":false,"muted":false}],"origin":{"type":"Call"}}}'
 local headers = { ["Content-Type"] = "application/json" }
+-- A paced load (benches/e2e.sh fixed): each connection waits this long before each request.
+local delay_ms = tonumber(os.getenv("DELAY_MS") or "")
+if delay_ms then
+  function delay()
+    return delay_ms
+  end
+end
 
 local threads = {}
 local next_id = 0
