@@ -12,7 +12,8 @@ use std::collections::HashMap;
 #[derive(Debug)]
 pub struct Table {
     exact: HashMap<String, Value>,
-    patterns: Vec<(Vec<String>, Value)>,
+    /// Wildcard keys in file order: each part as written, and compiled.
+    patterns: Vec<(Vec<String>, Vec<Glob>, Value)>,
     default: Option<Value>,
     ignore_case: bool,
     /// Every value with its line in `tables.yaml` (the default's too), for load-time checks.
@@ -45,7 +46,9 @@ impl Table {
             lines.push((value.clone(), spanned.referenced.line()));
             let key = fold(&key.0);
             if key.contains('*') {
-                patterns.push((key.split('/').map(str::to_string).collect(), value.clone()));
+                let parts: Vec<String> = key.split('/').map(str::to_string).collect();
+                let globs = parts.iter().map(|p| Glob::compile(p)).collect();
+                patterns.push((parts, globs, value.clone()));
             } else {
                 exact.entry(key).or_insert_with(|| value.clone());
             }
@@ -87,7 +90,7 @@ impl Table {
         let patterns = self
             .patterns
             .iter()
-            .map(|(p, _)| p.iter().map(String::as_str).collect::<Vec<_>>());
+            .map(|(p, _, _)| p.iter().map(String::as_str).collect::<Vec<_>>());
         for key in exact.chain(patterns) {
             if key.len() == parts
                 && let Some(part) = key.get(index)
@@ -115,36 +118,91 @@ impl Table {
         if let Some(v) = self.exact.get(key) {
             return Some(v);
         }
-        let parts = key.split('/').count();
-        for (pattern, value) in &self.patterns {
-            if pattern.len() == parts && pattern.iter().zip(key.split('/')).all(|(p, s)| glob(p, s))
-            {
-                return Some(value);
+        if !self.patterns.is_empty() {
+            // The key's parts, split once (keys have a few parts; more go to the heap).
+            let mut inline = [""; 8];
+            let mut count = 0;
+            let mut spilled = Vec::new();
+            for part in key.split('/') {
+                if count < inline.len() {
+                    inline[count] = part;
+                } else {
+                    spilled.push(part);
+                }
+                count += 1;
+            }
+            let parts: &[&str] = if count <= inline.len() {
+                &inline[..count]
+            } else {
+                spilled.splice(0..0, inline);
+                &spilled
+            };
+            for (_, globs, value) in &self.patterns {
+                if globs.len() == parts.len() && globs.iter().zip(parts).all(|(g, s)| g.matches(s))
+                {
+                    return Some(value);
+                }
             }
         }
         self.default.as_ref()
     }
 }
 
-/// `*` matches any run of characters; everything else matches itself.
-fn glob(pattern: &str, text: &str) -> bool {
-    let Some((first, after)) = pattern.split_once('*') else {
-        return pattern == text;
-    };
-    let Some(mut rest) = text.strip_prefix(first) else {
-        return false;
-    };
-    let (middle, last) = match after.rsplit_once('*') {
-        Some((middle, last)) => (Some(middle), last),
-        None => (None, after),
-    };
-    for piece in middle.into_iter().flat_map(|m| m.split('*')) {
-        match rest.find(piece) {
-            Some(at) => rest = &rest[at + piece.len()..],
-            None => return false,
+/// One part of a wildcard key, compiled: `*` matches any run of characters, everything else
+/// matches itself.
+#[derive(Debug)]
+enum Glob {
+    /// No `*`: the text itself.
+    Exact(String),
+    /// `first*middle*…*last`.
+    Wild {
+        first: String,
+        middle: Vec<String>,
+        last: String,
+    },
+}
+
+impl Glob {
+    fn compile(pattern: &str) -> Glob {
+        let mut pieces: Vec<String> = pattern.split('*').map(str::to_string).collect();
+        if pieces.len() == 1 {
+            return Glob::Exact(pattern.to_string());
+        }
+        let last = pieces.pop().unwrap_or_default();
+        let first = pieces.remove(0);
+        Glob::Wild {
+            first,
+            middle: pieces.into_iter().filter(|p| !p.is_empty()).collect(),
+            last,
         }
     }
-    rest.len() >= last.len() && rest.ends_with(last)
+
+    fn matches(&self, text: &str) -> bool {
+        match self {
+            Glob::Exact(exact) => exact == text,
+            Glob::Wild {
+                first,
+                middle,
+                last,
+            } => {
+                let Some(mut rest) = text.strip_prefix(first.as_str()) else {
+                    return false;
+                };
+                for piece in middle {
+                    match rest.find(piece.as_str()) {
+                        Some(at) => rest = &rest[at + piece.len()..],
+                        None => return false,
+                    }
+                }
+                rest.len() >= last.len() && rest.ends_with(last.as_str())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+fn glob(pattern: &str, text: &str) -> bool {
+    Glob::compile(pattern).matches(text)
 }
 
 #[cfg(test)]
@@ -197,6 +255,14 @@ mod tests {
         let t = table(&[("Online", "available")], Some("busy"), false);
         assert_eq!(t.get("Online"), Some(&json!("available")));
         assert_eq!(t.get("online"), Some(&json!("busy")));
+    }
+
+    #[test]
+    fn keys_of_many_parts_match_part_by_part() {
+        let t = table(&[("a/b/c/d/e/f/g/h/i*/j", "ten")], None, false);
+        assert_eq!(t.get("a/b/c/d/e/f/g/h/ix/j"), Some(&json!("ten")));
+        assert_eq!(t.get("a/b/c/d/e/f/g/h/ix/k"), None);
+        assert_eq!(t.get("a/b/c/d/e/f/g/h/ix"), None);
     }
 
     #[test]
