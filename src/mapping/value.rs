@@ -400,16 +400,21 @@ impl ValueExpr {
                 (!found.is_empty()).then_some(Cow::Owned(Value::Array(found)))
             }
             ValueExpr::Join(parts) => {
-                let mut texts: Vec<Option<String>> = Vec::with_capacity(parts.len());
-                for p in parts {
-                    texts.push(p.eval(scope)?.and_then(text));
+                // Joined in one buffer: this builds most table keys.
+                let mut joined = String::new();
+                let mut any = false;
+                for (index, p) in parts.iter().enumerate() {
+                    if index > 0 {
+                        joined.push('/');
+                    }
+                    if let Some(part) = p.eval(scope)? {
+                        any |= push_text(&mut joined, &part);
+                    }
                 }
-                if texts.iter().all(Option::is_none) {
+                if !any {
                     return Ok(None);
                 }
-                let joined: Vec<String> =
-                    texts.into_iter().map(Option::unwrap_or_default).collect();
-                Some(Cow::Owned(Value::String(joined.join("/"))))
+                Some(Cow::Owned(Value::String(joined)))
             }
             ValueExpr::Concat(parts) => {
                 let mut out = String::new();
@@ -430,9 +435,13 @@ impl ValueExpr {
                 None
             }
             ValueExpr::Eq(a, b) => {
-                let a = a.eval(scope)?.and_then(text);
-                let b = b.eval(scope)?.and_then(text);
-                Some(Cow::Owned(Value::Bool(a == b)))
+                let (a, b) = (a.eval(scope)?, b.eval(scope)?);
+                let same = match (a.as_deref(), b.as_deref()) {
+                    // Both strings: compared as they are, without copies.
+                    (Some(Value::String(x)), Some(Value::String(y))) => x == y,
+                    _ => a.and_then(text) == b.and_then(text),
+                };
+                Some(Cow::Owned(Value::Bool(same)))
             }
             ValueExpr::If(cond, then, otherwise) => {
                 let holds = match cond.eval(scope)?.as_deref() {
@@ -509,6 +518,21 @@ impl ValueExpr {
                 out.push((fallback.clone(), None));
             }
             _ => {}
+        }
+    }
+}
+
+/// Appends a value's [`text`] to `out`; `false` (nothing appended) for null.
+fn push_text(out: &mut String, v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::String(s) => {
+            out.push_str(s);
+            true
+        }
+        other => {
+            out.push_str(&other.to_string());
+            true
         }
     }
 }
