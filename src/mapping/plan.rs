@@ -2,7 +2,7 @@
 //! and the compile step checked, into literal byte runs, typed reads of the [`CallEvent`]
 //! (through [`crate::model::fields`]), compiled helper calls, conditionals and loops. Running
 //! a plan writes the escaped output straight into one buffer: no JSON context tree is built
-//! and no field is copied into one (DESIGN.md §5, issue 22).
+//! and no field is copied into one (README "How templates run").
 //!
 //! Handlebars stays the reference: a plan is built only for what it renders byte for byte as
 //! `handlebars` does (the differential test in `tests/it/plans.rs` holds it to that), and a
