@@ -956,12 +956,19 @@ mod proof {
                 } => {
                     let mut both = expand(then, texts)?;
                     both.extend(expand(otherwise, texts)?);
+                    if both.len() > MAX_WAYS {
+                        return None;
+                    }
                     both
                 }
                 Step::Each {
                     body, otherwise, ..
                 } => {
                     let once = expand(body, texts)?;
+                    // Two iterations pair every way with every way: bounded before it is built.
+                    if once.len() * once.len() > MAX_WAYS {
+                        return None;
+                    }
                     let mut choices = vec![Vec::new()];
                     if let Some(otherwise) = otherwise {
                         choices.extend(expand(otherwise, texts)?);
@@ -1132,6 +1139,20 @@ mod tests {
             r#"[{{#each data.recording.urls}}"{{this}}"{{#unless @last}},{{/unless}}{{/each}}]"#,
         ] {
             assert!(!proven(not), "{not}");
+        }
+    }
+
+    /// A template with more ways through it than the proof considers loads quickly, unproven.
+    #[test]
+    fn the_proof_gives_up_on_templates_with_too_many_ways() {
+        let ifs = "{{#if id}}\"a\"{{else}}\"b\"{{/if}}".repeat(40);
+        // 4,096 ways through the body, which two iterations would pair into 16 million.
+        let body = "{{#if @first}}\"a\"{{else}}\"b\"{{/if}}".repeat(12);
+        let each = format!("[{{{{#each data.recording.urls}}}}{body}{{{{/each}}}}]");
+        for text in [format!("[{ifs}]"), each] {
+            let template = Template::compile(&text).unwrap();
+            let plan = RenderPlan::compile(&template, &HashMap::new(), Escape::Json);
+            assert!(!plan.is_ok_and(|p| p.writes_compact_json()));
         }
     }
 
