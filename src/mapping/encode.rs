@@ -536,25 +536,8 @@ fn compact_json(text: &str) -> Result<String, String> {
     serde::de::IgnoredAny::deserialize(&mut input)
         .and_then(|_| input.end())
         .map_err(|e| e.to_string())?;
-    // Valid JSON from here on: outside strings, whitespace is exactly space, tab, CR and LF,
-    // and bytes of multi-byte characters never look like `"` or `\`.
-    let mut out = Vec::with_capacity(text.len());
-    let (mut in_string, mut escaped) = (false, false);
-    for &b in text.as_bytes() {
-        if in_string {
-            out.push(b);
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-        } else if !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
-            in_string = b == b'"';
-            out.push(b);
-        }
-    }
-    String::from_utf8(out).map_err(|e| e.to_string())
+    // Valid JSON from here on: outside strings, whitespace is exactly space, tab, CR and LF.
+    Ok(super::plan::strip_json_whitespace(text, false))
 }
 
 /// Reads a rendered query template: one `name=value` per non-blank line, values already

@@ -891,9 +891,35 @@ fn rfc3339(value: &Val<'_>) -> Result<chrono::DateTime<chrono::FixedOffset>, Ref
     chrono::DateTime::parse_from_rfc3339(&value.render()).map_err(|_| Refused)
 }
 
+/// JSON text (or a piece of it starting inside a string when `in_string`) without the
+/// whitespace between tokens: strings are kept as written. Multi-byte characters never look
+/// like `"` or `\`, so bytes are scanned.
+pub(crate) fn strip_json_whitespace(text: &str, mut in_string: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut escaped = false;
+    let mut kept = 0;
+    for (i, b) in text.bytes().enumerate() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+        } else if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            out.push_str(&text[kept..i]);
+            kept = i + 1;
+        } else {
+            in_string = b == b'"';
+        }
+    }
+    out.push_str(&text[kept..]);
+    out
+}
+
 /// The load-time proof that a plan writes valid JSON, and the compaction of its text.
 mod proof {
-    use super::{Expr, Helper, Step};
+    use super::{Expr, Helper, Step, strip_json_whitespace};
 
     /// What a piece of one way through the plan writes.
     #[derive(Clone, Copy)]
@@ -1065,25 +1091,9 @@ mod proof {
         for step in steps {
             match step {
                 Step::Raw(text) => {
-                    let mut in_string = starts[*index].unwrap_or(false);
+                    let in_string = starts[*index].unwrap_or(false);
                     *index += 1;
-                    let mut escaped = false;
-                    let mut out = String::with_capacity(text.len());
-                    for c in text.chars() {
-                        if in_string {
-                            out.push(c);
-                            match (escaped, c) {
-                                (true, _) => escaped = false,
-                                (false, '\\') => escaped = true,
-                                (false, '"') => in_string = false,
-                                _ => {}
-                            }
-                        } else if !matches!(c, ' ' | '\t' | '\n' | '\r') {
-                            in_string = c == '"';
-                            out.push(c);
-                        }
-                    }
-                    *text = out.into();
+                    *text = strip_json_whitespace(text, in_string).into();
                 }
                 Step::If {
                     then, otherwise, ..
