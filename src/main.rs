@@ -707,6 +707,27 @@ fn check(mappings: Option<PathBuf>, config_path: Option<PathBuf>) -> anyhow::Res
             for line in &checked.derived {
                 println!("  {line}");
             }
+            // How each template runs, where it is not the fast way (README "How templates run").
+            for vendor in checked.mappings.vendors() {
+                let Some(encoder) = vendor.encoder() else {
+                    continue;
+                };
+                let unplanned = encoder.unplanned();
+                for (file, why) in &unplanned {
+                    println!(
+                        "  note: {}/{file} is rendered by Handlebars, without a render plan: it uses {why}",
+                        vendor.id
+                    );
+                }
+                for file in encoder.unproven() {
+                    if !unplanned.iter().any(|(f, _)| *f == file) {
+                        println!(
+                            "  note: {}/{file} is parsed after each render: its JSON is not proven valid at load",
+                            vendor.id
+                        );
+                    }
+                }
+            }
             return Ok(ExitCode::SUCCESS);
         }
         Ok(_) => {}

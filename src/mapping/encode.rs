@@ -7,7 +7,7 @@
 
 use super::fidelity;
 use super::helpers::{QUERY_VALUE, json_escape, percent_escape};
-use super::plan::RenderPlan;
+use super::plan::{RenderPlan, Unplanned};
 use crate::model::event::CallEvent;
 use handlebars::{Context, Handlebars};
 use percent_encoding::{percent_decode_str, utf8_percent_encode};
@@ -177,10 +177,11 @@ pub(crate) struct EncodeTemplate {
     pub(crate) reads: Arc<[String]>,
     /// Its `path:` template's name in the query (percent-escaping) registry.
     pub(crate) path: Option<Arc<str>>,
-    /// The body or query template compiled into a plan; `None`: `handlebars` renders it.
-    pub(crate) plan: Option<RenderPlan>,
-    /// The `path:` template's plan.
-    pub(crate) path_plan: Option<RenderPlan>,
+    /// The body or query template compiled into a plan, or why it has none (`handlebars`
+    /// renders it then).
+    pub(crate) plan: Result<RenderPlan, Unplanned>,
+    /// The `path:` template's plan, or why it has none; `None` without a `path:`.
+    pub(crate) path_plan: Option<Result<RenderPlan, Unplanned>>,
 }
 
 /// What renders a template: its plan (the default), or `handlebars`, the reference the plans
@@ -246,7 +247,9 @@ impl Encoder {
                 kind: TemplateKind::Canonical,
                 reads: Arc::from([]),
                 path: None,
-                plan: None,
+                plan: Err(Unplanned(
+                    "the built-in CloudEvents encoder has no template".into(),
+                )),
                 path_plan: None,
             }],
         }
@@ -291,16 +294,16 @@ impl Encoder {
         self.render_by(&EventContext::new(event), engine)
     }
 
-    /// The template files (and `#path` templates) that have no render plan: `handlebars`
-    /// renders them.
-    pub fn unplanned(&self) -> Vec<String> {
+    /// The template files (and `#path` templates) that have no render plan, each with what
+    /// keeps it from one: `handlebars` renders them.
+    pub fn unplanned(&self) -> Vec<(String, String)> {
         let mut found = Vec::new();
         for t in &self.templates {
-            if t.kind != TemplateKind::Canonical && t.plan.is_none() {
-                found.push(t.file.to_string());
+            if let (false, Err(Unplanned(why))) = (t.kind == TemplateKind::Canonical, &t.plan) {
+                found.push((t.file.to_string(), why.clone()));
             }
-            if t.path.is_some() && t.path_plan.is_none() {
-                found.push(format!("{}#path", t.file));
+            if let Some(Err(Unplanned(why))) = &t.path_plan {
+                found.push((format!("{}#path", t.file), why.clone()));
             }
         }
         found
@@ -312,7 +315,7 @@ impl Encoder {
         self.templates
             .iter()
             .filter(|t| t.kind == TemplateKind::JsonBody)
-            .filter(|t| !t.plan.as_ref().is_some_and(RenderPlan::writes_compact_json))
+            .filter(|t| !t.plan.as_ref().is_ok_and(RenderPlan::writes_compact_json))
             .map(|t| t.file.to_string())
             .collect()
     }
@@ -384,7 +387,7 @@ impl Encoder {
                 };
                 let (text, compact) = self.text(
                     template,
-                    template.plan.as_ref(),
+                    template.plan.as_ref().ok(),
                     &template.file,
                     registry,
                     context,
@@ -422,7 +425,7 @@ impl Encoder {
             Some(name) => Some(
                 self.text(
                     template,
-                    template.path_plan.as_ref(),
+                    template.path_plan.as_ref().and_then(|p| p.as_ref().ok()),
                     name,
                     &self.query,
                     context,

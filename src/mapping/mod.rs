@@ -1084,7 +1084,8 @@ fn compile_encoder(
             continue;
         }
         let mut reads = Vec::new();
-        let mut plan = None;
+        // A template with problems is refused at load: its plan is never used.
+        let mut plan = Err(plan::Unplanned("the template has problems".into()));
         if let Some(parsed) = registry.get_template(&rel.value) {
             let before = problems.len();
             let mut check = typecheck::TemplateCheck {
@@ -1153,7 +1154,7 @@ fn compile_encoder(
         };
         let path_plan = url_path.as_ref().and_then(|name| {
             let parsed = query.get_template(name)?;
-            planned(parsed, &tables, TemplateKind::Query, name)
+            Some(planned(parsed, &tables, TemplateKind::Query, name))
         });
         templates.push(EncodeTemplate {
             types: t.types.value,
@@ -1184,20 +1185,18 @@ fn planned(
     tables: &HashMap<String, Arc<Table>>,
     kind: TemplateKind,
     name: &str,
-) -> Option<plan::RenderPlan> {
+) -> Result<plan::RenderPlan, plan::Unplanned> {
     let escape = match kind {
         TemplateKind::Query => plan::Escape::Percent,
         _ => plan::Escape::Json,
     };
-    match plan::RenderPlan::compile(parsed, tables, escape) {
-        Ok(plan) => Some(plan),
-        Err(plan::Unplanned(why)) => {
-            tracing::debug!(
-                template = name,
-                why,
-                "no render plan: handlebars renders it"
-            );
-            None
-        }
+    let planned = plan::RenderPlan::compile(parsed, tables, escape);
+    if let Err(plan::Unplanned(why)) = &planned {
+        tracing::debug!(
+            template = name,
+            why,
+            "no render plan: handlebars renders it"
+        );
     }
+    planned
 }

@@ -679,3 +679,36 @@ fn replay_help_has_an_example_of_every_flag() {
         );
     }
 }
+
+/// `check` says which templates run without a render plan (and why) and which are parsed
+/// after each render, so ops know what runs the slow way (README "How templates run").
+#[test]
+fn check_names_templates_without_a_plan_or_a_proof() {
+    let dir = tempfile::tempdir().unwrap();
+    let mappings = dir.path().join("mappings");
+    copy_dir(&root().join("mappings"), &mappings);
+    let template = mappings.join("vidyo/templates/user-status.json.hbs");
+    let source = std::fs::read_to_string(&template).unwrap();
+    // An empty `#with` block: valid, renders nothing, and plans do not know `#with`.
+    std::fs::write(
+        &template,
+        format!("{{{{#with data}}}}{{{{/with}}}}{source}"),
+    )
+    .unwrap();
+    let out = callgate(&["check", "--mappings", mappings.to_str().unwrap()], None);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    for expected in [
+        "note: vidyo/templates/user-status.json.hbs is rendered by Handlebars, without a render plan: it uses `#with`",
+        "note: ringcentral/templates/telephony-session.json.hbs is parsed after each render",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+    assert!(
+        !stdout.contains("note: vidyo/templates/user-status.json.hbs is parsed"),
+        "one note per template:\n{stdout}"
+    );
+}

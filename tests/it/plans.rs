@@ -80,7 +80,7 @@ fn every_shipped_template_has_a_plan() {
     let set = mappings();
     for vendor in set.vendors() {
         if let Some(encoder) = vendor.encoder() {
-            assert_eq!(encoder.unplanned(), Vec::<String>::new(), "{}", vendor.id);
+            assert_eq!(encoder.unplanned(), Vec::new(), "{}", vendor.id);
         }
     }
 }
