@@ -74,8 +74,8 @@ enum Step {
 
 #[derive(Debug)]
 enum Expr {
-    /// A canonical field or group.
-    Field(Read),
+    /// A canonical field or group, and its dotted name.
+    Field(Read, Box<str>),
     /// A member of `data.extensions`, by its segments below it.
     Extension(Vec<String>),
     /// A literal (`"x"`, `0`, `true`).
@@ -255,7 +255,7 @@ impl Compiler<'_> {
                     None => Vec::new(),
                 },
             }),
-            "each" if scope == Scope::Event && matches!(condition, Expr::Field(_)) => {
+            "each" if scope == Scope::Event && matches!(condition, Expr::Field(..)) => {
                 Ok(Step::Each {
                     list: condition,
                     body: match &h.template {
@@ -341,7 +341,7 @@ impl Compiler<'_> {
             ));
         }
         match fields::read(raw) {
-            Some(read) => Ok(Expr::Field(read)),
+            Some(read) => Ok(Expr::Field(read, raw.into())),
             None => unplanned(format!("`{raw}`, which is not a canonical field")),
         }
     }
@@ -720,7 +720,7 @@ impl<'a> Run<'a> {
 
     fn eval(&self, expr: &'a Expr, item: Item<'a>) -> Result<Val<'a>, Refused> {
         Ok(match expr {
-            Expr::Field(read) => read(self.event).map_or(Val::Missing, Val::from_field),
+            Expr::Field(read, _) => read(self.event).map_or(Val::Missing, Val::from_field),
             Expr::Extension(segments) => {
                 let mut at = self.event.data.extensions.get(&segments[0]);
                 for seg in &segments[1..] {
@@ -941,7 +941,7 @@ mod proof {
     /// whitespace outside strings from its texts.
     pub(super) fn compact_json(steps: &mut [Step]) -> bool {
         let mut texts = Vec::new();
-        let Some(ways) = expand(steps, &mut texts) else {
+        let Some(ways) = expand(steps, &mut texts, &[]) else {
             return false;
         };
         // Whether each text starts inside a string: the same on every way, or no proof.
@@ -960,8 +960,13 @@ mod proof {
     }
 
     /// The texts of the plan in order, and every way through it (`#if` both branches,
-    /// `#each` zero, one and two times).
-    fn expand(steps: &[Step], texts: &mut Vec<String>) -> Option<Vec<Vec<Piece>>> {
+    /// `#each` zero, one and two times). `present`: the fields an enclosing `#if` found
+    /// truthy (so present) on this way.
+    fn expand(
+        steps: &[Step],
+        texts: &mut Vec<String>,
+        present: &[&str],
+    ) -> Option<Vec<Vec<Piece>>> {
         let mut ways: Vec<Vec<Piece>> = vec![Vec::new()];
         for step in steps {
             let choices: Vec<Vec<Piece>> = match step {
@@ -974,14 +979,31 @@ mod proof {
                     Expr::Call(Helper::EpochS | Helper::EpochMs | Helper::EpochUs, _) => {
                         Piece::Integer
                     }
+                    // `number` of a present value writes a JSON number (or refuses).
+                    Expr::Call(Helper::Number, args) if matches!(&args[..], [Expr::Field(_, name)] if present.contains(&&**name)) => {
+                        Piece::Value
+                    }
                     _ => Piece::Text,
                 }]],
                 Step::Json(_) => vec![vec![Piece::Value]],
                 Step::If {
-                    then, otherwise, ..
+                    condition,
+                    negate,
+                    then,
+                    otherwise,
                 } => {
-                    let mut both = expand(then, texts)?;
-                    both.extend(expand(otherwise, texts)?);
+                    // A truthy field is present on the branch that runs when it is truthy.
+                    let mut truthy = present.to_vec();
+                    if let Expr::Field(_, name) = condition {
+                        truthy.push(name);
+                    }
+                    let (when_then, when_otherwise) = if *negate {
+                        (present, truthy.as_slice())
+                    } else {
+                        (truthy.as_slice(), present)
+                    };
+                    let mut both = expand(then, texts, when_then)?;
+                    both.extend(expand(otherwise, texts, when_otherwise)?);
                     if both.len() > MAX_WAYS {
                         return None;
                     }
@@ -990,14 +1012,14 @@ mod proof {
                 Step::Each {
                     body, otherwise, ..
                 } => {
-                    let once = expand(body, texts)?;
+                    let once = expand(body, texts, present)?;
                     // Two iterations pair every way with every way: bounded before it is built.
                     if once.len() * once.len() > MAX_WAYS {
                         return None;
                     }
                     let mut choices = vec![Vec::new()];
                     if let Some(otherwise) = otherwise {
-                        choices.extend(expand(otherwise, texts)?);
+                        choices.extend(expand(otherwise, texts, present)?);
                     }
                     for a in &once {
                         choices.push(a.clone());
@@ -1133,6 +1155,8 @@ mod tests {
             r#"{"t": {{#if time}}{{epoch_ms time}}{{else}}0{{/if}}, "s": "x {{type}} y"}"#,
             r#"{"u": "{{#each data.recording.urls}}{{this}};{{/each}}"}"#,
             r#"{"a": {{json (obj x=id)}} }"#,
+            r#"{"n": {{#if sequence}}{{number sequence}}{{else}}0{{/if}} }"#,
+            r#"{"n": {{#unless sequence}}0{{else}}{{number sequence}}{{/unless}} }"#,
         ] {
             assert!(proven(ok), "{ok}");
         }
@@ -1144,6 +1168,9 @@ mod tests {
             r#"{"a": "{{json id}}"}"#,
             r#"{"a": "\\{{id}}"}"#,
             r#"{"a": {{{id}}}}"#,
+            r#"{"n": {{number sequence}} }"#,
+            r#"{"n": {{#if time}}{{number sequence}}{{else}}0{{/if}} }"#,
+            r#"{"n": {{#unless sequence}}{{number sequence}}{{/unless}} }"#,
             r#"{"a": 1{{#if id}}, "b": 2{{/if}}"#,
             r#"[{{#each data.recording.urls}}"{{this}}"{{/each}}]"#,
             r#"[{{#each data.recording.urls}}"{{this}}"{{#unless @last}},{{/unless}}{{/each}}]"#,

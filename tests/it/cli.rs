@@ -700,7 +700,7 @@ fn check_names_templates_without_a_plan_or_a_proof() {
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
     for expected in [
         "note: vidyo/templates/user-status.json.hbs is rendered by Handlebars, without a render plan: it uses `#with`",
-        "note: ringcentral/templates/telephony-session.json.hbs is parsed after each render",
+        "note: enablex/templates/webhook.json.hbs is parsed after each render",
     ] {
         assert!(
             stdout.contains(expected),
