@@ -154,6 +154,8 @@ pub struct Rule {
     pub(crate) event_type: ValueExpr,
     /// Canonical field (dotted, as written) → its parts, value and typed write.
     pub(crate) sets: Vec<(String, Vec<String>, ValueExpr, Option<Write>)>,
+    /// Every `set` has a typed write, so events are built by them (decided at load).
+    pub(crate) typed: bool,
     pub(crate) keeps: Vec<(String, ValueExpr)>,
     /// `let` names, by position.
     pub(crate) let_names: Vec<String>,
@@ -276,13 +278,7 @@ impl Decoder {
         item: &Value,
         build: Build,
     ) -> Result<CallEvent, DecodeError> {
-        let failed = |field: &str, e: ConvertError| DecodeError::Convert {
-            vendor: self.vendor.clone(),
-            rule: rule.name.clone(),
-            field: field.to_string(),
-            value: e.value,
-            format: e.format,
-        };
+        let failed = |field: &str, e: ConvertError| self.convert_error(rule, field, e);
         let mut vars: Vec<Option<Value>> = Vec::with_capacity(rule.lets.len());
         for (expr, name) in rule.lets.iter().zip(&rule.let_names) {
             let value = expr
@@ -319,7 +315,7 @@ impl Decoder {
                 extensions.insert(name.clone(), value.into_owned());
             }
         }
-        if build == Build::Typed && rule.sets.iter().all(|s| s.3.is_some()) {
+        if build == Build::Typed && rule.typed {
             return self.typed_item(rule, &scope, event_type, extensions, item);
         }
         let mut event = Map::new();
@@ -342,6 +338,17 @@ impl Decoder {
             rule: rule.name.clone(),
             message: e.to_string(),
         })
+    }
+
+    /// A value of `rule` for `field` that did not parse in its declared format.
+    fn convert_error(&self, rule: &Rule, field: &str, e: ConvertError) -> DecodeError {
+        DecodeError::Convert {
+            vendor: self.vendor.clone(),
+            rule: rule.name.clone(),
+            field: field.to_string(),
+            value: e.value,
+            format: e.format,
+        }
     }
 
     /// The event of one item built by typed writes, with the defaults [`Self::fill_defaults`]
@@ -376,13 +383,9 @@ impl Decoder {
             (false, false, false, false, false, false);
         for (field, _, expr, write) in &rule.sets {
             let Some(write) = write else { continue };
-            let Some(value) = expr.eval(scope).map_err(|e| DecodeError::Convert {
-                vendor: self.vendor.clone(),
-                rule: rule.name.clone(),
-                field: field.to_string(),
-                value: e.value,
-                format: e.format,
-            })?
+            let Some(value) = expr
+                .eval(scope)
+                .map_err(|e| self.convert_error(rule, field, e))?
             else {
                 continue;
             };

@@ -236,9 +236,9 @@ fn number(h: &Helper<'_>) -> Result<Value, RenderError> {
     match present(h, 0) {
         None => Ok(Value::Null),
         Some(Value::Number(n)) => Ok(Value::Number(n.clone())),
-        Some(Value::String(s)) => serde_json::from_str::<serde_json::Number>(s.trim())
+        Some(Value::String(s)) => parse_number(s)
             .map(Value::Number)
-            .map_err(|_| other(format!("`number`: {s:?} is not a number"))),
+            .ok_or_else(|| other(format!("`number`: {s:?} is not a number"))),
         Some(v) => Err(other(format!("`number`: {v} is not a number"))),
     }
 }
@@ -270,11 +270,24 @@ fn time_format(h: &Helper<'_>) -> Result<Value, RenderError> {
     }
     let t = rfc3339("time_format", h)?;
     let format = param("time_format", h, 1)?.render();
+    format_time(t, &format)
+        .map(Value::String)
+        .ok_or_else(|| other(format!("`time_format`: invalid format {format:?}")))
+}
+
+/// `t` in UTC in a chrono strftime `format`; `None` when the format is invalid
+/// (`{{time_format}}`, here and in render plans).
+pub(crate) fn format_time(t: DateTime<chrono::FixedOffset>, format: &str) -> Option<String> {
     let mut out = String::new();
     use std::fmt::Write as _;
-    write!(out, "{}", t.with_timezone(&chrono::Utc).format(&format))
-        .map_err(|_| other(format!("`time_format`: invalid format {format:?}")))?;
-    Ok(Value::String(out))
+    write!(out, "{}", t.with_timezone(&chrono::Utc).format(format)).ok()?;
+    Some(out)
+}
+
+/// A numeric text (surrounding blanks ignored) as a JSON number, its digits kept
+/// (`{{number x}}`, here and in render plans).
+pub(crate) fn parse_number(text: &str) -> Option<serde_json::Number> {
+    serde_json::from_str(text.trim()).ok()
 }
 
 #[cfg(test)]

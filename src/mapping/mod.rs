@@ -927,6 +927,7 @@ fn compile_rule(
         each,
         lets,
         event_type,
+        typed: sets.iter().all(|set| set.3.is_some()),
         sets,
         keeps,
         let_names: var_names,

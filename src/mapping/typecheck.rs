@@ -574,8 +574,18 @@ fn locate(source: &str, at: (usize, usize), token: &str) -> Option<(usize, usize
     Some((line, column))
 }
 
-fn is_helper(name: &str) -> bool {
+/// Whether `name` is a helper a template may call (callgate's or a handlebars built-in):
+/// `{{name}}` then calls it rather than reading a field.
+pub(crate) fn is_helper(name: &str) -> bool {
     HELPERS.iter().any(|s| s.name == name)
+}
+
+/// The positional arguments a (non-block) helper takes, `(min, max)`.
+pub(crate) fn arity(name: &str) -> Option<(usize, usize)> {
+    HELPERS
+        .iter()
+        .find(|s| s.name == name && !s.block)
+        .map(|s| (s.min, s.max))
 }
 
 fn raw(path: &HbsPath) -> &str {

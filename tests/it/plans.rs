@@ -19,7 +19,7 @@ use callgate::model::event::{
 use callgate::translate::Translator;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
 
 /// The ops' directories a Teams destination would have: the application id, and Entra ids
@@ -409,22 +409,40 @@ fn arbitrary_event() -> impl Strategy<Value = CallEvent> {
     )
 }
 
-/// 2,000 generated events through every vendor's templates both ways. On a thread with a
-/// large stack: the event strategy is deep, and debug builds keep every level's frame.
+/// 2,000 generated events through every vendor's templates both ways.
 #[test]
 fn plans_render_generated_events_as_handlebars_does() {
+    let vendors = encoders();
+    let rendered = both_ways(arbitrary_event, vendors.clone(), compare);
+    // The generated events reach every template (directory tables included).
+    for vendor in &vendors {
+        let count = rendered.get(vendor).copied().unwrap_or(0);
+        assert!(
+            count >= 20,
+            "{vendor}: only {count} events rendered by both"
+        );
+    }
+}
+
+/// Runs `compare` for every vendor on 2,000 generated values, failing on the first
+/// difference; returns how many values both ways accepted, per vendor. On a thread with a
+/// large stack: the strategies are deep, and debug builds keep every level's frame.
+fn both_ways<S: Strategy + 'static>(
+    strategy: fn() -> S,
+    vendors: Vec<String>,
+    compare: fn(&str, &S::Value) -> Result<bool, String>,
+) -> BTreeMap<String, usize> {
     std::thread::Builder::new()
         .stack_size(256 << 20)
-        .spawn(|| {
+        .spawn(move || {
             let mut runner =
                 proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(2000));
-            let vendors = encoders();
-            let rendered = std::cell::RefCell::new(std::collections::BTreeMap::new());
-            let result = runner.run(&arbitrary_event(), |event| {
+            let accepted = std::cell::RefCell::new(BTreeMap::new());
+            let result = runner.run(&strategy(), |value| {
                 for vendor in &vendors {
-                    match compare(vendor, &event) {
+                    match compare(vendor, &value) {
                         Err(e) => return Err(TestCaseError::fail(e)),
-                        Ok(true) => *rendered.borrow_mut().entry(vendor.clone()).or_insert(0) += 1,
+                        Ok(true) => *accepted.borrow_mut().entry(vendor.clone()).or_insert(0) += 1,
                         Ok(false) => {}
                     }
                 }
@@ -433,19 +451,11 @@ fn plans_render_generated_events_as_handlebars_does() {
             if let Err(e) = result {
                 panic!("{e}");
             }
-            // The generated events reach every template that can render without a directory.
-            let rendered = rendered.into_inner();
-            for vendor in &vendors {
-                let count = rendered.get(vendor).copied().unwrap_or(0);
-                assert!(
-                    count >= 20,
-                    "{vendor}: only {count} events rendered by both"
-                );
-            }
+            accepted.into_inner()
         })
         .unwrap()
         .join()
-        .unwrap();
+        .unwrap()
 }
 
 /// Decodes `payload` as `vendor` both ways: whether it decoded, or how the two differ.
@@ -504,37 +514,13 @@ fn typed_decode_builds_every_fixture_as_serde_does() {
 /// types in every place: decoded both ways, the same events or both refusing.
 #[test]
 fn typed_decode_builds_generated_payloads_as_serde_does() {
-    std::thread::Builder::new()
-        .stack_size(256 << 20)
-        .spawn(|| {
-            let mut runner =
-                proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(2000));
-            let vendors: Vec<String> = mappings()
-                .vendors()
-                .filter(|v| v.decoder().is_some())
-                .map(|v| v.id.clone())
-                .collect();
-            let decoded = std::cell::Cell::new(0);
-            let result = runner.run(&crate::properties::arbitrary_json(), |payload| {
-                for vendor in &vendors {
-                    match compare_decode(vendor, &payload) {
-                        Err(e) => return Err(TestCaseError::fail(e)),
-                        Ok(true) => decoded.set(decoded.get() + 1),
-                        Ok(false) => {}
-                    }
-                }
-                Ok(())
-            });
-            if let Err(e) = result {
-                panic!("{e}");
-            }
-            assert!(
-                decoded.get() > 40,
-                "only {} payloads decoded",
-                decoded.get()
-            );
-        })
-        .unwrap()
-        .join()
-        .unwrap();
+    let vendors: Vec<String> = mappings()
+        .vendors()
+        .filter(|v| v.decoder().is_some())
+        .map(|v| v.id.clone())
+        .collect();
+    let decoded: usize = both_ways(crate::properties::arbitrary_json, vendors, compare_decode)
+        .values()
+        .sum();
+    assert!(decoded > 40, "only {decoded} payloads decoded");
 }
